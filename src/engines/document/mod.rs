@@ -1,0 +1,328 @@
+//! The document engine: a MongoDB-shaped store of BSON documents.
+//!
+//! [`DocumentStore`] is one database of named collections. Filters, updates,
+//! sorts, projections and aggregation pipelines are BSON documents written
+//! exactly as for MongoDB, so the MongoDB adapter passes them through and the
+//! embedded engine interprets a documented subset of them.
+//!
+//! # The subset every implementation keeps
+//!
+//! - Filters: implicit equality, `$eq $ne $gt $gte $lt $lte $in $nin $exists
+//!   $and $or $nor $not $size $elemMatch $regex` (with `$options`), dot paths
+//!   into nested documents and array indexes, and MongoDB's array rule: a
+//!   field holding an array matches when the array itself or any element
+//!   matches.
+//! - Updates: `$set $unset $inc $push $addToSet` (`$push`/`$addToSet` accept
+//!   `$each`), with upsert.
+//! - Sort: MongoDB's cross-type BSON order (MinKey < null/missing < numbers <
+//!   strings < documents < arrays < binary < ObjectId < booleans < dates <
+//!   timestamps < regex < MaxKey); an array sorts by its smallest element
+//!   ascending and its largest descending.
+//! - Aggregation stages `$match $project $addFields $set $group $sort $skip
+//!   $limit $unwind $lookup $count`, accumulators `$sum $avg $min $max $count
+//!   $push $first $last`.
+//! - Indexes: single and compound, unique, named.
+//! - Collection validators: `$jsonSchema` with `bsonType`, `required` and
+//!   `properties`.
+//!
+//! Anything outside the subset fails with [`ErrorKind::Unsupported`] naming
+//! the operator or stage; it is never ignored.
+//!
+//! [`ErrorKind::Unsupported`]: crate::error::ErrorKind::Unsupported
+
+use async_trait::async_trait;
+use bson::{Bson, Document};
+
+use crate::error::Result;
+
+pub mod embedded;
+
+/// Options of [`DocumentStore::find`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FindOptions {
+    /// Sort specification, `{field: 1 | -1, ...}`, applied before skip/limit.
+    pub sort: Option<Document>,
+    /// Number of documents to skip after sorting.
+    pub skip: Option<u64>,
+    /// Maximum number of documents to return. `None` returns every match.
+    pub limit: Option<u64>,
+    /// Projection, `{field: 0 | 1 | expression}` as MongoDB takes it.
+    pub projection: Option<Document>,
+}
+
+impl FindOptions {
+    /// Options with a sort.
+    pub fn sorted(sort: Document) -> Self {
+        FindOptions {
+            sort: Some(sort),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the limit.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Sets the skip.
+    pub fn skip(mut self, skip: u64) -> Self {
+        self.skip = Some(skip);
+        self
+    }
+
+    /// Sets the projection.
+    pub fn projection(mut self, projection: Document) -> Self {
+        self.projection = Some(projection);
+        self
+    }
+}
+
+/// Options of [`DocumentStore::update`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdateOptions {
+    /// Update every matching document, not just the first.
+    pub multi: bool,
+    /// Insert a document when nothing matches: the filter's equality
+    /// conditions, then the update applied to them.
+    pub upsert: bool,
+}
+
+/// What an update or replace did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateResult {
+    /// Documents that matched the filter.
+    pub matched: u64,
+    /// Documents whose content changed (an update that sets a field to the
+    /// value it already holds matches but does not modify).
+    pub modified: u64,
+    /// The `_id` of the inserted document when an upsert inserted one.
+    pub upserted_id: Option<Bson>,
+}
+
+/// An index to create, or one that exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSpec {
+    /// Keys in order, `{field: 1 | -1, ...}`. Dot paths are allowed.
+    pub keys: Document,
+    /// The index name. When absent on creation, MongoDB's default name is
+    /// used: `field_1_other_-1`.
+    pub name: Option<String>,
+    /// Reject a second document with the same key (missing counts as null).
+    pub unique: bool,
+}
+
+impl IndexSpec {
+    /// A non-unique index on `keys` with the default name.
+    pub fn new(keys: Document) -> Self {
+        IndexSpec {
+            keys,
+            name: None,
+            unique: false,
+        }
+    }
+
+    /// Makes the index unique.
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// Names the index.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The name MongoDB gives an index on `keys`: `a_1_b_-1`.
+    pub fn default_name(keys: &Document) -> String {
+        keys.iter()
+            .map(|(k, v)| {
+                let dir = match v {
+                    Bson::Int32(i) => i64::from(*i),
+                    Bson::Int64(i) => *i,
+                    Bson::Double(d) => *d as i64,
+                    other => return format!("{k}_{other}"),
+                };
+                format!("{k}_{dir}")
+            })
+            .collect::<Vec<_>>()
+            .join("_")
+    }
+
+    /// The explicit name, or the default one.
+    pub fn effective_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| Self::default_name(&self.keys))
+    }
+}
+
+/// Options of [`DocumentStore::create_collection`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectionOptions {
+    /// A validator, `{"$jsonSchema": {...}}`. Inserts, updates and replaces
+    /// that produce a document failing it are rejected with
+    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind::InvalidInput)
+    /// naming the failing field.
+    pub validator: Option<Document>,
+}
+
+/// A MongoDB-shaped document database.
+///
+/// Implementations: [`embedded::EmbeddedDocumentStore`] (in-process,
+/// persisted in the data dir) and the MongoDB adapter. Both keep the
+/// contracts below; the conformance suite in `tests/document_conformance.rs`
+/// checks each of them against every implementation.
+///
+/// # Contracts
+///
+/// - A collection springs into existence on first insert or upsert; reading a
+///   collection that does not exist returns nothing, not an error.
+/// - Inserting a document without `_id` adds an ObjectId `_id` first. A
+///   duplicate `_id`, or a duplicate key of a unique index, fails with
+///   [`ErrorKind::Conflict`](crate::error::ErrorKind::Conflict) and stores
+///   nothing of that document. `insert_many` is ordered: documents before the
+///   failing one stay inserted, the rest are not attempted.
+/// - Filters, updates and pipelines are checked before anything runs: an
+///   operator outside the subset fails with `Unsupported` naming it even when
+///   the collection is empty; a malformed one fails with `InvalidInput`.
+/// - An update document must consist of update operators only; a replacement
+///   must contain none. Changing `_id` is `InvalidInput`.
+/// - `drop_collection` and `drop_index` of something absent succeed.
+/// - An acknowledged write is visible to every later read through any handle
+///   on the same store.
+#[async_trait]
+pub trait DocumentStore: Send + Sync + std::fmt::Debug {
+    /// The implementation: `"embedded"` or `"mongodb"`.
+    fn kind(&self) -> &'static str;
+
+    /// Where it stores, for humans, with secrets redacted.
+    fn target(&self) -> String;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a collection, or, when it exists, sets its options (MongoDB's
+    /// `create` then `collMod`). Idempotent.
+    async fn create_collection(&self, collection: &str, options: CollectionOptions) -> Result<()>;
+
+    /// Names of the collections, sorted.
+    async fn list_collections(&self) -> Result<Vec<String>>;
+
+    /// Drops a collection with its documents and indexes. Absent is fine.
+    async fn drop_collection(&self, collection: &str) -> Result<()>;
+
+    /// Drops every collection of this database. Used by tests to leave
+    /// nothing behind.
+    async fn drop_database(&self) -> Result<()>;
+
+    /// Inserts documents in order and returns their `_id`s.
+    async fn insert_many(&self, collection: &str, documents: Vec<Document>) -> Result<Vec<Bson>>;
+
+    /// Documents matching `filter`, sorted, skipped, limited and projected.
+    async fn find(
+        &self,
+        collection: &str,
+        filter: Document,
+        options: FindOptions,
+    ) -> Result<Vec<Document>>;
+
+    /// Number of documents matching `filter`.
+    async fn count(&self, collection: &str, filter: Document) -> Result<u64>;
+
+    /// Applies update operators to the first (or every, with `multi`)
+    /// matching document.
+    async fn update(
+        &self,
+        collection: &str,
+        filter: Document,
+        update: Document,
+        options: UpdateOptions,
+    ) -> Result<UpdateResult>;
+
+    /// Replaces the first matching document whole, keeping its `_id`.
+    async fn replace_one(
+        &self,
+        collection: &str,
+        filter: Document,
+        replacement: Document,
+        upsert: bool,
+    ) -> Result<UpdateResult>;
+
+    /// Deletes the first (or every, with `multi`) matching document and
+    /// returns how many were deleted.
+    async fn delete(&self, collection: &str, filter: Document, multi: bool) -> Result<u64>;
+
+    /// Runs an aggregation pipeline.
+    async fn aggregate(&self, collection: &str, pipeline: Vec<Document>) -> Result<Vec<Document>>;
+
+    /// Creates an index and returns its name. Creating the same index again
+    /// is a no-op; an index whose keys exist under another definition fails
+    /// with `Conflict`. Creating a unique index over existing duplicates fails
+    /// with `Conflict` and creates nothing.
+    async fn create_index(&self, collection: &str, index: IndexSpec) -> Result<String>;
+
+    /// The collection's indexes, `_id_` first.
+    async fn list_indexes(&self, collection: &str) -> Result<Vec<IndexSpec>>;
+
+    /// Drops an index by name. Absent is fine; `_id_` cannot be dropped.
+    async fn drop_index(&self, collection: &str, name: &str) -> Result<()>;
+
+    /// Inserts one document and returns its `_id`.
+    async fn insert_one(&self, collection: &str, document: Document) -> Result<Bson> {
+        let mut ids = self.insert_many(collection, vec![document]).await?;
+        ids.pop()
+            .ok_or_else(|| crate::error::Error::internal("insert returned no id"))
+    }
+
+    /// The first document matching `filter` in `options`' order.
+    async fn find_one(
+        &self,
+        collection: &str,
+        filter: Document,
+        options: FindOptions,
+    ) -> Result<Option<Document>> {
+        let mut found = self.find(collection, filter, options.limit(1)).await?;
+        Ok(found.pop())
+    }
+
+    /// [`update`](Self::update) of the first matching document.
+    async fn update_one(
+        &self,
+        collection: &str,
+        filter: Document,
+        update: Document,
+        upsert: bool,
+    ) -> Result<UpdateResult> {
+        let options = UpdateOptions {
+            multi: false,
+            upsert,
+        };
+        self.update(collection, filter, update, options).await
+    }
+
+    /// [`update`](Self::update) of every matching document.
+    async fn update_many(
+        &self,
+        collection: &str,
+        filter: Document,
+        update: Document,
+    ) -> Result<UpdateResult> {
+        let options = UpdateOptions {
+            multi: true,
+            upsert: false,
+        };
+        self.update(collection, filter, update, options).await
+    }
+
+    /// Deletes the first matching document.
+    async fn delete_one(&self, collection: &str, filter: Document) -> Result<u64> {
+        self.delete(collection, filter, false).await
+    }
+
+    /// Deletes every matching document.
+    async fn delete_many(&self, collection: &str, filter: Document) -> Result<u64> {
+        self.delete(collection, filter, true).await
+    }
+}

@@ -1,0 +1,1 @@
+//! The embedded key-value store (in progress).

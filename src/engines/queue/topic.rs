@@ -1,0 +1,1 @@
+//! Topic routing-key patterns (in progress).
