@@ -1,5 +1,40 @@
-//! strata: the data plane of an ML platform.
+//! strata: the data plane of an ML platform, in one binary.
+//!
+//! It keeps datasets, training runs, model configs, experiments, online
+//! features, cached predictions, leaderboards and events, each in the kind of
+//! store that suits it, and runs the pipelines between them. The same code
+//! runs on embedded engines (SQLite, an in-process document store, a
+//! moka-backed key-value store, an in-process broker) and on PostgreSQL +
+//! MongoDB + Redis + RabbitMQ, switched by configuration alone.
+//!
+//! # Layout
+//!
+//! Layers point down only: `cli` → services → `cache` → `engines`.
+//!
+//! - [`error`]: the one error type, with kinds callers act on. Imported by
+//!   every layer.
+//! - [`config`]: configuration from defaults, files, environment and flags
+//!   (figment). Imported by `engines` (to build themselves) and `cli`.
+//! - [`engines`]: the four engine kinds. [`engines::relational`] (sea-orm on
+//!   SQLite or PostgreSQL), [`engines::document`] (`DocumentStore`, shaped
+//!   after MongoDB), [`engines::kv`] (`KvStore`, shaped after Redis),
+//!   [`engines::queue`] (`Broker`, shaped after AMQP 0-9-1). Knows nothing of
+//!   ML; imports only `error` and `config`.
+//! - [`migration`]: the relational schema as sea-orm migrations, applied at
+//!   start. Imports `engines::relational` for error mapping.
+//! - [`cli`]: the `strata` command (clap). May import everything.
+//!
+//! Modules that arrive with later capabilities slot in between: `cache` (the
+//! three-tier cache over the engines), `platform` (registry and tracking),
+//! `serving` (features, predictions, leaderboards), `pipelines`,
+//! `analytics`, `api` (HTTP) and `bench`.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod cli;
+pub mod config;
 pub mod engines;
 pub mod error;
+pub mod migration;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,1 +1,5 @@
-fn main(){}
+//! The `strata` binary; see `strata --help`.
+
+fn main() -> std::process::ExitCode {
+    strata::cli::main()
+}

@@ -1,0 +1,157 @@
+//! The `strata` command.
+//!
+//! Exit status: 0 on success, 1 when an engine or operation failed, 2 for
+//! bad input or configuration (a malformed filter, an unsupported operator,
+//! an unknown engine kind). Errors print as one line on standard error,
+//! never as a panic or a backtrace.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Sources};
+use crate::error::{Error, ErrorKind, Result};
+
+mod doctor;
+mod inspect;
+mod output;
+
+/// strata: the data plane of an ML platform, on embedded engines or on
+/// PostgreSQL + MongoDB + Redis + RabbitMQ, switched by configuration.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true)]
+#[command(
+    after_help = "Configuration is read from built-in defaults, config/default.toml, \
+config/<profile>.toml, STRATA_* environment variables (STRATA_KV__URL=...), --config FILE \
+and flags, later ones winning. `strata config` prints the result with secrets redacted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Profile to layer over config/default.toml (`full` = every real service).
+    #[arg(long, global = true, env = "STRATA_PROFILE", value_name = "NAME")]
+    profile: Option<String>,
+    /// Extra configuration file, applied after the environment.
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Directory holding default.toml and the profiles.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_CONFIG_DIR",
+        value_name = "DIR",
+        hide_env_values = true
+    )]
+    config_dir: Option<PathBuf>,
+    /// Where the embedded engines keep their data (default ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to every configured engine and report its health.
+    Doctor,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Inspect the document engine.
+    #[command(subcommand)]
+    Docs(inspect::DocsCommand),
+    /// Inspect the key-value engine.
+    #[command(subcommand)]
+    Kv(inspect::KvCommand),
+    /// Run a read-only SQL query on the relational engine.
+    Sql(inspect::SqlArgs),
+    /// Inspect the queue engine.
+    #[command(subcommand)]
+    Queue(inspect::QueueCommand),
+}
+
+/// Parses the command line, runs the command and returns the exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_status(&e))
+        }
+    }
+}
+
+/// 2 for errors in what the user gave us, 1 for failures of the system.
+fn exit_status(error: &Error) -> u8 {
+    match error.kind() {
+        ErrorKind::InvalidInput | ErrorKind::Unsupported | ErrorKind::Config => 2,
+        _ => 1,
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let sources = Sources {
+        config_dir: cli.global.config_dir.clone(),
+        profile: cli.global.profile.clone(),
+        config_file: cli.global.config_file.clone(),
+        data_dir: cli.global.data_dir.clone(),
+        skip_env: false,
+    };
+    let config = Config::load(&sources)?;
+    let json = cli.global.json;
+    match cli.command {
+        Command::Doctor => doctor::run(&config, json).await,
+        Command::Config => {
+            if json {
+                output::print_json(&config.to_redacted_json()?)?;
+            } else {
+                print!("{}", config.to_redacted_toml()?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Docs(cmd) => inspect::docs(&config, cmd, json).await,
+        Command::Kv(cmd) => inspect::kv(&config, cmd, json).await,
+        Command::Sql(args) => inspect::sql(&config, args, json).await,
+        Command::Queue(cmd) => inspect::queue(&config, cmd, json).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,155 @@
+//! The relational engine: SQLite (embedded default) or PostgreSQL, through
+//! sea-orm. sea-orm is the abstraction here; strata adds only connection
+//! set-up from configuration and the mapping of database errors into
+//! strata's error kinds.
+//!
+//! SQLite runs in WAL mode with foreign keys enforced, in a file in the data
+//! dir, so a committed transaction survives `kill -9` of the process.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+use crate::config::{RelationalConfig, redact_url};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Opens a pool to the configured database. For SQLite, the data dir is
+/// created when missing.
+pub async fn connect(config: &RelationalConfig, data_dir: &Path) -> Result<DatabaseConnection> {
+    let url = config.effective_url(data_dir)?;
+    let target = redact_url(&url);
+    if config.is_sqlite()
+        && let Some(parent) = sqlite_file(&url).and_then(|f| f.parent().map(Path::to_path_buf))
+    {
+        std::fs::create_dir_all(&parent).map_err(|e| {
+            Error::from(e)
+                .with_operation("connect")
+                .with_target(parent.display().to_string())
+        })?;
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.acquire_timeout)
+        .idle_timeout(config.idle_timeout)
+        .max_lifetime(config.max_lifetime)
+        .sqlx_logging(config.log_statements)
+        .sqlx_logging_level(tracing::log::LevelFilter::Debug)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+        });
+    // sqlx retries refused connections until the acquire timeout; bound the
+    // whole attempt by the connect timeout as well so a dead server is
+    // reported promptly.
+    let deadline = config.connect_timeout + Duration::from_millis(500);
+    match tokio::time::timeout(deadline, Database::connect(options)).await {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(map_db_err(e).with_operation("connect").with_target(target)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("no connection within {:?}", config.connect_timeout),
+        )
+        .with_operation("connect")
+        .with_target(target)),
+    }
+}
+
+/// The file of a `sqlite://PATH?...` URL; `None` for in-memory databases.
+fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        None
+    } else {
+        Some(Path::new(path))
+    }
+}
+
+/// Runs `SELECT 1` and returns the round-trip time.
+pub async fn ping(db: &DatabaseConnection) -> Result<Duration> {
+    let started = Instant::now();
+    db.execute_unprepared("SELECT 1")
+        .await
+        .map_err(|e| map_db_err(e).with_operation("ping"))?;
+    Ok(started.elapsed())
+}
+
+/// The backend's name: `"sqlite"` or `"postgres"`.
+pub fn backend_name(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => "sqlite",
+        DbBackend::Postgres => "postgres",
+        _ => "other",
+    }
+}
+
+/// Maps a sea-orm error into strata's kinds: unique and foreign-key
+/// violations are conflicts, connection failures are unavailable (retry may
+/// help), refused credentials are authentication failures.
+pub fn map_db_err(error: DbErr) -> Error {
+    let text = error.to_string();
+    let lower = text.to_ascii_lowercase();
+    let kind = match &error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            if lower.contains("password authentication failed")
+                || lower.contains("authentication failed")
+            {
+                ErrorKind::AuthenticationFailed
+            } else if lower.contains("timed out") || lower.contains("timeout") {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Unavailable
+            }
+        }
+        DbErr::RecordNotFound(_) => ErrorKind::NotFound,
+        _ if lower.contains("password authentication failed") => ErrorKind::AuthenticationFailed,
+        _ if lower.contains("unique constraint")
+            || lower.contains("duplicate key")
+            || lower.contains("foreign key constraint") =>
+        {
+            ErrorKind::Conflict
+        }
+        _ if lower.contains("syntax error") || lower.contains("no such table") => {
+            ErrorKind::InvalidInput
+        }
+        _ if lower.contains("readonly")
+            || lower.contains("read-only")
+            || lower.contains("read only")
+            || lower.contains("attempt to write") =>
+        {
+            ErrorKind::InvalidInput
+        }
+        _ if lower.contains("connection refused") || lower.contains("pool timed out") => {
+            ErrorKind::Unavailable
+        }
+        _ => ErrorKind::Internal,
+    };
+    Error::new(kind, text).with_source(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_file_of_url() {
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/x/strata.db?mode=rwc"),
+            Some(Path::new("/tmp/x/strata.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite://./data/strata.db"),
+            Some(Path::new("./data/strata.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+}

@@ -1,0 +1,267 @@
+//! The `strata` command as a user meets it: layered configuration, exit
+//! statuses, error messages and the inspection commands. Each test runs the
+//! real binary in its own data and config directories with a clean
+//! `STRATA_*` environment, so tests cannot see each other's variables.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A scratch world for one test: a config dir (with the repository's
+/// default.toml) and a data dir.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(
+            repo.join("config/default.toml"),
+            dir.path().join("config/default.toml"),
+        )
+        .expect("copy default.toml");
+        World { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// `strata ARGS` with `env`, run from the world's directory.
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("STRATA_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .current_dir(self.dir.path())
+            .args([
+                "--data-dir",
+                self.path("data").to_str().expect("utf-8 path"),
+            ])
+            .args(args)
+            .envs(env.iter().copied());
+        command.output().expect("run strata")
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(output)))
+}
+
+#[test]
+fn defaults_are_embedded_everything() {
+    let world = World::new();
+    let out = world.run(&["--json", "config"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = json(&out);
+    assert_eq!(config["documents"]["kind"], "embedded");
+    assert_eq!(config["kv"]["kind"], "embedded");
+    assert_eq!(config["queue"]["kind"], "embedded");
+    assert!(config["relational"].get("url").is_none());
+}
+
+#[test]
+fn layers_apply_in_order_profile_env_file_flag() {
+    let world = World::new();
+    world.write(
+        "config/lab.toml",
+        "[relational]\nmax_connections = 20\nmin_connections = 2\n[kv]\nkind = \"embedded\"\nmax_memory = \"64 MiB\"\n",
+    );
+    let file = world.write("extra.toml", "[relational]\nmin_connections = 4\n");
+
+    let profile_only = json(&world.run(&["--json", "--profile", "lab", "config"], &[]));
+    assert_eq!(profile_only["relational"]["max_connections"], 20);
+    assert_eq!(profile_only["relational"]["min_connections"], 2);
+
+    let env = [
+        ("STRATA_PROFILE", "lab"),
+        ("STRATA_RELATIONAL__MAX_CONNECTIONS", "30"),
+        ("STRATA_RELATIONAL__MIN_CONNECTIONS", "3"),
+    ];
+    let with_env = json(&world.run(&["--json", "config"], &env));
+    assert_eq!(
+        with_env["relational"]["max_connections"], 30,
+        "env beats profile"
+    );
+    assert_eq!(with_env["relational"]["min_connections"], 3);
+
+    let file_arg = file.to_str().expect("utf-8 path");
+    let with_file = json(&world.run(&["--json", "--config", file_arg, "config"], &env));
+    assert_eq!(
+        with_file["relational"]["min_connections"], 4,
+        "--config beats env"
+    );
+    assert_eq!(with_file["relational"]["max_connections"], 30);
+    let data_dir = with_file["data_dir"].as_str().expect("data_dir");
+    assert!(
+        data_dir.ends_with("data"),
+        "--data-dir beats everything: {data_dir}"
+    );
+}
+
+#[test]
+fn unknown_kind_names_key_and_variable_and_exits_2() {
+    let world = World::new();
+    let out = world.run(&["config"], &[("STRATA_KV__KIND", "memcached")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("kv.kind"), "{err}");
+    assert!(err.contains("memcached"), "{err}");
+    assert!(err.contains("STRATA_KV__KIND"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn wrong_type_in_a_file_names_the_file() {
+    let world = World::new();
+    let file = world.write("bad.toml", "[relational]\nmax_connections = \"many\"\n");
+    let out = world.run(
+        &["--config", file.to_str().expect("utf-8 path"), "config"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("relational.max_connections"), "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+}
+
+#[test]
+fn malformed_url_unknown_key_missing_file_and_profile_exit_2() {
+    let world = World::new();
+    // (arguments, environment, what the one-line error must name)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["config"],
+            vec![("STRATA_RELATIONAL__URL", "mysql://x@y/z")],
+            "relational.url",
+        ),
+        (
+            vec!["config"],
+            vec![("STRATA_RELATIONAL__URL", "postgres://[::1")],
+            "relational.url",
+        ),
+        (
+            vec!["config"],
+            vec![("STRATA_KV__MAX_MEMORYY", "1")],
+            "kv.max_memoryy",
+        ),
+        (vec!["--config", "nope.toml", "config"], vec![], "nope.toml"),
+        (vec!["--profile", "nope", "config"], vec![], "nope"),
+    ];
+    for (args, env, needle) in cases {
+        let out = world.run(&args, &env);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{args:?} {env:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn config_redacts_every_secret() {
+    let world = World::new();
+    let env = [
+        (
+            "STRATA_RELATIONAL__URL",
+            "postgres://strata:in-url-pw@127.0.0.1/strata",
+        ),
+        ("STRATA_RELATIONAL__PASSWORD", "key-pw"),
+        ("STRATA_KV__KIND", "redis"),
+        ("STRATA_KV__URL", "redis://default:redis-pw@127.0.0.1:6379"),
+    ];
+    for args in [vec!["config"], vec!["--json", "config"]] {
+        let out = world.run(&args, &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        for secret in ["in-url-pw", "key-pw", "redis-pw"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("redacted"), "{text}");
+    }
+}
+
+#[test]
+fn help_lists_every_command() {
+    let world = World::new();
+    let out = world.run(&["--help"], &[]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for command in ["doctor", "config", "docs", "kv", "sql", "queue"] {
+        assert!(
+            text.contains(command),
+            "{command} missing from --help: {text}"
+        );
+    }
+}
+
+#[test]
+fn sql_reads_and_refuses_to_write() {
+    let world = World::new();
+    let out = world.run(
+        &["--json", "sql", "SELECT version FROM seaql_migrations"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = json(&out);
+    let rows = rows.as_array().expect("rows");
+    assert!(!rows.is_empty(), "migrations were applied at start");
+    assert!(rows[0]["version"].as_str().is_some());
+
+    let out = world.run(&["sql", "CREATE TABLE sneaky (a INTEGER)"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = world.run(
+        &[
+            "--json",
+            "sql",
+            "SELECT name FROM sqlite_master WHERE name = 'sneaky'",
+        ],
+        &[],
+    );
+    assert_eq!(json(&out), serde_json::json!([]), "nothing was written");
+
+    let out = world.run(&["sql", "SELEC 1"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("syntax error"), "{}", stderr(&out));
+}
+
+#[test]
+fn sql_keeps_every_value_type() {
+    let world = World::new();
+    let out = world.run(
+        &[
+            "--json",
+            "sql",
+            "SELECT 1 AS i, 2.5 AS f, 'x' AS s, NULL AS n",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out),
+        serde_json::json!([{"i": 1, "f": 2.5, "s": "x", "n": null}])
+    );
+}
