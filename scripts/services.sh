@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Starts, stops and reports the four real services strata's full profile
+# uses, on loopback, without Docker or systemd:
+#
+#   PostgreSQL 15  127.0.0.1:55432  user strata / strata-dev, database strata
+#   MongoDB        127.0.0.1:57017  user strata / strata-dev (authSource admin)
+#                  (SecantusDB, a MongoDB-compatible server from PyPI: the real
+#                   mongod is not packaged for Debian 12)
+#   Redis 7        127.0.0.1:56379  user default / strata-dev
+#   RabbitMQ       127.0.0.1:55672  user strata / strata-dev, vhost strata
+#
+# These match config/full.toml and docker-compose.yml.
+#
+#   scripts/services.sh up       install what is missing, start what is down
+#   scripts/services.sh down     stop exactly what `up` started (by pid file)
+#   scripts/services.sh status   one line per service
+#
+# Everything lives in one state folder, $STRATA_SERVICES_DIR (default
+# /var/tmp/strata-services: the postgres user must be able to reach it, so
+# not under /root). `up` is idempotent and quick when all is up. Run as root
+# on Debian 12.
+set -euo pipefail
+
+STATE="${STRATA_SERVICES_DIR:-/var/tmp/strata-services}"
+PASSWORD="strata-dev"
+PG_PORT=55432
+MONGO_PORT=57017
+REDIS_PORT=56379
+AMQP_PORT=55672
+RABBIT_DIST_PORT=55673
+EPMD_PORT=54369
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+RABBIT_NODE="strata@localhost"
+
+log() { printf '%s\n' "services: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Waits until "$@" succeeds, up to $1 seconds (polling a readiness probe).
+wait_for() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      die "$what did not become ready within ${seconds}s"
+    fi
+    sleep 0.2
+  done
+}
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  log "installing ${missing[*]}"
+  # Keep the packages' own init scripts from starting default instances.
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ((created)) && rm -f "$policy"
+  return 0
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_dir="$STATE/postgres"
+pg_as() { runuser -u postgres -- "$@"; }
+pg_running() { [[ -f "$pg_dir/data/postmaster.pid" ]] && pg_as "$PG_BIN/pg_ctl" -D "$pg_dir/data" status >/dev/null 2>&1; }
+
+pg_up() {
+  [[ -x "$PG_BIN/initdb" ]] || apt_install postgresql
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  if pg_running; then log "postgres already up on $PG_PORT"; return; fi
+  mkdir -p "$pg_dir"
+  chown postgres: "$pg_dir"
+  if [[ ! -f "$pg_dir/data/PG_VERSION" ]]; then
+    pg_as "$PG_BIN/initdb" -D "$pg_dir/data" -U postgres --auth-local=trust \
+      --auth-host=scram-sha-256 -E UTF8 >"$pg_dir/initdb.log"
+  fi
+  pg_as "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 30 start \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pg_dir -c fsync=off -c max_connections=200" >/dev/null
+  local psql=(pg_as "$PG_BIN/psql" -h "$pg_dir" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+  if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'strata'")" != 1 ]]; then
+    "${psql[@]}" -c "CREATE ROLE strata LOGIN CREATEDB PASSWORD '$PASSWORD'"
+  fi
+  if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'strata'")" != 1 ]]; then
+    "${psql[@]}" -c "CREATE DATABASE strata OWNER strata"
+  fi
+  log "postgres up on 127.0.0.1:$PG_PORT"
+}
+
+pg_down() {
+  if pg_running; then
+    pg_as "$PG_BIN/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null
+    log "postgres stopped"
+  fi
+}
+
+# --------------------------------------------------------------------- Redis
+redis_dir="$STATE/redis"
+redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --user default --pass "$PASSWORD" --no-auth-warning ping | grep -q PONG; }
+
+redis_up() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  if pid_alive "$redis_dir/redis.pid"; then log "redis already up on $REDIS_PORT"; return; fi
+  mkdir -p "$redis_dir"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$PASSWORD" \
+    --daemonize yes --save '' --appendonly no --dir "$redis_dir" \
+    --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+  wait_for 15 redis redis_ping
+  log "redis up on 127.0.0.1:$REDIS_PORT"
+}
+
+redis_down() {
+  if pid_alive "$redis_dir/redis.pid"; then
+    local pid; pid="$(cat "$redis_dir/redis.pid")"
+    kill "$pid"
+    wait_for 15 "redis shutdown" bash -c "! kill -0 $pid"
+    log "redis stopped"
+  fi
+  rm -f "$redis_dir/redis.pid"
+}
+
+# ------------------------------------------------------------------ RabbitMQ
+rabbit_dir="$STATE/rabbitmq"
+rabbit_env() {
+  env HOME="$rabbit_dir" \
+    RABBITMQ_NODENAME="$RABBIT_NODE" \
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$AMQP_PORT" \
+    RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT" \
+    ERL_EPMD_PORT="$EPMD_PORT" \
+    ERL_EPMD_ADDRESS=127.0.0.1 \
+    RABBITMQ_MNESIA_BASE="$rabbit_dir/mnesia" \
+    RABBITMQ_LOG_BASE="$rabbit_dir/log" \
+    RABBITMQ_PID_FILE="$rabbit_dir/rabbitmq.pid" \
+    RABBITMQ_CONFIG_FILE="$rabbit_dir/rabbitmq.conf" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_dir/enabled_plugins" \
+    RABBITMQ_ADVANCED_CONFIG_FILE="$rabbit_dir/advanced.config" \
+    "$@"
+}
+rabbitmqctl() { rabbit_env /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBIT_NODE" "$@"; }
+
+rabbit_up() {
+  [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || apt_install rabbitmq-server
+  if pid_alive "$rabbit_dir/rabbitmq.pid" && rabbitmqctl status >/dev/null 2>&1; then
+    rabbit_provision
+    log "rabbitmq already up on $AMQP_PORT"; return
+  fi
+  mkdir -p "$rabbit_dir/log" "$rabbit_dir/mnesia"
+  cat >"$rabbit_dir/rabbitmq.conf" <<EOF
+loopback_users = none
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+EOF
+  echo '[].' >"$rabbit_dir/enabled_plugins"
+  echo '[].' >"$rabbit_dir/advanced.config"
+  # The /usr/sbin wrappers switch to the rabbitmq user; as root, call the
+  # server directly so every path stays in the state folder.
+  rabbit_env setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$rabbit_dir/server.out" 2>&1 &
+  echo $! >"$rabbit_dir/launcher.pid"
+  # await_startup fails at once until the node has registered with epmd,
+  # so retry it until the node is up or the deadline passes.
+  local deadline=$((SECONDS + 90))
+  until rabbitmqctl --timeout 10 await_startup >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)) || ! pid_alive "$rabbit_dir/launcher.pid"; then
+      tail -n 20 "$rabbit_dir/server.out" >&2 || true
+      die "rabbitmq did not start"
+    fi
+    sleep 0.5
+  done
+  rabbit_provision
+  log "rabbitmq up on 127.0.0.1:$AMQP_PORT"
+}
+
+rabbit_provision() {
+  rabbitmqctl list_users -q | grep -q '^strata\b' || rabbitmqctl add_user strata "$PASSWORD" >/dev/null
+  rabbitmqctl set_user_tags strata administrator >/dev/null
+  rabbitmqctl list_vhosts -q | grep -qx strata || rabbitmqctl add_vhost strata >/dev/null
+  rabbitmqctl set_permissions -p strata strata '.*' '.*' '.*' >/dev/null
+}
+
+rabbit_down() {
+  if [[ -f "$rabbit_dir/rabbitmq.pid" || -f "$rabbit_dir/launcher.pid" ]]; then
+    rabbitmqctl stop >/dev/null 2>&1 || true
+    for f in "$rabbit_dir/rabbitmq.pid" "$rabbit_dir/launcher.pid"; do
+      if pid_alive "$f"; then
+        local pid; pid="$(cat "$f")"
+        kill "$pid" 2>/dev/null || true
+        wait_for 30 "rabbitmq shutdown" bash -c "! kill -0 $pid"
+      fi
+      rm -f "$f"
+    done
+    log "rabbitmq stopped"
+  fi
+  # epmd outlives the node; stop the one on our port only.
+  if command -v epmd >/dev/null && ERL_EPMD_PORT="$EPMD_PORT" epmd -names >/dev/null 2>&1; then
+    ERL_EPMD_PORT="$EPMD_PORT" epmd -kill >/dev/null 2>&1 || true
+  fi
+  pkill -f "epmd.*-port $EPMD_PORT" 2>/dev/null || true
+}
+
+# ------------------------------------------------------- MongoDB (SecantusDB)
+mongo_dir="$STATE/mongo"
+mongo_py="$mongo_dir/venv/bin/python"
+mongo_ping() {
+  "$mongo_py" - "$@" <<EOF
+import sys, pymongo
+auth = dict(username="strata", password="$PASSWORD", authSource="admin") if "auth" in sys.argv else {}
+c = pymongo.MongoClient("127.0.0.1", $MONGO_PORT, serverSelectionTimeoutMS=500, **auth)
+c.admin.command("ping")
+EOF
+}
+
+mongo_start() {
+  setsid "$mongo_dir/venv/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" \
+    --storage-path "$mongo_dir/data" --standalone --log-level WARNING "$@" \
+    >>"$mongo_dir/server.log" 2>&1 &
+  echo $! >"$mongo_dir/mongo.pid"
+}
+
+mongo_stop() {
+  if pid_alive "$mongo_dir/mongo.pid"; then
+    local pid; pid="$(cat "$mongo_dir/mongo.pid")"
+    kill "$pid"
+    wait_for 30 "mongo shutdown" bash -c "! kill -0 $pid"
+  fi
+  rm -f "$mongo_dir/mongo.pid"
+}
+
+mongo_up() {
+  if pid_alive "$mongo_dir/mongo.pid"; then log "mongo already up on $MONGO_PORT"; return; fi
+  mkdir -p "$mongo_dir"
+  if [[ ! -x "$mongo_dir/venv/bin/secantusd-py" ]]; then
+    log "installing secantusdb into $mongo_dir/venv"
+    python3 -m venv "$mongo_dir/venv"
+    "$mongo_dir/venv/bin/pip" install -q --disable-pip-version-check secantusdb pymongo
+  fi
+  if [[ ! -f "$mongo_dir/provisioned" ]]; then
+    # Users are created on a first start without auth, then the server
+    # restarts with SCRAM authentication required.
+    mongo_start
+    wait_for 60 mongo mongo_ping
+    "$mongo_py" - <<EOF
+import pymongo
+c = pymongo.MongoClient("127.0.0.1", $MONGO_PORT)
+if not c.admin.command("usersInfo", "strata")["users"]:
+    c.admin.command("createUser", "strata", pwd="$PASSWORD", roles=["root"])
+EOF
+    mongo_stop
+    touch "$mongo_dir/provisioned"
+  fi
+  mongo_start --auth
+  wait_for 60 mongo mongo_ping auth
+  log "mongo up on 127.0.0.1:$MONGO_PORT"
+}
+
+mongo_down() {
+  if pid_alive "$mongo_dir/mongo.pid"; then mongo_stop; log "mongo stopped"; fi
+}
+
+# ------------------------------------------------------------------ commands
+status() {
+  local code=0
+  if pg_running; then echo "postgres  up    127.0.0.1:$PG_PORT"; else echo "postgres  down"; code=1; fi
+  if pid_alive "$mongo_dir/mongo.pid"; then echo "mongo     up    127.0.0.1:$MONGO_PORT"; else echo "mongo     down"; code=1; fi
+  if pid_alive "$redis_dir/redis.pid"; then echo "redis     up    127.0.0.1:$REDIS_PORT"; else echo "redis     down"; code=1; fi
+  if pid_alive "$rabbit_dir/rabbitmq.pid"; then echo "rabbitmq  up    127.0.0.1:$AMQP_PORT"; else echo "rabbitmq  down"; code=1; fi
+  return $code
+}
+
+[[ $(id -u) == 0 ]] || die "run as root (it installs packages and runs postgres as its own user)"
+mkdir -p "$STATE"
+chmod 755 "$STATE"
+
+case "${1:-}" in
+  up)
+    apt_install redis-server rabbitmq-server python3-venv
+    pg_up
+    redis_up
+    mongo_up
+    rabbit_up
+    ;;
+  down)
+    rabbit_down
+    mongo_down
+    redis_down
+    pg_down
+    ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
