@@ -11,7 +11,7 @@
 //! 4. `STRATA_*` environment variables, `__` for nesting:
 //!    `STRATA_KV__URL=redis://...`, `STRATA_RELATIONAL__MAX_CONNECTIONS=20`.
 //! 5. `--config FILE` (must exist).
-//! 6. Command-line flags (`--data-dir`).
+//! 6. Command-line flags (`--data-dir`, `--log-sql`).
 //!
 //! Each engine kind is chosen on its own: `relational.url` (`sqlite://` or
 //! `postgres://`), `documents.kind`, `kv.kind`, `queue.kind`. Unknown keys
@@ -116,7 +116,7 @@ pub struct RelationalConfig {
     /// A connection is replaced after this long.
     #[serde(with = "humantime_serde")]
     pub max_lifetime: Duration,
-    /// Log every SQL statement (at debug level).
+    /// Log every SQL statement (target `sqlx::query`, shown with `--log-sql`).
     pub log_statements: bool,
 }
 
@@ -395,6 +395,8 @@ pub struct Sources {
     pub config_file: Option<PathBuf>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--log-sql`: turns `relational.log_statements` on.
+    pub log_statements: bool,
     /// Whether to read `STRATA_*` variables (tests turn this off).
     pub skip_env: bool,
 }
@@ -454,6 +456,9 @@ impl Config {
         }
         if let Some(dir) = &sources.data_dir {
             figment = figment.merge(Serialized::default("data_dir", dir));
+        }
+        if sources.log_statements {
+            figment = figment.merge(Serialized::default("relational.log_statements", true));
         }
         Ok(figment)
     }

@@ -1,46 +1,110 @@
-//! The relational engine on SQLite: the file lives in the data dir, runs in
-//! WAL mode with foreign keys enforced, and migrations apply idempotently.
+//! The relational engine on SQLite and PostgreSQL: the same migrations,
+//! the same error kinds. SQLite runs always; PostgreSQL when
+//! `STRATA_TEST_FULL=1`, each test in a database of its own that it drops.
+
+mod common;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use strata::config::{Config, RelationalConfig};
-use strata::engines;
-use strata::migration;
+use strata::config::{Config, RelationalConfig, Secret};
+use strata::{ErrorKind, engines, migration};
 
-fn config_in(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.join("nested/data"),
-        relational: RelationalConfig {
-            max_connections: 3,
+/// A database for one test; PostgreSQL's is dropped when the test ends.
+struct TestDb {
+    config: Config,
+    _dir: tempfile::TempDir,
+    postgres: Option<(Config, String)>,
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("nested/data"),
+            relational: RelationalConfig {
+                max_connections: 3,
+                ..Default::default()
+            },
             ..Default::default()
-        },
-        ..Default::default()
+        };
+        TestDb {
+            config,
+            _dir: dir,
+            postgres: None,
+        }
+    }
+
+    async fn postgres() -> Option<TestDb> {
+        let admin = common::full_profile("relational")?;
+        let name = common::unique_name("t");
+        let db = engines::open_relational(&admin)
+            .await
+            .expect("full profile's postgres");
+        db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        db.close().await.unwrap();
+        let mut config = admin.clone();
+        let base = admin
+            .relational
+            .url
+            .clone()
+            .expect("full profile sets a URL");
+        let (server, _) = base.rsplit_once('/').expect("URL names a database");
+        config.relational.url = Some(format!("{server}/{name}"));
+        config.relational.max_connections = 3;
+        config.relational.min_connections = 0;
+        Some(TestDb {
+            config,
+            _dir: tempfile::tempdir().unwrap(),
+            postgres: Some((admin, name)),
+        })
+    }
+
+    async fn cleanup(self) {
+        if let Some((admin, name)) = self.postgres {
+            let db = engines::open_relational(&admin).await.unwrap();
+            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .unwrap();
+        }
     }
 }
 
 async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> String {
     let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
         .expect("query")
         .expect("one row");
     row.try_get_by_index::<String>(0)
         .or_else(|_| row.try_get_by_index::<i64>(0).map(|i| i.to_string()))
+        .or_else(|_| row.try_get_by_index::<i32>(0).map(|i| i.to_string()))
         .expect("a value")
 }
 
-#[tokio::test]
-async fn sqlite_file_in_data_dir_with_wal_and_foreign_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_in(dir.path());
-    let db = engines::open_relational(&config).await.unwrap();
-    assert!(
-        config.data_dir.join("strata.db").is_file(),
-        "created with its directory"
-    );
-    assert_eq!(scalar(&db, "PRAGMA journal_mode").await, "wal");
-    assert_eq!(scalar(&db, "PRAGMA foreign_keys").await, "1");
+async fn migrations_apply_once_and_data_survives_reopen(t: &TestDb) {
+    {
+        let db = engines::open_relational(&t.config).await.unwrap();
+        migration::migrate(&db).await.unwrap();
+        let applied = migration::applied(&db).await.unwrap();
+        assert_eq!(applied, vec!["m20261122_000001_init".to_owned()]);
+        db.execute_unprepared("CREATE TABLE kept (v TEXT)")
+            .await
+            .unwrap();
+        db.execute_unprepared("INSERT INTO kept VALUES ('here')")
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+    }
+    let db = engines::open_relational(&t.config).await.unwrap();
+    assert_eq!(migration::applied(&db).await.unwrap().len(), 1);
+    assert_eq!(scalar(&db, "SELECT v FROM kept").await, "here");
+    db.close().await.unwrap();
+}
 
-    db.execute_unprepared("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+async fn constraint_violations_are_conflicts(t: &TestDb) {
+    let db = engines::open_relational(&t.config).await.unwrap();
+    db.execute_unprepared("CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
         .await
         .unwrap();
     db.execute_unprepared(
@@ -48,31 +112,62 @@ async fn sqlite_file_in_data_dir_with_wal_and_foreign_keys() {
     )
     .await
     .unwrap();
-    let err = db
+    let dangling = db
         .execute_unprepared("INSERT INTO child (id, parent_id) VALUES (1, 42)")
         .await
         .expect_err("a dangling reference is refused");
-    let err = engines::relational::map_db_err(err);
-    assert_eq!(err.kind(), strata::ErrorKind::Conflict, "{err}");
+    let dangling = engines::relational::map_db_err(dangling);
+    assert_eq!(dangling.kind(), ErrorKind::Conflict, "{dangling}");
+
+    db.execute_unprepared("INSERT INTO parent VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let duplicate = db
+        .execute_unprepared("INSERT INTO parent VALUES (2, 'a')")
+        .await
+        .expect_err("a duplicate unique value is refused");
+    let duplicate = engines::relational::map_db_err(duplicate);
+    assert_eq!(duplicate.kind(), ErrorKind::Conflict, "{duplicate}");
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM parent").await, "1");
+    db.close().await.unwrap();
 }
 
+macro_rules! relational_cases {
+    ($backend:ident, $setup:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn migrations_apply_once_and_data_survives_reopen() {
+                let Some(t) = $setup else { return };
+                super::migrations_apply_once_and_data_survives_reopen(&t).await;
+                t.cleanup().await;
+            }
+
+            #[tokio::test]
+            async fn constraint_violations_are_conflicts() {
+                let Some(t) = $setup else { return };
+                super::constraint_violations_are_conflicts(&t).await;
+                t.cleanup().await;
+            }
+        }
+    };
+}
+
+relational_cases!(sqlite, Some(TestDb::sqlite()));
+relational_cases!(postgres, TestDb::postgres().await);
+
 #[tokio::test]
-async fn migrations_apply_once_and_data_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_in(dir.path());
-    {
-        let db = engines::open_relational(&config).await.unwrap();
-        migration::migrate(&db).await.unwrap();
-        let applied = migration::applied(&db).await.unwrap();
-        assert_eq!(applied, vec!["m20261122_000001_init".to_owned()]);
-        db.execute_unprepared("CREATE TABLE kept (v TEXT); INSERT INTO kept VALUES ('here')")
-            .await
-            .unwrap();
-        db.close().await.unwrap();
-    }
-    let db = engines::open_relational(&config).await.unwrap();
-    assert_eq!(migration::applied(&db).await.unwrap().len(), 1);
-    assert_eq!(scalar(&db, "SELECT v FROM kept").await, "here");
+async fn sqlite_file_in_data_dir_with_wal_and_foreign_keys() {
+    let t = TestDb::sqlite();
+    let db = engines::open_relational(&t.config).await.unwrap();
+    assert!(
+        t.config.data_dir.join("strata.db").is_file(),
+        "created with its directory"
+    );
+    assert_eq!(scalar(&db, "PRAGMA journal_mode").await, "wal");
+    assert_eq!(scalar(&db, "PRAGMA foreign_keys").await, "1");
+    assert_eq!(db.get_database_backend(), DbBackend::Sqlite);
 }
 
 #[tokio::test]
@@ -94,15 +189,31 @@ async fn unreachable_postgres_is_unavailable_within_the_connect_timeout() {
         .expect_err("nothing listens");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert!(
-        matches!(
-            err.kind(),
-            strata::ErrorKind::Unavailable | strata::ErrorKind::Timeout
-        ),
+        matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
         "{err}"
     );
     assert!(err.is_retryable());
     assert!(
         err.to_string().contains("127.0.0.1:1"),
         "names the target: {err}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_postgres_password_is_an_authentication_failure_without_the_secret() {
+    let Some(mut config) = common::full_profile("relational") else {
+        return;
+    };
+    config.relational.password = Some(Secret::new("not-the-password"));
+    config.relational.min_connections = 0;
+    let err = engines::open_relational(&config)
+        .await
+        .expect_err("wrong password");
+    assert_eq!(err.kind(), ErrorKind::AuthenticationFailed, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1"), "names the target: {text}");
+    assert!(
+        !text.contains("not-the-password"),
+        "leaks the password: {text}"
     );
 }

@@ -56,6 +56,9 @@ struct GlobalArgs {
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Log every SQL statement to standard error (relational.log_statements).
+    #[arg(long, global = true)]
+    log_sql: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +83,7 @@ enum Command {
 /// Parses the command line, runs the command and returns the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.global.log_sql);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,12 +111,18 @@ fn exit_status(error: &Error) -> u8 {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+/// Logs go to standard error, filtered by `STRATA_LOG` (default `warn`);
+/// `--log-sql` adds the statements sqlx logs under `sqlx::query`.
+fn init_tracing(log_sql: bool) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    if log_sql && let Ok(directive) = "sqlx::query=info".parse() {
+        filter = filter.add_directive(directive);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -123,6 +132,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         profile: cli.global.profile.clone(),
         config_file: cli.global.config_file.clone(),
         data_dir: cli.global.data_dir.clone(),
+        log_statements: cli.global.log_sql,
         skip_env: false,
     };
     let config = Config::load(&sources)?;

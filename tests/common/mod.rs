@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +26,12 @@ pub fn full_profile(suite: &str) -> Option<Config> {
     static SKIP_NOTICE: Once = Once::new();
     if !full_stack_enabled() {
         SKIP_NOTICE.call_once(|| {
-            eprintln!(
+            // Written to the handle, not with eprintln!, which the test
+            // harness captures and hides for passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{suite}: real-service cases skipped (set STRATA_TEST_FULL=1 after scripts/services.sh up)"
-            )
+            );
         });
         return None;
     }

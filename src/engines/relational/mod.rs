@@ -38,7 +38,7 @@ pub async fn connect(config: &RelationalConfig, data_dir: &Path) -> Result<Datab
         .idle_timeout(config.idle_timeout)
         .max_lifetime(config.max_lifetime)
         .sqlx_logging(config.log_statements)
-        .sqlx_logging_level(tracing::log::LevelFilter::Debug)
+        .sqlx_logging_level(tracing::log::LevelFilter::Info)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
