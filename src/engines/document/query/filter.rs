@@ -5,6 +5,9 @@ use bson::{Bson, Document};
 use crate::error::{Error, Result};
 
 /// What a filter says about one field, for the index planner.
+// Boxing the range ends would change the public shape the store is written
+// against; bounds are computed once per query, so the size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldBounds {
     /// The field equals one of these values (`{f: v}`, `$eq`, `$in`).
