@@ -18,8 +18,11 @@
 //! - [`expr`]: aggregation expressions (`"$field"`, `$add`, ...).
 //! - [`aggregate`]: aggregation pipelines.
 //! - [`schema`]: `$jsonSchema` validators.
+//! - `arith` (private): arithmetic with MongoDB's numeric result types,
+//!   shared by `$inc`, expressions and accumulators.
 
 pub mod aggregate;
+mod arith;
 pub mod compare;
 pub mod expr;
 pub mod filter;
