@@ -14,7 +14,9 @@
 //! - An operation of one type against a key holding another (a hash command
 //!   on a string) fails with
 //!   [`ErrorKind::WrongType`](crate::error::ErrorKind::WrongType) and changes
-//!   nothing. Reading commands of the wrong type fail the same way.
+//!   nothing. Reading commands of the wrong type fail the same way, except
+//!   `mget`, which answers nil for a key that is not a string (as Redis
+//!   does); `compare_and_delete` on a non-string fails with `WrongType`.
 //! - `incr_by` on a value that is not a base-10 64-bit integer, or that would
 //!   overflow, fails with `InvalidInput` and changes nothing; a missing key
 //!   counts as 0.
@@ -125,10 +127,13 @@ impl ScoreBound {
     }
 
     /// Whether `score` is at or above this bound taken as a minimum.
+    ///
+    /// `-inf` and `+inf` are inclusive, as in Redis: `+inf` as a minimum
+    /// admits a score of `+inf`, `-inf` as a maximum admits `-inf`.
     pub fn admits_from_below(self, score: f64) -> bool {
         match self {
             ScoreBound::NegInfinity => true,
-            ScoreBound::PosInfinity => false,
+            ScoreBound::PosInfinity => score >= f64::INFINITY,
             ScoreBound::Inclusive(b) => score >= b,
             ScoreBound::Exclusive(b) => score > b,
         }
@@ -137,7 +142,7 @@ impl ScoreBound {
     /// Whether `score` is at or below this bound taken as a maximum.
     pub fn admits_from_above(self, score: f64) -> bool {
         match self {
-            ScoreBound::NegInfinity => false,
+            ScoreBound::NegInfinity => score <= f64::NEG_INFINITY,
             ScoreBound::PosInfinity => true,
             ScoreBound::Inclusive(b) => score <= b,
             ScoreBound::Exclusive(b) => score < b,
