@@ -69,7 +69,11 @@ pub async fn open_documents(config: &Config) -> Result<Arc<dyn DocumentStore>> {
 /// Opens the configured key-value store.
 pub async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>> {
     match &config.kv {
-        KvConfig::Embedded(_) => Err(not_built("kv.kind = \"embedded\"")),
+        KvConfig::Embedded(e) => Ok(Arc::new(kv::embedded::EmbeddedKv::new(
+            kv::embedded::EmbeddedKvOptions {
+                max_memory: e.max_memory.as_u64(),
+            },
+        ))),
         KvConfig::Redis(_) => Err(not_built("kv.kind = \"redis\"")),
     }
 }
