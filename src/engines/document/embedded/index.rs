@@ -224,24 +224,30 @@ fn collect_from_value(value: &Bson, rest: &[&str], out: &mut Vec<Bson>, arr: &mu
         (other, None) => out.push(other.clone()),
         (Bson::Document(sub), Some(_)) => collect_from_doc(sub, rest, out, arr),
         (Bson::Array(items), Some((head, tail))) => {
-            if let Ok(position) = head.parse::<usize>() {
+            let position = head.parse::<usize>().ok();
+            if let Some(position) = position {
                 // `a.0` names an element by position.
                 match items.get(position) {
                     Some(item) => collect_from_value(item, tail, out, arr),
                     None => out.push(Bson::Null),
                 }
-            } else {
-                *arr = true;
-                if items.is_empty() {
-                    out.push(Bson::Null);
+                // It may also name a field "0" of documents in the array:
+                // their keys are added too (more candidates, never fewer).
+                if !items.iter().any(|i| matches!(i, Bson::Document(_))) {
+                    return;
                 }
-                for item in items {
-                    match item {
-                        Bson::Document(sub) => collect_from_doc(sub, rest, out, arr),
-                        // A scalar element has no such field: it counts as
-                        // missing, so `{path: null}` can find the document.
-                        _ => out.push(Bson::Null),
-                    }
+            }
+            *arr = true;
+            if items.is_empty() {
+                out.push(Bson::Null);
+            }
+            for item in items {
+                match item {
+                    Bson::Document(sub) => collect_from_doc(sub, rest, out, arr),
+                    // A scalar element has no such field: it counts as
+                    // missing, so `{path: null}` can find the document.
+                    _ if position.is_none() => out.push(Bson::Null),
+                    _ => {}
                 }
             }
         }

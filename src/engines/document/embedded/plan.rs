@@ -86,3 +86,124 @@ pub(crate) fn matching<'c>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use bson::{Bson, Document, doc};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::engines::document::IndexSpec;
+    use crate::engines::document::embedded::collection::Database;
+    use crate::engines::document::embedded::record::Change;
+
+    fn value() -> impl Strategy<Value = Bson> {
+        prop_oneof![
+            (-3i32..4).prop_map(Bson::Int32),
+            (-3i64..4).prop_map(|i| Bson::Double(i as f64 + 0.5)),
+            "[a-c]{0,2}".prop_map(Bson::String),
+            Just(Bson::Null),
+            Just(Bson::Boolean(true)),
+        ]
+    }
+
+    fn field() -> impl Strategy<Value = Option<Bson>> {
+        prop_oneof![
+            Just(None),
+            value().prop_map(Some),
+            prop::collection::vec(value(), 0..3).prop_map(|v| Some(Bson::Array(v))),
+            value().prop_map(|v| Some(Bson::Document(doc! {"b": v}))),
+            prop::collection::vec(value(), 0..3).prop_map(|v| {
+                let docs = v.into_iter().map(|b| Bson::Document(doc! {"b": b}));
+                Some(Bson::Array(docs.collect()))
+            }),
+        ]
+    }
+
+    fn filter() -> impl Strategy<Value = Document> {
+        let path = prop_oneof![Just("a"), Just("a.b"), Just("a.0")];
+        let condition = prop_oneof![
+            value(),
+            value().prop_map(|v| Bson::Document(doc! {"$gt": v})),
+            value().prop_map(|v| Bson::Document(doc! {"$lte": v})),
+            (value(), value()).prop_map(|(x, y)| Bson::Document(doc! {"$gte": x, "$lt": y})),
+            prop::collection::vec(value(), 0..3).prop_map(|v| Bson::Document(doc! {"$in": v})),
+        ];
+        (path, condition).prop_map(|(p, c)| doc! {p: c})
+    }
+
+    fn collection(fields: &[Option<Bson>], indexed: bool) -> Database {
+        let mut db = Database::default();
+        if indexed {
+            for keys in [doc! {"a": 1}, doc! {"a.b": -1}, doc! {"a.0": 1, "z": 1}] {
+                let spec = IndexSpec::new(keys.clone()).named(IndexSpec::default_name(&keys));
+                let change = Change::CreateIndex {
+                    collection: "c".into(),
+                    spec,
+                };
+                db.apply(change, &[]).unwrap();
+            }
+        }
+        let documents: Vec<Document> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut d = doc! {"_id": i as i32};
+                if let Some(v) = f {
+                    d.insert("a", v.clone());
+                }
+                d
+            })
+            .collect();
+        let sizes = vec![0; documents.len()];
+        let change = Change::Insert {
+            collection: "c".into(),
+            documents,
+        };
+        db.apply(change, &sizes).unwrap();
+        db
+    }
+
+    fn ids(db: &Database, filter: &Filter) -> Vec<Bson> {
+        let c = db.collection("c").unwrap();
+        matching(c, filter, None)
+            .into_iter()
+            .map(|(_, d)| d.get("_id").cloned().unwrap())
+            .collect()
+    }
+
+    proptest! {
+        /// Answering from an index gives exactly what a scan gives.
+        #[test]
+        fn index_answers_equal_scans(
+            fields in prop::collection::vec(field(), 0..12),
+            filter_doc in filter(),
+        ) {
+            let filter = Filter::parse(&filter_doc).unwrap();
+            let scanned = ids(&collection(&fields, false), &filter);
+            let indexed = ids(&collection(&fields, true), &filter);
+            prop_assert_eq!(scanned, indexed);
+        }
+    }
+
+    #[test]
+    fn id_equality_uses_the_id_map() {
+        let db = collection(&[None, None, None], false);
+        let c = db.collection("c").unwrap();
+        let filter = Filter::parse(&doc! {"_id": {"$in": [2, 0, 7]}}).unwrap();
+        assert_eq!(candidates(c, &filter), Some(vec![0, 2]));
+    }
+
+    #[test]
+    fn equality_index_narrows_candidates_and_inverted_ranges_are_empty() {
+        let fields: Vec<Option<Bson>> = (0..50).map(|i| Some(Bson::Int32(i % 10))).collect();
+        let db = collection(&fields, true);
+        let c = db.collection("c").unwrap();
+        let filter = Filter::parse(&doc! {"a": 3}).unwrap();
+        assert_eq!(candidates(c, &filter).map(|s| s.len()), Some(5));
+        let filter = Filter::parse(&doc! {"a": {"$gt": 5, "$lt": 3}}).unwrap();
+        assert_eq!(candidates(c, &filter), Some(vec![]));
+        let filter = Filter::parse(&doc! {"a": {"$gt": 7}}).unwrap();
+        assert_eq!(ids(&db, &filter).len(), 10);
+    }
+}
