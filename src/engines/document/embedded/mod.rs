@@ -54,7 +54,6 @@ use bson::{Bson, Document};
 
 use crate::engines::document::query::aggregate::Pipeline;
 use crate::engines::document::query::compare::bson_equal;
-use crate::engines::document::query::filter::Filter;
 use crate::engines::document::query::path::set_path;
 use crate::engines::document::query::projection::Projection;
 use crate::engines::document::query::schema::Validator;
@@ -65,6 +64,7 @@ use crate::engines::document::{
 };
 use crate::error::{Error, Result};
 use collection::{Collection, Database, ID_INDEX, IndexPlan};
+use plan::Query;
 use record::Change;
 
 /// The log is compacted once it is larger than this and than twice the live
@@ -343,7 +343,7 @@ impl EmbeddedDocumentStore {
         options: UpdateOptions,
     ) -> Result<UpdateResult> {
         check_collection_name(collection)?;
-        let filter = Filter::parse(&filter)?;
+        let filter = Query::parse(filter)?;
         let update = Update::parse(&update)?;
         let mut state = self.write()?;
         let (matched, changes) = match state.db.collection(collection) {
@@ -364,7 +364,7 @@ impl EmbeddedDocumentStore {
         };
         if matched == 0 && options.upsert {
             let mut doc = Document::new();
-            for (path, value) in filter.equality_fields() {
+            for (path, value) in filter.filter.equality_fields() {
                 set_path(&mut doc, &path, value)?;
             }
             let seeded = doc.clone();
@@ -403,7 +403,7 @@ impl EmbeddedDocumentStore {
             ))
             .with_field(key.clone()));
         }
-        let filter = Filter::parse(&filter)?;
+        let filter = Query::parse(filter)?;
         let mut state = self.write()?;
         let hit = state
             .db
@@ -415,6 +415,7 @@ impl EmbeddedDocumentStore {
                 return Ok(UpdateResult::default());
             }
             let filter_id = filter
+                .filter
                 .equality_fields()
                 .into_iter()
                 .find(|(path, _)| path == "_id")
@@ -557,7 +558,7 @@ impl DocumentStore for EmbeddedDocumentStore {
             e.with_operation("find")
                 .with_target(self.target_of(collection))
         };
-        let filter = Filter::parse(&filter).map_err(op)?;
+        let filter = Query::parse(filter).map_err(op)?;
         let sort = options
             .sort
             .as_ref()
@@ -609,7 +610,7 @@ impl DocumentStore for EmbeddedDocumentStore {
             e.with_operation("count")
                 .with_target(self.target_of(collection))
         };
-        let filter = Filter::parse(&filter).map_err(op)?;
+        let filter = Query::parse(filter).map_err(op)?;
         let state = self.read().map_err(op)?;
         Ok(state
             .db
@@ -650,7 +651,7 @@ impl DocumentStore for EmbeddedDocumentStore {
             e.with_operation("delete")
                 .with_target(self.target_of(collection))
         };
-        let filter = Filter::parse(&filter).map_err(op)?;
+        let filter = Query::parse(filter).map_err(op)?;
         let mut state = self.write().map_err(op)?;
         let ids: Vec<Bson> = match state.db.collection(collection) {
             None => return Ok(0),
@@ -685,7 +686,7 @@ impl DocumentStore for EmbeddedDocumentStore {
         // it again over the candidates, which is harmless.
         let leading = match pipeline.first().map(|s| s.get("$match")) {
             Some(Some(Bson::Document(m))) if pipeline.first().is_some_and(|s| s.len() == 1) => {
-                Some(Filter::parse(m).map_err(op)?)
+                Some(Query::parse(m.clone()).map_err(op)?)
             }
             _ => None,
         };
