@@ -61,7 +61,18 @@ fn not_built(what: &str) -> Error {
 /// Opens the configured document store.
 pub async fn open_documents(config: &Config) -> Result<Arc<dyn DocumentStore>> {
     match &config.documents {
-        DocumentsConfig::Embedded(_) => Err(not_built("documents.kind = \"embedded\"")),
+        DocumentsConfig::Embedded(e) => {
+            let dir = config.documents_dir();
+            let options = document::embedded::EmbeddedDocumentOptions { fsync: e.fsync };
+            // Opening replays the log from disk: blocking work, off the
+            // async worker threads.
+            let store = tokio::task::spawn_blocking(move || {
+                document::embedded::EmbeddedDocumentStore::open(&dir, options)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("opening the document store panicked: {e}")))??;
+            Ok(Arc::new(store))
+        }
         DocumentsConfig::Mongodb(_) => Err(not_built("documents.kind = \"mongodb\"")),
     }
 }
