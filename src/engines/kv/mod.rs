@@ -177,7 +177,11 @@ pub enum Command {
     /// `GET key` → `Reply::Value`.
     Get { key: String },
     /// `SET key value [PX ms] [NX|XX] [KEEPTTL]` → `Reply::Bool` (written).
-    Set { key: String, value: Bytes, options: SetOptions },
+    Set {
+        key: String,
+        value: Bytes,
+        options: SetOptions,
+    },
     /// `MGET keys...` → `Reply::Values`.
     MGet { keys: Vec<String> },
     /// `MSET k v ...` → `Reply::Ok`.
@@ -199,7 +203,10 @@ pub enum Command {
     /// `INCRBYFLOAT key delta` → `Reply::Float` (new value).
     IncrByFloat { key: String, delta: f64 },
     /// `HSET key f v ...` → `Reply::Int` (fields added).
-    HSet { key: String, fields: Vec<(String, Bytes)> },
+    HSet {
+        key: String,
+        fields: Vec<(String, Bytes)>,
+    },
     /// `HGET key field` → `Reply::Value`.
     HGet { key: String, field: String },
     /// `HMGET key fields...` → `Reply::Values`.
@@ -209,19 +216,39 @@ pub enum Command {
     /// `HDEL key fields...` → `Reply::Int` (removed).
     HDel { key: String, fields: Vec<String> },
     /// `HINCRBY key field delta` → `Reply::Int` (new value).
-    HIncrBy { key: String, field: String, delta: i64 },
+    HIncrBy {
+        key: String,
+        field: String,
+        delta: i64,
+    },
     /// `HLEN key` → `Reply::Int`.
     HLen { key: String },
     /// `ZADD key score member ...` → `Reply::Int` (members added).
-    ZAdd { key: String, members: Vec<(f64, String)> },
+    ZAdd {
+        key: String,
+        members: Vec<(f64, String)>,
+    },
     /// `ZINCRBY key delta member` → `Reply::Float` (new score).
-    ZIncrBy { key: String, delta: f64, member: String },
+    ZIncrBy {
+        key: String,
+        delta: f64,
+        member: String,
+    },
     /// `ZSCORE key member` → `Reply::Score`.
     ZScore { key: String, member: String },
     /// `ZRANK` / `ZREVRANK key member` → `Reply::Rank`.
-    ZRank { key: String, member: String, rev: bool },
+    ZRank {
+        key: String,
+        member: String,
+        rev: bool,
+    },
     /// `ZRANGE key start stop [REV] WITHSCORES` → `Reply::Scored`.
-    ZRange { key: String, start: i64, stop: i64, rev: bool },
+    ZRange {
+        key: String,
+        start: i64,
+        stop: i64,
+        rev: bool,
+    },
     /// `ZRANGEBYSCORE key min max WITHSCORES [LIMIT offset count]` →
     /// `Reply::Scored`, ascending.
     ZRangeByScore {
@@ -231,7 +258,11 @@ pub enum Command {
         limit: Option<(u64, u64)>,
     },
     /// `ZREMRANGEBYSCORE key min max` → `Reply::Int` (removed).
-    ZRemRangeByScore { key: String, min: ScoreBound, max: ScoreBound },
+    ZRemRangeByScore {
+        key: String,
+        min: ScoreBound,
+        max: ScoreBound,
+    },
     /// `ZREM key members...` → `Reply::Int` (removed).
     ZRem { key: String, members: Vec<String> },
     /// `ZCARD key` → `Reply::Int`.
@@ -444,7 +475,11 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
 
     /// `MGET`.
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        let reply = self.execute(Command::MGet { keys: keys.to_vec() }).await?;
+        let reply = self
+            .execute(Command::MGet {
+                keys: keys.to_vec(),
+            })
+            .await?;
         expect_reply!(reply, "mget", Reply::Values(v) => v)
     }
 
@@ -456,13 +491,21 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
 
     /// `DEL`; how many keys were deleted.
     async fn del(&self, keys: &[String]) -> Result<u64> {
-        let reply = self.execute(Command::Del { keys: keys.to_vec() }).await?;
+        let reply = self
+            .execute(Command::Del {
+                keys: keys.to_vec(),
+            })
+            .await?;
         expect_reply!(reply, "del", Reply::Int(n) => n as u64)
     }
 
     /// `EXISTS`; how many of the keys exist.
     async fn exists(&self, keys: &[String]) -> Result<u64> {
-        let reply = self.execute(Command::Exists { keys: keys.to_vec() }).await?;
+        let reply = self
+            .execute(Command::Exists {
+                keys: keys.to_vec(),
+            })
+            .await?;
         expect_reply!(reply, "exists", Reply::Int(n) => n as u64)
     }
 

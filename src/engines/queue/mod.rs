@@ -427,8 +427,12 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
 
     /// Publishes and waits for the broker's confirmation.
-    async fn publish(&self, exchange: &str, routing_key: &str, message: Message)
-    -> Result<Published>;
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: Message,
+    ) -> Result<Published>;
 
     /// Starts consuming from a queue.
     async fn consume(&self, queue: &str, options: ConsumeOptions) -> Result<Consumer>;
