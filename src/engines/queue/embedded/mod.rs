@@ -113,7 +113,7 @@ use crate::error::{Error, Result};
 /// let delivery = broker.get("tasks").await?.expect("a message");
 /// assert_eq!(&delivery.message.body[..], b"train");
 /// delivery.ack().await?;
-/// # strata::Result::Ok(()) }).unwrap();
+/// # Ok::<(), strata::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct EmbeddedBroker {
@@ -401,3 +401,6 @@ impl Broker for EmbeddedBroker {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;
