@@ -92,7 +92,7 @@ pub async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>> {
 /// Opens the configured broker.
 pub async fn open_queue(config: &Config) -> Result<Arc<dyn Broker>> {
     match &config.queue {
-        QueueConfig::Embedded(_) => Err(not_built("queue.kind = \"embedded\"")),
+        QueueConfig::Embedded(_) => Ok(Arc::new(queue::embedded::EmbeddedBroker::new())),
         QueueConfig::Rabbitmq(_) => Err(not_built("queue.kind = \"rabbitmq\"")),
     }
 }
