@@ -265,3 +265,160 @@ fn sql_keeps_every_value_type() {
         serde_json::json!([{"i": 1, "f": 2.5, "s": "x", "n": null}])
     );
 }
+
+#[test]
+fn doctor_reports_four_healthy_embedded_engines() {
+    let world = World::new();
+    let out = world.run(&["--json", "doctor"], &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let rows = json(&out);
+    let rows = rows.as_array().expect("rows");
+    let engines: Vec<&str> = rows.iter().filter_map(|r| r["engine"].as_str()).collect();
+    assert_eq!(engines, ["relational", "documents", "kv", "queue"]);
+    for row in rows {
+        assert_eq!(row["status"], "healthy", "{row}");
+        assert!(row["rtt_ms"].as_f64().is_some(), "{row}");
+    }
+    assert_eq!(rows[0]["kind"], "sqlite");
+    assert_eq!(rows[1]["kind"], "embedded");
+}
+
+#[test]
+fn doctor_reports_an_unreachable_engine_and_exits_non_zero_without_hanging() {
+    let world = World::new();
+    let started = std::time::Instant::now();
+    let out = world.run(
+        &["--json", "doctor"],
+        &[
+            (
+                "STRATA_RELATIONAL__URL",
+                "postgres://strata:hunter2@127.0.0.1:1/strata",
+            ),
+            ("STRATA_RELATIONAL__CONNECT_TIMEOUT", "1s"),
+            ("STRATA_RELATIONAL__ACQUIRE_TIMEOUT", "1s"),
+        ],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let rows = json(&out);
+    assert_eq!(rows[0]["engine"], "relational");
+    assert_eq!(rows[0]["status"], "unavailable", "{}", rows[0]);
+    assert_eq!(rows[1]["status"], "healthy", "the others are still checked");
+    assert!(!stdout(&out).contains("hunter2"), "password leaked");
+}
+
+#[test]
+fn unsupported_operator_exits_2_naming_it_even_on_an_empty_collection() {
+    let world = World::new();
+    let out = world.run(&["docs", "find", "x", r#"{"a":{"$where":"1"}}"#], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("$where"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = world.run(&["docs", "aggregate", "x", r#"[{"$facet":{}}]"#], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("$facet"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_json_exits_2_naming_the_argument() {
+    let world = World::new();
+    let cases: [(&[&str], &str); 4] = [
+        (&["docs", "find", "x", "{not json"], "FILTER"),
+        (&["docs", "find", "x", "[1]"], "FILTER"),
+        (&["docs", "find", "x", "{}", "--sort", "nope"], "--sort"),
+        (&["docs", "aggregate", "x", r#"{"$match":{}}"#], "PIPELINE"),
+    ];
+    for (args, needle) in cases {
+        let out = world.run(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn docs_commands_read_what_is_stored() {
+    use strata::engines::document::DocumentStore;
+    use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
+
+    let world = World::new();
+    {
+        let store = EmbeddedDocumentStore::open(
+            &world.path("data/documents"),
+            EmbeddedDocumentOptions::default(),
+        )
+        .expect("open");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for (id, fw, acc) in [
+                ("m1", "pytorch", 0.98),
+                ("m2", "xgboost", 0.91),
+                ("m3", "pytorch", 0.95),
+            ] {
+                store
+                    .insert_one(
+                        "model_configs",
+                        bson::doc! {"model_id": id, "framework": fw, "metrics": {"accuracy": acc}},
+                    )
+                    .await
+                    .expect("insert");
+            }
+        });
+    }
+    let out = world.run(
+        &[
+            "--json",
+            "docs",
+            "find",
+            "model_configs",
+            r#"{"framework":"pytorch"}"#,
+            "--sort",
+            r#"{"metrics.accuracy":-1}"#,
+            "--projection",
+            r#"{"_id":0,"model_id":1}"#,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out),
+        serde_json::json!([{"model_id": "m1"}, {"model_id": "m3"}])
+    );
+
+    let out = world.run(
+        &[
+            "--json",
+            "docs",
+            "aggregate",
+            "model_configs",
+            r#"[{"$group":{"_id":"$framework","n":{"$sum":1}}},{"$sort":{"_id":1}}]"#,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out),
+        serde_json::json!([{"_id": "pytorch", "n": 2}, {"_id": "xgboost", "n": 1}])
+    );
+
+    let out = world.run(&["--json", "docs", "collections"], &[]);
+    assert_eq!(json(&out), serde_json::json!(["model_configs"]));
+}
+
+#[test]
+fn kv_and_queue_inspection_say_the_embedded_stores_are_in_process() {
+    let world = World::new();
+    let out = world.run(&["--json", "kv", "get", "nothing"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out), serde_json::Value::Null);
+    assert!(
+        stderr(&out).contains("in-process") || stderr(&out).contains("inside the strata process")
+    );
+
+    let out = world.run(&["--json", "queue", "stats", "jobs"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)[0]["error"], "not found");
+}
