@@ -196,28 +196,30 @@ impl Stream for ConsumerStream {
     type Item = Result<Delivery>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let target = self.target.clone();
-        self.consumer.poll_next_unpin(cx).map(|item| {
-            item.map(|result| match result {
-                Ok(delivery) => {
-                    let message = convert::to_message(delivery.data, &delivery.properties);
-                    let acker = ConsumedAcker {
-                        acker: delivery.acker,
-                        target,
-                    };
-                    Ok(Delivery::new(
-                        delivery.delivery_tag,
-                        delivery.exchange.to_string(),
-                        delivery.routing_key.to_string(),
-                        delivery.redelivered,
-                        message,
-                        std::sync::Arc::new(acker),
-                    ))
-                }
-                // lapin ends the stream after an error: the caller sees the
-                // error, then `None`.
-                Err(e) => Err(error::map(e, "consume", &target)),
-            })
-        })
+        let item = match self.consumer.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(item)) => item,
+        };
+        Poll::Ready(Some(match item {
+            Ok(delivery) => {
+                let message = convert::to_message(delivery.data, &delivery.properties);
+                let acker = ConsumedAcker {
+                    acker: delivery.acker,
+                    target: self.target.clone(),
+                };
+                Ok(Delivery::new(
+                    delivery.delivery_tag,
+                    delivery.exchange.to_string(),
+                    delivery.routing_key.to_string(),
+                    delivery.redelivered,
+                    message,
+                    std::sync::Arc::new(acker),
+                ))
+            }
+            // lapin ends the stream after an error: the caller sees the
+            // error, then `None`.
+            Err(e) => Err(error::map(e, "consume", &self.target)),
+        }))
     }
 }

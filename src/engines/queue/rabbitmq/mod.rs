@@ -7,10 +7,10 @@
 //!
 //! # Layout
 //!
-//! - [`connection`]: the connection, pools of channels, lazy reconnection.
-//! - [`delivery`]: the consumer stream and the ackers.
-//! - [`convert`]: field tables, message properties and `x-` arguments.
-//! - [`error`]: AMQP reply codes and lapin's errors as strata errors.
+//! - `connection`: the connection, pools of channels, lazy reconnection.
+//! - `delivery`: the consumer stream and the ackers.
+//! - `convert`: field tables, message properties and `x-` arguments.
+//! - `error`: AMQP reply codes and lapin's errors as strata errors.
 //!
 //! # What holds, precisely
 //!
@@ -50,7 +50,19 @@
 //! - [`RabbitConfig::prefetch`] is not used here: every
 //!   [`ConsumeOptions`] carries its own prefetch.
 //!
-//! Recovery after a lost connection is described in [`connection`].
+//! # Recovery
+//!
+//! The connection is reopened lazily: each operation first checks it and,
+//! when it was lost (broker restart, forced close, missed heartbeats),
+//! reconnects with exponential backoff (50 ms doubling up to 1 s) for at most
+//! `connect_timeout`, then fails with `Unavailable`. One caller reconnects at
+//! a time; those that waited on a reconnect that failed get its error at
+//! once. A lost connection takes with it what AMQP ties to a connection:
+//! consumers (their streams yield `Unavailable`, then end), unsettled
+//! deliveries (requeued by the broker; settling fails), exclusive queues, and
+//! unconfirmed publishes (`Unavailable`). lapin's own topology recovery is
+//! not used, since it would re-declare what was since deleted through
+//! another channel and non-durable queues a restarted broker rightly lost.
 
 mod connection;
 mod convert;
