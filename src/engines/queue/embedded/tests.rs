@@ -448,3 +448,70 @@ fn works_as_a_trait_object() {
         ("embedded", "in-process".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_and_consumers_settle_every_message_once() {
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 500;
+    let broker = EmbeddedBroker::new();
+    broker
+        .declare_queue("q", QueueOptions::default())
+        .await
+        .unwrap();
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut consumers = Vec::new();
+    for c in 0..3 {
+        let mut consumer = broker
+            .consume(
+                "q",
+                ConsumeOptions {
+                    prefetch: 7,
+                    consumer_tag: None,
+                },
+            )
+            .await
+            .unwrap();
+        let acked = Arc::clone(&acked);
+        consumers.push(tokio::spawn(async move {
+            let mut seen = 0_usize;
+            while let Ok(Some(Ok(delivery))) =
+                tokio::time::timeout(Duration::from_millis(500), consumer.next()).await
+            {
+                seen += 1;
+                // Every third first delivery is requeued once, exercising
+                // requeue under contention.
+                if !delivery.redelivered && (seen + c) % 3 == 0 {
+                    delivery.nack(true).await.unwrap();
+                } else {
+                    acked.lock().unwrap().push(delivery.message.body.clone());
+                    delivery.ack().await.unwrap();
+                }
+            }
+        }));
+    }
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let broker = broker.clone();
+        publishers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                broker
+                    .publish("", "q", Message::new(format!("{p}-{i}")))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in publishers.into_iter().chain(consumers) {
+        task.await.unwrap();
+    }
+    let mut bodies = acked.lock().unwrap().clone();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), PUBLISHERS * EACH);
+    assert_eq!(
+        acked.lock().unwrap().len(),
+        PUBLISHERS * EACH,
+        "no duplicates"
+    );
+    assert_eq!(depth(&broker, "q").await, 0);
+}
