@@ -103,8 +103,9 @@ pub struct QueueOptions {
     pub dead_letter_routing_key: Option<String>,
     /// `x-message-ttl`.
     pub message_ttl: Option<Duration>,
-    /// `x-max-length`: beyond it the oldest ready message is dropped (or
-    /// dead-lettered).
+    /// `x-max-length`: beyond it the ready message at the head (the next to
+    /// be delivered: the oldest of the highest priority) is dropped (or
+    /// dead-lettered), as RabbitMQ's `drop-head` overflow does.
     pub max_length: Option<u64>,
 }
 

@@ -429,9 +429,10 @@ impl State {
     }
 
     /// Routes the dead letters an operation produced, and those their
-    /// routing produces in turn. Cycles end: RabbitMQ's cycle rule drops a
+    /// routing produces in turn, then files its new expiry deadlines;
+    /// whether there were any. Cycles end: RabbitMQ's cycle rule drops a
     /// message coming back to a queue without a rejection on the way.
-    pub(super) fn finish(&mut self, fx: &mut Effects) -> Option<Instant> {
+    pub(super) fn finish(&mut self, fx: &mut Effects) -> bool {
         let mut targets = Vec::new();
         while let Some(letter) = fx.dead_letters.pop_front() {
             targets.clear();
@@ -451,12 +452,11 @@ impl State {
             let (exchange, routing_key) = (letter.exchange, letter.routing_key);
             self.enqueue_to(&targets, &exchange, &routing_key, letter.message, fx);
         }
-        let earliest_before = self.next_deadline();
+        let armed = !fx.deadlines.is_empty();
         for (at, queue) in fx.deadlines.drain(..) {
             self.deadlines.push(Reverse((at, queue)));
         }
-        let earliest = self.next_deadline();
-        (earliest != earliest_before).then_some(earliest).flatten()
+        armed
     }
 
     /// The earliest pending expiry deadline.
