@@ -396,7 +396,6 @@ async fn operations_recover_after_the_broker_closes_the_connection() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
     // The next operations reconnect by themselves.
-    assert_eq!(broker.queue_info(&queue).await.unwrap().messages, 1);
     assert!(
         broker
             .publish("", &queue, Message::new("after"))
@@ -404,6 +403,7 @@ async fn operations_recover_after_the_broker_closes_the_connection() {
             .unwrap()
             .routed
     );
+    assert_eq!(broker.queue_info(&queue).await.unwrap().messages, 2);
     let mut again = broker
         .consume(&queue, ConsumeOptions::default())
         .await
@@ -427,4 +427,26 @@ async fn operations_recover_after_the_broker_closes_the_connection() {
     );
     drop(again);
     broker.delete_queue(&queue).await.unwrap();
+}
+
+#[tokio::test]
+async fn amqps_against_a_plain_listener_fails_cleanly() {
+    // Exercises the TLS stack (rustls with ring): a TLS hello to a port that
+    // answers in plain AMQP must fail as a configuration error, at once.
+    let Some(config) = full_rabbit() else {
+        return;
+    };
+    let config = RabbitConfig {
+        url: config.url.replacen("amqp://", "amqps://", 1),
+        connect_timeout: Duration::from_secs(2),
+        ..config
+    };
+    let started = Instant::now();
+    let err = RabbitBroker::connect(&config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(
+        started.elapsed() < config.connect_timeout,
+        "a TLS mismatch is not retried"
+    );
 }

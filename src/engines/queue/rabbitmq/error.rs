@@ -6,7 +6,9 @@
 //! permissions and `InvalidInput` otherwise (RabbitMQ also uses it for the
 //! default exchange and the reserved `amq.` prefix). A lost or refused
 //! connection, a closed channel, a forced close and a missed heartbeat are
-//! `Unavailable`: a retry reconnects. lapin's error is kept as the source.
+//! `Unavailable`: a retry reconnects. A TLS failure (a peer that does not
+//! speak TLS, a certificate that does not verify) is `Config`. lapin's error
+//! is kept as the source.
 
 use lapin::ErrorKind as LapinKind;
 
@@ -91,6 +93,13 @@ fn classify(error: &lapin::Error, connecting: bool) -> (ErrorKind, String) {
             };
             (kind, message)
         }
+        // rustls reports a peer that does not speak TLS, and a certificate it
+        // cannot verify, as invalid data: the URL or the trust store is
+        // wrong, and retrying will not change that.
+        LapinKind::IOError(io) if io.kind() == std::io::ErrorKind::InvalidData => (
+            ErrorKind::Config,
+            format!("rabbitmq connection failed (TLS or protocol mismatch): {io}"),
+        ),
         LapinKind::IOError(io) if io.kind() == std::io::ErrorKind::TimedOut => (
             ErrorKind::Unavailable,
             format!("rabbitmq did not answer: {io}"),
