@@ -450,3 +450,19 @@ async fn amqps_against_a_plain_listener_fails_cleanly() {
         "a TLS mismatch is not retried"
     );
 }
+
+#[tokio::test]
+async fn missing_vhost_is_a_config_error() {
+    let Some(config) = full_rabbit() else {
+        return;
+    };
+    let base = config.url.rsplit_once('/').expect("a vhost path").0;
+    let url = format!("{base}/strata_no_such_vhost");
+    assert_ne!(url, config.url);
+    let config = RabbitConfig { url, ..config };
+    let started = Instant::now();
+    let err = RabbitBroker::connect(&config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("strata_no_such_vhost"), "{err}");
+    assert!(started.elapsed() < config.connect_timeout, "not retried");
+}
