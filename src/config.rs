@@ -358,8 +358,6 @@ pub struct RabbitConfig {
     /// Time allowed to connect.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Default prefetch of consumers.
-    pub prefetch: u16,
 }
 
 impl Default for RabbitConfig {
@@ -368,7 +366,6 @@ impl Default for RabbitConfig {
             url: "amqp://guest@127.0.0.1:5672/%2f".into(),
             password: None,
             connect_timeout: Duration::from_secs(5),
-            prefetch: 32,
         }
     }
 }
@@ -379,7 +376,6 @@ impl fmt::Debug for RabbitConfig {
             .field("url", &redact_url(&self.url))
             .field("password", &self.password)
             .field("connect_timeout", &self.connect_timeout)
-            .field("prefetch", &self.prefetch)
             .finish()
     }
 }

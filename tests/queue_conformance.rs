@@ -6,12 +6,16 @@
 //! deletes them at the end through the fixture, since a real broker is
 //! shared. `cargo test --test queue_conformance embedded::` runs one backend.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata::ErrorKind;
+use strata::config::QueueConfig;
 use strata::engines::queue::embedded::EmbeddedBroker;
+use strata::engines::queue::rabbitmq::RabbitBroker;
 use strata::engines::queue::{
     Broker, ConsumeOptions, Consumer, Delivery, ExchangeKind, ExchangeOptions, FieldTable,
     FieldValue, Message, QueueOptions,
@@ -821,8 +825,16 @@ macro_rules! conformance_cases {
             #[tokio::test]
             async fn $case() {
                 let Some(fixture) = $setup.await else { return };
-                super::$case(&fixture).await;
+                // Tear down even when the case fails, so a shared broker is
+                // left as it was found; then report the failure.
+                let outcome = futures::FutureExt::catch_unwind(
+                    std::panic::AssertUnwindSafe(super::$case(&fixture)),
+                )
+                .await;
                 fixture.teardown().await;
+                if let Err(panic) = outcome {
+                    std::panic::resume_unwind(panic);
+                }
             }
         )*
     };
@@ -878,3 +890,18 @@ async fn setup_embedded() -> Option<Fixture> {
 }
 
 queue_conformance!(embedded, setup_embedded());
+
+/// RabbitMQ of the full profile (`STRATA_TEST_FULL=1` after
+/// `scripts/services.sh up`); `None`, with one line on stderr, otherwise.
+async fn setup_rabbitmq() -> Option<Fixture> {
+    let config = common::full_profile("queue_conformance")?;
+    let QueueConfig::Rabbitmq(rabbit) = &config.queue else {
+        panic!("config/full.toml: queue.kind must be \"rabbitmq\"");
+    };
+    let broker = RabbitBroker::connect(rabbit)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Some(Fixture::new(Arc::new(broker)))
+}
+
+queue_conformance!(rabbitmq, setup_rabbitmq());

@@ -111,11 +111,14 @@ fn exit_status(error: &Error) -> u8 {
     }
 }
 
-/// Logs go to standard error, filtered by `STRATA_LOG` (default `warn`);
-/// `--log-sql` adds the statements sqlx logs under `sqlx::query`.
+/// Logs go to standard error, filtered by `STRATA_LOG` (default `warn`,
+/// with lapin off: it logs expected outcomes such as an unroutable publish
+/// or a 404 on a passive declare at WARN/ERROR, and strata reports those
+/// itself as results or errors); `--log-sql` adds the statements sqlx logs
+/// under `sqlx::query`.
 fn init_tracing(log_sql: bool) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));
     if log_sql && let Ok(directive) = "sqlx::query=info".parse() {
         filter = filter.add_directive(directive);
     }

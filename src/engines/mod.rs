@@ -93,6 +93,8 @@ pub async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>> {
 pub async fn open_queue(config: &Config) -> Result<Arc<dyn Broker>> {
     match &config.queue {
         QueueConfig::Embedded(_) => Ok(Arc::new(queue::embedded::EmbeddedBroker::new())),
-        QueueConfig::Rabbitmq(_) => Err(not_built("queue.kind = \"rabbitmq\"")),
+        QueueConfig::Rabbitmq(rabbit) => Ok(Arc::new(
+            queue::rabbitmq::RabbitBroker::connect(rabbit).await?,
+        )),
     }
 }

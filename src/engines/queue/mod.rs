@@ -49,6 +49,7 @@ use futures::{Stream, StreamExt};
 use crate::error::Result;
 
 pub mod embedded;
+pub mod rabbitmq;
 pub mod topic;
 
 /// The type of an exchange.
