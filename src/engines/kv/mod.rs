@@ -125,10 +125,13 @@ impl ScoreBound {
     }
 
     /// Whether `score` is at or above this bound taken as a minimum.
+    ///
+    /// `-inf` and `+inf` are inclusive, as in Redis: `+inf` as a minimum
+    /// admits a score of `+inf`, `-inf` as a maximum admits `-inf`.
     pub fn admits_from_below(self, score: f64) -> bool {
         match self {
             ScoreBound::NegInfinity => true,
-            ScoreBound::PosInfinity => false,
+            ScoreBound::PosInfinity => score >= f64::INFINITY,
             ScoreBound::Inclusive(b) => score >= b,
             ScoreBound::Exclusive(b) => score > b,
         }
@@ -137,7 +140,7 @@ impl ScoreBound {
     /// Whether `score` is at or below this bound taken as a maximum.
     pub fn admits_from_above(self, score: f64) -> bool {
         match self {
-            ScoreBound::NegInfinity => false,
+            ScoreBound::NegInfinity => score <= f64::NEG_INFINITY,
             ScoreBound::PosInfinity => true,
             ScoreBound::Inclusive(b) => score <= b,
             ScoreBound::Exclusive(b) => score < b,

@@ -1,1 +1,0 @@
-//! The embedded key-value store (in progress).

@@ -1,0 +1,218 @@
+//! What one key holds: a typed value, its deadline and its weighed size.
+//!
+//! # What MUST hold
+//!
+//! - `size` is the value's estimated bytes plus [`KEY_OVERHEAD`], kept up to
+//!   date by every mutation *before* the entry is re-inserted into the cache,
+//!   so that moka's weigher reads it in O(1) and re-weighs on re-insert.
+//! - `deadline` is in nanoseconds on the store's [`Clock`];
+//!   [`NO_DEADLINE`] means persistent. An entry whose deadline is at or before
+//!   now is gone for every command, whether or not moka has removed it yet.
+//! - Strings are immutable (`Bytes`) and replaced whole; hashes and sorted
+//!   sets are mutated in place under their own mutex, so a big sorted set is
+//!   never cloned to add a member.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::Expiry;
+
+use super::hash::HashValue;
+use super::zset::ZSetValue;
+use crate::engines::kv::KeyType;
+use crate::error::{Error, Result};
+
+/// The deadline of a persistent key.
+pub(super) const NO_DEADLINE: u64 = u64::MAX;
+
+/// Estimated fixed cost of a key beyond its bytes and its value's: moka's
+/// map slot, entry info and LRU node, the `Arc<Entry>`, the key's `String`
+/// header and the two counters. An estimate: the bound is on this weighing,
+/// not on the allocator's exact figure.
+pub(super) const KEY_OVERHEAD: u64 = 128;
+
+/// A store's monotonic clock: nanoseconds since the store was created.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    base: Instant,
+}
+
+impl Clock {
+    pub(super) fn new() -> Self {
+        Clock {
+            base: Instant::now(),
+        }
+    }
+
+    /// Now, in nanoseconds since the base.
+    pub(super) fn now(&self) -> u64 {
+        self.at(Instant::now())
+    }
+
+    /// `instant` in nanoseconds since the base (0 before it; saturating
+    /// below [`NO_DEADLINE`] some 584 years later).
+    pub(super) fn at(&self, instant: Instant) -> u64 {
+        let nanos = instant.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(nanos).unwrap_or(NO_DEADLINE - 1)
+    }
+
+    /// The deadline `ttl` after `now`, with Redis's millisecond precision
+    /// (sub-millisecond parts are dropped, as `PX` takes whole milliseconds).
+    /// `None` when the deadline is not representable (Redis: "invalid expire
+    /// time").
+    pub(super) fn deadline_after(now: u64, ttl_millis: u128) -> Option<u64> {
+        let nanos = u64::try_from(ttl_millis).ok()?.checked_mul(1_000_000)?;
+        now.checked_add(nanos).filter(|d| *d < NO_DEADLINE)
+    }
+}
+
+/// A typed value.
+#[derive(Debug)]
+pub(super) enum Value {
+    /// An immutable string, replaced whole by every write.
+    String(Bytes),
+    /// A hash, mutated in place.
+    Hash(Mutex<HashValue>),
+    /// A sorted set, mutated in place.
+    ZSet(Mutex<ZSetValue>),
+}
+
+/// One key's entry in the cache.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) value: Value,
+    deadline: AtomicU64,
+    size: AtomicU64,
+}
+
+impl Entry {
+    /// A string entry.
+    pub(super) fn string(bytes: Bytes, deadline: u64) -> Arc<Entry> {
+        let size = Self::string_size(&bytes);
+        Arc::new(Entry {
+            value: Value::String(bytes),
+            deadline: AtomicU64::new(deadline),
+            size: AtomicU64::new(size),
+        })
+    }
+
+    /// The weighed size of a string value (without its key).
+    pub(super) fn string_size(bytes: &Bytes) -> u64 {
+        bytes.len() as u64 + KEY_OVERHEAD
+    }
+
+    /// A hash entry.
+    pub(super) fn hash(hash: HashValue) -> Arc<Entry> {
+        let size = hash.bytes() + KEY_OVERHEAD;
+        Arc::new(Entry {
+            value: Value::Hash(Mutex::new(hash)),
+            deadline: AtomicU64::new(NO_DEADLINE),
+            size: AtomicU64::new(size),
+        })
+    }
+
+    /// A sorted-set entry.
+    pub(super) fn zset(zset: ZSetValue) -> Arc<Entry> {
+        let size = zset.bytes() + KEY_OVERHEAD;
+        Arc::new(Entry {
+            value: Value::ZSet(Mutex::new(zset)),
+            deadline: AtomicU64::new(NO_DEADLINE),
+            size: AtomicU64::new(size),
+        })
+    }
+
+    /// Records a collection's new size after an in-place mutation; the
+    /// caller re-inserts the entry so that moka re-weighs it.
+    pub(super) fn set_value_bytes(&self, value_bytes: u64) {
+        self.size
+            .store(value_bytes + KEY_OVERHEAD, Ordering::Relaxed);
+    }
+
+    /// moka's weight: key bytes plus the running size, saturating at
+    /// `u32::MAX` (moka's weight type).
+    pub(super) fn weight(&self, key: &str) -> u32 {
+        let bytes = key.len() as u64 + self.size.load(Ordering::Relaxed);
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    /// The raw deadline ([`NO_DEADLINE`] when persistent).
+    pub(super) fn deadline(&self) -> u64 {
+        self.deadline.load(Ordering::Acquire)
+    }
+
+    /// Changes the deadline in place; the caller holds the key's write lock
+    /// and re-inserts the entry so that moka's timer follows.
+    pub(super) fn set_deadline(&self, deadline: u64) {
+        self.deadline.store(deadline, Ordering::Release);
+    }
+
+    /// Whether the entry is still alive at `now`. Persistent entries are
+    /// alive without reading the clock; callers pass a lazily read `now`.
+    pub(super) fn is_live_at(&self, now: impl FnOnce() -> u64) -> bool {
+        let deadline = self.deadline();
+        deadline == NO_DEADLINE || deadline > now()
+    }
+
+    /// The Redis type of the value.
+    pub(super) fn key_type(&self) -> KeyType {
+        match self.value {
+            Value::String(_) => KeyType::String,
+            Value::Hash(_) => KeyType::Hash,
+            Value::ZSet(_) => KeyType::ZSet,
+        }
+    }
+}
+
+/// Locks a collection. A poisoned lock means a panic interrupted a
+/// mutation, so the collection may be half-updated: that is reported, never
+/// read through.
+pub(super) fn lock_value<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    mutex.lock().map_err(|_| {
+        Error::internal("a value's lock was poisoned by an earlier panic; the key must be deleted")
+    })
+}
+
+/// moka's per-entry expiry: the time left until the entry's own deadline,
+/// re-read on create and on every re-insert (which is how `PEXPIRE` and
+/// `PERSIST` reach moka's timer). Reads leave it unchanged. Commands also
+/// check the deadline themselves, so expiry is exact even between moka's
+/// housekeeping runs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DeadlineExpiry {
+    pub(super) clock: Clock,
+}
+
+impl DeadlineExpiry {
+    fn time_left(&self, entry: &Entry, at: Instant) -> Option<Duration> {
+        let deadline = entry.deadline();
+        if deadline == NO_DEADLINE {
+            return None;
+        }
+        Some(Duration::from_nanos(
+            deadline.saturating_sub(self.clock.at(at)),
+        ))
+    }
+}
+
+impl Expiry<String, Arc<Entry>> for DeadlineExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Entry>,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        self.time_left(value, created_at)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<Entry>,
+        updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        self.time_left(value, updated_at)
+    }
+}

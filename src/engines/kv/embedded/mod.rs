@@ -1,0 +1,300 @@
+//! The embedded key-value store: in-process, memory-bounded, LRU, on moka.
+//!
+//! # Layout
+//!
+//! - `entry`: what a key holds (typed value, deadline, weighed size) and
+//!   moka's per-entry expiry.
+//! - `strings`: string and key commands; `hash`: hash commands; `zset`:
+//!   sorted-set commands; `pubsub`: the in-process channel registry.
+//!
+//! # What MUST hold (beyond the [`KvStore`] contracts)
+//!
+//! - Memory: with `max_memory > 0` the weighed size of all entries (key
+//!   bytes + value bytes + a fixed per-key and per-field estimate) stays at
+//!   or under `max_memory` once moka's pending work has run (`info()` runs
+//!   it). Room is made by evicting the least recently used keys (reads and
+//!   writes both count as use); each is counted in [`KvInfo::evictions`].
+//!   The policy is plain LRU, without TinyLFU's admission filter: a fresh
+//!   `SET` is always stored, as a cache that drops new writes would surprise
+//!   every caller. A single string that could never fit is refused with an
+//!   OOM `InvalidInput` (Redis answers OOM too); a hash or sorted set that
+//!   grows past the whole bound by itself is evicted like any other key.
+//! - Expiry is exact to the millisecond: every command checks the key's
+//!   deadline itself; moka's timer only frees the memory.
+//! - Atomicity: every write takes the key's stripe of a striped mutex
+//!   (256 stripes, chosen by a hash of the key), reads the current entry,
+//!   and writes the new one before letting go. Two writes of one key never
+//!   interleave, so 8 tasks × 1000 `INCR` end at 8000. A striped lock rather
+//!   than moka's `entry().and_compute_with`: moka serialises compute calls
+//!   only against other compute calls, not against `insert`/`invalidate`,
+//!   so every write path would have to go through it to be safe; the stripe
+//!   covers every write path (including `DEL`, `PEXPIRE` and in-place
+//!   collection updates) uniformly, lets commands return typed replies and
+//!   errors directly, and costs one uncontended mutex per write. Reads take
+//!   no lock: strings are immutable `Bytes`, collections have their own
+//!   mutex.
+//! - Nothing is durable: the store is a cache and starts empty.
+
+mod entry;
+mod hash;
+mod pubsub;
+mod strings;
+mod zset;
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use self::entry::{Clock, DeadlineExpiry, Entry};
+use self::pubsub::PubSub;
+use super::pattern::glob_match;
+use super::{Command, KvInfo, KvStore, Reply, Subscription};
+use crate::error::{Error, Result};
+
+/// How many write-lock stripes: well above the cores strata runs on, so
+/// unrelated keys rarely share one.
+const STRIPES: usize = 256;
+
+/// Options of an [`EmbeddedKv`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbeddedKvOptions {
+    /// Memory bound in bytes of weighed entries; 0 = unbounded.
+    pub max_memory: u64,
+}
+
+/// The in-process [`KvStore`]: strings, hashes and sorted sets with
+/// millisecond expiry, LRU-evicted within a memory bound, plus in-process
+/// publish/subscribe. See the module docs for what it guarantees.
+///
+/// ```
+/// use strata::engines::kv::KvStore;
+/// use strata::engines::kv::embedded::{EmbeddedKv, EmbeddedKvOptions};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let kv = EmbeddedKv::new(EmbeddedKvOptions { max_memory: 64 << 20 });
+/// kv.set("greeting", "hello".into()).await?;
+/// assert_eq!(kv.get("greeting").await?, Some("hello".into()));
+/// assert_eq!(kv.incr("visits").await?, 1);
+/// # Ok::<(), strata::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct EmbeddedKv {
+    cache: Cache<String, Arc<Entry>>,
+    stripes: Box<[Mutex<()>]>,
+    stripe_hasher: std::collections::hash_map::RandomState,
+    clock: Clock,
+    max_memory: u64,
+    evictions: Arc<AtomicU64>,
+    pubsub: Arc<PubSub>,
+}
+
+impl std::fmt::Debug for EmbeddedKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedKv")
+            .field("max_memory", &self.max_memory)
+            .field("entries", &self.cache.entry_count())
+            .field("weighted_size", &self.cache.weighted_size())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Redis's error for a command given no keys, fields or members.
+pub(super) fn wrong_arity(command: &str) -> Error {
+    Error::invalid(format!(
+        "ERR wrong number of arguments for '{command}' command"
+    ))
+}
+
+impl EmbeddedKv {
+    /// An empty store bounded by `options.max_memory`.
+    pub fn new(options: EmbeddedKvOptions) -> Self {
+        let clock = Clock::new();
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&evictions);
+        let mut builder = Cache::<String, Arc<Entry>>::builder()
+            .eviction_policy(EvictionPolicy::lru())
+            .weigher(|key: &String, entry: &Arc<Entry>| entry.weight(key))
+            .expire_after(DeadlineExpiry { clock })
+            .eviction_listener(move |_key, _entry, cause| {
+                if cause == RemovalCause::Size {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        if options.max_memory > 0 {
+            builder = builder.max_capacity(options.max_memory);
+        }
+        EmbeddedKv {
+            cache: builder.build(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripe_hasher: Default::default(),
+            clock,
+            max_memory: options.max_memory,
+            evictions,
+            pubsub: Arc::default(),
+        }
+    }
+
+    /// `GET` without going through `async`: the fast path for callers on
+    /// the hot path (no boxed future, no command value).
+    pub fn get_sync(&self, key: &str) -> Result<Option<Bytes>> {
+        self.get_string(key).map_err(|e| e.with_operation("get"))
+    }
+
+    /// Runs one command synchronously; [`KvStore::execute`] is this.
+    pub fn execute_sync(&self, command: Command) -> Result<Reply> {
+        let name = command.name();
+        self.dispatch(command).map_err(|e| e.with_operation(name))
+    }
+
+    fn dispatch(&self, command: Command) -> Result<Reply> {
+        match command {
+            Command::Get { key } => self.get_string(&key).map(Reply::Value),
+            Command::Set {
+                key,
+                value,
+                options,
+            } => self.set(&key, value, options),
+            Command::MGet { keys } => self.mget(&keys),
+            Command::MSet { pairs } => self.mset(pairs),
+            Command::Del { keys } => self.del(&keys),
+            Command::Exists { keys } => self.exists(&keys),
+            Command::Expire { key, ttl } => self.expire(&key, ttl),
+            Command::Ttl { key } => self.ttl(&key),
+            Command::Persist { key } => self.persist(&key),
+            Command::Type { key } => self.key_type(&key),
+            Command::IncrBy { key, delta } => self.incr_by(&key, delta),
+            Command::IncrByFloat { key, delta } => self.incr_by_float(&key, delta),
+            Command::HSet { key, fields } => self.hset(&key, fields),
+            Command::HGet { key, field } => self.hget(&key, &field),
+            Command::HMGet { key, fields } => self.hmget(&key, &fields),
+            Command::HGetAll { key } => self.hgetall(&key),
+            Command::HDel { key, fields } => self.hdel(&key, &fields),
+            Command::HIncrBy { key, field, delta } => self.hincr_by(&key, &field, delta),
+            Command::HLen { key } => self.hlen(&key),
+            Command::ZAdd { key, members } => self.zadd(&key, &members),
+            Command::ZIncrBy { key, delta, member } => self.zincr_by(&key, delta, &member),
+            Command::ZScore { key, member } => self.zscore(&key, &member),
+            Command::ZRank { key, member, rev } => self.zrank(&key, &member, rev),
+            Command::ZRange {
+                key,
+                start,
+                stop,
+                rev,
+            } => self.zrange(&key, start, stop, rev),
+            Command::ZRangeByScore {
+                key,
+                min,
+                max,
+                limit,
+            } => self.zrange_by_score(&key, min, max, limit),
+            Command::ZRemRangeByScore { key, min, max } => self.zrem_range_by_score(&key, min, max),
+            Command::ZRem { key, members } => self.zrem(&key, &members),
+            Command::ZCard { key } => self.zcard(&key),
+            Command::CompareAndDelete { key, expected } => self.compare_and_delete(&key, &expected),
+            Command::Publish { channel, message } => {
+                Ok(Reply::Int(self.pubsub.publish(&channel, message) as i64))
+            }
+        }
+    }
+
+    /// The live entry at `key`: `None` when missing or past its deadline
+    /// (whether or not moka has dropped it yet). The clock is read only for
+    /// keys that have a deadline.
+    fn live(&self, key: &str) -> Option<Arc<Entry>> {
+        self.cache
+            .get(key)
+            .filter(|entry| entry.is_live_at(|| self.clock.now()))
+    }
+
+    /// The write lock of `key`'s stripe. It guards no data (`()`), so a
+    /// poisoned stripe carries no broken state and is used as is.
+    fn write_lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        // The modulo keeps the index in range for any hash.
+        let stripe = (self.stripe_hasher.hash_one(key) % STRIPES as u64) as usize;
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl KvStore for EmbeddedKv {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn target(&self) -> String {
+        if self.max_memory == 0 {
+            "in-process (unbounded)".to_owned()
+        } else {
+            format!("in-process (max_memory {} bytes)", self.max_memory)
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn execute(&self, command: Command) -> Result<Reply> {
+        self.execute_sync(command)
+    }
+
+    async fn pipeline(&self, commands: Vec<Command>) -> Result<Vec<Result<Reply>>> {
+        Ok(commands
+            .into_iter()
+            .map(|command| self.execute_sync(command))
+            .collect())
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        let now = self.clock.now();
+        let mut keys: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(key, entry)| entry.is_live_at(|| now) && glob_match(pattern, key))
+            .map(|(key, _)| key.as_ref().clone())
+            .collect();
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    async fn subscribe(&self, channels: &[String]) -> Result<Subscription> {
+        self.pubsub
+            .subscribe(channels)
+            .map_err(|e| e.with_operation("subscribe"))
+    }
+
+    /// `keys` counts live keys by iterating (O(keys)): moka's own count
+    /// still includes keys whose deadline has passed until its timer wheel
+    /// (about one-second buckets) reclaims them. `used_memory` is moka's
+    /// weighed size, which likewise includes such keys for up to about a
+    /// second (as Redis's memory includes keys not yet actively expired).
+    async fn info(&self) -> Result<KvInfo> {
+        // Evictions, removals and weight changes are applied lazily by moka;
+        // settle them so the figures are current.
+        self.cache.run_pending_tasks();
+        let now = self.clock.now();
+        let keys = self
+            .cache
+            .iter()
+            .filter(|(_, entry)| entry.is_live_at(|| now))
+            .count();
+        Ok(KvInfo {
+            keys: keys as u64,
+            used_memory: self.cache.weighted_size(),
+            max_memory: self.max_memory,
+            evictions: self.evictions.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Same as the provided `get`, without building a [`Command`].
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.get_sync(key)
+    }
+}
