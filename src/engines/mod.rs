@@ -70,7 +70,7 @@ pub async fn open_documents(config: &Config) -> Result<Arc<dyn DocumentStore>> {
 pub async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>> {
     match &config.kv {
         KvConfig::Embedded(_) => Err(not_built("kv.kind = \"embedded\"")),
-        KvConfig::Redis(_) => Err(not_built("kv.kind = \"redis\"")),
+        KvConfig::Redis(redis) => Ok(Arc::new(kv::redis::RedisKv::connect(redis).await?)),
     }
 }
 
