@@ -49,7 +49,16 @@ pub(super) fn from_server(code: &str, detail: Option<&str>) -> Error {
     };
     match code {
         "WRONGTYPE" => Error::wrong_type(),
-        "WRONGPASS" | "NOAUTH" | "NOPERM" => Error::new(ErrorKind::AuthenticationFailed, text),
+        "WRONGPASS" | "NOAUTH" => Error::new(
+            ErrorKind::AuthenticationFailed,
+            format!("authentication failed: {text}"),
+        ),
+        // The user is known but may not run this: closest to a refused
+        // credential, and as little worth retrying.
+        "NOPERM" => Error::new(
+            ErrorKind::AuthenticationFailed,
+            format!("permission denied: {text}"),
+        ),
         "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY" | "OOM"
         | "MISCONF" => Error::new(ErrorKind::Unavailable, text),
         "ERR" => {
@@ -77,10 +86,9 @@ pub(super) fn from_redis(error: RedisError, phase: Phase) -> Error {
     let mapped = if let Some(code) = error.code() {
         from_server(code, error.detail())
     } else if error.kind() == K::AuthenticationFailed {
-        Error::new(
-            ErrorKind::AuthenticationFailed,
-            format!("authentication failed: {error}"),
-        )
+        // The driver's own text ("Password authentication failed -
+        // AuthenticationFailed") adds nothing; it stays as the source.
+        Error::new(ErrorKind::AuthenticationFailed, "authentication failed")
     } else if error.is_timeout() {
         match phase {
             Phase::Connect => Error::new(

@@ -6,6 +6,7 @@
 //!   `info`;
 //! - `commands`: each [`Command`] as a Redis command, each reply as a
 //!   [`Reply`];
+//! - `pool`: the bb8 pool and its broken-connection tracking;
 //! - `pubsub`: subscriptions on dedicated connections;
 //! - `errors`: Redis errors as strata [`ErrorKind`]s.
 //!
@@ -27,24 +28,21 @@
 //!
 //! # The pool
 //!
-//! bb8 hands out multiplexed connections and, by default, checks each one
-//! with a `PING` when it is taken: bb8-redis cannot tell a dead multiplexed
-//! connection otherwise (its `has_broken` is always `false`), and a pool
-//! that kept a dead connection after a Redis restart would fail forever. A
-//! failed connect is not retried inside the pool, so a Redis that is down
-//! is reported at once (`Unavailable`, retryable) instead of after
-//! `connect_timeout`; callers with a fallback (the cache tiers) want that.
+//! bb8 hands out multiplexed connections without a `PING` on each checkout;
+//! a connection that failed at the transport level is discarded instead
+//! (see `pool`). A failed connect is not retried inside the pool, so a
+//! Redis that is down is reported at once (`Unavailable`, retryable)
+//! instead of after `connect_timeout`; callers with a fallback (the cache
+//! tiers) want that.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
-use bb8_redis::bb8::{self, CustomizeConnection, Pool};
-use bb8_redis::redis::aio::MultiplexedConnection;
+use bb8_redis::bb8;
 use bb8_redis::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value, cmd, pipe};
+use tokio::time::error::Elapsed;
 
 use crate::config::{REDACTED, RedisConfig, redact_url, with_password};
 use crate::engines::kv::{Command, KvInfo, KvStore, Reply, Subscription};
@@ -52,9 +50,11 @@ use crate::error::{Error, ErrorKind, Result};
 
 mod commands;
 mod errors;
+mod pool;
 mod pubsub;
 
 use errors::Phase;
+use pool::{Manager, PooledRedis, RedisPool};
 
 /// How many keys one `SCAN` step asks for: large enough to keep round trips
 /// few, small enough that no step blocks the server noticeably.
@@ -64,7 +64,7 @@ const SCAN_COUNT: u64 = 1000;
 /// database.
 #[derive(Clone)]
 pub struct RedisKv {
-    pool: Pool<RedisConnectionManager>,
+    pool: RedisPool,
     /// For subscriptions, which need connections of their own.
     client: Client,
     target: String,
@@ -84,22 +84,6 @@ impl fmt::Debug for RedisKv {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// Sets the driver's own response timeout of each new pooled connection to
-/// `command_timeout`, so that it never fires before ours (its default is
-/// 500 ms).
-#[derive(Debug)]
-struct ResponseTimeout(Duration);
-
-impl CustomizeConnection<MultiplexedConnection, RedisError> for ResponseTimeout {
-    fn on_acquire<'a>(
-        &'a self,
-        connection: &'a mut MultiplexedConnection,
-    ) -> Pin<Box<dyn Future<Output = Result<(), RedisError>> + Send + 'a>> {
-        connection.set_response_timeout(self.0);
-        Box::pin(async { Ok(()) })
     }
 }
 
@@ -193,11 +177,11 @@ impl RedisKv {
             .max_size(config.pool_size)
             .connection_timeout(config.connect_timeout)
             .retry_connection(false)
-            .connection_customizer(Box::new(ResponseTimeout(config.command_timeout)))
-            .build_unchecked(manager);
+            .test_on_check_out(false)
+            .build_unchecked(Manager::new(manager, config.command_timeout));
         // The pool is new and has room; should it refuse anyway, the
         // connection is dropped and the pool opens its own.
-        if let Err(refused) = pool.add(connection) {
+        if let Err(refused) = pool.add(PooledRedis::new(connection)) {
             let why = match refused {
                 bb8::AddError::Broken(_) => "broken",
                 bb8::AddError::NoCapacity(_) => "full",
@@ -222,33 +206,50 @@ impl RedisKv {
     }
 
     /// A connection from the pool.
-    async fn connection(
-        &self,
-        operation: &'static str,
-    ) -> Result<bb8::PooledConnection<'_, RedisConnectionManager>> {
+    async fn connection(&self, operation: &'static str) -> Result<pool::Pooled<'_>> {
         self.pool
             .get()
             .await
             .map_err(|e| self.context(errors::from_pool(e), operation))
     }
 
-    /// Runs `work` on a pooled connection within `command_timeout`.
-    async fn bounded<T, F>(&self, operation: &'static str, work: F) -> Result<T>
-    where
-        F: Future<Output = Result<T, RedisError>>,
-    {
-        match tokio::time::timeout(self.command_timeout, work).await {
-            Ok(result) => {
-                result.map_err(|e| self.context(errors::from_redis(e, Phase::Command), operation))
+    /// The outcome of a command run on `connection` under
+    /// `tokio::time::timeout(self.command_timeout, ..)`, as a strata result;
+    /// marks the connection broken when the failure leaves it unusable.
+    fn settle<T>(
+        &self,
+        connection: &mut PooledRedis,
+        operation: &'static str,
+        outcome: Result<Result<T, RedisError>, Elapsed>,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if pool::breaks_connection(&e) {
+                    connection.broken = true;
+                }
+                Err(self.context(errors::from_redis(e, Phase::Command), operation))
             }
-            Err(_) => Err(self.context(
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!("no reply within {:?}", self.command_timeout),
-                ),
-                operation,
-            )),
+            Err(_) => {
+                // A reply may still arrive and the multiplexer would skip
+                // it, but a silent server is as likely a dead one.
+                connection.broken = true;
+                Err(self.context(
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!("no reply within {:?}", self.command_timeout),
+                    ),
+                    operation,
+                ))
+            }
         }
+    }
+
+    async fn within<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<Result<T, RedisError>, Elapsed> {
+        tokio::time::timeout(self.command_timeout, work).await
     }
 
     fn context(&self, error: Error, operation: &'static str) -> Error {
@@ -267,9 +268,10 @@ impl RedisKv {
         let mut invocation = self.compare_and_delete.key(key);
         invocation.arg(expected);
         // EVALSHA, falling back to EVAL (loading the script) on NOSCRIPT.
-        let deleted: i64 = self
-            .bounded(command, invocation.invoke_async(&mut *connection))
-            .await?;
+        let outcome = self
+            .within(invocation.invoke_async(&mut connection.connection))
+            .await;
+        let deleted: i64 = self.settle(&mut connection, command, outcome)?;
         Ok(Reply::Bool(deleted != 0))
     }
 }
@@ -286,8 +288,10 @@ impl KvStore for RedisKv {
 
     async fn ping(&self) -> Result<()> {
         let mut connection = self.connection("ping").await?;
-        self.bounded("ping", cmd("PING").query_async::<Value>(&mut *connection))
-            .await?;
+        let outcome = self
+            .within(cmd("PING").query_async::<Value>(&mut connection.connection))
+            .await;
+        self.settle(&mut connection, "ping", outcome)?;
         Ok(())
     }
 
@@ -301,9 +305,10 @@ impl KvStore for RedisKv {
         let mut connection = self.connection(name).await?;
         // A server error comes back as `Err` from `query_async`; decode maps
         // the others.
-        let value = self
-            .bounded(name, redis_command.query_async::<Value>(&mut *connection))
-            .await?;
+        let outcome = self
+            .within(redis_command.query_async::<Value>(&mut connection.connection))
+            .await;
+        let value = self.settle(&mut connection, name, outcome)?;
         commands::decode(&command, value).map_err(|e| self.context(e, name))
     }
 
@@ -321,9 +326,10 @@ impl KvStore for RedisKv {
             pipeline.add_command(encoded);
         }
         let mut connection = self.connection("pipeline").await?;
-        let values: Vec<Value> = self
-            .bounded("pipeline", pipeline.query_async(&mut *connection))
-            .await?;
+        let outcome = self
+            .within(pipeline.query_async(&mut connection.connection))
+            .await;
+        let values: Vec<Value> = self.settle(&mut connection, "pipeline", outcome)?;
         if values.len() != commands.len() {
             return Err(self.context(
                 Error::internal(format!(
@@ -357,9 +363,11 @@ impl KvStore for RedisKv {
                 .arg("COUNT")
                 .arg(SCAN_COUNT)
                 .to_owned();
-            let (next, batch): (u64, Vec<Vec<u8>>) = self
-                .bounded(operation, step.query_async(&mut *connection))
-                .await?;
+            let outcome = self
+                .within(step.query_async(&mut connection.connection))
+                .await;
+            let (next, batch): (u64, Vec<Vec<u8>>) =
+                self.settle(&mut connection, operation, outcome)?;
             for raw in batch {
                 let key = String::from_utf8(raw).map_err(|e| {
                     self.context(
@@ -415,9 +423,11 @@ impl KvStore for RedisKv {
             .arg("memory")
             .cmd("INFO")
             .arg("stats");
-        let (keys, memory, stats): (u64, Value, Value) = self
-            .bounded(operation, pipeline.query_async(&mut *connection))
-            .await?;
+        let outcome = self
+            .within(pipeline.query_async(&mut connection.connection))
+            .await;
+        let (keys, memory, stats): (u64, Value, Value) =
+            self.settle(&mut connection, operation, outcome)?;
         let memory = commands::info_text(memory).map_err(|e| self.context(e, operation))?;
         let stats = commands::info_text(stats).map_err(|e| self.context(e, operation))?;
         let field = |text: &str, name: &str| {
