@@ -14,7 +14,9 @@
 //! - An operation of one type against a key holding another (a hash command
 //!   on a string) fails with
 //!   [`ErrorKind::WrongType`](crate::error::ErrorKind::WrongType) and changes
-//!   nothing. Reading commands of the wrong type fail the same way.
+//!   nothing. Reading commands of the wrong type fail the same way, except
+//!   `mget`, which answers nil for a key that is not a string (as Redis
+//!   does); `compare_and_delete` on a non-string fails with `WrongType`.
 //! - `incr_by` on a value that is not a base-10 64-bit integer, or that would
 //!   overflow, fails with `InvalidInput` and changes nothing; a missing key
 //!   counts as 0.

@@ -101,7 +101,9 @@ impl EmbeddedKv {
         };
         self.check_fits(key, &value)?;
         let _guard = self.write_lock(key);
-        let existing = self.live(key);
+        // A plain SET needs nothing from the current entry: skip the lookup.
+        let needs_existing = options.condition != SetCondition::Always || options.keep_ttl;
+        let existing = if needs_existing { self.live(key) } else { None };
         let allowed = match options.condition {
             SetCondition::Always => true,
             SetCondition::IfAbsent => existing.is_none(),
