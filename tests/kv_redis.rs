@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata::ErrorKind;
-use strata::config::{Config, KvConfig, RedisConfig, Secret};
+use strata::config::{Config, KvConfig, RedisConfig, Secret, with_password};
 use strata::engines::kv::redis::RedisKv;
 use strata::engines::kv::{Command, KvStore, Reply};
 
@@ -25,10 +25,69 @@ fn full_redis() -> Option<RedisConfig> {
     }
 }
 
-/// A store under a key prefix of its own; the caller deletes `*` at the end.
-async fn isolated(mut config: RedisConfig) -> RedisKv {
+/// A store under a key prefix of its own, and the guard that deletes the
+/// prefix's keys when the test ends.
+async fn isolated(mut config: RedisConfig) -> (RedisKv, Sweep) {
     config.key_prefix = format!("{}:", common::unique_name("kvr"));
-    RedisKv::connect(&config).await.unwrap()
+    let sweep = Sweep::new(&config);
+    (RedisKv::connect(&config).await.unwrap(), sweep)
+}
+
+/// Deletes every key under a prefix when dropped, so that a test leaves
+/// nothing behind even when an assertion fails (the panic unwinds through
+/// the drop). Blocking and on a connection of its own: it may run while the
+/// test's runtime is shutting down.
+struct Sweep {
+    url: String,
+    /// The prefix as a SCAN pattern, glob characters escaped.
+    pattern: String,
+}
+
+impl Sweep {
+    fn new(config: &RedisConfig) -> Sweep {
+        let mut pattern = String::new();
+        for c in config.key_prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        Sweep {
+            url: with_password(&config.url, config.password.as_ref()).unwrap(),
+            pattern,
+        }
+    }
+
+    fn sweep(&self) -> redis::RedisResult<()> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut connection = client.get_connection_with_timeout(Duration::from_secs(5))?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&self.pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut connection)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(keys).exec(&mut connection)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        if let Err(e) = self.sweep() {
+            eprintln!("could not delete the keys matching {}: {e}", self.pattern);
+        }
+    }
 }
 
 /// A loopback port where nothing listens: bound, then released.
@@ -120,6 +179,28 @@ async fn silent_server_is_unavailable_within_the_connect_timeout() {
 }
 
 #[tokio::test]
+async fn tls_urls_are_understood() {
+    // `rediss://` needs the rustls build of the driver: without it the URL
+    // is a Config error. A server that answers the TLS hello with plain text
+    // makes the handshake itself fail, which is Unavailable.
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(b"-ERR this is not TLS\r\n").await;
+        }
+    });
+    let config = config_at(
+        format!("rediss://default@127.0.0.1:{port}/0"),
+        Duration::from_secs(3),
+    );
+    let err = RedisKv::connect(&config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    server.abort();
+}
+
+#[tokio::test]
 async fn zero_pool_size_is_a_config_error() {
     let config = RedisConfig {
         pool_size: 0,
@@ -135,7 +216,7 @@ async fn kind_target_and_debug_never_show_the_password() {
         return;
     };
     let password = config.password.clone().expect("the full profile sets one");
-    let kv = isolated(config.clone()).await;
+    let (kv, _sweep) = isolated(config.clone()).await;
     assert_eq!(kv.kind(), "redis");
     kv.ping().await.unwrap();
     for shown in [kv.target(), format!("{kv:?}")] {
@@ -164,7 +245,7 @@ async fn pipeline_of_a_thousand_incrs_answers_each_in_order() {
     let Some(config) = full_redis() else {
         return;
     };
-    let kv = isolated(config).await;
+    let (kv, _sweep) = isolated(config).await;
     let commands: Vec<Command> = (0..1000)
         .map(|_| Command::IncrBy {
             key: "counter".into(),
@@ -184,7 +265,6 @@ async fn pipeline_of_a_thousand_incrs_answers_each_in_order() {
     assert_eq!(values, (1..=1000).collect::<Vec<i64>>());
     assert_eq!(kv.get("counter").await.unwrap(), Some(Bytes::from("1000")));
     assert!(kv.pipeline(Vec::new()).await.unwrap().is_empty());
-    kv.delete_pattern("*").await.unwrap();
 }
 
 #[tokio::test]
@@ -201,6 +281,7 @@ async fn prefix_is_literal_even_with_glob_characters() {
         key_prefix: format!("{base}zz:"),
         ..config
     };
+    let _sweeps = (Sweep::new(&with_glob), Sweep::new(&plain));
     let globbed = RedisKv::connect(&with_glob).await.unwrap();
     let other = RedisKv::connect(&plain).await.unwrap();
     other.set("k", Bytes::from("other's")).await.unwrap();
@@ -219,7 +300,8 @@ async fn subscription_channels_come_back_without_the_prefix() {
     let Some(config) = full_redis() else {
         return;
     };
-    let kv = Arc::new(isolated(config).await);
+    let (kv, _sweep) = isolated(config).await;
+    let kv = Arc::new(kv);
     let mut sub = kv.subscribe(&["events".to_string()]).await.unwrap();
     assert_eq!(kv.publish("events", Bytes::from("x")).await.unwrap(), 1);
     let message = tokio::time::timeout(Duration::from_secs(5), sub.next())
@@ -231,7 +313,7 @@ async fn subscription_channels_come_back_without_the_prefix() {
     let Some(config) = full_redis() else {
         return;
     };
-    let stranger = isolated(config).await;
+    let (stranger, _stranger_sweep) = isolated(config).await;
     assert_eq!(
         stranger.publish("events", Bytes::from("y")).await.unwrap(),
         0
@@ -315,10 +397,13 @@ async fn a_cut_connection_fails_one_command_then_is_replaced() {
     let real = url::Url::parse(&config.url).unwrap();
     let upstream = format!("{}:{}", real.host_str().unwrap(), real.port().unwrap());
     let proxy = Proxy::start(upstream).await;
+    config.key_prefix = format!("{}:", common::unique_name("kvr"));
+    // Straight to Redis: the proxy needs the runtime the sweep blocks.
+    let _sweep = Sweep::new(&config);
     config.url = format!("redis://default@127.0.0.1:{}/0", proxy.port);
     // One connection, so the cut one is the one the next command gets.
     config.pool_size = 1;
-    let kv = isolated(config).await;
+    let kv = RedisKv::connect(&config).await.unwrap();
     kv.set("k", Bytes::from("v")).await.unwrap();
     proxy.cut_all().await;
     let mut failures = 0;
@@ -340,7 +425,6 @@ async fn a_cut_connection_fails_one_command_then_is_replaced() {
     // The cut connection fails the one command that finds it dead, and is
     // then dropped by the pool rather than handed out again.
     assert_eq!(failures, 1);
-    kv.delete_pattern("*").await.unwrap();
 }
 
 #[tokio::test]
@@ -348,10 +432,9 @@ async fn info_reports_the_server() {
     let Some(config) = full_redis() else {
         return;
     };
-    let kv = isolated(config).await;
+    let (kv, _sweep) = isolated(config).await;
     kv.set("k", Bytes::from("v")).await.unwrap();
     let info = kv.info().await.unwrap();
     assert!(info.keys >= 1, "{info:?}");
     assert!(info.used_memory > 0, "{info:?}");
-    kv.delete_pattern("*").await.unwrap();
 }
