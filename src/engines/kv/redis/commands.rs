@@ -350,6 +350,10 @@ fn text(value: Value, name: &'static str) -> Result<String> {
     })
 }
 
+/// A float reply. Redis computes `INCRBYFLOAT` in `long double` and only
+/// refuses NaN and infinity of that type, so it can store and answer a
+/// finite value beyond `f64::MAX` (`f64::MAX + f64::MAX` on x86-64); such a
+/// value parses, as Rust parses any decimal too large for `f64`, to ±inf.
 fn float(value: Value, name: &'static str) -> Result<f64> {
     match value {
         Value::Double(d) => Ok(d),

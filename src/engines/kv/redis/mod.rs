@@ -186,7 +186,7 @@ impl RedisKv {
                 bb8::AddError::Broken(_) => "broken",
                 bb8::AddError::NoCapacity(_) => "full",
             };
-            tracing::debug!(target = %target, "first Redis connection not pooled: pool {why}");
+            tracing::debug!(redis = %target, "first Redis connection not pooled: pool {why}");
         }
 
         Ok(RedisKv {

@@ -11,6 +11,11 @@
 //! unparsable) is marked broken by the caller, and the pool drops it when it
 //! is handed back. The price: after a restart, each idle connection fails
 //! one command (`Unavailable`, retryable) before it is replaced.
+//!
+//! New pooled connections are opened by bb8-redis's manager, with the
+//! driver's default connect timeout of 1 s per attempt (the manager takes no
+//! options); `connect_timeout` bounds the first connection, which
+//! `RedisKv::connect` opens itself, and the wait for a pooled one.
 
 use std::time::Duration;
 
