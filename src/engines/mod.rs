@@ -85,7 +85,7 @@ pub async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>> {
                 max_memory: e.max_memory.as_u64(),
             },
         ))),
-        KvConfig::Redis(_) => Err(not_built("kv.kind = \"redis\"")),
+        KvConfig::Redis(redis) => Ok(Arc::new(kv::redis::RedisKv::connect(redis).await?)),
     }
 }
 

@@ -44,6 +44,7 @@ use crate::error::{Error, Result};
 
 pub mod embedded;
 pub mod pattern;
+pub mod redis;
 
 /// When a `set` writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

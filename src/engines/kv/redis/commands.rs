@@ -1,0 +1,597 @@
+//! The mapping between [`Command`]/[`Reply`] and Redis's wire commands and
+//! replies.
+//!
+//! [`encode`] turns a command into the one Redis command that implements it,
+//! with the key prefix applied; [`decode`] turns the reply into the `Reply`
+//! variant the command documents. Both are used alike by single commands and
+//! by pipelines, so a command answers the same either way.
+//!
+//! Replies are accepted in RESP2 and RESP3 shapes (a score is a bulk string
+//! in RESP2 and a double in RESP3; `HGETALL` is a flat array or a map;
+//! `WITHSCORES` is flat or nested), so the adapter does not depend on the
+//! protocol the URL asks for.
+
+use std::collections::BTreeMap;
+
+use bb8_redis::redis::{Cmd, Value, cmd};
+use bytes::Bytes;
+
+use super::errors;
+use crate::engines::kv::{Command, KeyType, Reply, ScoreBound, SetCondition, Ttl};
+use crate::error::{Error, Result};
+
+/// The compare-and-delete of a lock release. Atomic because Redis runs a
+/// script without interleaving other commands.
+pub(super) const COMPARE_AND_DELETE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// The Redis command for `command`, every key prefixed with `prefix`.
+///
+/// `CompareAndDelete` becomes an `EVAL` of [`COMPARE_AND_DELETE`], which is
+/// what a pipeline needs (one reply, no `NOSCRIPT` round trip); a single
+/// command uses `EVALSHA` through [`redis::Script`](bb8_redis::redis::Script)
+/// instead.
+pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
+    let key = |k: &str| format!("{prefix}{k}");
+    let c = match command {
+        Command::Get { key: k } => cmd("GET").arg(key(k)).to_owned(),
+        Command::Set {
+            key: k,
+            value,
+            options,
+        } => {
+            let mut c = cmd("SET");
+            c.arg(key(k)).arg(value.as_ref());
+            if let Some(ttl) = options.expiry {
+                c.arg("PX").arg(millis(ttl, "set")?);
+            } else if options.keep_ttl {
+                c.arg("KEEPTTL");
+            }
+            match options.condition {
+                SetCondition::Always => {}
+                SetCondition::IfAbsent => {
+                    c.arg("NX");
+                }
+                SetCondition::IfPresent => {
+                    c.arg("XX");
+                }
+            }
+            c
+        }
+        Command::MGet { keys } => {
+            let mut c = cmd("MGET");
+            for k in keys {
+                c.arg(key(k));
+            }
+            c
+        }
+        Command::MSet { pairs } => {
+            let mut c = cmd("MSET");
+            for (k, v) in pairs {
+                c.arg(key(k)).arg(v.as_ref());
+            }
+            c
+        }
+        Command::Del { keys } => {
+            let mut c = cmd("DEL");
+            for k in keys {
+                c.arg(key(k));
+            }
+            c
+        }
+        Command::Exists { keys } => {
+            let mut c = cmd("EXISTS");
+            for k in keys {
+                c.arg(key(k));
+            }
+            c
+        }
+        Command::Expire { key: k, ttl } => cmd("PEXPIRE")
+            .arg(key(k))
+            .arg(millis(*ttl, "pexpire")?)
+            .to_owned(),
+        Command::Ttl { key: k } => cmd("PTTL").arg(key(k)).to_owned(),
+        Command::Persist { key: k } => cmd("PERSIST").arg(key(k)).to_owned(),
+        Command::Type { key: k } => cmd("TYPE").arg(key(k)).to_owned(),
+        Command::IncrBy { key: k, delta } => cmd("INCRBY").arg(key(k)).arg(*delta).to_owned(),
+        Command::IncrByFloat { key: k, delta } => cmd("INCRBYFLOAT")
+            .arg(key(k))
+            .arg(float_arg(*delta))
+            .to_owned(),
+        Command::HSet { key: k, fields } => {
+            let mut c = cmd("HSET");
+            c.arg(key(k));
+            for (f, v) in fields {
+                c.arg(f).arg(v.as_ref());
+            }
+            c
+        }
+        Command::HGet { key: k, field } => cmd("HGET").arg(key(k)).arg(field).to_owned(),
+        Command::HMGet { key: k, fields } => cmd("HMGET").arg(key(k)).arg(fields).to_owned(),
+        Command::HGetAll { key: k } => cmd("HGETALL").arg(key(k)).to_owned(),
+        Command::HDel { key: k, fields } => cmd("HDEL").arg(key(k)).arg(fields).to_owned(),
+        Command::HIncrBy {
+            key: k,
+            field,
+            delta,
+        } => cmd("HINCRBY").arg(key(k)).arg(field).arg(*delta).to_owned(),
+        Command::HLen { key: k } => cmd("HLEN").arg(key(k)).to_owned(),
+        Command::ZAdd { key: k, members } => {
+            let mut c = cmd("ZADD");
+            c.arg(key(k));
+            for (score, member) in members {
+                c.arg(float_arg(*score)).arg(member);
+            }
+            c
+        }
+        Command::ZIncrBy {
+            key: k,
+            delta,
+            member,
+        } => cmd("ZINCRBY")
+            .arg(key(k))
+            .arg(float_arg(*delta))
+            .arg(member)
+            .to_owned(),
+        Command::ZScore { key: k, member } => cmd("ZSCORE").arg(key(k)).arg(member).to_owned(),
+        Command::ZRank {
+            key: k,
+            member,
+            rev,
+        } => cmd(if *rev { "ZREVRANK" } else { "ZRANK" })
+            .arg(key(k))
+            .arg(member)
+            .to_owned(),
+        // ZREVRANGE rather than `ZRANGE ... REV`: the same answer on every
+        // Redis version, `REV` needs 6.2.
+        Command::ZRange {
+            key: k,
+            start,
+            stop,
+            rev,
+        } => cmd(if *rev { "ZREVRANGE" } else { "ZRANGE" })
+            .arg(key(k))
+            .arg(*start)
+            .arg(*stop)
+            .arg("WITHSCORES")
+            .to_owned(),
+        Command::ZRangeByScore {
+            key: k,
+            min,
+            max,
+            limit,
+        } => {
+            let mut c = cmd("ZRANGEBYSCORE");
+            c.arg(key(k))
+                .arg(bound_arg(*min))
+                .arg(bound_arg(*max))
+                .arg("WITHSCORES");
+            if let Some((offset, count)) = limit {
+                c.arg("LIMIT").arg(*offset).arg(*count);
+            }
+            c
+        }
+        Command::ZRemRangeByScore { key: k, min, max } => cmd("ZREMRANGEBYSCORE")
+            .arg(key(k))
+            .arg(bound_arg(*min))
+            .arg(bound_arg(*max))
+            .to_owned(),
+        Command::ZRem { key: k, members } => cmd("ZREM").arg(key(k)).arg(members).to_owned(),
+        Command::ZCard { key: k } => cmd("ZCARD").arg(key(k)).to_owned(),
+        Command::CompareAndDelete { key: k, expected } => cmd("EVAL")
+            .arg(COMPARE_AND_DELETE)
+            .arg(1)
+            .arg(key(k))
+            .arg(expected.as_ref())
+            .to_owned(),
+        Command::Publish { channel, message } => cmd("PUBLISH")
+            .arg(key(channel))
+            .arg(message.as_ref())
+            .to_owned(),
+    };
+    Ok(c)
+}
+
+/// A duration as whole milliseconds, as `PX`/`PEXPIRE` take it. Below one
+/// millisecond it is 0, which Redis itself judges (`SET` refuses it,
+/// `PEXPIRE` deletes the key), so both engines agree.
+fn millis(ttl: std::time::Duration, command: &'static str) -> Result<i64> {
+    i64::try_from(ttl.as_millis()).map_err(|_| {
+        Error::invalid(format!("{command}: time to live {ttl:?} is too long"))
+            .with_operation(command)
+    })
+}
+
+/// A float as Redis reads it: `inf`/`-inf` spelled out, `nan` passed on for
+/// Redis to refuse, anything else in Rust's shortest exact decimal form.
+fn float_arg(value: f64) -> String {
+    if value.is_infinite() {
+        if value > 0.0 { "+inf" } else { "-inf" }.to_owned()
+    } else {
+        format!("{value}")
+    }
+}
+
+fn bound_arg(bound: ScoreBound) -> String {
+    match bound {
+        ScoreBound::Inclusive(s) => float_arg(s),
+        ScoreBound::Exclusive(s) => format!("({}", float_arg(s)),
+        other => other.to_redis_arg(),
+    }
+}
+
+/// The `Reply` to `command` from Redis's answer `value`. An error reply
+/// becomes the mapped error.
+pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
+    let name = command.name();
+    if let Value::ServerError(e) = &value {
+        return Err(errors::from_server_error(e));
+    }
+    let reply = match command {
+        Command::Get { .. } | Command::HGet { .. } => Reply::Value(optional_bytes(value, name)?),
+        Command::Set { .. } => match value {
+            Value::Okay => Reply::Bool(true),
+            Value::SimpleString(s) if s == "OK" => Reply::Bool(true),
+            Value::Nil => Reply::Bool(false),
+            other => return Err(unexpected(&other, name)),
+        },
+        Command::MGet { .. } | Command::HMGet { .. } => {
+            let items = array(value, name)?;
+            Reply::Values(
+                items
+                    .into_iter()
+                    .map(|v| optional_bytes(v, name))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Command::MSet { .. } => match value {
+            Value::Okay => Reply::Ok,
+            Value::SimpleString(s) if s == "OK" => Reply::Ok,
+            other => return Err(unexpected(&other, name)),
+        },
+        Command::Del { .. }
+        | Command::Exists { .. }
+        | Command::IncrBy { .. }
+        | Command::HSet { .. }
+        | Command::HDel { .. }
+        | Command::HIncrBy { .. }
+        | Command::HLen { .. }
+        | Command::ZAdd { .. }
+        | Command::ZRemRangeByScore { .. }
+        | Command::ZRem { .. }
+        | Command::ZCard { .. }
+        | Command::Publish { .. } => Reply::Int(integer(value, name)?),
+        Command::Expire { .. } | Command::Persist { .. } | Command::CompareAndDelete { .. } => {
+            Reply::Bool(integer(value, name)? != 0)
+        }
+        Command::Ttl { .. } => Reply::Ttl(match integer(value, name)? {
+            -2 => Ttl::Missing,
+            -1 => Ttl::Persistent,
+            ms if ms >= 0 => Ttl::Expires(std::time::Duration::from_millis(ms.unsigned_abs())),
+            other => {
+                return Err(Error::internal(format!("PTTL answered {other}")).with_operation(name));
+            }
+        }),
+        Command::Type { .. } => {
+            let text = match value {
+                Value::SimpleString(s) => s,
+                Value::Okay => "OK".to_owned(),
+                other => return Err(unexpected(&other, name)),
+            };
+            Reply::Type(match text.as_str() {
+                "none" => KeyType::None,
+                "string" => KeyType::String,
+                "hash" => KeyType::Hash,
+                "zset" => KeyType::ZSet,
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "the key holds a Redis {other}, a type strata does not use"
+                    ))
+                    .with_operation(name));
+                }
+            })
+        }
+        Command::IncrByFloat { .. } | Command::ZIncrBy { .. } => Reply::Float(float(value, name)?),
+        Command::ZScore { .. } => Reply::Score(match value {
+            Value::Nil => None,
+            other => Some(float(other, name)?),
+        }),
+        Command::ZRank { .. } => Reply::Rank(match value {
+            Value::Nil => None,
+            other => {
+                let rank = integer(other, name)?;
+                Some(u64::try_from(rank).map_err(|_| {
+                    Error::internal(format!("negative rank {rank}")).with_operation(name)
+                })?)
+            }
+        }),
+        Command::ZRange { .. } | Command::ZRangeByScore { .. } => {
+            Reply::Scored(scored(value, name)?)
+        }
+        Command::HGetAll { .. } => Reply::Hash(hash(value, name)?),
+    };
+    Ok(reply)
+}
+
+fn unexpected(value: &Value, name: &'static str) -> Error {
+    Error::internal(format!("unexpected reply from Redis: {value:?}")).with_operation(name)
+}
+
+fn integer(value: Value, name: &'static str) -> Result<i64> {
+    match value {
+        Value::Int(n) => Ok(n),
+        other => Err(unexpected(&other, name)),
+    }
+}
+
+fn optional_bytes(value: Value, name: &'static str) -> Result<Option<Bytes>> {
+    match value {
+        Value::Nil => Ok(None),
+        other => bytes(other, name).map(Some),
+    }
+}
+
+fn bytes(value: Value, name: &'static str) -> Result<Bytes> {
+    match value {
+        Value::BulkString(b) => Ok(Bytes::from(b)),
+        Value::SimpleString(s) => Ok(Bytes::from(s)),
+        Value::VerbatimString { text, .. } => Ok(Bytes::from(text)),
+        other => Err(unexpected(&other, name)),
+    }
+}
+
+fn text(value: Value, name: &'static str) -> Result<String> {
+    let raw = bytes(value, name)?;
+    String::from_utf8(raw.to_vec()).map_err(|_| {
+        Error::invalid(format!(
+            "Redis holds a name that is not UTF-8: {}",
+            String::from_utf8_lossy(&raw)
+        ))
+        .with_operation(name)
+    })
+}
+
+/// A float reply. Redis computes `INCRBYFLOAT` in `long double` and only
+/// refuses NaN and infinity of that type, so it can store and answer a
+/// finite value beyond `f64::MAX` (`f64::MAX + f64::MAX` on x86-64); such a
+/// value parses, as Rust parses any decimal too large for `f64`, to ±inf.
+fn float(value: Value, name: &'static str) -> Result<f64> {
+    match value {
+        Value::Double(d) => Ok(d),
+        Value::Int(n) => Ok(n as f64),
+        other => {
+            let raw = bytes(other, name)?;
+            std::str::from_utf8(&raw)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or_else(|| {
+                    Error::internal(format!(
+                        "Redis answered a score that is not a number: {}",
+                        String::from_utf8_lossy(&raw)
+                    ))
+                    .with_operation(name)
+                })
+        }
+    }
+}
+
+fn array(value: Value, name: &'static str) -> Result<Vec<Value>> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        other => Err(unexpected(&other, name)),
+    }
+}
+
+/// Field/value or member/score pairs: a RESP2 flat array, a RESP3 map, or
+/// a RESP3 array of two-element arrays.
+fn pairs(value: Value, name: &'static str) -> Result<Vec<(Value, Value)>> {
+    match value {
+        Value::Map(pairs) => Ok(pairs),
+        Value::Array(items) if items.iter().all(|i| matches!(i, Value::Array(_))) => items
+            .into_iter()
+            .map(|item| match array(item, name)?.as_mut_slice() {
+                [a, b] => Ok((std::mem::take(a), std::mem::take(b))),
+                other => Err(
+                    Error::internal(format!("expected a pair from Redis, got {other:?}"))
+                        .with_operation(name),
+                ),
+            })
+            .collect(),
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(Error::internal(format!(
+                    "Redis answered an odd number ({}) of pair items",
+                    items.len()
+                ))
+                .with_operation(name));
+            }
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut iter = items.into_iter();
+            while let (Some(a), Some(b)) = (iter.next(), iter.next()) {
+                out.push((a, b));
+            }
+            Ok(out)
+        }
+        other => Err(unexpected(&other, name)),
+    }
+}
+
+fn scored(value: Value, name: &'static str) -> Result<Vec<(String, f64)>> {
+    pairs(value, name)?
+        .into_iter()
+        .map(|(member, score)| Ok((text(member, name)?, float(score, name)?)))
+        .collect()
+}
+
+fn hash(value: Value, name: &'static str) -> Result<BTreeMap<String, Bytes>> {
+    pairs(value, name)?
+        .into_iter()
+        .map(|(field, v)| Ok((text(field, name)?, bytes(v, name)?)))
+        .collect()
+}
+
+/// The value of `field` in an `INFO` section (`used_memory:1234`).
+pub(super) fn info_field(info: &str, field: &str) -> Option<u64> {
+    info.lines().find_map(|line| {
+        let (name, value) = line.trim_end().split_once(':')?;
+        (name == field).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// The text of an `INFO` reply.
+pub(super) fn info_text(value: Value) -> Result<String> {
+    text(value, "info")
+}
+
+/// `pattern` with the glob metacharacters of `literal` escaped before it, so
+/// that `SCAN MATCH` reads the key prefix literally.
+pub(super) fn prefixed_pattern(literal: &str, pattern: &str) -> String {
+    let mut out = String::with_capacity(literal.len() + pattern.len());
+    for c in literal.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str(pattern);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engines::kv::SetOptions;
+    use std::time::Duration;
+
+    fn args(c: &Cmd) -> Vec<String> {
+        c.args_iter()
+            .map(|a| match a {
+                bb8_redis::redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => "<not a plain argument>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn set_options_become_px_nx_xx_keepttl() {
+        let set = |options| Command::Set {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            options,
+        };
+        let c = encode(
+            "p:",
+            &set(SetOptions::ttl(Duration::from_millis(1500)).if_absent()),
+        )
+        .unwrap();
+        assert_eq!(args(&c), ["SET", "p:k", "v", "PX", "1500", "NX"]);
+        let keep = SetOptions {
+            keep_ttl: true,
+            ..Default::default()
+        }
+        .if_present();
+        let c = encode("p:", &set(keep)).unwrap();
+        assert_eq!(args(&c), ["SET", "p:k", "v", "KEEPTTL", "XX"]);
+    }
+
+    #[test]
+    fn score_bounds_and_limits() {
+        let c = encode(
+            "",
+            &Command::ZRangeByScore {
+                key: "z".into(),
+                min: ScoreBound::Exclusive(1.5),
+                max: ScoreBound::PosInfinity,
+                limit: Some((2, 3)),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            args(&c),
+            [
+                "ZRANGEBYSCORE",
+                "z",
+                "(1.5",
+                "+inf",
+                "WITHSCORES",
+                "LIMIT",
+                "2",
+                "3"
+            ]
+        );
+        assert_eq!(float_arg(f64::NEG_INFINITY), "-inf");
+        assert_eq!(float_arg(1e21), "1000000000000000000000");
+    }
+
+    #[test]
+    fn replies_in_both_protocols() {
+        let z = Command::ZRange {
+            key: "z".into(),
+            start: 0,
+            stop: -1,
+            rev: false,
+        };
+        let resp2 = Value::Array(vec![
+            Value::BulkString(b"a".to_vec()),
+            Value::BulkString(b"1.5".to_vec()),
+            Value::BulkString(b"b".to_vec()),
+            Value::BulkString(b"inf".to_vec()),
+        ]);
+        let resp3 = Value::Array(vec![
+            Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::Double(1.5)]),
+            Value::Array(vec![
+                Value::BulkString(b"b".to_vec()),
+                Value::Double(f64::INFINITY),
+            ]),
+        ]);
+        let want = Reply::Scored(vec![("a".into(), 1.5), ("b".into(), f64::INFINITY)]);
+        assert_eq!(decode(&z, resp2).unwrap(), want);
+        assert_eq!(decode(&z, resp3).unwrap(), want);
+
+        let h = Command::HGetAll { key: "h".into() };
+        let map = Value::Map(vec![
+            (
+                Value::BulkString(b"z".to_vec()),
+                Value::BulkString(b"1".to_vec()),
+            ),
+            (
+                Value::BulkString(b"a".to_vec()),
+                Value::BulkString(b"2".to_vec()),
+            ),
+        ]);
+        let Reply::Hash(fields) = decode(&h, map).unwrap() else {
+            panic!("not a hash")
+        };
+        assert_eq!(fields.keys().collect::<Vec<_>>(), ["a", "z"]);
+    }
+
+    #[test]
+    fn ttl_reply() {
+        let t = Command::Ttl { key: "k".into() };
+        assert_eq!(
+            decode(&t, Value::Int(-2)).unwrap(),
+            Reply::Ttl(Ttl::Missing)
+        );
+        assert_eq!(
+            decode(&t, Value::Int(-1)).unwrap(),
+            Reply::Ttl(Ttl::Persistent)
+        );
+        assert_eq!(
+            decode(&t, Value::Int(250)).unwrap(),
+            Reply::Ttl(Ttl::Expires(Duration::from_millis(250)))
+        );
+    }
+
+    #[test]
+    fn prefix_metacharacters_are_escaped() {
+        assert_eq!(prefixed_pattern("a*b[1]:", "x?"), r"a\*b\[1\]:x?");
+        assert_eq!(prefixed_pattern(r"c\d:", "*"), r"c\\d:*");
+    }
+
+    #[test]
+    fn info_fields() {
+        let info = "# Memory\r\nused_memory:1024\r\nused_memory_human:1K\r\nmaxmemory:0\r\n";
+        assert_eq!(info_field(info, "used_memory"), Some(1024));
+        assert_eq!(info_field(info, "maxmemory"), Some(0));
+        assert_eq!(info_field(info, "evicted_keys"), None);
+    }
+}

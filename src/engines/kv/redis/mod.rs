@@ -1,0 +1,448 @@
+//! The Redis adapter of [`KvStore`], through a bb8-redis pool.
+//!
+//! # Layout
+//!
+//! - this module: [`RedisKv`], connecting, the pool, timeouts, `scan` and
+//!   `info`;
+//! - `commands`: each [`Command`] as a Redis command, each reply as a
+//!   [`Reply`];
+//! - `pool`: the bb8 pool and its broken-connection tracking;
+//! - `pubsub`: subscriptions on dedicated connections;
+//! - `errors`: Redis errors as strata [`ErrorKind`]s.
+//!
+//! # What holds
+//!
+//! - Every key and channel is stored under `key_prefix`; callers never see
+//!   it (`scan` and received messages have it stripped).
+//! - `connect` returns only after a `PING` answered, so a wrong password is
+//!   an [`ErrorKind::AuthenticationFailed`] at start, naming the engine and
+//!   the target with the password redacted; an unreachable server is
+//!   [`ErrorKind::Unavailable`] within `connect_timeout`.
+//! - Every command and pipeline is bounded by `command_timeout`
+//!   ([`ErrorKind::Timeout`], retryable); taking a connection from the pool
+//!   is bounded by `connect_timeout` ([`ErrorKind::Unavailable`]).
+//! - A pipeline is one Redis pipeline: one round trip, not a transaction
+//!   (no `MULTI`), and each command gets its own result, decoded exactly as
+//!   [`KvStore::execute`] decodes it.
+//! - The password never appears in `Debug`, `target()` or an error.
+//!
+//! # The pool
+//!
+//! bb8 hands out multiplexed connections without a `PING` on each checkout;
+//! a connection that failed at the transport level is discarded instead
+//! (see `pool`). A failed connect is not retried inside the pool, so a
+//! Redis that is down is reported at once (`Unavailable`, retryable)
+//! instead of after `connect_timeout`; callers with a fallback (the cache
+//! tiers) want that.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bb8_redis::RedisConnectionManager;
+use bb8_redis::bb8;
+use bb8_redis::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value, cmd, pipe};
+use tokio::time::error::Elapsed;
+
+use crate::config::{REDACTED, RedisConfig, redact_url, with_password};
+use crate::engines::kv::{Command, KvInfo, KvStore, Reply, Subscription};
+use crate::error::{Error, ErrorKind, Result};
+
+mod commands;
+mod errors;
+mod pool;
+mod pubsub;
+
+use errors::Phase;
+use pool::{Manager, PooledRedis, RedisPool};
+
+/// How many keys one `SCAN` step asks for: large enough to keep round trips
+/// few, small enough that no step blocks the server noticeably.
+const SCAN_COUNT: u64 = 1000;
+
+/// The Redis adapter: a bb8 pool of multiplexed connections to one Redis
+/// database.
+#[derive(Clone)]
+pub struct RedisKv {
+    pool: RedisPool,
+    /// For subscriptions, which need connections of their own.
+    client: Client,
+    target: String,
+    key_prefix: String,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    compare_and_delete: Script,
+}
+
+impl fmt::Debug for RedisKv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Deliberately not derived: the client and pool hold the password.
+        f.debug_struct("RedisKv")
+            .field("target", &self.target)
+            .field("key_prefix", &self.key_prefix)
+            .field("pool", &self.pool.state())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` without its password, readably (`<redacted>` rather than its
+/// percent-encoded form).
+fn redacted_target(url: &str) -> String {
+    redact_url(url).replace("%3Credacted%3E", REDACTED)
+}
+
+impl RedisKv {
+    /// Connects to the Redis at `config.url` (with `config.password`
+    /// applied), and checks it answers `PING`.
+    ///
+    /// # Errors
+    ///
+    /// `AuthenticationFailed` for a refused password, `Unavailable` when the
+    /// server cannot be reached within `connect_timeout`, `Config` for a
+    /// malformed URL or a zero pool size or timeout.
+    pub async fn connect(config: &RedisConfig) -> Result<RedisKv> {
+        let url = with_password(&config.url, config.password.as_ref())?;
+        let target = redacted_target(&url);
+        let context = |e: Error| {
+            let message = format!("redis at {target}: {}", e.message());
+            let mut mapped = Error::new(e.kind(), message).with_operation("connect");
+            if let Some(field) = e.field() {
+                mapped = mapped.with_field(field.to_owned());
+            }
+            mapped.with_source(e)
+        };
+        if config.pool_size == 0 {
+            return Err(context(
+                Error::new(ErrorKind::Config, "pool_size must be at least 1")
+                    .with_field("kv.pool_size"),
+            ));
+        }
+        for (field, value) in [
+            ("kv.connect_timeout", config.connect_timeout),
+            ("kv.command_timeout", config.command_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(context(
+                    Error::new(ErrorKind::Config, format!("{field} must be above zero"))
+                        .with_field(field),
+                ));
+            }
+        }
+        let client = Client::open(url.as_str())
+            .map_err(|e| context(errors::from_redis(e, Phase::Connect)))?;
+
+        // The first connection is opened by hand, outside the pool, so that
+        // its failure comes back as it is (a refused password, a refused
+        // port) rather than as a pool timeout; it then joins the pool.
+        let first = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout));
+        let mut connection = match tokio::time::timeout(
+            config.connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&first),
+        )
+        .await
+        {
+            Ok(connected) => {
+                connected.map_err(|e| context(errors::from_redis(e, Phase::Connect)))?
+            }
+            Err(_) => {
+                return Err(context(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("no connection within {:?}", config.connect_timeout),
+                )));
+            }
+        };
+        let pong = tokio::time::timeout(
+            config.command_timeout,
+            cmd("PING").query_async::<Value>(&mut connection),
+        )
+        .await;
+        match pong {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(context(errors::from_redis(e, Phase::Connect))),
+            Err(_) => {
+                return Err(context(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("no answer to PING within {:?}", config.command_timeout),
+                )));
+            }
+        }
+
+        let manager = RedisConnectionManager::new(url.as_str())
+            .map_err(|e| context(errors::from_redis(e, Phase::Connect)))?;
+        let pool = bb8::Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(config.connect_timeout)
+            .retry_connection(false)
+            .test_on_check_out(false)
+            .build_unchecked(Manager::new(manager, config.command_timeout));
+        // The pool is new and has room; should it refuse anyway, the
+        // connection is dropped and the pool opens its own.
+        if let Err(refused) = pool.add(PooledRedis::new(connection)) {
+            let why = match refused {
+                bb8::AddError::Broken(_) => "broken",
+                bb8::AddError::NoCapacity(_) => "full",
+            };
+            tracing::debug!(redis = %target, "first Redis connection not pooled: pool {why}");
+        }
+
+        Ok(RedisKv {
+            pool,
+            client,
+            target,
+            key_prefix: config.key_prefix.clone(),
+            connect_timeout: config.connect_timeout,
+            command_timeout: config.command_timeout,
+            compare_and_delete: Script::new(commands::COMPARE_AND_DELETE),
+        })
+    }
+
+    /// The prefix every key and channel is stored under.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// A connection from the pool.
+    async fn connection(&self, operation: &'static str) -> Result<pool::Pooled<'_>> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| self.context(errors::from_pool(e), operation))
+    }
+
+    /// The outcome of a command run on `connection` under
+    /// `tokio::time::timeout(self.command_timeout, ..)`, as a strata result;
+    /// marks the connection broken when the failure leaves it unusable.
+    fn settle<T>(
+        &self,
+        connection: &mut PooledRedis,
+        operation: &'static str,
+        outcome: Result<Result<T, RedisError>, Elapsed>,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if pool::breaks_connection(&e) {
+                    connection.broken = true;
+                }
+                Err(self.context(errors::from_redis(e, Phase::Command), operation))
+            }
+            Err(_) => {
+                // A reply may still arrive and the multiplexer would skip
+                // it, but a silent server is as likely a dead one.
+                connection.broken = true;
+                Err(self.context(
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!("no reply within {:?}", self.command_timeout),
+                    ),
+                    operation,
+                ))
+            }
+        }
+    }
+
+    async fn within<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<Result<T, RedisError>, Elapsed> {
+        tokio::time::timeout(self.command_timeout, work).await
+    }
+
+    fn context(&self, error: Error, operation: &'static str) -> Error {
+        let error = if error.operation().is_none() {
+            error.with_operation(operation)
+        } else {
+            error
+        };
+        error.with_target(format!("redis at {}", self.target))
+    }
+
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<Reply> {
+        let command = "compare_and_delete";
+        let mut connection = self.connection(command).await?;
+        let key = format!("{}{key}", self.key_prefix);
+        let mut invocation = self.compare_and_delete.key(key);
+        invocation.arg(expected);
+        // EVALSHA, falling back to EVAL (loading the script) on NOSCRIPT.
+        let outcome = self
+            .within(invocation.invoke_async(&mut connection.connection))
+            .await;
+        let deleted: i64 = self.settle(&mut connection, command, outcome)?;
+        Ok(Reply::Bool(deleted != 0))
+    }
+}
+
+#[async_trait]
+impl KvStore for RedisKv {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut connection = self.connection("ping").await?;
+        let outcome = self
+            .within(cmd("PING").query_async::<Value>(&mut connection.connection))
+            .await;
+        self.settle(&mut connection, "ping", outcome)?;
+        Ok(())
+    }
+
+    async fn execute(&self, command: Command) -> Result<Reply> {
+        let name = command.name();
+        if let Command::CompareAndDelete { key, expected } = &command {
+            return self.compare_and_delete(key, expected).await;
+        }
+        let redis_command =
+            commands::encode(&self.key_prefix, &command).map_err(|e| self.context(e, name))?;
+        let mut connection = self.connection(name).await?;
+        // A server error comes back as `Err` from `query_async`; decode maps
+        // the others.
+        let outcome = self
+            .within(redis_command.query_async::<Value>(&mut connection.connection))
+            .await;
+        let value = self.settle(&mut connection, name, outcome)?;
+        commands::decode(&command, value).map_err(|e| self.context(e, name))
+    }
+
+    async fn pipeline(&self, commands: Vec<Command>) -> Result<Vec<Result<Reply>>> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = pipe();
+        // Each command's error reply stays in its own slot instead of
+        // failing the whole pipeline.
+        pipeline.ignore_errors();
+        for command in &commands {
+            let encoded = commands::encode(&self.key_prefix, command)
+                .map_err(|e| self.context(e, command.name()))?;
+            pipeline.add_command(encoded);
+        }
+        let mut connection = self.connection("pipeline").await?;
+        let outcome = self
+            .within(pipeline.query_async(&mut connection.connection))
+            .await;
+        let values: Vec<Value> = self.settle(&mut connection, "pipeline", outcome)?;
+        if values.len() != commands.len() {
+            return Err(self.context(
+                Error::internal(format!(
+                    "{} replies to a pipeline of {} commands",
+                    values.len(),
+                    commands.len()
+                )),
+                "pipeline",
+            ));
+        }
+        Ok(commands
+            .iter()
+            .zip(values)
+            .map(|(command, value)| {
+                commands::decode(command, value).map_err(|e| self.context(e, command.name()))
+            })
+            .collect())
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        let operation = "scan";
+        let matching = commands::prefixed_pattern(&self.key_prefix, pattern);
+        let mut connection = self.connection(operation).await?;
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let step = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&matching)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .to_owned();
+            let outcome = self
+                .within(step.query_async(&mut connection.connection))
+                .await;
+            let (next, batch): (u64, Vec<Vec<u8>>) =
+                self.settle(&mut connection, operation, outcome)?;
+            for raw in batch {
+                let key = String::from_utf8(raw).map_err(|e| {
+                    self.context(
+                        Error::invalid(format!(
+                            "a key under the prefix is not UTF-8: {}",
+                            String::from_utf8_lossy(e.as_bytes())
+                        )),
+                        operation,
+                    )
+                })?;
+                match key.strip_prefix(&self.key_prefix) {
+                    Some(name) => keys.push(name.to_owned()),
+                    None => {
+                        return Err(self.context(
+                            Error::internal(format!(
+                                "SCAN MATCH {matching} answered {key}, outside the prefix"
+                            )),
+                            operation,
+                        ));
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key more than once (during a rehash).
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    async fn subscribe(&self, channels: &[String]) -> Result<Subscription> {
+        pubsub::subscribe(
+            &self.client,
+            &self.key_prefix,
+            channels,
+            self.connect_timeout,
+            self.command_timeout,
+        )
+        .await
+        .map_err(|e| self.context(e, "subscribe"))
+    }
+
+    async fn info(&self) -> Result<KvInfo> {
+        let operation = "info";
+        let mut connection = self.connection(operation).await?;
+        let mut pipeline = pipe();
+        pipeline
+            .cmd("DBSIZE")
+            .cmd("INFO")
+            .arg("memory")
+            .cmd("INFO")
+            .arg("stats");
+        let outcome = self
+            .within(pipeline.query_async(&mut connection.connection))
+            .await;
+        let (keys, memory, stats): (u64, Value, Value) =
+            self.settle(&mut connection, operation, outcome)?;
+        let memory = commands::info_text(memory).map_err(|e| self.context(e, operation))?;
+        let stats = commands::info_text(stats).map_err(|e| self.context(e, operation))?;
+        let field = |text: &str, name: &str| {
+            commands::info_field(text, name).ok_or_else(|| {
+                self.context(
+                    Error::internal(format!("INFO does not report {name}")),
+                    operation,
+                )
+            })
+        };
+        Ok(KvInfo {
+            keys,
+            used_memory: field(&memory, "used_memory")?,
+            max_memory: field(&memory, "maxmemory")?,
+            evictions: field(&stats, "evicted_keys")?,
+        })
+    }
+}
