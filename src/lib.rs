@@ -28,8 +28,8 @@
 //! - [`cli`]: the `strata` command (clap). May import everything.
 //!
 //! Modules that arrive with later capabilities slot in between: `cache` (the
-//! three-tier cache over the engines), `serving` (features, predictions, leaderboards), `pipelines`,
-//! `analytics`, `api` (HTTP) and `bench`.
+//! three-tier cache over the engines), `serving` (features, predictions,
+//! leaderboards), `pipelines`, `analytics`, `api` (HTTP) and `bench`.
 
 #![warn(missing_docs, missing_debug_implementations)]
 

@@ -61,9 +61,17 @@ impl TestDb {
         let admin = common::full_profile("run_search")?;
         let name = common::unique_name("t");
         let db = admin_connection(&admin).await;
-        db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
+        // A database whose default collation is a natural-language one
+        // (ICU en-US sorts `a` before `B`), so the tests show that text
+        // still compares byte-wise as on SQLite. Without ICU, the default.
+        let icu = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        );
+        if db.execute_unprepared(&icu).await.is_err() {
+            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+        }
         db.close().await.unwrap();
         let mut config = admin.clone();
         let base = admin.relational.url.clone().expect("full profile URL");

@@ -208,7 +208,8 @@ fn after(order: &[SortKey], token: &PageToken) -> Result<Condition> {
 }
 
 /// Searches runs: see the module docs for the language and the contracts.
-/// An empty `order_by` means `started_at DESC`.
+/// An empty `order_by` means `started_at DESC`; an empty `page_token` is the
+/// same as none (the first page).
 pub async fn search_runs(
     db: &impl ConnectionTrait,
     filter: &str,
