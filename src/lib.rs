@@ -22,12 +22,14 @@
 //!   ML; imports only `error` and `config`.
 //! - [`migration`]: the relational schema as sea-orm migrations, applied at
 //!   start. Imports `engines::relational` for error mapping.
+//! - [`platform`]: registry and tracking: datasets, runs, artifacts,
+//!   deployments and aliases on the relational engine, and the run search
+//!   language. Imports `engines` and `error`.
 //! - [`cli`]: the `strata` command (clap). May import everything.
 //!
 //! Modules that arrive with later capabilities slot in between: `cache` (the
-//! three-tier cache over the engines), `platform` (registry and tracking),
-//! `serving` (features, predictions, leaderboards), `pipelines`,
-//! `analytics`, `api` (HTTP) and `bench`.
+//! three-tier cache over the engines), `serving` (features, predictions,
+//! leaderboards), `pipelines`, `analytics`, `api` (HTTP) and `bench`.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -36,5 +38,6 @@ pub mod config;
 pub mod engines;
 pub mod error;
 pub mod migration;
+pub mod platform;
 
 pub use error::{Error, ErrorKind, Result};

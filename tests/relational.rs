@@ -87,7 +87,13 @@ async fn migrations_apply_once_and_data_survives_reopen(t: &TestDb) {
         let db = engines::open_relational(&t.config).await.unwrap();
         migration::migrate(&db).await.unwrap();
         let applied = migration::applied(&db).await.unwrap();
-        assert_eq!(applied, vec!["m20261122_000001_init".to_owned()]);
+        assert_eq!(
+            applied,
+            vec![
+                "m20261122_000001_init".to_owned(),
+                "m20261122_000002_registry".to_owned()
+            ]
+        );
         db.execute_unprepared("CREATE TABLE kept (v TEXT)")
             .await
             .unwrap();
@@ -97,7 +103,7 @@ async fn migrations_apply_once_and_data_survives_reopen(t: &TestDb) {
         db.close().await.unwrap();
     }
     let db = engines::open_relational(&t.config).await.unwrap();
-    assert_eq!(migration::applied(&db).await.unwrap().len(), 1);
+    assert_eq!(migration::applied(&db).await.unwrap().len(), 2);
     assert_eq!(scalar(&db, "SELECT v FROM kept").await, "here");
     db.close().await.unwrap();
 }

@@ -9,6 +9,7 @@ use crate::engines::relational::map_db_err;
 use crate::error::Result;
 
 mod m20261122_000001_init;
+mod m20261122_000002_registry;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -16,7 +17,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_init::Migration)]
+        vec![
+            Box::new(m20261122_000001_init::Migration),
+            Box::new(m20261122_000002_registry::Migration),
+        ]
     }
 }
 

@@ -1,0 +1,18 @@
+//! The registry's sea-orm entities, one module per table of the
+//! `m20261122_000002_registry` migration.
+//!
+//! The entity definitions mirror the migration: the migration is the
+//! schema, these are how Rust reads and writes it. Generated items
+//! (`Entity`, `Column`, `ActiveModel`, ...) are sea-orm's and documented
+//! there.
+
+pub mod alias_history;
+pub mod dataset;
+pub mod deployment;
+pub mod model_alias;
+pub mod model_artifact;
+pub mod run_tag;
+pub mod training_run;
+
+pub use deployment::DeploymentStatus;
+pub use training_run::RunStatus;

@@ -1,0 +1,35 @@
+//! Registry and tracking: datasets, training runs, artifacts, deployments
+//! and model aliases in the relational engine, and the run search language.
+//!
+//! Everything here runs unchanged on SQLite and PostgreSQL and MUST give the
+//! same answers on both; the tests run every case on each. What makes that
+//! hold:
+//!
+//! - Timestamps are UTC and truncated to microseconds when written
+//!   ([`now`]), PostgreSQL's precision, so a value reads back the same from
+//!   either backend.
+//! - Text compares byte-wise on both (see the registry migration), and every
+//!   `ORDER BY` ends with a unique key, so orders are total.
+//! - Aggregates are cast to the Rust type they decode into (PostgreSQL's
+//!   `SUM(bigint)` is `numeric`, SQLite's is an integer).
+//!
+//! # Layout
+//!
+//! - [`entities`]: the sea-orm entities of the registry tables.
+//! - [`registry`]: writes (create, complete, bulk upsert, alias moves) and
+//!   queries (rankings, statistics, lineage, keyset pages).
+//! - [`search`]: the run filter language, parsed into an AST and compiled to
+//!   sea-orm conditions, with `order_by` and page tokens.
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+pub mod entities;
+pub mod registry;
+pub mod search;
+
+/// The current time in UTC, truncated to microseconds (PostgreSQL's
+/// precision) so that what is written reads back identically on both
+/// backends.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

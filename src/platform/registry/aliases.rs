@@ -1,0 +1,200 @@
+//! Model aliases: `model_name@alias` (e.g. `fraud-detector@champion`)
+//! points to one artifact of that model, and every move is audited.
+//!
+//! Contracts:
+//! - An alias only points to an artifact produced by a run of the same
+//!   model (`model_name`); anything else is invalid input.
+//! - A move updates (or creates) the alias and appends one `alias_history`
+//!   row in the same transaction: the pointer and its audit trail never
+//!   disagree.
+//! - Moving an alias to the artifact it already points to changes nothing
+//!   and records nothing.
+//! - On PostgreSQL the alias row is locked (`SELECT ... FOR UPDATE`) for the
+//!   move, so concurrent moves serialise and each history row's
+//!   `from_artifact_id` is the artifact the alias really left. Two concurrent
+//!   first moves of a new alias may race on its primary key: the loser gets
+//!   a conflict and may retry. SQLite serialises writers itself.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionSession, TransactionTrait,
+};
+use serde::Serialize;
+
+use super::{check_name, db_err};
+use crate::error::{Error, Result};
+use crate::platform::entities::{alias_history, model_alias, model_artifact, training_run};
+use crate::platform::now;
+
+/// A parsed `model_name@alias`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct AliasRef {
+    /// The model, e.g. `fraud-detector`.
+    pub model_name: String,
+    /// The alias, e.g. `champion`.
+    pub alias: String,
+}
+
+impl AliasRef {
+    /// Builds a reference, validating both parts: non-empty, at most 255 and
+    /// 100 characters, and the alias without `@`.
+    pub fn new(model_name: impl Into<String>, alias: impl Into<String>) -> Result<AliasRef> {
+        let r = AliasRef {
+            model_name: model_name.into(),
+            alias: alias.into(),
+        };
+        check_name("model_name", &r.model_name, 255)?;
+        check_name("alias", &r.alias, 100)?;
+        if r.alias.contains('@') {
+            return Err(Error::invalid("an alias must not contain `@`").with_field("alias"));
+        }
+        Ok(r)
+    }
+}
+
+impl FromStr for AliasRef {
+    type Err = Error;
+
+    /// Parses `model_name@alias`, splitting at the last `@`.
+    fn from_str(s: &str) -> Result<AliasRef> {
+        let (model, alias) = s.rsplit_once('@').ok_or_else(|| {
+            Error::invalid(format!(
+                "`{s}` is not an alias reference: expected `model_name@alias`"
+            ))
+            .with_field("alias")
+        })?;
+        AliasRef::new(model, alias)
+    }
+}
+
+impl fmt::Display for AliasRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.model_name, self.alias)
+    }
+}
+
+/// What a move did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AliasMove {
+    /// The alias as it now is.
+    pub alias: model_alias::Model,
+    /// The audit row written; `None` when the alias already pointed there.
+    pub history: Option<alias_history::Model>,
+}
+
+/// Points `alias` at `artifact_id`, recording who moved it and why. See the
+/// module docs for the contracts. A missing artifact is NotFound.
+pub async fn move_alias<C>(
+    db: &C,
+    alias: &AliasRef,
+    artifact_id: i64,
+    moved_by: &str,
+    reason: Option<&str>,
+) -> Result<AliasMove>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    check_name("moved_by", moved_by, 100)?;
+    let txn = db.begin().await.map_err(db_err("move_alias"))?;
+    let (artifact, run) = model_artifact::Entity::find_by_id(artifact_id)
+        .find_also_related(training_run::Entity)
+        .one(&txn)
+        .await
+        .map_err(db_err("move_alias"))?
+        .ok_or_else(|| {
+            Error::not_found(format!("no model artifact {artifact_id}"))
+                .with_field("artifact_id")
+                .with_operation("move_alias")
+        })?;
+    let run_model = run.map(|r| r.model_name).unwrap_or_default();
+    if run_model != alias.model_name {
+        return Err(Error::invalid(format!(
+            "artifact {} belongs to model `{run_model}`, not `{}`",
+            artifact.id, alias.model_name
+        ))
+        .with_field("artifact_id")
+        .with_operation("move_alias"));
+    }
+    let current = model_alias::Entity::find_by_id((alias.model_name.clone(), alias.alias.clone()))
+        .lock_exclusive()
+        .one(&txn)
+        .await
+        .map_err(db_err("move_alias"))?;
+    if let Some(current) = &current
+        && current.artifact_id == artifact_id
+    {
+        txn.commit().await.map_err(db_err("move_alias"))?;
+        return Ok(AliasMove {
+            alias: current.clone(),
+            history: None,
+        });
+    }
+    let at = now();
+    let from = current.as_ref().map(|c| c.artifact_id);
+    let updated = match current {
+        Some(current) => {
+            let mut active: model_alias::ActiveModel = current.into();
+            active.artifact_id = Set(artifact_id);
+            active.updated_at = Set(at);
+            active.update(&txn).await
+        }
+        None => {
+            model_alias::ActiveModel {
+                model_name: Set(alias.model_name.clone()),
+                alias: Set(alias.alias.clone()),
+                artifact_id: Set(artifact_id),
+                updated_at: Set(at),
+            }
+            .insert(&txn)
+            .await
+        }
+    }
+    .map_err(db_err("move_alias"))?;
+    let history = alias_history::ActiveModel {
+        id: NotSet,
+        model_name: Set(alias.model_name.clone()),
+        alias: Set(alias.alias.clone()),
+        from_artifact_id: Set(from),
+        to_artifact_id: Set(artifact_id),
+        moved_at: Set(at),
+        moved_by: Set(moved_by.to_owned()),
+        reason: Set(reason.map(str::to_owned)),
+    }
+    .insert(&txn)
+    .await
+    .map_err(db_err("move_alias"))?;
+    txn.commit().await.map_err(db_err("move_alias"))?;
+    Ok(AliasMove {
+        alias: updated,
+        history: Some(history),
+    })
+}
+
+/// Where `alias` points, or NotFound.
+pub async fn resolve_alias(
+    db: &impl ConnectionTrait,
+    alias: &AliasRef,
+) -> Result<model_alias::Model> {
+    model_alias::Entity::find_by_id((alias.model_name.clone(), alias.alias.clone()))
+        .one(db)
+        .await
+        .map_err(db_err("resolve_alias"))?
+        .ok_or_else(|| Error::not_found(format!("no alias `{alias}`")).with_field("alias"))
+}
+
+/// Every move of `alias`, oldest first.
+pub async fn alias_history(
+    db: &impl ConnectionTrait,
+    alias: &AliasRef,
+) -> Result<Vec<alias_history::Model>> {
+    alias_history::Entity::find()
+        .filter(alias_history::Column::ModelName.eq(alias.model_name.as_str()))
+        .filter(alias_history::Column::Alias.eq(alias.alias.as_str()))
+        .order_by_asc(alias_history::Column::Id)
+        .all(db)
+        .await
+        .map_err(db_err("alias_history"))
+}
