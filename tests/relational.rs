@@ -5,6 +5,7 @@
 mod common;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm_migration::MigratorTrait;
 use strata::config::{Config, RelationalConfig, Secret};
 use strata::{ErrorKind, engines, migration};
 
@@ -36,7 +37,7 @@ impl TestDb {
     async fn postgres() -> Option<TestDb> {
         let admin = common::full_profile("relational")?;
         let name = common::unique_name("t");
-        let db = engines::open_relational(&admin)
+        let db = engines::relational::connect(&admin.relational, &admin.data_dir)
             .await
             .expect("full profile's postgres");
         db.execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -62,7 +63,9 @@ impl TestDb {
 
     async fn cleanup(self) {
         if let Some((admin, name)) = self.postgres {
-            let db = engines::open_relational(&admin).await.unwrap();
+            let db = engines::relational::connect(&admin.relational, &admin.data_dir)
+                .await
+                .unwrap();
             db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .await
                 .unwrap();
@@ -138,6 +141,22 @@ async fn constraint_violations_are_conflicts(t: &TestDb) {
     db.close().await.unwrap();
 }
 
+async fn concurrent_starts_migrate_once(t: &TestDb) {
+    // Several processes starting at once on a fresh database: every start
+    // succeeds and each migration is applied exactly once.
+    let starts = (0..4).map(|_| engines::open_relational(&t.config));
+    let dbs = futures::future::join_all(starts).await;
+    for db in &dbs {
+        assert!(db.is_ok(), "{:?}", db.as_ref().err());
+    }
+    let db = dbs.into_iter().next().unwrap().unwrap();
+    let applied = migration::applied(&db).await.unwrap();
+    let mut unique = applied.clone();
+    unique.dedup();
+    assert_eq!(applied, unique);
+    assert_eq!(applied.len(), migration::Migrator::migrations().len());
+}
+
 macro_rules! relational_cases {
     ($backend:ident, $setup:expr) => {
         mod $backend {
@@ -147,6 +166,13 @@ macro_rules! relational_cases {
             async fn migrations_apply_once_and_data_survives_reopen() {
                 let Some(t) = $setup else { return };
                 super::migrations_apply_once_and_data_survives_reopen(&t).await;
+                t.cleanup().await;
+            }
+
+            #[tokio::test]
+            async fn concurrent_starts_migrate_once() {
+                let Some(t) = $setup else { return };
+                super::concurrent_starts_migrate_once(&t).await;
                 t.cleanup().await;
             }
 

@@ -2,7 +2,10 @@
 //! SQLite and PostgreSQL alike. They are applied at start, idempotently:
 //! applied migrations are recorded in `seaql_migrations` and skipped.
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
 use sea_orm_migration::prelude::*;
 
 use crate::engines::relational::map_db_err;
@@ -24,11 +27,30 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Applies every pending migration.
+/// Key of the PostgreSQL advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x5354_5241_5441; // "STRATA"
+
+/// Applies every pending migration, all in one transaction.
+///
+/// Several strata processes (or pools) may start at once against a fresh
+/// database, so the transaction first takes the database's write lock: a
+/// transaction-scoped advisory lock on PostgreSQL, an `IMMEDIATE`
+/// transaction on SQLite (the others wait within the busy timeout). The
+/// processes that waited then find nothing left to apply.
 pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
-    Migrator::up(db, None)
-        .await
-        .map_err(|e| map_db_err(e).with_operation("migrate"))
+    let fail = |e| map_db_err(e).with_operation("migrate");
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    let txn = db.begin_with_options(options).await.map_err(fail)?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await
+            .map_err(fail)?;
+    }
+    Migrator::up(&txn, None).await.map_err(fail)?;
+    txn.commit().await.map_err(fail)
 }
 
 /// Names of the applied migrations, oldest first.
