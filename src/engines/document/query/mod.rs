@@ -18,8 +18,13 @@
 //! - [`expr`]: aggregation expressions (`"$field"`, `$add`, ...).
 //! - [`aggregate`]: aggregation pipelines.
 //! - [`schema`]: `$jsonSchema` validators.
+//! - `arith` (private): arithmetic with MongoDB's numeric result types,
+//!   shared by `$inc`, expressions and accumulators.
 
 pub mod aggregate;
+// Expressions and accumulators use the rest of it; until they land, only `$inc` does.
+#[allow(dead_code)]
+mod arith;
 pub mod compare;
 pub mod expr;
 pub mod filter;
