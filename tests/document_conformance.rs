@@ -1,0 +1,1777 @@
+//! Conformance suite of [`DocumentStore`]: one case per contract stated in
+//! `src/engines/document/mod.rs`, written once against
+//! `Arc<dyn DocumentStore>` and run for every backend through
+//! [`document_conformance!`], so `cargo test --test document_conformance
+//! embedded::` runs one backend.
+//!
+//! Each case gets a fresh database from its backend's setup and drops it
+//! afterwards, even when the case fails. A setup returns `None` when its
+//! backend is not configured (the MongoDB one will print one line saying it
+//! is skipped).
+//!
+//! `embedded_durability` holds the cases only the embedded store has:
+//! reopening, torn tails, `kill -9`, compaction and the directory lock.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bson::oid::ObjectId;
+use bson::{Bson, DateTime, Document, doc};
+use futures::FutureExt;
+use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
+use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
+use strata::error::{ErrorKind, Result};
+
+/// A fresh database of one backend, dropped by [`run_case`].
+struct Backend {
+    store: Arc<dyn DocumentStore>,
+    /// Keeps the embedded store's directory alive until the case ends.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    fn store(&self) -> Arc<dyn DocumentStore> {
+        Arc::clone(&self.store)
+    }
+}
+
+async fn setup_embedded() -> Option<Backend> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default())
+        .expect("open embedded store");
+    Some(Backend {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    })
+}
+
+/// Runs one case on a fresh database and drops the database afterwards,
+/// whether the case passed or panicked.
+async fn run_case<C, F>(setup: impl Future<Output = Option<Backend>>, case: C)
+where
+    C: FnOnce(Arc<dyn DocumentStore>) -> F,
+    F: Future<Output = ()>,
+{
+    let Some(backend) = setup.await else { return };
+    let outcome = AssertUnwindSafe(case(backend.store())).catch_unwind().await;
+    let dropped = backend.store.drop_database().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    dropped.expect("drop the test database");
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn err_kind<T: std::fmt::Debug>(result: Result<T>) -> ErrorKind {
+    match result {
+        Ok(v) => panic!("expected an error, got Ok({v:?})"),
+        Err(e) => e.kind(),
+    }
+}
+
+async fn all(store: &Arc<dyn DocumentStore>, coll: &str) -> Vec<Document> {
+    store
+        .find(coll, doc! {}, FindOptions::sorted(doc! {"_id": 1}))
+        .await
+        .expect("find all")
+}
+
+/// `_id`s of the documents matching `filter`, in `_id` order.
+async fn ids(store: &Arc<dyn DocumentStore>, coll: &str, filter: Document) -> Vec<Bson> {
+    store
+        .find(coll, filter, FindOptions::sorted(doc! {"_id": 1}))
+        .await
+        .expect("find")
+        .into_iter()
+        .map(|d| d.get("_id").cloned().expect("_id"))
+        .collect()
+}
+
+fn int_ids(ids: &[i32]) -> Vec<Bson> {
+    ids.iter().map(|i| Bson::Int32(*i)).collect()
+}
+
+/// A number as f64, whatever its BSON numeric type (backends may differ in
+/// int32/int64/double for computed values).
+fn num(value: Option<&Bson>) -> f64 {
+    match value {
+        Some(Bson::Int32(i)) => f64::from(*i),
+        Some(Bson::Int64(i)) => *i as f64,
+        Some(Bson::Double(d)) => *d,
+        other => panic!("expected a number, got {other:?}"),
+    }
+}
+
+async fn seed(store: &Arc<dyn DocumentStore>, coll: &str, docs: Vec<Document>) {
+    store.insert_many(coll, docs).await.expect("seed");
+}
+
+/// Five documents with numbers, strings, nested documents and arrays.
+async fn seed_people(store: &Arc<dyn DocumentStore>) {
+    seed(
+        store,
+        "people",
+        vec![
+            doc! {"_id": 1, "name": "ada", "age": 36, "tags": ["math", "code"],
+            "address": {"city": "London", "zip": "N1"}},
+            doc! {"_id": 2, "name": "grace", "age": 85.5, "tags": ["navy", "code"],
+            "address": {"city": "New York"}},
+            doc! {"_id": 3, "name": "alan", "age": 41i64, "tags": [],
+            "address": {"city": "London"}, "nick": null},
+            doc! {"_id": 4, "name": "edsger", "age": "unknown", "tags": ["math"]},
+            doc! {"_id": 5, "name": "barbara", "age": 20},
+        ],
+    )
+    .await;
+}
+
+// ------------------------------------------------------------ the cases
+
+async fn insert_adds_object_id(store: Arc<dyn DocumentStore>) {
+    let id = store.insert_one("c", doc! {"x": 1}).await.unwrap();
+    assert!(matches!(id, Bson::ObjectId(_)), "{id:?}");
+    let found = all(&store, "c").await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].get("_id"), Some(&id));
+    assert_eq!(found[0].keys().next().map(String::as_str), Some("_id"));
+    let given = store.insert_one("c", doc! {"_id": "mine"}).await.unwrap();
+    assert_eq!(given, Bson::String("mine".into()));
+}
+
+async fn duplicate_id_is_conflict(store: Arc<dyn DocumentStore>) {
+    store
+        .insert_one("c", doc! {"_id": 1, "v": "first"})
+        .await
+        .unwrap();
+    let kind = err_kind(store.insert_one("c", doc! {"_id": 1, "v": "second"}).await);
+    assert_eq!(kind, ErrorKind::Conflict);
+    assert_eq!(all(&store, "c").await, vec![doc! {"_id": 1, "v": "first"}]);
+}
+
+async fn insert_many_is_ordered(store: Arc<dyn DocumentStore>) {
+    let docs = vec![
+        doc! {"_id": 1},
+        doc! {"_id": 2},
+        doc! {"_id": 1},
+        doc! {"_id": 3},
+    ];
+    assert_eq!(
+        err_kind(store.insert_many("c", docs).await),
+        ErrorKind::Conflict
+    );
+    assert_eq!(ids(&store, "c", doc! {}).await, int_ids(&[1, 2]));
+}
+
+async fn missing_collection_reads_empty(store: Arc<dyn DocumentStore>) {
+    let found = store
+        .find("nothing_here", doc! {"a": 1}, FindOptions::default())
+        .await
+        .unwrap();
+    assert!(found.is_empty());
+    assert_eq!(store.count("nothing_here", doc! {}).await.unwrap(), 0);
+    let none = store
+        .find_one("nothing_here", doc! {}, FindOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(
+        !store
+            .list_collections()
+            .await
+            .unwrap()
+            .contains(&"nothing_here".to_string())
+    );
+}
+
+async fn implicit_equality(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    assert_eq!(
+        ids(&store, "people", doc! {"name": "ada"}).await,
+        int_ids(&[1])
+    );
+    // Numbers are equal across int32/int64/double.
+    assert_eq!(ids(&store, "people", doc! {"age": 41}).await, int_ids(&[3]));
+    assert_eq!(
+        ids(&store, "people", doc! {"age": 36.0, "name": "ada"}).await,
+        int_ids(&[1])
+    );
+    assert!(ids(&store, "people", doc! {"name": "ADA"}).await.is_empty());
+}
+
+async fn comparison_operators(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    let q = |op: &str, v: Bson| doc! {"age": {op: v}};
+    assert_eq!(
+        ids(&store, "people", q("$eq", 36.into())).await,
+        int_ids(&[1])
+    );
+    assert_eq!(
+        ids(&store, "people", q("$ne", 36.into())).await,
+        int_ids(&[2, 3, 4, 5])
+    );
+    // Comparisons stay within a type bracket: "unknown" is not > 30.
+    assert_eq!(
+        ids(&store, "people", q("$gt", 36.into())).await,
+        int_ids(&[2, 3])
+    );
+    assert_eq!(
+        ids(&store, "people", q("$gte", 36.into())).await,
+        int_ids(&[1, 2, 3])
+    );
+    assert_eq!(
+        ids(&store, "people", q("$lt", 36.into())).await,
+        int_ids(&[5])
+    );
+    assert_eq!(
+        ids(&store, "people", q("$lte", 41.0.into())).await,
+        int_ids(&[1, 3, 5])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"age": {"$gt": 20, "$lt": 41}}).await,
+        int_ids(&[1])
+    );
+    assert_eq!(
+        ids(&store, "people", q("$gte", "a".into())).await,
+        int_ids(&[4])
+    );
+}
+
+async fn dot_paths(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    assert_eq!(
+        ids(&store, "people", doc! {"address.city": "London"}).await,
+        int_ids(&[1, 3])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"address.zip": "N1"}).await,
+        int_ids(&[1])
+    );
+    // An array index in the path.
+    assert_eq!(
+        ids(&store, "people", doc! {"tags.0": "math"}).await,
+        int_ids(&[1, 4])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"tags.1": "code"}).await,
+        int_ids(&[1, 2])
+    );
+}
+
+async fn array_matching_rule(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    // Any element matches...
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": "code"}).await,
+        int_ids(&[1, 2])
+    );
+    // ...or the whole array, in order.
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": ["math", "code"]}).await,
+        int_ids(&[1])
+    );
+    assert!(
+        ids(&store, "people", doc! {"tags": ["code", "math"]})
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": []}).await,
+        int_ids(&[3])
+    );
+    seed(
+        &store,
+        "scores",
+        vec![doc! {"_id": 1, "s": [1, 10]}, doc! {"_id": 2, "s": [4, 5]}],
+    )
+    .await;
+    // Each condition may be met by a different element.
+    assert_eq!(
+        ids(&store, "scores", doc! {"s": {"$gt": 6, "$lt": 3}}).await,
+        int_ids(&[1])
+    );
+}
+
+async fn elem_match(store: Arc<dyn DocumentStore>) {
+    seed(
+        &store,
+        "scores",
+        vec![
+            doc! {"_id": 1, "s": [1, 10]},
+            doc! {"_id": 2, "s": [4, 5]},
+            doc! {"_id": 3, "items": [{"k": "a", "n": 1}, {"k": "b", "n": 5}]},
+            doc! {"_id": 4, "items": [{"k": "a", "n": 5}]},
+        ],
+    )
+    .await;
+    // One element must meet every condition.
+    assert_eq!(
+        ids(
+            &store,
+            "scores",
+            doc! {"s": {"$elemMatch": {"$gt": 3, "$lt": 6}}}
+        )
+        .await,
+        int_ids(&[2])
+    );
+    assert_eq!(
+        ids(
+            &store,
+            "scores",
+            doc! {"items": {"$elemMatch": {"k": "a", "n": {"$gte": 5}}}}
+        )
+        .await,
+        int_ids(&[4])
+    );
+}
+
+async fn size_operator(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": {"$size": 2}}).await,
+        int_ids(&[1, 2])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": {"$size": 0}}).await,
+        int_ids(&[3])
+    );
+}
+
+async fn regex_operator(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    assert_eq!(
+        ids(&store, "people", doc! {"name": {"$regex": "^a"}}).await,
+        int_ids(&[1, 3])
+    );
+    assert_eq!(
+        ids(
+            &store,
+            "people",
+            doc! {"name": {"$regex": "^A", "$options": "i"}}
+        )
+        .await,
+        int_ids(&[1, 3])
+    );
+    assert!(
+        ids(&store, "people", doc! {"name": {"$regex": "^A"}})
+            .await
+            .is_empty()
+    );
+    // A regex applies to array elements too.
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": {"$regex": "av"}}).await,
+        int_ids(&[2])
+    );
+}
+
+async fn exists_versus_null(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    // null matches a null value and a missing field...
+    assert_eq!(
+        ids(&store, "people", doc! {"nick": null}).await,
+        int_ids(&[1, 2, 3, 4, 5])
+    );
+    // ...$exists tells them apart.
+    assert_eq!(
+        ids(&store, "people", doc! {"nick": {"$exists": true}}).await,
+        int_ids(&[3])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"nick": {"$exists": false}}).await,
+        int_ids(&[1, 2, 4, 5])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"address": {"$exists": false}}).await,
+        int_ids(&[4, 5])
+    );
+}
+
+async fn in_and_nin(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    assert_eq!(
+        ids(
+            &store,
+            "people",
+            doc! {"name": {"$in": ["ada", "alan", "zed"]}}
+        )
+        .await,
+        int_ids(&[1, 3])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": {"$in": ["navy", "math"]}}).await,
+        int_ids(&[1, 2, 4])
+    );
+    assert_eq!(
+        ids(&store, "people", doc! {"tags": {"$nin": ["code"]}}).await,
+        int_ids(&[3, 4, 5])
+    );
+    // $in with null finds missing fields.
+    assert_eq!(
+        ids(
+            &store,
+            "people",
+            doc! {"address.zip": {"$in": [null, "N1"]}}
+        )
+        .await,
+        int_ids(&[1, 2, 3, 4, 5])
+    );
+}
+
+async fn logical_operators(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    assert_eq!(
+        ids(
+            &store,
+            "people",
+            doc! {"$and": [{"tags": "code"}, {"age": {"$gt": 40}}]}
+        )
+        .await,
+        int_ids(&[2])
+    );
+    assert_eq!(
+        ids(
+            &store,
+            "people",
+            doc! {"$or": [{"name": "ada"}, {"age": {"$lt": 30}}]}
+        )
+        .await,
+        int_ids(&[1, 5])
+    );
+    assert_eq!(
+        ids(
+            &store,
+            "people",
+            doc! {"$nor": [{"tags": "code"}, {"name": "barbara"}]}
+        )
+        .await,
+        int_ids(&[3, 4])
+    );
+    // $not also matches documents where the field is missing or of another type.
+    assert_eq!(
+        ids(&store, "people", doc! {"age": {"$not": {"$gt": 40}}}).await,
+        int_ids(&[1, 4, 5])
+    );
+}
+
+async fn sort_across_types(store: Arc<dyn DocumentStore>) {
+    let oid = ObjectId::parse_str("65a000000000000000000000").unwrap();
+    seed(
+        &store,
+        "mixed",
+        vec![
+            doc! {"_id": 1, "v": "b"},
+            doc! {"_id": 2, "v": 2.5},
+            doc! {"_id": 3},
+            doc! {"_id": 4, "v": {"x": 1}},
+            doc! {"_id": 5, "v": true},
+            doc! {"_id": 6, "v": null},
+            doc! {"_id": 7, "v": 1},
+            doc! {"_id": 8, "v": oid},
+            doc! {"_id": 9, "v": DateTime::from_millis(0)},
+            doc! {"_id": 10, "v": "a"},
+            doc! {"_id": 11, "v": 3i64},
+        ],
+    )
+    .await;
+    let sorted = |dir: i32| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .find(
+                    "mixed",
+                    doc! {},
+                    FindOptions::sorted(doc! {"v": dir, "_id": 1}),
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.get("_id").cloned().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    // null and missing < numbers < strings < documents < ObjectId < bool < date.
+    assert_eq!(
+        sorted(1).await,
+        int_ids(&[3, 6, 7, 2, 11, 10, 1, 4, 8, 5, 9])
+    );
+    assert_eq!(
+        sorted(-1).await,
+        int_ids(&[9, 5, 8, 4, 1, 10, 11, 2, 7, 3, 6])
+    );
+}
+
+async fn sort_arrays_by_min_ascending_max_descending(store: Arc<dyn DocumentStore>) {
+    seed(
+        &store,
+        "c",
+        vec![
+            doc! {"_id": 1, "a": [1, 9]},
+            doc! {"_id": 2, "a": 5},
+            doc! {"_id": 3, "a": [3, 4]},
+        ],
+    )
+    .await;
+    let order = |sort: Document| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .find("c", doc! {}, FindOptions::sorted(sort))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.get("_id").cloned().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(order(doc! {"a": 1}).await, int_ids(&[1, 3, 2]));
+    assert_eq!(order(doc! {"a": -1}).await, int_ids(&[1, 2, 3]));
+}
+
+async fn skip_and_limit(store: Arc<dyn DocumentStore>) {
+    let docs = (0..10).map(|i| doc! {"_id": i, "n": 9 - i}).collect();
+    seed(&store, "c", docs).await;
+    let page = store
+        .find(
+            "c",
+            doc! {},
+            FindOptions::sorted(doc! {"n": 1}).skip(2).limit(3),
+        )
+        .await
+        .unwrap();
+    let ns: Vec<f64> = page.iter().map(|d| num(d.get("n"))).collect();
+    assert_eq!(ns, vec![2.0, 3.0, 4.0]);
+    let tail = store
+        .find("c", doc! {}, FindOptions::sorted(doc! {"n": 1}).skip(8))
+        .await
+        .unwrap();
+    assert_eq!(tail.len(), 2);
+    let first = store
+        .find_one(
+            "c",
+            doc! {"n": {"$lt": 5}},
+            FindOptions::sorted(doc! {"n": -1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.map(|d| num(d.get("n"))), Some(4.0));
+}
+
+async fn projection_inclusion(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    let found = store
+        .find(
+            "people",
+            doc! {"_id": 1},
+            FindOptions::default().projection(doc! {"name": 1, "address.city": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![doc! {"_id": 1, "name": "ada", "address": {"city": "London"}}]
+    );
+    let found = store
+        .find(
+            "people",
+            doc! {"_id": 1},
+            FindOptions::default().projection(doc! {"name": 1, "_id": 0}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, vec![doc! {"name": "ada"}]);
+}
+
+async fn projection_exclusion(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    let found = store
+        .find(
+            "people",
+            doc! {"_id": 5},
+            FindOptions::default().projection(doc! {"age": 0}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, vec![doc! {"_id": 5, "name": "barbara"}]);
+    let mixed = store
+        .find(
+            "people",
+            doc! {},
+            FindOptions::default().projection(doc! {"age": 0, "name": 1}),
+        )
+        .await;
+    assert_eq!(err_kind(mixed), ErrorKind::InvalidInput);
+}
+
+async fn update_set_and_unset(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    let r = store
+        .update_one(
+            "people",
+            doc! {"_id": 1},
+            doc! {"$set": {"address.city": "Paris", "lang": "fr"}, "$unset": {"tags": ""}},
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified, r.upserted_id), (1, 1, None));
+    let ada = store
+        .find_one("people", doc! {"_id": 1}, FindOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ada,
+        doc! {"_id": 1, "name": "ada", "age": 36,
+        "address": {"city": "Paris", "zip": "N1"}, "lang": "fr"}
+    );
+}
+
+async fn update_inc(store: Arc<dyn DocumentStore>) {
+    seed(&store, "c", vec![doc! {"_id": 1, "n": 1}]).await;
+    store
+        .update_one("c", doc! {"_id": 1}, doc! {"$inc": {"n": 2, "m": 1}}, false)
+        .await
+        .unwrap();
+    let d = store
+        .find_one("c", doc! {}, FindOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(num(d.get("n")), 3.0);
+    assert_eq!(num(d.get("m")), 1.0);
+    let wrong = store
+        .update_one("c", doc! {"_id": 1}, doc! {"$inc": {"n": "x"}}, false)
+        .await;
+    assert!(wrong.is_err());
+    assert_eq!(num(all(&store, "c").await[0].get("n")), 3.0);
+}
+
+async fn update_push(store: Arc<dyn DocumentStore>) {
+    seed(&store, "c", vec![doc! {"_id": 1, "a": [1]}]).await;
+    store
+        .update_one(
+            "c",
+            doc! {"_id": 1},
+            doc! {"$push": {"a": 2, "b": "x"}},
+            false,
+        )
+        .await
+        .unwrap();
+    store
+        .update_one(
+            "c",
+            doc! {"_id": 1},
+            doc! {"$push": {"a": {"$each": [2, 3]}}},
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        all(&store, "c").await,
+        vec![doc! {"_id": 1, "a": [1, 2, 2, 3], "b": ["x"]}]
+    );
+}
+
+async fn update_add_to_set(store: Arc<dyn DocumentStore>) {
+    seed(&store, "c", vec![doc! {"_id": 1, "a": [1, 2]}]).await;
+    let r = store
+        .update_one("c", doc! {"_id": 1}, doc! {"$addToSet": {"a": 2}}, false)
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (1, 0));
+    store
+        .update_one(
+            "c",
+            doc! {"_id": 1},
+            doc! {"$addToSet": {"a": {"$each": [3, 1, 4, 3]}}},
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        all(&store, "c").await,
+        vec![doc! {"_id": 1, "a": [1, 2, 3, 4]}]
+    );
+}
+
+async fn update_many_counts(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    let r = store
+        .update_many(
+            "people",
+            doc! {"tags": "code"},
+            doc! {"$set": {"coder": true}},
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (2, 2));
+    assert_eq!(
+        ids(&store, "people", doc! {"coder": true}).await,
+        int_ids(&[1, 2])
+    );
+    let r = store
+        .update_one(
+            "people",
+            doc! {"tags": "code"},
+            doc! {"$set": {"first": 1}},
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (1, 1));
+    assert_eq!(store.count("people", doc! {"first": 1}).await.unwrap(), 1);
+}
+
+async fn update_changing_nothing_modifies_nothing(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    let r = store
+        .update_many("people", doc! {"name": "ada"}, doc! {"$set": {"age": 36}})
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (1, 0));
+    let r = store
+        .update_many("people", doc! {"name": "nobody"}, doc! {"$set": {"age": 1}})
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified, r.upserted_id), (0, 0, None));
+}
+
+async fn update_upsert(store: Arc<dyn DocumentStore>) {
+    let r = store
+        .update_one(
+            "c",
+            doc! {"name": "ada", "n": {"$gt": 3}},
+            doc! {"$set": {"seen": true}, "$inc": {"visits": 1}},
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (0, 0));
+    let id = r.upserted_id.expect("upserted id");
+    let stored = all(&store, "c").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].get("_id"), Some(&id));
+    assert_eq!(stored[0].get("name"), Some(&Bson::String("ada".into())));
+    assert_eq!(stored[0].get("n"), None);
+    assert_eq!(stored[0].get("seen"), Some(&Bson::Boolean(true)));
+    assert_eq!(num(stored[0].get("visits")), 1.0);
+    // The second time it matches and updates.
+    let r = store
+        .update_one(
+            "c",
+            doc! {"name": "ada"},
+            doc! {"$inc": {"visits": 1}},
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified, r.upserted_id), (1, 1, None));
+    assert_eq!(num(all(&store, "c").await[0].get("visits")), 2.0);
+}
+
+async fn update_document_must_be_operators_and_keep_id(store: Arc<dyn DocumentStore>) {
+    seed(&store, "c", vec![doc! {"_id": 1, "a": 1}]).await;
+    let plain = store
+        .update_one("c", doc! {"_id": 1}, doc! {"a": 2}, false)
+        .await;
+    assert_eq!(err_kind(plain), ErrorKind::InvalidInput);
+    let change_id = store
+        .update_one("c", doc! {"_id": 1}, doc! {"$set": {"_id": 2}}, false)
+        .await;
+    assert_eq!(err_kind(change_id), ErrorKind::InvalidInput);
+    assert_eq!(all(&store, "c").await, vec![doc! {"_id": 1, "a": 1}]);
+}
+
+async fn replace_keeps_id(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    let r = store
+        .replace_one(
+            "people",
+            doc! {"name": "ada"},
+            doc! {"name": "ada", "v": 2},
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified), (1, 1));
+    let found = store
+        .find("people", doc! {"name": "ada"}, FindOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(found, vec![doc! {"_id": 1, "name": "ada", "v": 2}]);
+    // The same _id in the replacement is fine; another one is not.
+    store
+        .replace_one("people", doc! {"_id": 1}, doc! {"_id": 1, "v": 3}, false)
+        .await
+        .unwrap();
+    let other = store
+        .replace_one("people", doc! {"_id": 1}, doc! {"_id": 9, "v": 4}, false)
+        .await;
+    assert_eq!(err_kind(other), ErrorKind::InvalidInput);
+    let operators = store
+        .replace_one("people", doc! {"_id": 1}, doc! {"$set": {"v": 5}}, false)
+        .await;
+    assert_eq!(err_kind(operators), ErrorKind::InvalidInput);
+    assert_eq!(
+        store
+            .find("people", doc! {"_id": 1}, FindOptions::default())
+            .await
+            .unwrap(),
+        vec![doc! {"_id": 1, "v": 3}]
+    );
+}
+
+async fn replace_upsert(store: Arc<dyn DocumentStore>) {
+    let r = store
+        .replace_one("c", doc! {"_id": "k"}, doc! {"v": 1}, true)
+        .await
+        .unwrap();
+    assert_eq!(r.upserted_id, Some(Bson::String("k".into())));
+    assert_eq!(all(&store, "c").await, vec![doc! {"_id": "k", "v": 1}]);
+    let r = store
+        .replace_one("c", doc! {"_id": "absent"}, doc! {"v": 2}, false)
+        .await
+        .unwrap();
+    assert_eq!((r.matched, r.modified, r.upserted_id), (0, 0, None));
+}
+
+async fn delete_one_and_many(store: Arc<dyn DocumentStore>) {
+    seed_people(&store).await;
+    assert_eq!(
+        store
+            .delete_one("people", doc! {"tags": "code"})
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(ids(&store, "people", doc! {}).await, int_ids(&[2, 3, 4, 5]));
+    assert_eq!(
+        store
+            .delete_many("people", doc! {"age": {"$gte": 20}})
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(ids(&store, "people", doc! {}).await, int_ids(&[4]));
+    assert_eq!(store.delete_many("people", doc! {"x": 1}).await.unwrap(), 0);
+    assert_eq!(store.delete_many("absent", doc! {}).await.unwrap(), 0);
+}
+
+async fn sales(store: &Arc<dyn DocumentStore>) {
+    seed(
+        store,
+        "sales",
+        vec![
+            doc! {"_id": 1, "item": "a", "qty": 2, "price": 10.0, "tags": ["x", "y"]},
+            doc! {"_id": 2, "item": "b", "qty": 1, "price": 20.0, "tags": ["y"]},
+            doc! {"_id": 3, "item": "a", "qty": 5, "price": 10.0, "tags": []},
+            doc! {"_id": 4, "item": "c", "qty": 4, "price": 1.5},
+        ],
+    )
+    .await;
+}
+
+async fn aggregate_match_project_add_fields(store: Arc<dyn DocumentStore>) {
+    sales(&store).await;
+    let out = store
+        .aggregate(
+            "sales",
+            vec![
+                doc! {"$match": {"item": "a"}},
+                doc! {"$addFields": {"total": {"$multiply": ["$qty", "$price"]}}},
+                doc! {"$set": {"double": {"$add": ["$qty", "$qty"]}}},
+                doc! {"$project": {"_id": 0, "item": 1, "total": 1, "double": 1}},
+                doc! {"$sort": {"total": 1}},
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(num(out[0].get("total")), 20.0);
+    assert_eq!(num(out[1].get("total")), 50.0);
+    assert_eq!(num(out[1].get("double")), 10.0);
+    assert_eq!(out[0].get("_id"), None);
+    assert_eq!(out[0].get("item"), Some(&Bson::String("a".into())));
+    assert_eq!(out[0].get("price"), None);
+}
+
+async fn aggregate_group_accumulators(store: Arc<dyn DocumentStore>) {
+    sales(&store).await;
+    let out = store
+        .aggregate(
+            "sales",
+            vec![
+                doc! {"$sort": {"_id": 1}},
+                doc! {"$group": {
+                    "_id": "$item",
+                    "sum": {"$sum": "$qty"},
+                    "n": {"$sum": 1},
+                    "avg": {"$avg": "$qty"},
+                    "min": {"$min": "$qty"},
+                    "max": {"$max": "$qty"},
+                    "count": {"$count": {}},
+                    "all": {"$push": "$qty"},
+                    "first": {"$first": "$qty"},
+                    "last": {"$last": "$qty"},
+                }},
+                doc! {"$sort": {"_id": 1}},
+            ],
+        )
+        .await
+        .unwrap();
+    let keys: Vec<_> = out.iter().map(|d| d.get("_id").cloned().unwrap()).collect();
+    assert_eq!(
+        keys,
+        vec![Bson::from("a"), Bson::from("b"), Bson::from("c")]
+    );
+    let a = &out[0];
+    assert_eq!(num(a.get("sum")), 7.0);
+    assert_eq!(num(a.get("n")), 2.0);
+    assert_eq!(num(a.get("avg")), 3.5);
+    assert_eq!(num(a.get("min")), 2.0);
+    assert_eq!(num(a.get("max")), 5.0);
+    assert_eq!(num(a.get("count")), 2.0);
+    let pushed: Vec<f64> = a
+        .get_array("all")
+        .unwrap()
+        .iter()
+        .map(|v| num(Some(v)))
+        .collect();
+    assert_eq!(pushed, vec![2.0, 5.0]);
+    assert_eq!(num(a.get("first")), 2.0);
+    assert_eq!(num(a.get("last")), 5.0);
+    // Grouping everything under null.
+    let total = store
+        .aggregate(
+            "sales",
+            vec![doc! {"$group": {"_id": null, "qty": {"$sum": "$qty"}}}],
+        )
+        .await
+        .unwrap();
+    assert_eq!(total.len(), 1);
+    assert_eq!(total[0].get("_id"), Some(&Bson::Null));
+    assert_eq!(num(total[0].get("qty")), 12.0);
+}
+
+async fn aggregate_unwind(store: Arc<dyn DocumentStore>) {
+    sales(&store).await;
+    let out = store
+        .aggregate(
+            "sales",
+            vec![
+                doc! {"$unwind": "$tags"},
+                doc! {"$project": {"tags": 1}},
+                doc! {"$sort": {"_id": 1, "tags": 1}},
+            ],
+        )
+        .await
+        .unwrap();
+    // Empty and missing arrays produce nothing.
+    assert_eq!(
+        out,
+        vec![
+            doc! {"_id": 1, "tags": "x"},
+            doc! {"_id": 1, "tags": "y"},
+            doc! {"_id": 2, "tags": "y"},
+        ]
+    );
+}
+
+async fn aggregate_lookup(store: Arc<dyn DocumentStore>) {
+    sales(&store).await;
+    seed(
+        &store,
+        "items",
+        vec![
+            doc! {"_id": "a", "label": "Apple"},
+            doc! {"_id": "b", "label": "Bread"},
+        ],
+    )
+    .await;
+    let out = store
+        .aggregate(
+            "sales",
+            vec![
+                doc! {"$match": {"_id": {"$in": [1, 4]}}},
+                doc! {"$lookup": {"from": "items", "localField": "item",
+                "foreignField": "_id", "as": "info"}},
+                doc! {"$project": {"info": 1}},
+                doc! {"$sort": {"_id": 1}},
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            doc! {"_id": 1, "info": [{"_id": "a", "label": "Apple"}]},
+            doc! {"_id": 4, "info": []},
+        ]
+    );
+    // A foreign collection that does not exist joins nothing.
+    let out = store
+        .aggregate(
+            "sales",
+            vec![
+                doc! {"$lookup": {"from": "nowhere", "localField": "item",
+                "foreignField": "_id", "as": "info"}},
+                doc! {"$match": {"info": {"$size": 0}}},
+                doc! {"$count": "n"},
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(num(out[0].get("n")), 4.0);
+}
+
+async fn aggregate_count(store: Arc<dyn DocumentStore>) {
+    sales(&store).await;
+    let out = store
+        .aggregate(
+            "sales",
+            vec![doc! {"$match": {"price": 10.0}}, doc! {"$count": "n"}],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(num(out[0].get("n")), 2.0);
+    // No input, no count document (as MongoDB).
+    let out = store
+        .aggregate(
+            "sales",
+            vec![doc! {"$match": {"qty": 99}}, doc! {"$count": "n"}],
+        )
+        .await
+        .unwrap();
+    assert!(out.is_empty());
+}
+
+async fn aggregate_sort_skip_limit(store: Arc<dyn DocumentStore>) {
+    sales(&store).await;
+    let out = store
+        .aggregate(
+            "sales",
+            vec![
+                doc! {"$sort": {"qty": -1}},
+                doc! {"$skip": 1},
+                doc! {"$limit": 2},
+                doc! {"$project": {"qty": 1}},
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![doc! {"_id": 4, "qty": 4}, doc! {"_id": 1, "qty": 2}]
+    );
+}
+
+async fn unique_index_violation_is_conflict(store: Arc<dyn DocumentStore>) {
+    let name = store
+        .create_index("users", IndexSpec::new(doc! {"email": 1}).unique())
+        .await
+        .unwrap();
+    assert_eq!(name, "email_1");
+    store
+        .insert_one("users", doc! {"_id": 1, "email": "a@x"})
+        .await
+        .unwrap();
+    let dup = store
+        .insert_one("users", doc! {"_id": 2, "email": "a@x"})
+        .await
+        .unwrap_err();
+    assert_eq!(dup.kind(), ErrorKind::Conflict);
+    assert!(dup.to_string().contains("email_1"), "{dup}");
+    assert_eq!(ids(&store, "users", doc! {}).await, int_ids(&[1]));
+    // Missing counts as null: two documents without the field conflict.
+    store.insert_one("users", doc! {"_id": 3}).await.unwrap();
+    let missing = store.insert_one("users", doc! {"_id": 4}).await;
+    assert_eq!(err_kind(missing), ErrorKind::Conflict);
+    // An update that would duplicate a key changes nothing.
+    let upd = store
+        .update_one(
+            "users",
+            doc! {"_id": 3},
+            doc! {"$set": {"email": "a@x"}},
+            false,
+        )
+        .await;
+    assert_eq!(err_kind(upd), ErrorKind::Conflict);
+    assert_eq!(
+        ids(&store, "users", doc! {"email": "a@x"}).await,
+        int_ids(&[1])
+    );
+    // Moving the key frees the old value.
+    store
+        .update_one(
+            "users",
+            doc! {"_id": 1},
+            doc! {"$set": {"email": "b@x"}},
+            false,
+        )
+        .await
+        .unwrap();
+    store
+        .insert_one("users", doc! {"_id": 5, "email": "a@x"})
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&store, "users", doc! {"email": "b@x"}).await,
+        int_ids(&[1])
+    );
+}
+
+async fn unique_index_over_duplicates_is_not_created(store: Arc<dyn DocumentStore>) {
+    seed(
+        &store,
+        "c",
+        vec![doc! {"_id": 1, "k": 1}, doc! {"_id": 2, "k": 1.0}],
+    )
+    .await;
+    let r = store
+        .create_index("c", IndexSpec::new(doc! {"k": 1}).unique())
+        .await;
+    assert_eq!(err_kind(r), ErrorKind::Conflict);
+    let names: Vec<String> = store
+        .list_indexes("c")
+        .await
+        .unwrap()
+        .iter()
+        .map(IndexSpec::effective_name)
+        .collect();
+    assert_eq!(names, vec!["_id_".to_string()]);
+}
+
+async fn multikey_unique_index(store: Arc<dyn DocumentStore>) {
+    store
+        .create_index("c", IndexSpec::new(doc! {"tags": 1}).unique())
+        .await
+        .unwrap();
+    store
+        .insert_one("c", doc! {"_id": 1, "tags": ["a", "b"]})
+        .await
+        .unwrap();
+    let clash = store
+        .insert_one("c", doc! {"_id": 2, "tags": ["c", "b"]})
+        .await;
+    assert_eq!(err_kind(clash), ErrorKind::Conflict);
+    store
+        .insert_one("c", doc! {"_id": 3, "tags": ["c"]})
+        .await
+        .unwrap();
+    assert_eq!(ids(&store, "c", doc! {"tags": "b"}).await, int_ids(&[1]));
+}
+
+async fn compound_index_listing(store: Arc<dyn DocumentStore>) {
+    seed(&store, "c", vec![doc! {"_id": 1, "a": 1, "b": 2}]).await;
+    let name = store
+        .create_index("c", IndexSpec::new(doc! {"a": 1, "b": -1}))
+        .await
+        .unwrap();
+    assert_eq!(name, "a_1_b_-1");
+    let named = store
+        .create_index("c", IndexSpec::new(doc! {"b": 1}).named("by_b"))
+        .await
+        .unwrap();
+    assert_eq!(named, "by_b");
+    let listed = store.list_indexes("c").await.unwrap();
+    let summary: Vec<(String, Document, bool)> = listed
+        .iter()
+        .map(|i| (i.effective_name(), i.keys.clone(), i.unique))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("_id_".to_string(), doc! {"_id": 1}, false),
+            ("a_1_b_-1".to_string(), doc! {"a": 1, "b": -1}, false),
+            ("by_b".to_string(), doc! {"b": 1}, false),
+        ]
+    );
+    // The same index again is a no-op; the name under other keys is not.
+    let again = store
+        .create_index("c", IndexSpec::new(doc! {"a": 1, "b": -1}))
+        .await
+        .unwrap();
+    assert_eq!(again, "a_1_b_-1");
+    let clash = store
+        .create_index("c", IndexSpec::new(doc! {"z": 1}).named("by_b"))
+        .await;
+    assert_eq!(err_kind(clash), ErrorKind::Conflict);
+    assert_eq!(store.list_indexes("c").await.unwrap().len(), 3);
+    // The indexes answer queries.
+    assert_eq!(ids(&store, "c", doc! {"a": 1, "b": 2}).await, int_ids(&[1]));
+    // Dropping: _id_ never, absent is fine.
+    assert_eq!(
+        err_kind(store.drop_index("c", "_id_").await),
+        ErrorKind::InvalidInput
+    );
+    store.drop_index("c", "absent").await.unwrap();
+    store.drop_index("c", "by_b").await.unwrap();
+    assert_eq!(store.list_indexes("c").await.unwrap().len(), 2);
+}
+
+fn model_config_validator() -> Document {
+    doc! {"$jsonSchema": {
+        "bsonType": "object",
+        "required": ["model_id", "model_name", "framework"],
+        "properties": {
+            "model_id": {"bsonType": "string"},
+            "model_name": {"bsonType": "string"},
+            "framework": {"bsonType": "string"},
+            "config": {"bsonType": "object"},
+        },
+    }}
+}
+
+async fn validator_rejects_naming_field(store: Arc<dyn DocumentStore>) {
+    let options = CollectionOptions {
+        validator: Some(model_config_validator()),
+    };
+    store
+        .create_collection("model_configs", options.clone())
+        .await
+        .unwrap();
+    // Idempotent.
+    store
+        .create_collection("model_configs", options)
+        .await
+        .unwrap();
+    let valid = doc! {"model_id": "m1", "model_name": "resnet", "framework": "torch",
+    "config": {"lr": 0.1}};
+    store.insert_one("model_configs", valid).await.unwrap();
+    let missing = store
+        .insert_one(
+            "model_configs",
+            doc! {"model_id": "m2", "model_name": "bert"},
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::InvalidInput);
+    assert!(missing.to_string().contains("framework"), "{missing}");
+    let wrong_type = store
+        .insert_one(
+            "model_configs",
+            doc! {"model_id": "m3", "model_name": "gpt", "framework": "jax", "config": "big"},
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_type.kind(), ErrorKind::InvalidInput);
+    assert!(wrong_type.to_string().contains("config"), "{wrong_type}");
+    // An update producing an invalid document is rejected too.
+    let update = store
+        .update_one(
+            "model_configs",
+            doc! {"model_id": "m1"},
+            doc! {"$set": {"framework": 3}},
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(update.kind(), ErrorKind::InvalidInput);
+    assert!(update.to_string().contains("framework"), "{update}");
+    assert_eq!(store.count("model_configs", doc! {}).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .count("model_configs", doc! {"framework": "torch"})
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn unsupported_filter_operator_is_named(store: Arc<dyn DocumentStore>) {
+    // The collection does not even exist: the filter is checked first.
+    for filter in [
+        doc! {"$where": "this.a > 1"},
+        doc! {"a": {"$where": "this.a > 1"}},
+        doc! {"$and": [{"a": 1}, {"$where": "1"}]},
+    ] {
+        let found = store
+            .find("empty", filter.clone(), FindOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(found.kind(), ErrorKind::Unsupported, "{filter}");
+        assert!(found.to_string().contains("$where"), "{found}");
+        let counted = store.count("empty", filter.clone()).await.unwrap_err();
+        assert_eq!(counted.kind(), ErrorKind::Unsupported);
+        let deleted = store
+            .delete_many("empty", filter.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(deleted.kind(), ErrorKind::Unsupported);
+        let updated = store
+            .update_many("empty", filter, doc! {"$set": {"a": 1}})
+            .await
+            .unwrap_err();
+        assert_eq!(updated.kind(), ErrorKind::Unsupported);
+    }
+    let update = store
+        .update_one("empty", doc! {}, doc! {"$setOnInsert": {"a": 1}}, true)
+        .await
+        .unwrap_err();
+    assert_eq!(update.kind(), ErrorKind::Unsupported);
+    assert!(update.to_string().contains("$setOnInsert"), "{update}");
+    assert!(store.list_collections().await.unwrap().is_empty());
+}
+
+async fn unsupported_stage_is_named(store: Arc<dyn DocumentStore>) {
+    let err = store
+        .aggregate(
+            "empty",
+            vec![
+                doc! {"$match": {}},
+                doc! {"$facet": {"a": [{"$count": "n"}]}},
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("$facet"), "{err}");
+}
+
+async fn collections_listed_sorted_and_dropped(store: Arc<dyn DocumentStore>) {
+    store.insert_one("zeta", doc! {}).await.unwrap();
+    store
+        .create_collection("alpha", CollectionOptions::default())
+        .await
+        .unwrap();
+    store
+        .create_collection("alpha", CollectionOptions::default())
+        .await
+        .unwrap();
+    store
+        .update_one("mid", doc! {"k": 1}, doc! {"$set": {"v": 1}}, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_collections().await.unwrap(),
+        vec!["alpha".to_string(), "mid".to_string(), "zeta".to_string()]
+    );
+    store.drop_collection("zeta").await.unwrap();
+    store.drop_collection("never").await.unwrap();
+    assert_eq!(
+        store.list_collections().await.unwrap(),
+        vec!["alpha".to_string(), "mid".to_string()]
+    );
+    assert_eq!(store.count("zeta", doc! {}).await.unwrap(), 0);
+    store.drop_database().await.unwrap();
+    assert!(store.list_collections().await.unwrap().is_empty());
+}
+
+async fn updates_keep_indexes_current(store: Arc<dyn DocumentStore>) {
+    store
+        .create_index("c", IndexSpec::new(doc! {"k": 1}))
+        .await
+        .unwrap();
+    let docs = (0..20).map(|i| doc! {"_id": i, "k": i % 4}).collect();
+    seed(&store, "c", docs).await;
+    store
+        .update_many("c", doc! {"k": 1}, doc! {"$set": {"k": 9}})
+        .await
+        .unwrap();
+    assert_eq!(store.count("c", doc! {"k": 1}).await.unwrap(), 0);
+    assert_eq!(
+        ids(&store, "c", doc! {"k": 9}).await,
+        int_ids(&[1, 5, 9, 13, 17])
+    );
+    assert_eq!(
+        store
+            .count("c", doc! {"k": {"$gte": 2, "$lt": 10}})
+            .await
+            .unwrap(),
+        15
+    );
+    store.delete_many("c", doc! {"k": 9}).await.unwrap();
+    assert_eq!(store.count("c", doc! {"k": 9}).await.unwrap(), 0);
+    assert_eq!(store.count("c", doc! {}).await.unwrap(), 15);
+}
+
+async fn natural_order_without_sort(store: Arc<dyn DocumentStore>) {
+    let docs = [5, 3, 9, 1].iter().map(|i| doc! {"_id": *i}).collect();
+    seed(&store, "c", docs).await;
+    let found: Vec<Bson> = store
+        .find("c", doc! {}, FindOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.get("_id").cloned().unwrap())
+        .collect();
+    assert_eq!(found, int_ids(&[5, 3, 9, 1]));
+}
+
+macro_rules! document_conformance {
+    ($backend:ident, $setup:expr) => {
+        document_conformance!(@cases $backend, $setup, [
+            insert_adds_object_id,
+            duplicate_id_is_conflict,
+            insert_many_is_ordered,
+            missing_collection_reads_empty,
+            implicit_equality,
+            comparison_operators,
+            dot_paths,
+            array_matching_rule,
+            elem_match,
+            size_operator,
+            regex_operator,
+            exists_versus_null,
+            in_and_nin,
+            logical_operators,
+            sort_across_types,
+            sort_arrays_by_min_ascending_max_descending,
+            skip_and_limit,
+            projection_inclusion,
+            projection_exclusion,
+            update_set_and_unset,
+            update_inc,
+            update_push,
+            update_add_to_set,
+            update_many_counts,
+            update_changing_nothing_modifies_nothing,
+            update_upsert,
+            update_document_must_be_operators_and_keep_id,
+            replace_keeps_id,
+            replace_upsert,
+            delete_one_and_many,
+            aggregate_match_project_add_fields,
+            aggregate_group_accumulators,
+            aggregate_unwind,
+            aggregate_lookup,
+            aggregate_count,
+            aggregate_sort_skip_limit,
+            unique_index_violation_is_conflict,
+            unique_index_over_duplicates_is_not_created,
+            multikey_unique_index,
+            compound_index_listing,
+            validator_rejects_naming_field,
+            unsupported_filter_operator_is_named,
+            unsupported_stage_is_named,
+            collections_listed_sorted_and_dropped,
+            updates_keep_indexes_current,
+            natural_order_without_sort,
+        ]);
+    };
+    (@cases $backend:ident, $setup:expr, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    run_case($setup, super::$case).await
+                }
+            )*
+        }
+    };
+}
+
+document_conformance!(embedded, setup_embedded());
+
+/// What only the embedded store promises: persistence in its directory.
+mod embedded_durability {
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    const LOG: &str = "documents.log";
+
+    fn open(dir: &Path) -> Arc<dyn DocumentStore> {
+        Arc::new(EmbeddedDocumentStore::open(dir, EmbeddedDocumentOptions::default()).unwrap())
+    }
+
+    async fn index_names(store: &Arc<dyn DocumentStore>, coll: &str) -> Vec<String> {
+        store
+            .list_indexes(coll)
+            .await
+            .unwrap()
+            .iter()
+            .map(IndexSpec::effective_name)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reopen_restores_documents_indexes_and_validators() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .create_collection(
+                "model_configs",
+                CollectionOptions {
+                    validator: Some(model_config_validator()),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .create_index("users", IndexSpec::new(doc! {"email": 1}).unique())
+            .await
+            .unwrap();
+        let docs = (0..50)
+            .map(|i| doc! {"_id": i, "email": format!("u{i}@x"), "n": i})
+            .collect();
+        store.insert_many("users", docs).await.unwrap();
+        store
+            .update_many("users", doc! {"n": {"$lt": 10}}, doc! {"$inc": {"n": 100}})
+            .await
+            .unwrap();
+        store
+            .replace_one("users", doc! {"_id": 20}, doc! {"email": "r@x"}, false)
+            .await
+            .unwrap();
+        store
+            .delete_many("users", doc! {"n": {"$gte": 40, "$lt": 100}})
+            .await
+            .unwrap();
+        store
+            .create_index("users", IndexSpec::new(doc! {"n": -1}))
+            .await
+            .unwrap();
+        store.drop_index("users", "n_-1").await.unwrap();
+        store.insert_one("gone", doc! {}).await.unwrap();
+        store.drop_collection("gone").await.unwrap();
+        let before = all(&store, "users").await;
+        let indexes_before = store.list_indexes("users").await.unwrap();
+        drop(store);
+
+        let store = open(dir.path());
+        assert_eq!(all(&store, "users").await, before);
+        assert_eq!(store.list_indexes("users").await.unwrap(), indexes_before);
+        assert_eq!(
+            store.list_collections().await.unwrap(),
+            vec!["model_configs".to_string(), "users".to_string()]
+        );
+        // The unique index and the validator still hold.
+        let dup = store.insert_one("users", doc! {"email": "u15@x"}).await;
+        assert_eq!(err_kind(dup), ErrorKind::Conflict);
+        let invalid = store
+            .insert_one("model_configs", doc! {"model_id": "m"})
+            .await;
+        assert_eq!(err_kind(invalid), ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_truncated_and_earlier_records_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG);
+        let store =
+            EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default()).unwrap();
+        for i in 0..3 {
+            store.insert_one("c", doc! {"_id": i}).await.unwrap();
+        }
+        let good = store.log_len().unwrap();
+        store
+            .update_many("c", doc! {}, doc! {"$set": {"x": "y".repeat(100)}})
+            .await
+            .unwrap();
+        let full = store.log_len().unwrap();
+        drop(store);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), full);
+        // Cut the update_many record in half, as a crash mid-write would.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(good + (full - good) / 2).unwrap();
+        drop(file);
+
+        let store = open(dir.path());
+        // All of update_many is gone, none of it half-applied.
+        assert_eq!(
+            all(&store, "c").await,
+            vec![doc! {"_id": 0}, doc! {"_id": 1}, doc! {"_id": 2}]
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        store.insert_one("c", doc! {"_id": 3}).await.unwrap();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.count("c", doc! {}).await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn damaged_record_in_the_middle_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for i in 0..3 {
+            store
+                .insert_one("c", doc! {"_id": i, "pad": "p".repeat(50)})
+                .await
+                .unwrap();
+        }
+        drop(store);
+        let path = dir.path().join(LOG);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Inside the first record's payload (after the 16-byte file header
+        // and the 12-byte record header).
+        bytes[16 + 12 + 20] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(LOG) && text.contains("offset 16"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn compaction_preserves_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default()).unwrap();
+        let dyn_store: Arc<dyn DocumentStore> = Arc::new(store.clone());
+        dyn_store
+            .create_collection(
+                "model_configs",
+                CollectionOptions {
+                    validator: Some(model_config_validator()),
+                },
+            )
+            .await
+            .unwrap();
+        dyn_store
+            .create_index("c", IndexSpec::new(doc! {"k": 1, "n": -1}))
+            .await
+            .unwrap();
+        let docs = (0..300)
+            .map(|i| doc! {"_id": i, "k": i % 7, "n": i})
+            .collect();
+        dyn_store.insert_many("c", docs).await.unwrap();
+        dyn_store
+            .update_many("c", doc! {"k": 3}, doc! {"$set": {"three": true}})
+            .await
+            .unwrap();
+        dyn_store.delete_many("c", doc! {"k": 5}).await.unwrap();
+        let natural = dyn_store
+            .find("c", doc! {}, FindOptions::default())
+            .await
+            .unwrap();
+        let indexes = dyn_store.list_indexes("c").await.unwrap();
+        let before = store.log_len().unwrap();
+
+        store.compact().unwrap();
+        assert!(store.log_len().unwrap() < before);
+        assert!(dir.path().join("documents.snapshot").exists());
+        let after_compaction = dyn_store
+            .find("c", doc! {}, FindOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(after_compaction, natural);
+        dyn_store
+            .insert_one("c", doc! {"_id": 1000, "k": 3})
+            .await
+            .unwrap();
+        drop(dyn_store);
+        drop(store);
+
+        let store = open(dir.path());
+        let mut expected = natural;
+        expected.push(doc! {"_id": 1000, "k": 3});
+        // Natural order survives the snapshot too.
+        let reopened = store
+            .find("c", doc! {}, FindOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(reopened, expected);
+        assert_eq!(store.list_indexes("c").await.unwrap(), indexes);
+        assert_eq!(index_names(&store, "c").await, vec!["_id_", "k_1_n_-1"]);
+        assert_eq!(
+            store
+                .count("c", doc! {"k": 3, "three": true})
+                .await
+                .unwrap(),
+            43
+        );
+        let invalid = store.insert_one("model_configs", doc! {}).await;
+        assert_eq!(err_kind(invalid), ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn second_open_of_the_same_directory_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(dir.path());
+        let err = EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default())
+            .unwrap_err();
+        let expected = format!(
+            "documents directory {} is in use by another strata process",
+            dir.path().display()
+        );
+        assert!(err.to_string().contains(&expected), "{err}");
+        drop(first);
+        open(dir.path());
+    }
+
+    const WRITER_ENV: &str = "STRATA_DOCS_KILL9_WRITER_DIR";
+    const TEST_NAME: &str = "embedded_durability::kill_9_keeps_every_acknowledged_write";
+
+    /// Run as the parent: spawns this test binary as a writer, SIGKILLs it
+    /// mid-stream, and checks every write it acknowledged. Run as the child
+    /// (with `WRITER_ENV` set): writes and acknowledges until killed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kill_9_keeps_every_acknowledged_write() {
+        if let Ok(dir) = std::env::var(WRITER_ENV) {
+            let store = open(Path::new(&dir));
+            store
+                .create_index("c", IndexSpec::new(doc! {"n": 1}).unique())
+                .await
+                .unwrap();
+            let mut out = std::io::stdout().lock();
+            for i in 0..1_000_000 {
+                store
+                    .insert_one("c", doc! {"_id": i, "n": i, "pad": "x".repeat(100)})
+                    .await
+                    .unwrap();
+                writeln!(out, "acked {i}").unwrap();
+                out.flush().unwrap();
+            }
+            return;
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(WRITER_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut last_acked: Option<i32> = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("acked ") {
+                last_acked = Some(n.parse().unwrap());
+                if last_acked >= Some(500) {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        // Acknowledgements printed before the kill still count.
+        for line in lines {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("acked ") {
+                last_acked = Some(n.parse().unwrap());
+            }
+        }
+        let last = last_acked.expect("the writer acknowledged nothing");
+        assert!(last >= 500);
+
+        let store = open(dir.path());
+        let stored = store.count("c", doc! {}).await.unwrap() as i32;
+        // Every acknowledged write is there; at most the one in flight more.
+        assert!(
+            stored == last + 1 || stored == last + 2,
+            "{stored} vs {last}"
+        );
+        for i in 0..=last {
+            assert!(
+                store
+                    .find_one("c", doc! {"_id": i}, FindOptions::default())
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "acknowledged document {i} lost"
+            );
+        }
+        let dup = store.insert_one("c", doc! {"n": 0}).await;
+        assert_eq!(err_kind(dup), ErrorKind::Conflict);
+    }
+}
