@@ -62,7 +62,9 @@ fn not_built(what: &str) -> Error {
 pub async fn open_documents(config: &Config) -> Result<Arc<dyn DocumentStore>> {
     match &config.documents {
         DocumentsConfig::Embedded(_) => Err(not_built("documents.kind = \"embedded\"")),
-        DocumentsConfig::Mongodb(_) => Err(not_built("documents.kind = \"mongodb\"")),
+        DocumentsConfig::Mongodb(m) => Ok(Arc::new(
+            document::mongodb::MongoDocumentStore::connect(m).await?,
+        )),
     }
 }
 
