@@ -22,8 +22,6 @@
 //!   shared by `$inc`, expressions and accumulators.
 
 pub mod aggregate;
-// Expressions and accumulators use the rest of it; until they land, only `$inc` does.
-#[allow(dead_code)]
 mod arith;
 pub mod compare;
 pub mod expr;
