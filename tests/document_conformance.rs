@@ -1184,6 +1184,42 @@ async fn multikey_unique_index(store: Arc<dyn DocumentStore>) {
     assert_eq!(ids(&store, "c", doc! {"tags": "b"}).await, int_ids(&[1]));
 }
 
+async fn indexed_queries_answer_like_scans(store: Arc<dyn DocumentStore>) {
+    let docs = vec![
+        doc! {"_id": 1, "s": [1, 10], "k": 1},
+        doc! {"_id": 2, "s": [4, 5], "k": 2},
+        doc! {"_id": 3, "s": 7, "k": "x"},
+        doc! {"_id": 4, "k": null},
+    ];
+    seed(&store, "c", docs).await;
+    let filters = [
+        doc! {"s": {"$gt": 6, "$lt": 3}},
+        doc! {"$and": [{"s": 1}, {"s": 10}]},
+        doc! {"s": {"$gte": 5}},
+        doc! {"s": null},
+        doc! {"k": {"$in": [1, "x"]}},
+        doc! {"k": {"$gte": 2}},
+        doc! {"k": null},
+    ];
+    let mut scanned = Vec::new();
+    for f in &filters {
+        scanned.push(ids(&store, "c", f.clone()).await);
+    }
+    store
+        .create_index("c", IndexSpec::new(doc! {"s": 1}))
+        .await
+        .unwrap();
+    store
+        .create_index("c", IndexSpec::new(doc! {"k": -1}))
+        .await
+        .unwrap();
+    for (f, expected) in filters.iter().zip(&scanned) {
+        assert_eq!(&ids(&store, "c", f.clone()).await, expected, "{f}");
+    }
+    assert_eq!(scanned[0], int_ids(&[1]));
+    assert_eq!(scanned[1], int_ids(&[1]));
+}
+
 async fn compound_index_listing(store: Arc<dyn DocumentStore>) {
     seed(&store, "c", vec![doc! {"_id": 1, "a": 1, "b": 2}]).await;
     let name = store
@@ -1463,6 +1499,7 @@ macro_rules! document_conformance {
             unique_index_violation_is_conflict,
             unique_index_over_duplicates_is_not_created,
             multikey_unique_index,
+            indexed_queries_answer_like_scans,
             compound_index_listing,
             validator_rejects_naming_field,
             unsupported_filter_operator_is_named,

@@ -226,7 +226,7 @@ impl Collection {
             pattern,
         );
         for (slot, doc) in self.documents() {
-            index.insert(slot, index.pattern().keys(doc)?);
+            index.insert(slot, index.pattern().keys_of(doc)?);
         }
         if spec.unique
             && let Some((key, _, _)) = index.first_duplicate()
@@ -245,7 +245,7 @@ impl Collection {
         let slot = self.next_slot;
         let mut keys = Vec::with_capacity(self.indexes.len());
         for index in &self.indexes {
-            keys.push(index.pattern().keys(&doc)?);
+            keys.push(index.pattern().keys_of(&doc)?);
         }
         if self.ids.insert(OrdBson(id.clone()), slot).is_some() {
             return Err(Error::internal(format!("inserted duplicate _id {id}")));
@@ -272,7 +272,10 @@ impl Collection {
             .ok_or_else(|| Error::internal("id map points at an empty slot"))?;
         let mut changes = Vec::with_capacity(self.indexes.len());
         for index in &self.indexes {
-            changes.push((index.pattern().keys(&old.doc)?, index.pattern().keys(&doc)?));
+            changes.push((
+                index.pattern().keys_of(&old.doc)?,
+                index.pattern().keys_of(&doc)?,
+            ));
         }
         for (index, (old_keys, new_keys)) in self.indexes.iter_mut().zip(changes) {
             index.remove(slot, old_keys);
@@ -293,7 +296,7 @@ impl Collection {
             .remove(&slot)
             .ok_or_else(|| Error::internal("id map points at an empty slot"))?;
         for index in &mut self.indexes {
-            let keys = index.pattern().keys(&old.doc)?;
+            let keys = index.pattern().keys_of(&old.doc)?;
             index.remove(slot, keys);
         }
         self.bytes -= u64::from(old.size);
@@ -304,47 +307,49 @@ impl Collection {
         let pattern = KeyPattern::parse(&spec.keys)?;
         let mut index = Index::new(spec, pattern);
         for (slot, s) in &self.slots {
-            index.insert(*slot, index.pattern().keys(&s.doc)?);
+            index.insert(*slot, index.pattern().keys_of(&s.doc)?);
         }
         self.indexes.retain(|i| i.name() != index.name());
         self.indexes.push(index);
         Ok(())
     }
 
-    /// The changes that recreate this collection, for a snapshot.
-    fn snapshot(&self, name: &str) -> Vec<Result<(Change, Vec<Vec<u8>>)>> {
-        let mut out = vec![Ok((
-            Change::CreateCollection {
-                collection: name.to_string(),
-                validator: self.validator().cloned(),
-            },
-            Vec::new(),
-        ))];
-        for index in &self.indexes {
-            out.push(Ok((
-                Change::CreateIndex {
-                    collection: name.to_string(),
-                    spec: index.spec().clone(),
-                },
-                Vec::new(),
-            )));
-        }
-        let slots: Vec<&Slot> = self.slots.values().collect();
-        for chunk in slots.chunks(SNAPSHOT_BATCH) {
-            let documents: Vec<Document> = chunk.iter().map(|s| s.doc.clone()).collect();
+    /// The changes that recreate this collection, for a snapshot. Lazy, so
+    /// only one batch of documents is copied at a time.
+    fn snapshot<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = Result<(Change, Vec<Vec<u8>>)>> + 'a {
+        let create = Change::CreateCollection {
+            collection: name.to_string(),
+            validator: self.validator().cloned(),
+        };
+        let indexes = self.indexes.iter().map(move |index| Change::CreateIndex {
+            collection: name.to_string(),
+            spec: index.spec().clone(),
+        });
+        let mut slots = self.slots.values().peekable();
+        let batches = std::iter::from_fn(move || {
+            slots.peek()?;
+            let documents: Vec<Document> = slots
+                .by_ref()
+                .take(SNAPSHOT_BATCH)
+                .map(|s| s.doc.clone())
+                .collect();
             let encoded: Result<Vec<Vec<u8>>> =
                 documents.iter().map(record::encode_document).collect();
-            out.push(encoded.map(|encoded| {
-                (
-                    Change::Insert {
-                        collection: name.to_string(),
-                        documents,
-                    },
-                    encoded,
-                )
-            }));
-        }
-        out
+            Some(encoded.map(|encoded| {
+                let change = Change::Insert {
+                    collection: name.to_string(),
+                    documents,
+                };
+                (change, encoded)
+            }))
+        });
+        std::iter::once(create)
+            .chain(indexes)
+            .map(|change| Ok((change, Vec::new())))
+            .chain(batches)
     }
 }
 

@@ -148,6 +148,11 @@ impl KeyPattern {
     /// The keys `doc` has in an index of this pattern (one or more; several
     /// when an indexed field holds an array).
     pub(crate) fn keys(&self, doc: &Document) -> Result<Vec<Vec<Bson>>> {
+        self.keys_of(doc).map(|k| k.keys)
+    }
+
+    /// The keys `doc` has, and whether an array was met on an indexed path.
+    pub(crate) fn keys_of(&self, doc: &Document) -> Result<DocKeys> {
         let mut per_field = Vec::with_capacity(self.fields.len());
         let mut array_fields = Vec::new();
         for (path, _) in &self.fields {
@@ -181,8 +186,20 @@ impl KeyPattern {
         }
         keys.sort_by(|a, b| compare_keys(a, b));
         keys.dedup_by(|a, b| compare_keys(a, b) == Ordering::Equal);
-        Ok(keys)
+        Ok(DocKeys {
+            keys,
+            multikey: !array_fields.is_empty(),
+        })
     }
+}
+
+/// A document's keys in one index.
+#[derive(Debug, Clone)]
+pub(crate) struct DocKeys {
+    /// The keys, sorted and distinct.
+    pub(crate) keys: Vec<Vec<Bson>>,
+    /// An indexed path went through an array.
+    pub(crate) multikey: bool,
 }
 
 /// Pushes the values at `path` in `doc` onto `out`, expanding arrays met on
@@ -261,6 +278,9 @@ pub(crate) struct Index {
     spec: IndexSpec,
     pattern: KeyPattern,
     entries: BTreeSet<Entry>,
+    /// Some document met an array on an indexed path (MongoDB's multikey
+    /// flag; like MongoDB's, it is not cleared when that document goes).
+    multikey: bool,
 }
 
 impl Index {
@@ -270,6 +290,7 @@ impl Index {
             spec,
             pattern,
             entries: BTreeSet::new(),
+            multikey: false,
         }
     }
 
@@ -288,16 +309,22 @@ impl Index {
         &self.pattern
     }
 
+    /// Whether some document holds an array on an indexed path.
+    pub(crate) fn is_multikey(&self) -> bool {
+        self.multikey
+    }
+
     /// Adds the keys of the document in `slot`.
-    pub(crate) fn insert(&mut self, slot: u64, keys: Vec<Vec<Bson>>) {
-        for key in keys {
+    pub(crate) fn insert(&mut self, slot: u64, keys: DocKeys) {
+        self.multikey |= keys.multikey;
+        for key in keys.keys {
             self.entries.insert(Entry { key, slot });
         }
     }
 
     /// Removes the keys of the document in `slot`.
-    pub(crate) fn remove(&mut self, slot: u64, keys: Vec<Vec<Bson>>) {
-        for key in keys {
+    pub(crate) fn remove(&mut self, slot: u64, keys: DocKeys) {
+        for key in keys.keys {
             self.entries.remove(&Entry { key, slot });
         }
     }

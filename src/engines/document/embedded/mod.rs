@@ -11,8 +11,8 @@
 //! - Durability: each committed change is appended to the log (one
 //!   `write(2)`, plus `fsync` when [`EmbeddedDocumentOptions::fsync`] is set)
 //!   before the call returns, so an acknowledged write survives `kill -9`
-//!   (and, with `fsync`, power loss). See [`storage`] for the file format,
-//!   recovery and compaction.
+//!   (and, with `fsync`, power loss). The `storage` module describes the
+//!   file format, recovery and compaction.
 //! - Atomicity: a change is checked in full (unique keys, validator, `_id`)
 //!   before it is logged or applied, so a failed write leaves no trace. An
 //!   `update_many` is one log record: after a crash it is there whole or not
@@ -30,7 +30,7 @@
 //!
 //! # Layout
 //!
-//! - [`storage`]: the log, the snapshot, the directory lock.
+//! - `storage`: the log, the snapshot, the directory lock.
 //! - `record`: the logged changes and their BSON encoding.
 //! - `collection`: documents, the `_id` map, indexes and validator of a
 //!   collection; the database of collections.
@@ -41,7 +41,7 @@ mod collection;
 mod index;
 mod plan;
 mod record;
-pub mod storage;
+mod storage;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,7 +54,6 @@ use bson::{Bson, Document};
 
 use crate::engines::document::query::aggregate::Pipeline;
 use crate::engines::document::query::compare::bson_equal;
-use crate::engines::document::query::filter::Filter;
 use crate::engines::document::query::path::set_path;
 use crate::engines::document::query::projection::Projection;
 use crate::engines::document::query::schema::Validator;
@@ -65,6 +64,7 @@ use crate::engines::document::{
 };
 use crate::error::{Error, Result};
 use collection::{Collection, Database, ID_INDEX, IndexPlan};
+use plan::Query;
 use record::Change;
 
 /// The log is compacted once it is larger than this and than twice the live
@@ -343,7 +343,7 @@ impl EmbeddedDocumentStore {
         options: UpdateOptions,
     ) -> Result<UpdateResult> {
         check_collection_name(collection)?;
-        let filter = Filter::parse(&filter)?;
+        let filter = Query::parse(filter)?;
         let update = Update::parse(&update)?;
         let mut state = self.write()?;
         let (matched, changes) = match state.db.collection(collection) {
@@ -364,7 +364,7 @@ impl EmbeddedDocumentStore {
         };
         if matched == 0 && options.upsert {
             let mut doc = Document::new();
-            for (path, value) in filter.equality_fields() {
+            for (path, value) in filter.filter.equality_fields() {
                 set_path(&mut doc, &path, value)?;
             }
             let seeded = doc.clone();
@@ -403,7 +403,7 @@ impl EmbeddedDocumentStore {
             ))
             .with_field(key.clone()));
         }
-        let filter = Filter::parse(&filter)?;
+        let filter = Query::parse(filter)?;
         let mut state = self.write()?;
         let hit = state
             .db
@@ -415,6 +415,7 @@ impl EmbeddedDocumentStore {
                 return Ok(UpdateResult::default());
             }
             let filter_id = filter
+                .filter
                 .equality_fields()
                 .into_iter()
                 .find(|(path, _)| path == "_id")
@@ -557,7 +558,7 @@ impl DocumentStore for EmbeddedDocumentStore {
             e.with_operation("find")
                 .with_target(self.target_of(collection))
         };
-        let filter = Filter::parse(&filter).map_err(op)?;
+        let filter = Query::parse(filter).map_err(op)?;
         let sort = options
             .sort
             .as_ref()
@@ -609,7 +610,7 @@ impl DocumentStore for EmbeddedDocumentStore {
             e.with_operation("count")
                 .with_target(self.target_of(collection))
         };
-        let filter = Filter::parse(&filter).map_err(op)?;
+        let filter = Query::parse(filter).map_err(op)?;
         let state = self.read().map_err(op)?;
         Ok(state
             .db
@@ -650,7 +651,7 @@ impl DocumentStore for EmbeddedDocumentStore {
             e.with_operation("delete")
                 .with_target(self.target_of(collection))
         };
-        let filter = Filter::parse(&filter).map_err(op)?;
+        let filter = Query::parse(filter).map_err(op)?;
         let mut state = self.write().map_err(op)?;
         let ids: Vec<Bson> = match state.db.collection(collection) {
             None => return Ok(0),
@@ -685,7 +686,7 @@ impl DocumentStore for EmbeddedDocumentStore {
         // it again over the candidates, which is harmless.
         let leading = match pipeline.first().map(|s| s.get("$match")) {
             Some(Some(Bson::Document(m))) if pipeline.first().is_some_and(|s| s.len() == 1) => {
-                Some(Filter::parse(m).map_err(op)?)
+                Some(Query::parse(m.clone()).map_err(op)?)
             }
             _ => None,
         };
@@ -792,5 +793,108 @@ impl DocumentStore for EmbeddedDocumentStore {
                 .map_err(op)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bson::doc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn log_compacts_itself_once_it_outgrows_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedDocumentOptions::default();
+        let store = EmbeddedDocumentStore::open_with(dir.path(), options, 64 * 1024).unwrap();
+        store
+            .insert_one("c", doc! {"_id": 1, "n": 0, "pad": "p".repeat(200)})
+            .await
+            .unwrap();
+        let mut shrank = false;
+        let mut previous = store.log_len().unwrap();
+        for i in 1..=2000 {
+            store
+                .update_one("c", doc! {"_id": 1}, doc! {"$set": {"n": i}}, false)
+                .await
+                .unwrap();
+            let len = store.log_len().unwrap();
+            shrank |= len < previous;
+            previous = len;
+            assert!(len < 2 * 64 * 1024, "log grew to {len} without compacting");
+        }
+        assert!(shrank, "the log never compacted");
+        drop(store);
+        let store = EmbeddedDocumentStore::open(dir.path(), options).unwrap();
+        let found = store
+            .find("c", doc! {}, FindOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            vec![doc! {"_id": 1, "n": 2000, "pad": "p".repeat(200)}]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_tasks_see_every_acknowledged_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+        store
+            .create_index("c", IndexSpec::new(doc! {"task": 1}))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for task in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50u64 {
+                    store
+                        .insert_one("c", doc! {"task": task, "i": i as i64})
+                        .await
+                        .unwrap();
+                    // A task's own acknowledged writes are visible at once.
+                    let seen = store.count("c", doc! {"task": task}).await.unwrap();
+                    assert_eq!(seen, i + 1);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.count("c", doc! {}).await.unwrap(), 400);
+    }
+
+    #[tokio::test]
+    async fn fsync_mode_persists_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedDocumentOptions { fsync: true };
+        let store = EmbeddedDocumentStore::open(dir.path(), options).unwrap();
+        store.insert_one("c", doc! {"_id": 1}).await.unwrap();
+        drop(store);
+        let store = EmbeddedDocumentStore::open(dir.path(), options).unwrap();
+        assert_eq!(store.count("c", doc! {}).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn invalid_names_and_ids_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+        for name in ["", "a$b", "system.x"] {
+            let err = store.insert_one(name, doc! {}).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                crate::error::ErrorKind::InvalidInput,
+                "{name:?}"
+            );
+        }
+        let err = store.insert_one("c", doc! {"_id": [1]}).await.unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::InvalidInput);
+        let err = store
+            .create_index("c", IndexSpec::new(doc! {"a": "text"}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Unsupported);
+        assert!(store.list_collections().await.unwrap().is_empty());
     }
 }

@@ -304,6 +304,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes, decoding answers with a value or an error.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+
+        /// Flipping any byte of a valid payload never panics either.
+        #[test]
+        fn damaged_payloads_never_panic(at in 0usize..64, bit in 0u8..8) {
+            let document = doc! {"_id": 1, "s": "text", "a": [1, 2]};
+            let encoded = vec![encode_document(&document).unwrap()];
+            let change = Change::Put { collection: "c".into(), documents: vec![document] };
+            let mut bytes = encode(7, &change, &encoded).unwrap();
+            let at = at % bytes.len();
+            bytes[at] ^= 1 << bit;
+            let _ = decode(&bytes);
+        }
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode(&[1, 2, 3]).is_err());
