@@ -21,7 +21,7 @@ use bson::{Document, doc};
 use futures::{FutureExt, TryStreamExt};
 use strata::config::{DocumentsConfig, MongoConfig, Secret};
 use strata::engines::document::mongodb::MongoDocumentStore;
-use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions};
+use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
 use strata::error::ErrorKind;
 
 mod common;
@@ -333,6 +333,55 @@ async fn secantusdb_differs_from_mongodb_on_where() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(err.to_string().contains("$where"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_two_sided_ranges_over_multikey_indexes() {
+    with_fresh_database(|db, config| async move {
+        let docs = vec![
+            doc! {"_id": 1, "s": [1, 10]},
+            doc! {"_id": 2, "s": [4, 5]},
+            doc! {"_id": 3, "s": 7},
+        ];
+        db.store.insert_many("c", docs).await.unwrap();
+        db.store
+            .create_index("c", IndexSpec::new(doc! {"s": 1}))
+            .await
+            .unwrap();
+        let filter = doc! {"s": {"$gt": 6, "$lt": 3}};
+        // SecantusDB intersects the two bounds on the multikey index `s_1`
+        // and finds nothing. MongoDB does not intersect bounds of a multikey
+        // index outside `$elemMatch` (MongoDB manual, "Multikey Index
+        // Bounds"), so it returns `_id` 1: 10 > 6 and 1 < 3, each met by
+        // another element, as without an index.
+        let raw = db.raw(&config).await;
+        let server: Vec<Document> = raw
+            .collection::<Document>("c")
+            .find(filter.clone())
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(server, Vec::<Document>::new());
+        // The adapter sends it as `$and` of one condition per operator (the
+        // same query in MongoDB), which SecantusDB answers right.
+        let found = db
+            .store
+            .find("c", filter.clone(), FindOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(found, vec![doc! {"_id": 1, "s": [1, 10]}]);
+        assert_eq!(db.store.count("c", filter.clone()).await.unwrap(), 1);
+        let matched = db
+            .store
+            .aggregate("c", vec![doc! {"$match": filter.clone()}])
+            .await
+            .unwrap();
+        assert_eq!(matched.len(), 1);
+        assert_eq!(db.store.delete_many("c", filter).await.unwrap(), 1);
     })
     .await;
 }

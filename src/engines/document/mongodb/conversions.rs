@@ -147,13 +147,84 @@ pub(super) fn check_replacement(replacement: &Document) -> Result<()> {
     }
 }
 
-/// The pipeline to send: each `{$count: "n"}` becomes MongoDB's documented
+/// Range operators whose bounds a server must not intersect on a multikey
+/// index.
+const RANGE_OPERATORS: [&str; 4] = ["$gt", "$gte", "$lt", "$lte"];
+
+/// The filter to send: a field condition with two or more range operators
+/// (`{s: {$gt: 6, $lt: 3}}`) becomes an `$and` of one condition per range
+/// operator (`{$and: [{s: {$gt: 6}}, {s: {$lt: 3}}]}`), at the top level and
+/// inside `$and`/`$or`/`$nor`, never inside `$elemMatch` or `$not`.
+///
+/// The two forms mean the same in MongoDB: both are the conjunction of the
+/// comparisons, and on an array each comparison may be met by a different
+/// element (MongoDB's planner parses them into the same expression tree).
+/// SecantusDB intersects the bounds of the first form on a multikey index
+/// and misses such documents; it answers the second form right.
+pub(super) fn filter_to_send(filter: Document) -> Document {
+    let mut out = Document::new();
+    let mut split: Vec<Bson> = Vec::new();
+    for (key, value) in filter {
+        match (key.as_str(), value) {
+            ("$and" | "$or" | "$nor", Bson::Array(items)) => {
+                let items = items
+                    .into_iter()
+                    .map(|item| match item {
+                        Bson::Document(d) => Bson::Document(filter_to_send(d)),
+                        other => other,
+                    })
+                    .collect();
+                out.insert(key, Bson::Array(items));
+            }
+            (field, Bson::Document(cond)) if !field.starts_with('$') && ranges_in(&cond) > 1 => {
+                let mut rest = Document::new();
+                for (op, arg) in cond {
+                    if RANGE_OPERATORS.contains(&op.as_str()) {
+                        split.push(Bson::Document(doc! {field: {op: arg}}));
+                    } else {
+                        rest.insert(op, arg);
+                    }
+                }
+                if !rest.is_empty() {
+                    split.push(Bson::Document(doc! {field: rest}));
+                }
+            }
+            (_, value) => {
+                out.insert(key, value);
+            }
+        }
+    }
+    if !split.is_empty() {
+        match out.get_mut("$and") {
+            Some(Bson::Array(existing)) => existing.extend(split),
+            _ => {
+                out.insert("$and", Bson::Array(split));
+            }
+        }
+    }
+    out
+}
+
+fn ranges_in(condition: &Document) -> usize {
+    condition
+        .keys()
+        .filter(|k| RANGE_OPERATORS.contains(&k.as_str()))
+        .count()
+}
+
+/// The pipeline to send: `$match` filters as in [`filter_to_send`]; each
+/// `{$count: "n"}` becomes MongoDB's documented
 /// equivalent, `{$group: {_id: null, n: {$sum: 1}}}, {$project: {_id: 0}}`.
 /// Same answer on MongoDB; on servers whose `$count` emits `{n: 0}` for no
 /// input (SecantusDB), it restores MongoDB's answer: no document at all.
 pub(super) fn pipeline_to_send(pipeline: Vec<Document>) -> Vec<Document> {
     let mut out = Vec::with_capacity(pipeline.len());
-    for stage in pipeline {
+    for mut stage in pipeline {
+        if stage.len() == 1
+            && let Some(Bson::Document(m)) = stage.get_mut("$match")
+        {
+            *m = filter_to_send(std::mem::take(m));
+        }
         match (stage.len(), stage.get("$count")) {
             (1, Some(Bson::String(field))) => {
                 let field = field.clone();
@@ -243,6 +314,39 @@ mod tests {
         );
         let other = vec![doc! {"$limit": 2}];
         assert_eq!(pipeline_to_send(other.clone()), other);
+    }
+
+    #[test]
+    fn two_sided_ranges_are_sent_as_and() {
+        let sent = filter_to_send(doc! {"a": 1, "s": {"$gt": 6, "$lt": 3, "$ne": 5}});
+        assert_eq!(
+            sent,
+            doc! {"a": 1, "$and": [{"s": {"$gt": 6}}, {"s": {"$lt": 3}}, {"s": {"$ne": 5}}]}
+        );
+        let nested = filter_to_send(doc! {
+            "$and": [{"x": 1}],
+            "$or": [{"s": {"$gte": 1, "$lte": 2}}],
+            "t": {"$gte": 0, "$lt": 9},
+        });
+        assert_eq!(
+            nested,
+            doc! {
+                "$and": [{"x": 1}, {"t": {"$gte": 0}}, {"t": {"$lt": 9}}],
+                "$or": [{"$and": [{"s": {"$gte": 1}}, {"s": {"$lte": 2}}]}],
+            }
+        );
+        // Same element required: $elemMatch is sent as it is; so is $not.
+        let kept = doc! {
+            "s": {"$elemMatch": {"$gt": 6, "$lt": 3}},
+            "u": {"$not": {"$gt": 1, "$lt": 3}},
+            "v": {"$gt": 1},
+        };
+        assert_eq!(filter_to_send(kept.clone()), kept);
+        let staged = pipeline_to_send(vec![doc! {"$match": {"s": {"$gt": 1, "$lt": 2}}}]);
+        assert_eq!(
+            staged,
+            vec![doc! {"$match": {"$and": [{"s": {"$gt": 1}}, {"s": {"$lt": 2}}]}}]
+        );
     }
 
     #[test]

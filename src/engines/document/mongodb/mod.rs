@@ -27,9 +27,12 @@
 //!   under another name or definition is a `Conflict`; `_id_` cannot be
 //!   dropped (`InvalidInput`); dropping an absent index or collection
 //!   succeeds.
-//! - Aggregation pipelines go to the server as given, except `$count`,
-//!   which is sent as MongoDB's documented equivalent (`$group` + `$project`)
-//!   so that no input yields no document on every server.
+//! - Documents go to the server as given, with two rewrites into forms
+//!   that mean the same in MongoDB and that every server answers as MongoDB
+//!   does: a field condition with two range operators becomes an `$and` of
+//!   one condition each (SecantusDB intersects such bounds on multikey
+//!   indexes), and `$count` becomes its documented `$group` + `$project`
+//!   (so that no input yields no document). See `conversions`.
 //! - A document that fails the collection's validator is `InvalidInput`
 //!   naming the failing field, read from the server's `errInfo`
 //!   (`details.schemaRulesNotSatisfied`, MongoDB 5.0+). When the server sends
@@ -418,7 +421,7 @@ impl DocumentStore for MongoDocumentStore {
         conversions::check_find(&options).map_err(op)?;
         let cursor = self
             .coll(collection)
-            .find(filter)
+            .find(conversions::filter_to_send(filter))
             .with_options(conversions::find_options(options))
             .await
             .map_err(|e| op(self.map(&e)))?;
@@ -432,7 +435,7 @@ impl DocumentStore for MongoDocumentStore {
         };
         Filter::parse(&filter).map_err(op)?;
         self.coll(collection)
-            .count_documents(filter)
+            .count_documents(conversions::filter_to_send(filter))
             .await
             .map_err(|e| op(self.map(&e)))
     }
@@ -456,10 +459,11 @@ impl DocumentStore for MongoDocumentStore {
         Filter::parse(&filter).map_err(op)?;
         let parsed = Update::parse(&update).map_err(op)?;
         let coll = self.coll(collection);
+        let sent = conversions::filter_to_send(filter.clone());
         let action = if options.multi {
-            coll.update_many(filter.clone(), update)
+            coll.update_many(sent, update)
         } else {
-            coll.update_one(filter.clone(), update)
+            coll.update_one(sent, update)
         };
         match action.upsert(options.upsert).await {
             Ok(r) => Ok(conversions::update_result(r)),
@@ -488,7 +492,7 @@ impl DocumentStore for MongoDocumentStore {
         conversions::check_replacement(&replacement).map_err(op)?;
         match self
             .coll(collection)
-            .replace_one(filter, &replacement)
+            .replace_one(conversions::filter_to_send(filter), &replacement)
             .upsert(upsert)
             .await
         {
@@ -508,10 +512,11 @@ impl DocumentStore for MongoDocumentStore {
         };
         Filter::parse(&filter).map_err(op)?;
         let coll = self.coll(collection);
+        let sent = conversions::filter_to_send(filter);
         let action = if multi {
-            coll.delete_many(filter)
+            coll.delete_many(sent)
         } else {
-            coll.delete_one(filter)
+            coll.delete_one(sent)
         };
         action
             .await
