@@ -422,3 +422,67 @@ fn kv_and_queue_inspection_say_the_embedded_stores_are_in_process() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&out)[0]["error"], "not found");
 }
+
+/// `strata --profile full` with the repository's config/full.toml, when the
+/// real services are up (`STRATA_TEST_FULL=1`).
+fn full_world() -> Option<World> {
+    if std::env::var("STRATA_TEST_FULL").as_deref() != Ok("1") {
+        return None;
+    }
+    let world = World::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("config/full.toml"),
+        world.path("config/full.toml"),
+    )
+    .expect("copy full.toml");
+    Some(world)
+}
+
+#[test]
+fn full_profile_doctor_is_healthy_on_the_real_services() {
+    let Some(world) = full_world() else { return };
+    let out = world.run(&["--profile", "full", "--json", "doctor"], &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let rows = json(&out);
+    let kinds: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["postgres", "mongodb", "redis", "rabbitmq"]);
+    for row in rows.as_array().expect("rows") {
+        assert_eq!(row["status"], "healthy", "{row}");
+    }
+}
+
+#[test]
+fn full_profile_doctor_names_a_stopped_service_and_wrong_credentials() {
+    let Some(world) = full_world() else { return };
+    // A service that is not there (nothing listens on port 1), and wrong
+    // passwords for two others: each row says why, the rest stay healthy.
+    let started = std::time::Instant::now();
+    let out = world.run(
+        &["--profile", "full", "--json", "doctor"],
+        &[
+            ("STRATA_KV__URL", "redis://default@127.0.0.1:1/0"),
+            ("STRATA_DOCUMENTS__PASSWORD", "wrong-mongo-pw"),
+            ("STRATA_QUEUE__PASSWORD", "wrong-amqp-pw"),
+        ],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "no hang"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let rows = json(&out);
+    assert_eq!(rows[0]["status"], "healthy", "{}", rows[0]);
+    assert_eq!(rows[1]["status"], "authentication failed", "{}", rows[1]);
+    assert_eq!(rows[2]["status"], "unavailable", "{}", rows[2]);
+    assert_eq!(rows[3]["status"], "authentication failed", "{}", rows[3]);
+    let text = stdout(&out);
+    for secret in ["wrong-mongo-pw", "wrong-amqp-pw", "strata-dev"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}

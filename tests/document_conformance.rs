@@ -19,9 +19,13 @@ use std::sync::Arc;
 use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
 use futures::FutureExt;
+use strata::config::DocumentsConfig;
 use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
+use strata::engines::document::mongodb::MongoDocumentStore;
 use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
 use strata::error::{ErrorKind, Result};
+
+mod common;
 
 /// A fresh database of one backend, dropped by [`run_case`].
 struct Backend {
@@ -43,6 +47,22 @@ async fn setup_embedded() -> Option<Backend> {
     Some(Backend {
         store: Arc::new(store),
         _dir: Some(dir),
+    })
+}
+
+/// A fresh database `t_<unique>` on the full profile's MongoDB, or `None`
+/// (said once) when the real services are not enabled.
+async fn setup_mongodb() -> Option<Backend> {
+    let config = common::full_profile("document_conformance")?;
+    let DocumentsConfig::Mongodb(mongo) = &config.documents else {
+        panic!("config/full.toml: documents.kind must be \"mongodb\"");
+    };
+    let store = MongoDocumentStore::connect(mongo)
+        .await
+        .unwrap_or_else(|e| panic!("connect to MongoDB (is scripts/services.sh up?): {e}"));
+    Some(Backend {
+        store: Arc::new(store.with_database(&common::unique_name("t"))),
+        _dir: None,
     })
 }
 
@@ -1503,6 +1523,7 @@ macro_rules! document_conformance {
 }
 
 document_conformance!(embedded, setup_embedded());
+document_conformance!(mongodb, setup_mongodb());
 
 /// What only the embedded store promises: persistence in its directory.
 mod embedded_durability {

@@ -103,7 +103,6 @@ async fn unreachable_port_is_unavailable_within_the_timeout() {
         url: format!("amqp://strata@127.0.0.1:{port}/strata"),
         password: Some(Secret::new("secret-pw")),
         connect_timeout: Duration::from_millis(800),
-        ..RabbitConfig::default()
     };
     let started = Instant::now();
     let err = RabbitBroker::connect(&config).await.unwrap_err();

@@ -54,10 +54,6 @@ pub async fn open_relational(config: &Config) -> Result<DatabaseConnection> {
     Ok(db)
 }
 
-fn not_built(what: &str) -> Error {
-    Error::unsupported(format!("{what}: this adapter is not part of strata yet"))
-}
-
 /// Opens the configured document store.
 pub async fn open_documents(config: &Config) -> Result<Arc<dyn DocumentStore>> {
     match &config.documents {
@@ -73,7 +69,9 @@ pub async fn open_documents(config: &Config) -> Result<Arc<dyn DocumentStore>> {
             .map_err(|e| Error::internal(format!("opening the document store panicked: {e}")))??;
             Ok(Arc::new(store))
         }
-        DocumentsConfig::Mongodb(_) => Err(not_built("documents.kind = \"mongodb\"")),
+        DocumentsConfig::Mongodb(m) => Ok(Arc::new(
+            document::mongodb::MongoDocumentStore::connect(m).await?,
+        )),
     }
 }
 

@@ -36,6 +36,7 @@ use bson::{Bson, Document};
 use crate::error::Result;
 
 pub mod embedded;
+pub mod mongodb;
 pub mod query;
 
 /// Options of [`DocumentStore::find`].

@@ -44,7 +44,7 @@ use bb8_redis::bb8;
 use bb8_redis::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value, cmd, pipe};
 use tokio::time::error::Elapsed;
 
-use crate::config::{REDACTED, RedisConfig, redact_url, with_password};
+use crate::config::{RedisConfig, redact_url, with_password};
 use crate::engines::kv::{Command, KvInfo, KvStore, Reply, Subscription};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -87,12 +87,6 @@ impl fmt::Debug for RedisKv {
     }
 }
 
-/// `url` without its password, readably (`<redacted>` rather than its
-/// percent-encoded form).
-fn redacted_target(url: &str) -> String {
-    redact_url(url).replace("%3Credacted%3E", REDACTED)
-}
-
 impl RedisKv {
     /// Connects to the Redis at `config.url` (with `config.password`
     /// applied), and checks it answers `PING`.
@@ -104,7 +98,7 @@ impl RedisKv {
     /// malformed URL or a zero pool size or timeout.
     pub async fn connect(config: &RedisConfig) -> Result<RedisKv> {
         let url = with_password(&config.url, config.password.as_ref())?;
-        let target = redacted_target(&url);
+        let target = redact_url(&url);
         let context = |e: Error| {
             let message = format!("redis at {target}: {}", e.message());
             let mut mapped = Error::new(e.kind(), message).with_operation("connect");

@@ -217,7 +217,7 @@ mod tests {
             AMQPSoftError::ACCESSREFUSED,
             "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN",
         );
-        let mapped = map_connect(error, "amqp://u:%3Credacted%3E@h/v");
+        let mapped = map_connect(error, "amqp://u:<redacted>@h/v");
         assert_eq!(mapped.kind(), ErrorKind::AuthenticationFailed);
         assert!(mapped.to_string().contains("rabbitmq"), "{mapped}");
     }
