@@ -10,90 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{Duration, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use strata::config::{Config, RelationalConfig};
+use strata::ErrorKind;
 use strata::platform::entities::{DeploymentStatus, RunStatus};
 use strata::platform::registry::{
     self, NewArtifact, NewDataset, NewDeployment, NewRun, RunOutcome, RunUpsert, aliases,
     analytics, lineage, pages,
 };
-use strata::{ErrorKind, engines};
 
-/// A database for one test; PostgreSQL's is dropped when the test ends.
-struct TestDb {
-    config: Config,
-    _dir: tempfile::TempDir,
-    postgres: Option<(Config, String)>,
-}
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            relational: RelationalConfig {
-                max_connections: 3,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        TestDb {
-            config,
-            _dir: dir,
-            postgres: None,
-        }
-    }
-
-    async fn postgres() -> Option<TestDb> {
-        let admin = common::full_profile("registry")?;
-        let name = common::unique_name("t");
-        // The admin connection is not migrated: tests running in parallel
-        // would race to migrate the shared database.
-        let db = admin_connection(&admin).await;
-        // A database whose default collation is a natural-language one
-        // (ICU en-US sorts `a` before `B`), so the tests show that text
-        // still compares byte-wise as on SQLite. Without ICU, the default.
-        let icu = format!(
-            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-        );
-        if db.execute_unprepared(&icu).await.is_err() {
-            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-        }
-        db.close().await.unwrap();
-        let mut config = admin.clone();
-        let base = admin.relational.url.clone().expect("full profile URL");
-        let (server, _) = base.rsplit_once('/').expect("URL names a database");
-        config.relational.url = Some(format!("{server}/{name}"));
-        config.relational.max_connections = 3;
-        config.relational.min_connections = 0;
-        Some(TestDb {
-            config,
-            _dir: tempfile::tempdir().unwrap(),
-            postgres: Some((admin, name)),
-        })
-    }
-
-    /// A new pool on the test database, migrated.
-    async fn open(&self) -> DatabaseConnection {
-        engines::open_relational(&self.config).await.unwrap()
-    }
-
-    async fn cleanup(self) {
-        if let Some((admin, name)) = self.postgres {
-            let db = admin_connection(&admin).await;
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .unwrap();
-        }
-    }
-}
-
-async fn admin_connection(admin: &Config) -> DatabaseConnection {
-    engines::relational::connect(&admin.relational, &admin.data_dir)
-        .await
-        .expect("full profile's postgres")
-}
+use common::TestDb;
 
 fn at(minutes: i64) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap() + Duration::minutes(minutes)
@@ -784,4 +708,4 @@ macro_rules! all_cases {
 }
 
 all_cases!(sqlite, Some(TestDb::sqlite()));
-all_cases!(postgres, TestDb::postgres().await);
+all_cases!(postgres, TestDb::postgres("registry").await);

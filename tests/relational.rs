@@ -9,69 +9,7 @@ use sea_orm_migration::MigratorTrait;
 use strata::config::{Config, RelationalConfig, Secret};
 use strata::{ErrorKind, engines, migration};
 
-/// A database for one test; PostgreSQL's is dropped when the test ends.
-struct TestDb {
-    config: Config,
-    _dir: tempfile::TempDir,
-    postgres: Option<(Config, String)>,
-}
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().join("nested/data"),
-            relational: RelationalConfig {
-                max_connections: 3,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        TestDb {
-            config,
-            _dir: dir,
-            postgres: None,
-        }
-    }
-
-    async fn postgres() -> Option<TestDb> {
-        let admin = common::full_profile("relational")?;
-        let name = common::unique_name("t");
-        let db = engines::relational::connect(&admin.relational, &admin.data_dir)
-            .await
-            .expect("full profile's postgres");
-        db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        db.close().await.unwrap();
-        let mut config = admin.clone();
-        let base = admin
-            .relational
-            .url
-            .clone()
-            .expect("full profile sets a URL");
-        let (server, _) = base.rsplit_once('/').expect("URL names a database");
-        config.relational.url = Some(format!("{server}/{name}"));
-        config.relational.max_connections = 3;
-        config.relational.min_connections = 0;
-        Some(TestDb {
-            config,
-            _dir: tempfile::tempdir().unwrap(),
-            postgres: Some((admin, name)),
-        })
-    }
-
-    async fn cleanup(self) {
-        if let Some((admin, name)) = self.postgres {
-            let db = engines::relational::connect(&admin.relational, &admin.data_dir)
-                .await
-                .unwrap();
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .unwrap();
-        }
-    }
-}
+use common::TestDb;
 
 async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> String {
     let row = db
@@ -187,7 +125,7 @@ macro_rules! relational_cases {
 }
 
 relational_cases!(sqlite, Some(TestDb::sqlite()));
-relational_cases!(postgres, TestDb::postgres().await);
+relational_cases!(postgres, TestDb::postgres("relational").await);
 
 #[tokio::test]
 async fn sqlite_file_in_data_dir_with_wal_and_foreign_keys() {

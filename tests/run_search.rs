@@ -13,92 +13,17 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use strata::config::{Config, RelationalConfig};
+use strata::ErrorKind;
 use strata::platform::entities::RunStatus;
 use strata::platform::registry::{self, NewDataset, RunUpsert};
 use strata::platform::search::{
     self, CmpOp, Direction, Expr, Field, FieldType, Filter, Literal, SortKey, parse_filter,
     parse_order_by,
 };
-use strata::{ErrorKind, engines};
 
 // ---------------------------------------------------------------- set-up
 
-/// A database for one test; PostgreSQL's is dropped when the test ends.
-struct TestDb {
-    config: Config,
-    _dir: tempfile::TempDir,
-    postgres: Option<(Config, String)>,
-}
-
-async fn admin_connection(admin: &Config) -> DatabaseConnection {
-    // Not migrated: tests running in parallel would race to migrate the
-    // shared database.
-    engines::relational::connect(&admin.relational, &admin.data_dir)
-        .await
-        .expect("full profile's postgres")
-}
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            relational: RelationalConfig {
-                max_connections: 3,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        TestDb {
-            config,
-            _dir: dir,
-            postgres: None,
-        }
-    }
-
-    async fn postgres() -> Option<TestDb> {
-        let admin = common::full_profile("run_search")?;
-        let name = common::unique_name("t");
-        let db = admin_connection(&admin).await;
-        // A database whose default collation is a natural-language one
-        // (ICU en-US sorts `a` before `B`), so the tests show that text
-        // still compares byte-wise as on SQLite. Without ICU, the default.
-        let icu = format!(
-            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-        );
-        if db.execute_unprepared(&icu).await.is_err() {
-            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-        }
-        db.close().await.unwrap();
-        let mut config = admin.clone();
-        let base = admin.relational.url.clone().expect("full profile URL");
-        let (server, _) = base.rsplit_once('/').expect("URL names a database");
-        config.relational.url = Some(format!("{server}/{name}"));
-        config.relational.max_connections = 3;
-        config.relational.min_connections = 0;
-        Some(TestDb {
-            config,
-            _dir: tempfile::tempdir().unwrap(),
-            postgres: Some((admin, name)),
-        })
-    }
-
-    async fn open(&self) -> DatabaseConnection {
-        engines::open_relational(&self.config).await.unwrap()
-    }
-
-    async fn cleanup(self) {
-        if let Some((admin, name)) = self.postgres {
-            let db = admin_connection(&admin).await;
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .unwrap();
-        }
-    }
-}
+use common::TestDb;
 
 fn at(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap() + Duration::minutes(minutes)
@@ -621,7 +546,7 @@ macro_rules! search_cases {
                 let rt = tokio::runtime::Runtime::new().unwrap();
                 let Some(t) = rt.block_on(async { $setup }) else { return };
                 let db = rt.block_on(t.open());
-                let cases = if t.postgres.is_some() { 24 } else { 96 };
+                let cases = if t.is_postgres() { 24 } else { 96 };
                 super::differential(&rt, &db, cases);
                 rt.block_on(async {
                     db.close().await.unwrap();
@@ -645,7 +570,7 @@ macro_rules! search_cases {
 }
 
 search_cases!(sqlite, Some(TestDb::sqlite()));
-search_cases!(postgres, TestDb::postgres().await);
+search_cases!(postgres, TestDb::postgres("run_search").await);
 
 // ---------------------------------------------------------------- in-Rust evaluation
 

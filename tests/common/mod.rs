@@ -58,3 +58,98 @@ pub fn unique_name(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A relational database for one test: SQLite in a temp dir, or (with
+/// `STRATA_TEST_FULL=1`) a PostgreSQL database of its own, created from the
+/// full profile's server and dropped by [`TestDb::cleanup`].
+pub struct TestDb {
+    /// The configuration that reaches this test's database.
+    pub config: Config,
+    _dir: tempfile::TempDir,
+    postgres: Option<(Config, String)>,
+}
+
+impl TestDb {
+    /// SQLite in a fresh data dir (a nested one, which strata creates).
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: dir.path().join("nested/data"),
+            relational: strata::config::RelationalConfig {
+                max_connections: 3,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        TestDb {
+            config,
+            _dir: dir,
+            postgres: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` when the full stack is off.
+    ///
+    /// Its default collation is a natural-language one where the server has
+    /// ICU (en-US sorts `a` before `B`), so tests show that strata's text
+    /// still compares byte-wise, as on SQLite.
+    pub async fn postgres(suite: &str) -> Option<TestDb> {
+        use sea_orm::ConnectionTrait;
+
+        let admin = full_profile(suite)?;
+        let name = unique_name("t");
+        // The admin connection is not migrated: the shared database is not
+        // the test's.
+        let db = admin_connection(&admin).await;
+        let icu = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        );
+        if db.execute_unprepared(&icu).await.is_err() {
+            db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+        }
+        db.close().await.expect("close admin connection");
+        let mut config = admin.clone();
+        let base = admin.relational.url.clone().expect("full profile URL");
+        let (server, _) = base.rsplit_once('/').expect("URL names a database");
+        config.relational.url = Some(format!("{server}/{name}"));
+        config.relational.max_connections = 3;
+        config.relational.min_connections = 0;
+        Some(TestDb {
+            config,
+            _dir: tempfile::tempdir().expect("temp dir"),
+            postgres: Some((admin, name)),
+        })
+    }
+
+    /// Whether this is the PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// A new pool on the test database, migrated.
+    pub async fn open(&self) -> sea_orm::DatabaseConnection {
+        strata::engines::open_relational(&self.config)
+            .await
+            .expect("open the test database")
+    }
+
+    /// Drops the PostgreSQL database; nothing to do for SQLite.
+    pub async fn cleanup(self) {
+        use sea_orm::ConnectionTrait;
+
+        if let Some((admin, name)) = self.postgres {
+            let db = admin_connection(&admin).await;
+            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .expect("drop test database");
+        }
+    }
+}
+
+async fn admin_connection(admin: &Config) -> sea_orm::DatabaseConnection {
+    strata::engines::relational::connect(&admin.relational, &admin.data_dir)
+        .await
+        .expect("full profile's postgres")
+}
