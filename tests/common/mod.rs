@@ -136,16 +136,39 @@ impl TestDb {
     }
 
     /// Drops the PostgreSQL database; nothing to do for SQLite.
-    pub async fn cleanup(self) {
-        use sea_orm::ConnectionTrait;
-
-        if let Some((admin, name)) = self.postgres {
-            let db = admin_connection(&admin).await;
-            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .expect("drop test database");
+    pub async fn cleanup(mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            drop_database(&admin, &name).await;
         }
     }
+}
+
+impl Drop for TestDb {
+    /// A test that failed before [`TestDb::cleanup`] still drops its
+    /// database: on a thread and runtime of its own, since this may run
+    /// while the test's runtime unwinds.
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_database(&admin, &name));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn drop_database(admin: &Config, name: &str) {
+    use sea_orm::ConnectionTrait;
+
+    let db = admin_connection(admin).await;
+    db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .expect("drop test database");
 }
 
 async fn admin_connection(admin: &Config) -> sea_orm::DatabaseConnection {
