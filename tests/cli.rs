@@ -3,6 +3,8 @@
 //! real binary in its own data and config directories with a clean
 //! `STRATA_*` environment, so tests cannot see each other's variables.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -426,9 +428,8 @@ fn kv_and_queue_inspection_say_the_embedded_stores_are_in_process() {
 /// `strata --profile full` with the repository's config/full.toml, when the
 /// real services are up (`STRATA_TEST_FULL=1`).
 fn full_world() -> Option<World> {
-    if std::env::var("STRATA_TEST_FULL").as_deref() != Ok("1") {
-        return None;
-    }
+    // Prints the one-line skip notice when the full stack is off.
+    common::full_profile("cli")?;
     let world = World::new();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(
