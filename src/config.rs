@@ -420,7 +420,11 @@ impl Config {
         // Defaults come from `#[serde(default)]`, which keeps each tagged
         // engine section's defaults with its own kind; a missing
         // `default.toml` simply adds nothing.
-        let mut figment = Figment::new().merge(Toml::file_exact(dir.join("default.toml")));
+        let mut figment = Figment::new();
+        let defaults = dir.join("default.toml");
+        if defaults.is_file() {
+            figment = figment.merge(Toml::file_exact(defaults));
+        }
         if let Some(profile) = sources.profile.as_deref().filter(|p| !p.is_empty()) {
             let file = dir.join(format!("{profile}.toml"));
             if !file.is_file() {

@@ -85,6 +85,19 @@ fn defaults_are_embedded_everything() {
 }
 
 #[test]
+fn without_a_config_dir_the_built_in_defaults_apply() {
+    let world = World::new();
+    std::fs::remove_file(world.path("config/default.toml")).expect("remove default.toml");
+    let out = world.run(&["--json", "config"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = json(&out);
+    assert_eq!(config["kv"]["kind"], "embedded");
+    assert_eq!(config["relational"]["max_connections"], 10);
+    let out = world.run(&["doctor"], &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
 fn layers_apply_in_order_profile_env_file_flag() {
     let world = World::new();
     world.write(
