@@ -48,6 +48,8 @@ pub struct Config {
     pub kv: KvConfig,
     /// The queue engine.
     pub queue: QueueConfig,
+    /// The HTTP API (`strata serve`).
+    pub api: ApiConfig,
 }
 
 impl Default for Config {
@@ -58,6 +60,30 @@ impl Default for Config {
             documents: DocumentsConfig::default(),
             kv: KvConfig::default(),
             queue: QueueConfig::default(),
+            api: ApiConfig::default(),
+        }
+    }
+}
+
+/// The HTTP API served by `strata serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on, `HOST:PORT` (port 0 picks a free one).
+    pub listen: String,
+    /// Largest request body accepted; a larger one is answered 413.
+    pub body_limit: ByteSize,
+    /// Time allowed to answer a request; a slower one is answered 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            body_limit: ByteSize::mib(1),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

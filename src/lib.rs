@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //!
-//! Layers point down only: `cli` → services → `cache` → `engines`.
+//! Layers point down only: `api`/`cli` → services → `cache` → `engines`.
 //!
 //! - [`error`]: the one error type, with kinds callers act on. Imported by
 //!   every layer.
@@ -25,14 +25,17 @@
 //! - [`platform`]: registry and tracking: datasets, runs, artifacts,
 //!   deployments and aliases on the relational engine, and the run search
 //!   language. Imports `engines` and `error`.
+//! - [`api`]: the HTTP API (axum) served by `strata serve`, with its OpenAPI
+//!   document. Imports `platform`, `engines`, `error` and `config`.
 //! - [`cli`]: the `strata` command (clap). May import everything.
 //!
 //! Modules that arrive with later capabilities slot in between: `cache` (the
 //! three-tier cache over the engines), `serving` (features, predictions,
-//! leaderboards), `pipelines`, `analytics`, `api` (HTTP) and `bench`.
+//! leaderboards), `pipelines`, `analytics` and `bench`.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod engines;

@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 mod doctor;
 mod inspect;
 mod output;
+mod serve;
 
 /// strata: the data plane of an ML platform, on embedded engines or on
 /// PostgreSQL + MongoDB + Redis + RabbitMQ, switched by configuration.
@@ -78,6 +79,8 @@ enum Command {
     /// Inspect the queue engine.
     #[command(subcommand)]
     Queue(inspect::QueueCommand),
+    /// Serve the HTTP API (`--listen ADDR` overrides api.listen).
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command and returns the exit status.
@@ -154,6 +157,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kv(cmd) => inspect::kv(&config, cmd, json).await,
         Command::Sql(args) => inspect::sql(&config, args, json).await,
         Command::Queue(cmd) => inspect::queue(&config, cmd, json).await,
+        Command::Serve(args) => serve::run(&config, args).await,
     }
 }
 

@@ -1,0 +1,45 @@
+//! `/v1/analytics/frameworks`: completed runs compared by framework.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody};
+use crate::platform::registry::analytics;
+
+/// How one framework does across completed runs.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FrameworkStats {
+    /// The framework.
+    pub framework: String,
+    /// Completed runs.
+    pub runs: i64,
+    /// Mean accuracy of those with one.
+    pub avg_accuracy: Option<f64>,
+    /// Mean training time in seconds of those with one.
+    pub avg_training_time_seconds: Option<f64>,
+}
+
+/// Completed runs by framework: count, mean accuracy, mean training time;
+/// best mean accuracy first.
+#[utoipa::path(get, path = "/v1/analytics/frameworks", tag = "analytics",
+    responses(
+        (status = 200, description = "One entry per framework", body = Vec<FrameworkStats>),
+        (status = 503, description = "The relational engine is unavailable", body = ErrorBody)))]
+pub async fn frameworks(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<FrameworkStats>>, ApiError> {
+    let rows = analytics::framework_comparison(&state.engines.relational).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| FrameworkStats {
+                framework: r.framework,
+                runs: r.runs,
+                avg_accuracy: r.avg_accuracy,
+                avg_training_time_seconds: r.avg_training_time_seconds,
+            })
+            .collect(),
+    ))
+}

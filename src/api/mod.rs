@@ -1,0 +1,166 @@
+//! The HTTP API (axum), served by `strata serve`.
+//!
+//! Contracts every route keeps:
+//!
+//! - Every error answers with one JSON shape,
+//!   `{"error":{"kind","message","field"?}}` ([`ErrorBody`]): 400 for
+//!   invalid or unsupported input (including a body or query string that
+//!   does not deserialize, naming what was wrong), 404 for a missing
+//!   resource or an unknown route, 405 for a known route with another
+//!   method, 409 for a conflict, 413 for a body over `api.body_limit`, 503
+//!   when an engine is unavailable or the request ran over
+//!   `api.request_timeout`, 500 for anything else, whose message never
+//!   carries internals (they go to the log).
+//! - Client-supplied JSON is only ever a value: request bodies deserialize
+//!   into typed structs, filters are built by strata (the run search
+//!   language compiles to bound parameters), so a `{"$where": ...}`-looking
+//!   string is stored and returned as the string it is.
+//! - `/openapi.json` documents exactly the routes the router serves: both
+//!   are built from one table ([`routes`]), and the tests request every
+//!   documented path.
+//!
+//! # Layout
+//!
+//! - [`error`]: the JSON error shape, and extractors mapping axum's
+//!   rejections into it.
+//! - [`health`]: `/healthz`, `/readyz`.
+//! - [`datasets`], [`runs`], [`aliases`], [`analytics`]: one module per
+//!   resource, over [`crate::platform::registry`] and
+//!   [`crate::platform::search`].
+//! - [`openapi`]: the OpenAPI document.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use tokio::net::TcpListener;
+
+use crate::config::ApiConfig;
+use crate::engines::Engines;
+use crate::error::{Error, ErrorKind, Result};
+
+pub mod aliases;
+pub mod analytics;
+pub mod datasets;
+pub mod error;
+pub mod health;
+pub mod openapi;
+pub mod runs;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The configured engines.
+    pub engines: Engines,
+    /// How long `/readyz` waits for each engine's ping.
+    pub ping_timeout: Duration,
+}
+
+/// Every route the router serves: `(method, path)` in axum's path syntax,
+/// which is also OpenAPI's (`{name}`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    route_table(RouteTable::default()).table
+}
+
+/// The API's router over `engines`, with the body limit and request timeout
+/// of `config`.
+pub fn router(engines: Engines, config: &ApiConfig) -> Router {
+    let state = ApiState {
+        engines,
+        // Readiness must answer within the request timeout, with room to
+        // build the answer.
+        ping_timeout: config.request_timeout.mul_f64(0.8),
+    };
+    let body_limit = usize::try_from(config.body_limit.as_u64()).unwrap_or(usize::MAX);
+    route_table(RouteTable::default())
+        .router
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            config.request_timeout,
+            request_timeout,
+        ))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::from(e).with_operation("serve"))
+}
+
+/// The router and the list of its routes, built together so that they
+/// cannot disagree.
+#[derive(Default)]
+struct RouteTable {
+    router: Router<ApiState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl RouteTable {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        // The table below passes only methods axum can filter on; the tests
+        // build this table, so a wrong one fails them, not a request.
+        #[allow(clippy::expect_used)]
+        let filter = MethodFilter::try_from(method.clone()).expect("a filterable method");
+        // axum merges method routers registered on the same path.
+        self.router = self.router.route(path, on(filter, handler));
+        self.table.push((method, path));
+        self
+    }
+}
+
+fn route_table(table: RouteTable) -> RouteTable {
+    table
+        .add(Method::GET, "/healthz", health::healthz)
+        .add(Method::GET, "/readyz", health::readyz)
+        .add(Method::GET, "/openapi.json", openapi::openapi_json)
+        .add(Method::POST, "/v1/datasets", datasets::create)
+        .add(Method::GET, "/v1/datasets", datasets::list)
+        .add(Method::GET, "/v1/datasets/{name}", datasets::get)
+        .add(Method::GET, "/v1/datasets/{name}/stats", datasets::stats)
+        .add(Method::POST, "/v1/runs", runs::create)
+        .add(Method::GET, "/v1/runs", runs::search)
+        .add(Method::GET, "/v1/runs/{model_id}", runs::get)
+        .add(Method::POST, "/v1/runs/{model_id}/complete", runs::complete)
+        .add(Method::GET, "/v1/aliases/{name}", aliases::resolve)
+        .add(Method::PUT, "/v1/aliases/{name}", aliases::move_to)
+        .add(
+            Method::GET,
+            "/v1/analytics/frameworks",
+            analytics::frameworks,
+        )
+}
+
+/// Answers 503 (kind `timeout`) when the handler runs over `limit`; the
+/// handler's future is dropped, which rolls back any open transaction.
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(Error::new(
+            ErrorKind::Timeout,
+            format!("the request took longer than {limit:?} (api.request_timeout)"),
+        ))
+        .into_response(),
+    }
+}

@@ -1,0 +1,44 @@
+//! The OpenAPI 3.1 document of the API, generated from the handlers'
+//! `#[utoipa::path]` attributes and the request/response types' schemas.
+//! It MUST list exactly the routes of [`super::routes`]; the API tests
+//! check both directions.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{aliases, analytics, datasets, error, health, runs};
+
+/// The API's OpenAPI description.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "strata", description = "The data plane of an ML platform: datasets, training runs, aliases and analytics."),
+    paths(
+        health::healthz, health::readyz, openapi_json,
+        datasets::create, datasets::list, datasets::get, datasets::stats,
+        runs::create, runs::search, runs::get, runs::complete,
+        aliases::resolve, aliases::move_to,
+        analytics::frameworks,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "datasets", description = "Training datasets"),
+        (name = "runs", description = "Training runs and their search"),
+        (name = "aliases", description = "`model@alias` pointers to artifacts"),
+        (name = "analytics", description = "Aggregates over runs"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document, as served at `/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}

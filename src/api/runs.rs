@@ -1,0 +1,345 @@
+//! `/v1/runs`: register a run, search runs, get one, record how it ended.
+//!
+//! Registering writes the run to the relational registry only
+//! ([`registry::create_run`]); the dataset is named, and a missing dataset
+//! or a taken `model_id` is 409. Search takes the run filter language
+//! ([`crate::platform::search`]): a malformed `filter`, `order_by`,
+//! `page_size` or `page_token` is 400 whose message names the position and
+//! whose `field` names the parameter.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiState;
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::error::{Error, ErrorKind};
+use crate::platform::entities::{RunStatus, dataset, model_artifact, run_tag, training_run};
+use crate::platform::registry::{self, NewRun, RunOutcome};
+use crate::platform::search;
+
+const DEFAULT_PAGE_SIZE: u64 = 50;
+
+/// A training run to register (it starts as `running`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    /// The name of the dataset it trains on (must exist).
+    pub dataset: String,
+    /// Unique id of the run, 1 to 255 characters.
+    pub model_id: String,
+    /// The model's name, 1 to 255 characters.
+    pub model_name: String,
+    /// The framework, 1 to 50 characters.
+    pub framework: String,
+    /// Labels; keys are 1 to 255 ASCII letters, digits, `_`, `-` or `.`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// When training started (RFC 3339); now when absent.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRun {
+    /// `completed` (default) or `failed`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Final accuracy, in `[0, 1]`.
+    #[serde(default)]
+    pub accuracy: Option<f64>,
+    /// Final loss, finite.
+    #[serde(default)]
+    pub loss: Option<f64>,
+    /// Training time in seconds (not negative).
+    #[serde(default)]
+    pub training_time_seconds: Option<i64>,
+    /// When it ended (RFC 3339); now when absent.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A training run.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Run {
+    /// Surrogate key.
+    pub id: i64,
+    /// Unique id of the run.
+    pub model_id: String,
+    /// The model's name.
+    pub model_name: String,
+    /// The framework.
+    pub framework: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// The name of its dataset.
+    pub dataset: String,
+    /// Final accuracy.
+    pub accuracy: Option<f64>,
+    /// Final loss.
+    pub loss: Option<f64>,
+    /// Training time in seconds.
+    pub training_time_seconds: Option<i64>,
+    /// When training started (UTC).
+    pub started_at: DateTime<Utc>,
+    /// When it ended (UTC).
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Its tags, by key.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Run {
+    fn new(run: training_run::Model, dataset: String, tags: BTreeMap<String, String>) -> Run {
+        Run {
+            id: run.id,
+            model_id: run.model_id,
+            model_name: run.model_name,
+            framework: run.framework,
+            status: run.status.as_str().to_owned(),
+            dataset,
+            accuracy: run.accuracy,
+            loss: run.loss,
+            training_time_seconds: run.training_time_seconds,
+            started_at: run.started_at,
+            completed_at: run.completed_at,
+            tags,
+        }
+    }
+}
+
+/// A model artifact of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Artifact {
+    /// Surrogate key (what an alias points to).
+    pub id: i64,
+    /// Where it is stored.
+    pub uri: String,
+    /// Serialization format.
+    pub format: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Content checksum.
+    pub checksum: String,
+    /// When it was registered (UTC).
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<model_artifact::Model> for Artifact {
+    fn from(a: model_artifact::Model) -> Artifact {
+        Artifact {
+            id: a.id,
+            uri: a.uri,
+            format: a.format,
+            size_bytes: a.size_bytes,
+            checksum: a.checksum,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// A run with its artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RunWithArtifacts {
+    /// The run.
+    #[serde(flatten)]
+    pub run: Run,
+    /// Its artifacts, oldest first.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// Search parameters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchRuns {
+    /// Filter in the run search language, e.g.
+    /// `framework IN ('pytorch') OR accuracy > 0.95`; empty: every run.
+    pub filter: Option<String>,
+    /// Sort keys, e.g. `accuracy DESC, model_id`; empty: `started_at DESC`.
+    pub order_by: Option<String>,
+    /// Runs per page, 1 to 1000 (default 50).
+    pub page_size: Option<u64>,
+    /// `next_page_token` of the previous page, with the same filter and order.
+    pub page_token: Option<String>,
+}
+
+/// One page of runs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunPage {
+    /// The runs, in the requested order.
+    pub runs: Vec<Run>,
+    /// Pass back as `page_token` for the next page; absent on the last.
+    pub next_page_token: Option<String>,
+}
+
+/// Registers a training run in the relational registry, as `running`.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = CreateRun,
+    responses(
+        (status = 201, description = "Registered", body = Run),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 409, description = "The model_id is taken or the dataset does not exist", body = ErrorBody)))]
+pub async fn create(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<CreateRun>,
+) -> Result<(StatusCode, Json<Run>), ApiError> {
+    let db = &state.engines.relational;
+    let dataset = registry::dataset_by_name(db, &body.dataset)
+        .await
+        .map_err(|e| match e.kind() {
+            // The registry's contract: a reference to a missing row is a
+            // conflict, not a missing resource at this URL.
+            ErrorKind::NotFound => Error::conflict(format!("no dataset named `{}`", body.dataset))
+                .with_field("dataset"),
+            _ => e,
+        })?;
+    let tags = body.tags.clone();
+    let run = registry::create_run(
+        db,
+        NewRun {
+            dataset_id: dataset.id,
+            model_id: body.model_id,
+            model_name: body.model_name,
+            framework: body.framework,
+            tags: body.tags,
+            started_at: body.started_at,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(Run::new(run, dataset.name, tags))))
+}
+
+/// Searches runs with a filter, an order and page tokens.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(SearchRuns),
+    responses(
+        (status = 200, description = "One page", body = RunPage),
+        (status = 400, description = "Malformed filter, order_by, page_size or page_token; the message names the position", body = ErrorBody)))]
+pub async fn search(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<SearchRuns>,
+) -> Result<Json<RunPage>, ApiError> {
+    let page = search::search_runs(
+        &state.engines.relational,
+        query.filter.as_deref().unwrap_or(""),
+        query.order_by.as_deref().unwrap_or(""),
+        query.page_size.unwrap_or(DEFAULT_PAGE_SIZE),
+        query.page_token.as_deref(),
+    )
+    .await?;
+    Ok(Json(RunPage {
+        runs: page
+            .runs
+            .into_iter()
+            .map(|hit| Run::new(hit.run, hit.dataset, hit.tags))
+            .collect(),
+        next_page_token: page.next_page_token,
+    }))
+}
+
+/// The run `model_id`, with its dataset's name, tags and artifacts.
+#[utoipa::path(get, path = "/v1/runs/{model_id}", tag = "runs",
+    params(("model_id" = String, Path, description = "The run's model_id")),
+    responses(
+        (status = 200, description = "Found", body = RunWithArtifacts),
+        (status = 404, description = "No such run", body = ErrorBody)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    ApiPath(model_id): ApiPath<String>,
+) -> Result<Json<RunWithArtifacts>, ApiError> {
+    let db = &state.engines.relational;
+    // Three statements: the run with its dataset, its tags, its artifacts.
+    let (run, dataset) = training_run::Entity::find()
+        .find_also_related(dataset::Entity)
+        .filter(training_run::Column::ModelId.eq(model_id.as_str()))
+        .one(db)
+        .await
+        .map_err(registry::db_err("get_run"))?
+        .ok_or_else(|| {
+            Error::not_found(format!("no training run with model_id `{model_id}`"))
+                .with_field("model_id")
+        })?;
+    let dataset = dataset.ok_or_else(|| {
+        Error::internal(format!("training run {} has no dataset", run.id)).with_operation("get_run")
+    })?;
+    let tags = run_tag::Entity::find()
+        .filter(run_tag::Column::RunId.eq(run.id))
+        .order_by_asc(run_tag::Column::Key)
+        .all(db)
+        .await
+        .map_err(registry::db_err("get_run"))?
+        .into_iter()
+        .map(|t| (t.key, t.value))
+        .collect();
+    let artifacts = model_artifact::Entity::find()
+        .filter(model_artifact::Column::RunId.eq(run.id))
+        .order_by_asc(model_artifact::Column::Id)
+        .all(db)
+        .await
+        .map_err(registry::db_err("get_run"))?
+        .into_iter()
+        .map(Artifact::from)
+        .collect();
+    Ok(Json(RunWithArtifacts {
+        run: Run::new(run, dataset.name, tags),
+        artifacts,
+    }))
+}
+
+/// Records how the running run `model_id` ended, with its metrics.
+#[utoipa::path(post, path = "/v1/runs/{model_id}/complete", tag = "runs",
+    params(("model_id" = String, Path, description = "The run's model_id")),
+    request_body = CompleteRun,
+    responses(
+        (status = 200, description = "Recorded", body = Run),
+        (status = 400, description = "Invalid metrics or status", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run already ended", body = ErrorBody)))]
+pub async fn complete(
+    State(state): State<ApiState>,
+    ApiPath(model_id): ApiPath<String>,
+    ApiJson(body): ApiJson<CompleteRun>,
+) -> Result<Json<Run>, ApiError> {
+    let db = &state.engines.relational;
+    let status = match body.status.as_deref() {
+        None => RunStatus::Completed,
+        Some(s) => s.parse::<RunStatus>()?,
+    };
+    let run = registry::complete_run(
+        db,
+        &model_id,
+        RunOutcome {
+            status,
+            accuracy: body.accuracy,
+            loss: body.loss,
+            training_time_seconds: body.training_time_seconds,
+            completed_at: body.completed_at,
+        },
+    )
+    .await?;
+    let dataset = dataset::Entity::find_by_id(run.dataset_id)
+        .one(db)
+        .await
+        .map_err(registry::db_err("complete_run"))?
+        .map(|d| d.name)
+        .ok_or_else(|| {
+            Error::internal(format!("training run {} has no dataset", run.id))
+                .with_operation("complete_run")
+        })?;
+    let tags = run_tag::Entity::find()
+        .filter(run_tag::Column::RunId.eq(run.id))
+        .order_by_asc(run_tag::Column::Key)
+        .all(db)
+        .await
+        .map_err(registry::db_err("complete_run"))?
+        .into_iter()
+        .map(|t| (t.key, t.value))
+        .collect();
+    Ok(Json(Run::new(run, dataset, tags)))
+}

@@ -1,0 +1,81 @@
+//! `strata serve`: the HTTP API on the configured engines.
+//!
+//! Prints `strata: listening on http://ADDR` to standard error once the
+//! socket is bound (with the real port when `:0` asked for any), and on
+//! SIGINT or SIGTERM stops accepting, lets requests in flight finish, closes
+//! the relational pool and exits 0.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::config::Config;
+use crate::engines::Engines;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Options of `strata serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on, `HOST:PORT`; overrides `api.listen`. Port 0
+    /// picks a free port, printed once bound.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
+    let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
+    let engines = Engines::open(config).await?;
+    let listener = TcpListener::bind(&listen).await.map_err(|e| {
+        // A malformed address is the user's; a taken port or a refused
+        // bind is the system's.
+        let kind = match e.kind() {
+            std::io::ErrorKind::InvalidInput => ErrorKind::Config,
+            _ => ErrorKind::Unavailable,
+        };
+        Error::new(kind, format!("cannot listen on `{listen}`: {e}"))
+            .with_field("api.listen")
+            .with_source(e)
+    })?;
+    let address = listener.local_addr()?;
+    eprintln!("strata: listening on http://{address}");
+    let router = api::router(engines.clone(), &config.api);
+    api::serve(listener, router, shutdown_signal()).await?;
+    eprintln!("strata: stopped");
+    engines
+        .relational
+        .close()
+        .await
+        .map_err(|e| crate::engines::relational::map_db_err(e).with_operation("close"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM. If a handler cannot be
+/// installed, that signal is logged and never fires; the other still works.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,845 @@
+//! The HTTP API, driven in process through the router (no sockets) on the
+//! embedded engines in a temporary data dir, plus one test of the real
+//! `strata serve` binary: bound on port 0, asked over TCP, stopped with
+//! SIGTERM.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use bytesize::ByteSize;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use sea_orm::TransactionTrait;
+use strata::api;
+use strata::config::{ApiConfig, Config, RelationalConfig};
+use strata::engines::Engines;
+use strata::platform::registry::{self, NewArtifact, NewDataset};
+
+struct Api {
+    router: Router,
+    engines: Engines,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup_with(api_config: ApiConfig) -> Api {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        relational: RelationalConfig {
+            max_connections: 3,
+            ..Default::default()
+        },
+        api: api_config.clone(),
+        ..Default::default()
+    };
+    let engines = Engines::open(&config).await.expect("open engines");
+    Api {
+        router: api::router(engines.clone(), &api_config),
+        engines,
+        _dir: dir,
+    }
+}
+
+async fn setup() -> Api {
+    setup_with(ApiConfig::default()).await
+}
+
+impl Api {
+    /// Sends `body` (raw bytes, JSON content type when given) and returns the
+    /// status and the JSON answer (`Null` for an empty body).
+    async fn raw(&self, method: Method, uri: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(bytes) => {
+                request = request.header("content-type", "application/json");
+                Body::from(bytes)
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("router is infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{uri}: answer is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.raw(Method::GET, uri, None).await
+    }
+
+    async fn send(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.raw(method, uri, Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, uri, body).await
+    }
+
+    async fn dataset(&self, name: &str) {
+        let (status, body) = self.post("/v1/datasets", json!({ "name": name })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Registers a run on `dataset` and, when `accuracy` is given, completes it.
+    async fn run(&self, dataset: &str, model_id: &str, framework: &str, accuracy: Option<f64>) {
+        let (status, body) = self
+            .post(
+                "/v1/runs",
+                json!({
+                    "dataset": dataset, "model_id": model_id,
+                    "model_name": format!("{model_id}-model"), "framework": framework,
+                    "tags": { "team": "risk" },
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        if let Some(accuracy) = accuracy {
+            let (status, body) = self
+                .post(
+                    &format!("/v1/runs/{model_id}/complete"),
+                    json!({ "accuracy": accuracy, "training_time_seconds": 60 }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+}
+
+/// Asserts the API's error shape and returns its `(kind, message, field)`.
+fn error_of(body: &Value) -> (String, String, Option<String>) {
+    let error = body
+        .get("error")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("not an error body: {body}"));
+    let allowed: BTreeSet<&str> = ["kind", "message", "field"].into();
+    assert!(
+        error.keys().all(|k| allowed.contains(k.as_str())),
+        "unexpected keys in {body}"
+    );
+    (
+        error["kind"].as_str().expect("kind").to_owned(),
+        error["message"].as_str().expect("message").to_owned(),
+        error
+            .get("field")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    )
+}
+
+fn model_ids(page: &Value) -> Vec<String> {
+    page["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["model_id"].as_str().expect("model_id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let api = setup().await;
+    let (status, body) = api.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_is_200_when_every_engine_answers_and_503_when_one_does_not() {
+    let api = setup().await;
+    let (status, body) = api.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+    let engines: Vec<_> = body["engines"]
+        .as_array()
+        .expect("engines")
+        .iter()
+        .map(|e| (e["engine"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        engines,
+        [
+            ("relational", "up"),
+            ("documents", "up"),
+            ("kv", "up"),
+            ("queue", "up")
+        ]
+    );
+
+    // Closing the pool makes the relational engine unreachable.
+    api.engines.relational.close_by_ref().await.expect("close");
+    let (status, body) = api.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["engines"][0]["engine"], "relational");
+    assert_eq!(body["engines"][0]["status"], "down");
+    assert!(body["engines"][0]["error"].is_string());
+    assert_eq!(body["engines"][1]["status"], "up");
+}
+
+#[tokio::test]
+async fn datasets_are_created_listed_and_fetched() {
+    let api = setup().await;
+    let (status, created) = api
+        .post(
+            "/v1/datasets",
+            json!({ "name": "fraud-train-v1", "description": "card transactions",
+                    "total_rows": 1000, "total_features": 30, "created_by": "ana" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], "fraud-train-v1");
+    assert_eq!(created["total_rows"], 1000);
+    assert!(created["id"].is_i64());
+
+    let (status, fetched) = api.get("/v1/datasets/fraud-train-v1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched, created);
+
+    api.dataset("b-set").await;
+    api.dataset("a-set").await;
+    let mut names = Vec::new();
+    let mut uri = "/v1/datasets?page_size=2".to_owned();
+    loop {
+        let (status, page) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let datasets = page["datasets"].as_array().expect("datasets");
+        assert!(datasets.len() <= 2);
+        names.extend(
+            datasets
+                .iter()
+                .map(|d| d["name"].as_str().unwrap().to_owned()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(token) => uri = format!("/v1/datasets?page_size=2&page_token={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["a-set", "b-set", "fraud-train-v1"]);
+
+    let (status, body) = api.get("/v1/datasets?page_size=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&body).2.as_deref(), Some("page_size"));
+}
+
+#[tokio::test]
+async fn duplicate_dataset_name_is_409() {
+    let api = setup().await;
+    api.dataset("fraud-train-v1").await;
+    let (status, body) = api
+        .post("/v1/datasets", json!({ "name": "fraud-train-v1" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_of(&body).0, "conflict");
+}
+
+#[tokio::test]
+async fn operator_looking_strings_are_plain_values() {
+    let api = setup().await;
+    let name = r#"{"$where": "sleep(1000) || true"}"#;
+    let description = r#"{"$gt": ""}"#;
+    let (status, created) = api
+        .post(
+            "/v1/datasets",
+            json!({ "name": name, "description": description }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], name);
+    assert_eq!(created["description"], description);
+
+    let encoded = "%7B%22%24where%22%3A%20%22sleep(1000)%20%7C%7C%20true%22%7D";
+    let (status, fetched) = api.get(&format!("/v1/datasets/{encoded}")).await;
+    assert_eq!(status, StatusCode::OK, "{fetched}");
+    assert_eq!(fetched["name"], name);
+    assert_eq!(fetched["description"], description);
+
+    // Another name does not match it, whatever the operator would do.
+    let (status, _) = api.get("/v1/datasets/%7B%22%24gt%22%3A%20%22%22%7D").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A JSON object where a string is expected is refused, not interpreted.
+    let (status, body) = api
+        .post("/v1/datasets", json!({ "name": { "$gt": "" } }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).0, "invalid_input");
+}
+
+#[tokio::test]
+async fn dataset_stats_count_its_runs() {
+    let api = setup().await;
+    api.dataset("d").await;
+    api.run("d", "m1", "pytorch", Some(0.9)).await;
+    api.run("d", "m2", "xgboost", None).await;
+    let (status, stats) = api.get("/v1/datasets/d/stats").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["dataset"]["name"], "d");
+    assert_eq!(stats["total_runs"], 2);
+    assert_eq!(stats["running"], 1);
+    assert_eq!(stats["completed"], 1);
+    assert_eq!(stats["best_accuracy"], 0.9);
+    assert_eq!(stats["frameworks"], 2);
+
+    let (status, body) = api.get("/v1/datasets/missing/stats").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_of(&body).0, "not_found");
+}
+
+async fn seeded_runs() -> Api {
+    let api = setup().await;
+    api.dataset("fraud").await;
+    api.run("fraud", "torch-low", "pytorch", Some(0.80)).await;
+    api.run("fraud", "xgb-high", "xgboost", Some(0.97)).await;
+    api.run("fraud", "xgb-low", "xgboost", Some(0.90)).await;
+    api.run("fraud", "tf-high", "tensorflow", Some(0.96)).await;
+    api.run("fraud", "torch-running", "pytorch", None).await;
+    api
+}
+
+#[tokio::test]
+async fn issue_example_filter_returns_the_matching_runs() {
+    let api = seeded_runs().await;
+    let (status, page) = api
+        .get("/v1/runs?filter=framework%20IN%20('pytorch')%20OR%20accuracy%3E0.95")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let found: BTreeSet<String> = model_ids(&page).into_iter().collect();
+    let expected: BTreeSet<String> = ["torch-low", "xgb-high", "tf-high", "torch-running"]
+        .map(String::from)
+        .into();
+    assert_eq!(found, expected);
+    assert!(page["next_page_token"].is_null());
+    let run = &page["runs"][0];
+    assert_eq!(run["dataset"], "fraud");
+    assert_eq!(run["tags"]["team"], "risk");
+
+    let (status, page) = api
+        .get("/v1/runs?filter=accuracy%20IS%20NOT%20NULL&order_by=accuracy%20DESC")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        model_ids(&page),
+        ["xgb-high", "tf-high", "xgb-low", "torch-low"]
+    );
+}
+
+#[tokio::test]
+async fn search_pages_follow_tokens_without_repeats() {
+    let api = seeded_runs().await;
+    let mut seen = Vec::new();
+    let mut uri = "/v1/runs?order_by=model_id&page_size=2".to_owned();
+    loop {
+        let (status, page) = api.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(model_ids(&page));
+        match page["next_page_token"].as_str() {
+            Some(token) => {
+                uri = format!("/v1/runs?order_by=model_id&page_size=2&page_token={token}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "tf-high",
+            "torch-low",
+            "torch-running",
+            "xgb-high",
+            "xgb-low"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn malformed_filter_is_400_naming_the_position() {
+    let api = seeded_runs().await;
+    let (status, body) = api.get("/v1/runs?filter=accuracy%20%3E%3D").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (kind, message, field) = error_of(&body);
+    assert_eq!(kind, "invalid_input");
+    assert_eq!(field.as_deref(), Some("filter"));
+    assert!(message.contains("at column 12"), "{message}");
+
+    let (status, body) = api.get("/v1/runs?order_by=tags.team").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("order_by"));
+
+    let (status, body) = api.get("/v1/runs?page_size=lots").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (kind, message, _) = error_of(&body);
+    assert_eq!(kind, "invalid_input");
+    assert!(message.contains("page_size"), "{message}");
+
+    let (status, body) = api.get("/v1/runs?page_token=garbage").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("page_token"));
+}
+
+#[tokio::test]
+async fn run_is_fetched_with_its_artifacts() {
+    let api = seeded_runs().await;
+    let run = registry::run_by_model_id(&api.engines.relational, "xgb-high")
+        .await
+        .expect("run");
+    let artifact = registry::create_artifact(
+        &api.engines.relational,
+        NewArtifact {
+            run_id: run.id,
+            uri: "s3://models/xgb-high.json".into(),
+            format: "xgboost-json".into(),
+            size_bytes: 2048,
+            checksum: "abc123".into(),
+        },
+    )
+    .await
+    .expect("artifact");
+    let (status, body) = api.get("/v1/runs/xgb-high").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["model_id"], "xgb-high");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["accuracy"], 0.97);
+    assert_eq!(body["dataset"], "fraud");
+    assert_eq!(body["tags"], json!({ "team": "risk" }));
+    assert_eq!(body["artifacts"][0]["id"], artifact.id);
+    assert_eq!(body["artifacts"][0]["uri"], "s3://models/xgb-high.json");
+
+    let (status, body) = api.get("/v1/runs/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (kind, message, field) = error_of(&body);
+    assert_eq!(kind, "not_found");
+    assert!(message.contains("nope"), "{message}");
+    assert_eq!(field.as_deref(), Some("model_id"));
+}
+
+#[tokio::test]
+async fn runs_register_and_complete_once() {
+    let api = setup().await;
+    api.dataset("d").await;
+    let (status, run) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "d", "model_id": "m", "model_name": "fraud-detector",
+                    "framework": "pytorch" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    assert_eq!(run["status"], "running");
+    assert!(run["accuracy"].is_null());
+
+    let (status, body) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "d", "model_id": "m", "model_name": "x", "framework": "y" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let (status, body) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "missing", "model_id": "m2", "model_name": "x", "framework": "y" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("dataset"));
+
+    let (status, body) = api
+        .post("/v1/runs/m/complete", json!({ "accuracy": 1.5 }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("accuracy"));
+
+    let (status, body) = api
+        .post("/v1/runs/m/complete", json!({ "status": "paused" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("status"));
+
+    let (status, done) = api
+        .post(
+            "/v1/runs/m/complete",
+            json!({ "accuracy": 0.93, "loss": 0.2, "training_time_seconds": 3600 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["accuracy"], 0.93);
+    assert_eq!(done["dataset"], "d");
+    assert!(done["completed_at"].is_string());
+
+    let (status, body) = api
+        .post("/v1/runs/m/complete", json!({ "status": "failed" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let (status, body) = api.post("/v1/runs/ghost/complete", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn aliases_resolve_and_move_with_audit() {
+    let api = setup().await;
+    api.dataset("d").await;
+    api.run("d", "v1", "xgboost", Some(0.9)).await;
+    let run = registry::run_by_model_id(&api.engines.relational, "v1")
+        .await
+        .expect("run");
+    let artifact = registry::create_artifact(
+        &api.engines.relational,
+        NewArtifact {
+            run_id: run.id,
+            uri: "file:///m".into(),
+            format: "onnx".into(),
+            size_bytes: 1,
+            checksum: "c".into(),
+        },
+    )
+    .await
+    .expect("artifact");
+
+    let (status, body) = api.get("/v1/aliases/v1-model@champion").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_of(&body).0, "not_found");
+
+    let (status, moved) = api
+        .send(
+            Method::PUT,
+            "/v1/aliases/v1-model@champion",
+            json!({ "artifact_id": artifact.id, "moved_by": "ana", "reason": "best" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["alias"]["artifact_id"], artifact.id);
+    assert_eq!(moved["moved"]["moved_by"], "ana");
+    assert!(moved["moved"]["from_artifact_id"].is_null());
+
+    let (status, alias) = api.get("/v1/aliases/v1-model%40champion").await;
+    assert_eq!(status, StatusCode::OK, "{alias}");
+    assert_eq!(alias["model_name"], "v1-model");
+    assert_eq!(alias["alias"], "champion");
+    assert_eq!(alias["artifact_id"], artifact.id);
+
+    let (status, again) = api
+        .send(
+            Method::PUT,
+            "/v1/aliases/v1-model@champion",
+            json!({ "artifact_id": artifact.id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert!(again["moved"].is_null());
+
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/v1/aliases/other-model@champion",
+            json!({ "artifact_id": artifact.id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("artifact_id"));
+
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/v1/aliases/v1-model@champion",
+            json!({ "artifact_id": 999_999 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let (status, body) = api.get("/v1/aliases/no-at-sign").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("alias"));
+}
+
+#[tokio::test]
+async fn frameworks_are_compared_over_completed_runs() {
+    let api = seeded_runs().await;
+    let (status, body) = api.get("/v1/analytics/frameworks").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows: Vec<(String, i64)> = body
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            (
+                r["framework"].as_str().unwrap().to_owned(),
+                r["runs"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // Best mean accuracy first: tensorflow 0.96, xgboost 0.935, pytorch 0.80
+    // (its running run does not count).
+    assert_eq!(
+        rows,
+        [
+            ("tensorflow".to_owned(), 1),
+            ("xgboost".to_owned(), 2),
+            ("pytorch".to_owned(), 1)
+        ]
+    );
+    let xgb_mean = body[1]["avg_accuracy"].as_f64().unwrap();
+    assert!((xgb_mean - 0.935).abs() < 1e-9, "{xgb_mean}");
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413() {
+    let api = setup_with(ApiConfig {
+        body_limit: ByteSize::kib(1),
+        ..ApiConfig::default()
+    })
+    .await;
+    let (status, body) = api
+        .post(
+            "/v1/datasets",
+            json!({ "name": "big", "description": "x".repeat(4096) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_of(&body).0, "payload_too_large");
+    // Nothing was written.
+    let (status, _) = api.get("/v1/datasets/big").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Under the limit is fine.
+    let (status, body) = api
+        .post(
+            "/v1/datasets",
+            json!({ "name": "small", "description": "x".repeat(100) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn unreadable_bodies_are_400_naming_the_problem() {
+    let api = setup().await;
+    let (status, body) = api
+        .raw(Method::POST, "/v1/datasets", Some(b"{not json".to_vec()))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).0, "invalid_input");
+
+    let (status, body) = api.post("/v1/datasets", json!({ "nme": "typo" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, message, field) = error_of(&body);
+    assert!(message.contains("nme"), "{message}");
+    assert_eq!(field.as_deref(), Some("body"));
+
+    let (status, body) = api
+        .post("/v1/datasets", json!({ "name": "n", "total_rows": "many" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).1.contains("total_rows"), "{body}");
+
+    let (status, body) = api.post("/v1/datasets", json!({ "name": " " })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("name"));
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_in_the_same_shape() {
+    let api = setup().await;
+    let (status, body) = api.get("/v2/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (kind, message, _) = error_of(&body);
+    assert_eq!(kind, "not_found");
+    assert!(message.contains("/v2/nothing"), "{message}");
+
+    let (status, body) = api.raw(Method::DELETE, "/v1/datasets", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_of(&body).0, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn request_over_the_timeout_is_503() {
+    let api = setup_with(ApiConfig {
+        request_timeout: Duration::from_millis(200),
+        ..ApiConfig::default()
+    })
+    .await;
+    // An open write transaction holds SQLite's write lock, so the API's
+    // insert waits (up to the busy timeout, far beyond 200 ms).
+    let txn = api.engines.relational.begin().await.expect("begin");
+    registry::create_dataset(
+        &txn,
+        NewDataset {
+            name: "held".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("insert in the open transaction");
+    let (status, body) = api.post("/v1/datasets", json!({ "name": "blocked" })).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_of(&body).0, "timeout");
+    txn.rollback().await.expect("rollback");
+    // Nothing of the timed-out request was written.
+    let (status, _) = api.get("/v1/datasets/blocked").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A request to `path` with every `{param}` filled in, for the route checks.
+fn concrete(path: &str) -> String {
+    path.replace("{name}", "some-model@alias")
+        .replace("{model_id}", "some-model")
+}
+
+#[tokio::test]
+async fn openapi_document_and_router_list_the_same_routes() {
+    let api = setup().await;
+    let (status, doc) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> = api::routes()
+        .into_iter()
+        .map(|(m, p)| (m.to_string(), p.to_owned()))
+        .collect();
+    assert_eq!(documented, served);
+
+    // Every documented route reaches a handler: whatever it answers, it is
+    // not the router's own 404 or 405.
+    for (method, path) in &documented {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let uri = concrete(path);
+        let body = (method != Method::GET).then(|| b"{}".to_vec());
+        let (status, answer) = api.raw(method.clone(), &uri, body).await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        if status == StatusCode::NOT_FOUND {
+            let (_, message, _) = error_of(&answer);
+            assert!(
+                !message.starts_with("no route"),
+                "{method} {uri} is documented but not routed"
+            );
+        }
+    }
+    // Every error response documented refers to the shared error schema.
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+/// Reads one HTTP/1.1 answer to `GET path` from `address`.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_binds_port_zero_answers_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The defaults file sets api.listen; --listen must override it.
+    std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml"),
+        dir.path().join("config/default.toml"),
+    )
+    .expect("copy default.toml");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STRATA_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .current_dir(dir.path())
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata serve");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut address = None;
+    let mut seen = String::new();
+    let mut line = String::new();
+    while address.is_none() {
+        line.clear();
+        if stderr.read_line(&mut line).expect("read stderr") == 0 {
+            let _ = child.kill();
+            panic!("strata serve exited before listening: {seen}");
+        }
+        seen.push_str(&line);
+        address = line
+            .trim()
+            .strip_prefix("strata: listening on http://")
+            .map(str::to_owned);
+    }
+    let address = address.unwrap();
+    assert!(!address.ends_with(":0"), "{address}");
+
+    let (status, body) = http_get(&address, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""status":"ok""#), "{body}");
+    let (status, body) = http_get(
+        &address,
+        "/v1/runs?filter=framework%20IN%20('pytorch')%20OR%20accuracy%3E0.95",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""runs":[]"#), "{body}");
+    let (status, body) = http_get(&address, "/v1/runs?filter=accuracy%20%3E");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at column"), "{body}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("read stderr");
+    assert_eq!(status.code(), Some(0), "{seen}{rest}");
+    assert!(rest.contains("strata: stopped"), "{rest}");
+}
