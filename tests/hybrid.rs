@@ -773,3 +773,88 @@ macro_rules! all_cases {
 
 all_cases!(embedded, setup_embedded());
 all_cases!(full, setup_full());
+
+// ---------------------------------------------------------------- CLI
+
+/// `strata ARGS` on the embedded profile in `dir` (config copied from the
+/// repository), with a clean `STRATA_*` environment.
+fn strata(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STRATA_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .current_dir(dir)
+        .args(["--data-dir", dir.join("data").to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("run strata")
+}
+
+/// `migrate runs-to-docs`, `verify` (0 clean, 1 with the drift listed,
+/// `--json`), `reconcile`, and exit 2 for a bad `--batch`.
+#[tokio::test]
+async fn cli_migrate_on_the_embedded_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::copy(
+        repo.join("config/default.toml"),
+        dir.path().join("config/default.toml"),
+    )
+    .unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    {
+        let engines = Engines::open(&config).await.unwrap();
+        seed_runs(&engines, 5).await;
+        engines.relational.close().await.unwrap();
+    }
+
+    let out = strata(dir.path(), &["migrate", "runs-to-docs", "--batch", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = strata(dir.path(), &["migrate", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    let out = strata(dir.path(), &["migrate", "runs-to-docs", "--batch", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("copied 5 runs in 3 batches"), "{text}");
+    let out = strata(dir.path(), &["migrate", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    {
+        let docs = engines::open_documents(&config).await.unwrap();
+        docs.update_one(
+            MIGRATED,
+            doc! {"model_id": "run-004"},
+            doc! {"$set": {"status": "failed"}},
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    let out = strata(dir.path(), &["migrate", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("changed") && text.contains("run-004"),
+        "{text}"
+    );
+    let out = strata(dir.path(), &["--json", "migrate", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["clean"], false);
+    assert_eq!(report["drift"].as_array().unwrap().len(), 1);
+    assert_eq!(report["drift"][0]["drift"], "changed");
+    assert_eq!(report["drift"][0]["model_id"], "run-004");
+
+    let out = strata(dir.path(), &["migrate", "reconcile"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = strata(dir.path(), &["migrate", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 mod doctor;
 mod inspect;
+mod migrate;
 mod output;
 
 /// strata: the data plane of an ML platform, on embedded engines or on
@@ -78,6 +79,9 @@ enum Command {
     /// Inspect the queue engine.
     #[command(subcommand)]
     Queue(inspect::QueueCommand),
+    /// Copy training runs into the document engine, verify, reconcile.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
 }
 
 /// Parses the command line, runs the command and returns the exit status.
@@ -154,6 +158,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kv(cmd) => inspect::kv(&config, cmd, json).await,
         Command::Sql(args) => inspect::sql(&config, args, json).await,
         Command::Queue(cmd) => inspect::queue(&config, cmd, json).await,
+        Command::Migrate(cmd) => migrate::run(&config, cmd, json).await,
     }
 }
 
