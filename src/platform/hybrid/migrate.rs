@@ -230,42 +230,21 @@ async fn store_checkpoint(docs: &dyn DocumentStore, last_id: i64) -> Result<()> 
     Ok(())
 }
 
-/// A progress bar on standard error, drawn only when it is a terminal.
-struct Progress {
-    total: u64,
-    done: u64,
-    visible: bool,
-}
-
-impl Progress {
-    fn new(total: u64, wanted: bool) -> Self {
-        Progress {
-            total,
-            done: 0,
-            visible: wanted && std::io::stderr().is_terminal(),
-        }
+/// The progress bar of [`runs_to_docs`]: on standard error, and hidden
+/// unless it is a terminal, so logs and pipes get no control characters.
+fn progress_bar(total: u64, wanted: bool) -> indicatif::ProgressBar {
+    if !(wanted && std::io::stderr().is_terminal()) {
+        return indicatif::ProgressBar::hidden();
     }
-
-    fn advance(&mut self, n: u64) {
-        self.done += n;
-        if self.visible {
-            let width = 30u64;
-            let filled = (self.done * width)
-                .checked_div(self.total)
-                .unwrap_or(width)
-                .min(width);
-            let bar: String = (0..width)
-                .map(|i| if i < filled { '#' } else { '-' })
-                .collect();
-            eprint!("\r[{bar}] {}/{} runs", self.done, self.total);
-        }
+    let bar = indicatif::ProgressBar::new(total);
+    // The template is a constant; should it ever fail to parse, the default
+    // style is still a usable bar.
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs ({per_sec}, eta {eta})")
+    {
+        bar.set_style(style);
     }
-
-    fn finish(&self) {
-        if self.visible {
-            eprintln!();
-        }
-    }
+    bar
 }
 
 /// Copies runs after the checkpoint into [`MIGRATED`] in batches, storing
@@ -290,7 +269,7 @@ pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<
         .filter(training_run::Column::Id.gt(after))
         .count_rows(db)
         .await?;
-    let mut progress = Progress::new(remaining, options.progress);
+    let progress = progress_bar(remaining, options.progress);
     let mut report = MigrateReport {
         resumed_after,
         last_id: resumed_after,
@@ -302,7 +281,7 @@ pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<
             .stop_after_batches
             .is_some_and(|n| report.batches >= n)
         {
-            progress.finish();
+            progress.finish_and_clear();
             return Ok(report);
         }
         let rows = training_run::Entity::find()
@@ -326,12 +305,12 @@ pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<
         report.copied += n;
         report.batches += 1;
         report.last_id = Some(last);
-        progress.advance(n);
+        progress.inc(n);
         if n < options.batch {
             break;
         }
     }
-    progress.finish();
+    progress.finish_and_clear();
     report.complete = true;
     Ok(report)
 }
