@@ -318,6 +318,43 @@ async fn operator_text_in_values_stays_a_value(store: Arc<dyn DocumentStore>) {
     assert_eq!(all.len(), 4);
 }
 
+async fn experiments_newest_first_per_model(store: Arc<dyn DocumentStore>) {
+    use chrono::{TimeZone, Utc};
+    configs::ensure_collections(store.as_ref()).await.unwrap();
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap();
+    for (model, d, lr) in [
+        ("m1", 3, 0.1),
+        ("m1", 5, 0.01),
+        ("m2", 9, 0.5),
+        ("m1", 4, 0.05),
+    ] {
+        let metrics = BTreeMap::from([("accuracy".to_owned(), lr * 2.0)]);
+        configs::add_experiment(store.as_ref(), model, day(d), doc! {"lr": lr}, &metrics)
+            .await
+            .unwrap();
+    }
+    let latest = configs::experiments_of(store.as_ref(), "m1", 2)
+        .await
+        .unwrap();
+    let lrs: Vec<f64> = latest
+        .iter()
+        .map(|e| e.get_document("params").unwrap().get_f64("lr").unwrap())
+        .collect();
+    assert_eq!(lrs, [0.01, 0.05]);
+    assert_eq!(
+        configs::experiments_of(store.as_ref(), "m2", 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let bad = BTreeMap::from([("$bad".to_owned(), 1.0)]);
+    let err = configs::add_experiment(store.as_ref(), "m1", day(1), doc! {}, &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
 macro_rules! configs_cases {
     ($backend:ident, $setup:expr; $($case:ident),* $(,)?) => {
         mod $backend {
@@ -345,6 +382,7 @@ macro_rules! all_cases {
             set_metrics_adds_fields_without_migration,
             average_accuracy_by_framework,
             operator_text_in_values_stays_a_value,
+            experiments_newest_first_per_model,
         );
     };
 }

@@ -188,6 +188,56 @@ pub async fn set_metrics(
     Ok(())
 }
 
+/// Records an experiment of `model_id` in [`EXPERIMENTS`]: its date, its
+/// parameters (stored as given, as a value) and metrics (names checked as
+/// for [`set_metrics`]). Returns the experiment's `_id`.
+pub async fn add_experiment(
+    docs: &dyn DocumentStore,
+    model_id: &str,
+    experiment_date: chrono::DateTime<chrono::Utc>,
+    params: Document,
+    metrics: &BTreeMap<String, f64>,
+) -> Result<Bson> {
+    if model_id.trim().is_empty() {
+        return Err(Error::invalid("`model_id` must not be empty").with_field("model_id"));
+    }
+    let mut m = Document::new();
+    for (name, value) in metrics {
+        if !is_valid_metric_name(name) || !value.is_finite() {
+            return Err(Error::invalid(format!(
+                "metric `{name}` needs a name of 1 to 64 ASCII letters, digits or `_` and a finite value"
+            ))
+            .with_field("metrics"));
+        }
+        m.insert(name.clone(), *value);
+    }
+    docs.insert_one(
+        EXPERIMENTS,
+        doc! {
+            "model_id": model_id,
+            "experiment_date": bson::DateTime::from_millis(experiment_date.timestamp_millis()),
+            "params": params,
+            "metrics": m,
+        },
+    )
+    .await
+}
+
+/// The latest `limit` experiments of `model_id`, newest first: the order
+/// of the `(model_id 1, experiment_date -1)` index.
+pub async fn experiments_of(
+    docs: &dyn DocumentStore,
+    model_id: &str,
+    limit: u64,
+) -> Result<Vec<Document>> {
+    docs.find(
+        EXPERIMENTS,
+        by_model_id(model_id),
+        FindOptions::sorted(doc! {"experiment_date": -1, "_id": 1}).limit(limit),
+    )
+    .await
+}
+
 /// One row of [`average_accuracy_by_framework`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrameworkAccuracy {
