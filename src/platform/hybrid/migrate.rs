@@ -482,14 +482,19 @@ pub struct DualWrite {
 pub async fn create_run_dual_write(engines: &Engines, new: NewRun) -> Result<DualWrite> {
     let dataset_id = new.dataset_id;
     let run = registry::create_run(&engines.relational, new).await?;
-    let dataset = dataset::Entity::find_by_id(dataset_id)
-        .one(&engines.relational)
-        .await
-        .map_err(db_err("create_run_dual_write"))?
-        .map(|d| d.name)
-        .unwrap_or_default();
     let docs = engines.documents.as_ref();
-    let Err(error) = upsert_run(docs, &run, &dataset).await else {
+    // From here on the run exists: any failure is the second write's, to
+    // record and reconcile, not the call's error.
+    let second = async {
+        let dataset = dataset::Entity::find_by_id(dataset_id)
+            .one(&engines.relational)
+            .await
+            .map_err(db_err("create_run_dual_write"))?
+            .map(|d| d.name)
+            .unwrap_or_default();
+        upsert_run(docs, &run, &dataset).await
+    };
+    let Err(error) = second.await else {
         return Ok(DualWrite {
             run,
             document_error: None,
