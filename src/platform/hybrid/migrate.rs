@@ -7,8 +7,9 @@
 //!
 //! - The relational engine is the source of truth; a migrated document is a
 //!   function of its run row ([`run_document`]) keyed by `source_id` (the
-//!   run's id). Copying is an upsert by `source_id`: running it again never
-//!   duplicates.
+//!   run's id), unique by an index that [`runs_to_docs`] and [`reconcile`]
+//!   create ([`ensure_collections`]). Copying is an upsert by `source_id`:
+//!   running it again never duplicates.
 //! - Runs are copied in ascending id order, in batches. After each batch the
 //!   last copied id is stored as a checkpoint (`migration_checkpoints`,
 //!   `_id: "runs-to-docs"`), so an interrupted migration resumes after it.
@@ -35,7 +36,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 
 use crate::engines::Engines;
-use crate::engines::document::{DocumentStore, FindOptions};
+use crate::engines::document::{DocumentStore, FindOptions, IndexSpec};
 use crate::error::{Error, Result};
 use crate::platform::entities::{dataset, training_run};
 use crate::platform::registry::{self, NewRun, db_err};
@@ -207,6 +208,18 @@ async fn upsert_run(
     Ok(())
 }
 
+/// Creates the unique index on `source_id` of [`MIGRATED`] and the index
+/// on `source_id` of [`DUAL_WRITE_FAILURES`]. Idempotent. Without the
+/// first, every upsert by `source_id` scans the collection, which makes a
+/// migration quadratic.
+pub async fn ensure_collections(docs: &dyn DocumentStore) -> Result<()> {
+    docs.create_index(MIGRATED, IndexSpec::new(doc! {"source_id": 1}).unique())
+        .await?;
+    docs.create_index(DUAL_WRITE_FAILURES, IndexSpec::new(doc! {"source_id": 1}))
+        .await?;
+    Ok(())
+}
+
 /// The stored checkpoint: the last migrated run id.
 pub async fn checkpoint(docs: &dyn DocumentStore) -> Result<Option<i64>> {
     let found = docs
@@ -240,7 +253,7 @@ fn progress_bar(total: u64, wanted: bool) -> indicatif::ProgressBar {
     // The template is a constant; should it ever fail to parse, the default
     // style is still a usable bar.
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs ({per_sec}, eta {eta})")
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {elapsed}")
     {
         bar.set_style(style);
     }
@@ -259,6 +272,7 @@ pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<
     }
     let docs = engines.documents.as_ref();
     let db = &engines.relational;
+    ensure_collections(docs).await?;
     let resumed_after = if options.from_start {
         None
     } else {
@@ -549,6 +563,7 @@ pub struct ReconcileReport {
 /// covered. Afterwards [`verify`] is clean unless writes raced with it.
 pub async fn reconcile(engines: &Engines) -> Result<ReconcileReport> {
     let docs = engines.documents.as_ref();
+    ensure_collections(docs).await?;
     let records = docs
         .find(
             DUAL_WRITE_FAILURES,
