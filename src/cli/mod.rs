@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 mod doctor;
 mod inspect;
+mod migrate;
 mod output;
 mod serve;
 
@@ -81,6 +82,9 @@ enum Command {
     Queue(inspect::QueueCommand),
     /// Serve the HTTP API (`--listen ADDR` overrides api.listen).
     Serve(serve::ServeArgs),
+    /// Copy training runs into the document engine, verify, reconcile.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
 }
 
 /// Parses the command line, runs the command and returns the exit status.
@@ -158,6 +162,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql(args) => inspect::sql(&config, args, json).await,
         Command::Queue(cmd) => inspect::queue(&config, cmd, json).await,
         Command::Serve(args) => serve::run(&config, args).await,
+        Command::Migrate(cmd) => migrate::run(&config, cmd, json).await,
     }
 }
 

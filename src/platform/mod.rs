@@ -18,12 +18,17 @@
 //! - [`entities`]: the sea-orm entities of the registry tables.
 //! - [`registry`]: writes (create, complete, bulk upsert, alias moves) and
 //!   queries (rankings, statistics, lineage, keyset pages).
+//! - [`configs`]: model configs and experiments in the document engine.
+//! - [`hybrid`]: operations spanning engines: the register saga, model
+//!   info, the runs-to-docs migration, dual write and reconcile.
 //! - [`search`]: the run filter language, parsed into an AST and compiled to
 //!   sea-orm conditions, with `order_by` and page tokens.
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+pub mod configs;
 pub mod entities;
+pub mod hybrid;
 pub mod registry;
 pub mod search;
 

@@ -1,0 +1,170 @@
+//! `strata migrate`: the runs-to-docs migration, its verification and the
+//! reconciliation of failed dual writes.
+//!
+//! Exit status as for every command (0 ok, 1 failure, 2 bad input), and
+//! `verify` exits 1 when it finds drift, after listing every drifted record.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::output;
+use crate::config::Config;
+use crate::engines::{self, Engines};
+use crate::error::{Error, Result};
+use crate::platform::hybrid::migrate::{self, Drift, MAX_BATCH, MigrateOptions};
+
+/// `strata migrate ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum MigrateCommand {
+    /// Copy training runs (with their dataset's name) into the
+    /// training_runs_migrated collection; resumes after its checkpoint.
+    RunsToDocs(RunsToDocsArgs),
+    /// Compare runs and migrated documents (counts and per-record
+    /// checksums); exit 1 and list every drifted record when they differ.
+    Verify,
+    /// Repair failed dual writes and every drifted record from the runs.
+    Reconcile,
+}
+
+/// Arguments of `strata migrate runs-to-docs`.
+#[derive(Debug, Args)]
+pub(crate) struct RunsToDocsArgs {
+    /// Runs per batch; the checkpoint is stored after each batch.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    batch: u64,
+    /// Ignore the checkpoint and copy every run again (upserts, no
+    /// duplicates).
+    #[arg(long)]
+    from_start: bool,
+}
+
+/// The engines the migration needs: relational, documents and key-value.
+/// The broker is not used, so an in-process one stands in rather than
+/// requiring the configured one to be reachable.
+async fn open(config: &Config) -> Result<Engines> {
+    Ok(Engines {
+        relational: engines::open_relational(config).await?,
+        documents: engines::open_documents(config).await?,
+        kv: engines::open_kv(config).await?,
+        queue: std::sync::Arc::new(engines::queue::embedded::EmbeddedBroker::new()),
+    })
+}
+
+/// Runs a `strata migrate` command.
+pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) -> Result<ExitCode> {
+    match command {
+        MigrateCommand::RunsToDocs(args) => {
+            // Checked before connecting: bad input answers 2 at once.
+            if args.batch == 0 || args.batch > MAX_BATCH {
+                return Err(Error::invalid(format!(
+                    "--batch must be between 1 and {MAX_BATCH}, got {}",
+                    args.batch
+                ))
+                .with_field("batch"));
+            }
+            let engines = open(config).await?;
+            let report = migrate::runs_to_docs(
+                &engines,
+                MigrateOptions {
+                    batch: args.batch,
+                    from_start: args.from_start,
+                    stop_after_batches: None,
+                    progress: !json,
+                },
+            )
+            .await?;
+            if json {
+                output::print_json(&json!(report))?;
+            } else {
+                println!(
+                    "copied {} runs in {} batches into {}; checkpoint: {}",
+                    report.copied,
+                    report.batches,
+                    migrate::MIGRATED,
+                    report
+                        .last_id
+                        .map_or_else(|| "none".to_owned(), |id| format!("run id {id}")),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Verify => {
+            let engines = open(config).await?;
+            let report = migrate::verify(&engines).await?;
+            let clean = report.is_clean();
+            if json {
+                let mut value = json!(report);
+                value["clean"] = json!(clean);
+                output::print_json(&value)?;
+            } else {
+                println!(
+                    "runs: {}, documents: {}, drifted: {}",
+                    report.sql_count,
+                    report.doc_count,
+                    report.drift.len()
+                );
+                if !report.drift.is_empty() {
+                    let mut table = output::table(&["drift", "source_id", "model_id", "detail"]);
+                    for drift in &report.drift {
+                        table.add_row(drift_row(drift));
+                    }
+                    println!("{table}");
+                }
+            }
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        MigrateCommand::Reconcile => {
+            let engines = open(config).await?;
+            let report = migrate::reconcile(&engines).await?;
+            if json {
+                output::print_json(&json!(report))?;
+            } else {
+                println!(
+                    "recorded failures: {}, documents rewritten: {}, extra documents removed: {}",
+                    report.recorded, report.repaired, report.removed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn drift_row(drift: &Drift) -> Vec<String> {
+    match drift {
+        Drift::Missing {
+            source_id,
+            model_id,
+        } => vec![
+            "missing".into(),
+            source_id.to_string(),
+            model_id.clone(),
+            "no document".into(),
+        ],
+        Drift::Changed {
+            source_id,
+            model_id,
+            expected,
+            found,
+        } => vec![
+            "changed".into(),
+            source_id.to_string(),
+            model_id.clone(),
+            format!("checksum {found}, expected {expected}"),
+        ],
+        Drift::Extra {
+            source_id,
+            document_id,
+        } => vec![
+            "extra".into(),
+            source_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            "-".into(),
+            format!("document {document_id} has no run"),
+        ],
+    }
+}

@@ -1,0 +1,358 @@
+//! Model configs and experiments in the document engine.
+//!
+//! A model's configuration differs by framework (PyTorch layers, a
+//! HuggingFace tokenizer, XGBoost booster parameters), so it lives as one
+//! document per model in `model_configs`, linked to its training run by
+//! `model_id`. Experiments live in `experiments`.
+//!
+//! What MUST hold:
+//!
+//! - [`ensure_collections`] is idempotent: `model_configs` gets a
+//!   `$jsonSchema` validator (`model_id`, `model_name`, `framework` required
+//!   strings; `config`, when present, an object), a unique index on
+//!   `model_id` and an index on `framework`; `experiments` an index on
+//!   `(model_id 1, experiment_date -1)`.
+//! - strata builds every filter and update itself from typed arguments. A
+//!   client's value is only ever placed as a BSON string or number under a
+//!   field strata names (through `$eq` for strings), so a value such as
+//!   `{"$gt": ""}` or `{"$where": ...}` is compared as text, never read as an
+//!   operator. Metric names are checked: no `$`, no `.`, not empty, since
+//!   they become field names.
+
+use std::collections::BTreeMap;
+
+use bson::{Bson, Document, doc};
+use serde::Serialize;
+
+use crate::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
+use crate::error::{Error, Result};
+
+/// The collection of model config documents.
+pub const MODEL_CONFIGS: &str = "model_configs";
+/// The collection of experiment documents.
+pub const EXPERIMENTS: &str = "experiments";
+
+/// The validator of `model_configs`.
+pub fn model_config_validator() -> Document {
+    doc! {
+        "$jsonSchema": {
+            "bsonType": "object",
+            "required": ["model_id", "model_name", "framework"],
+            "properties": {
+                "model_id": {"bsonType": "string"},
+                "model_name": {"bsonType": "string"},
+                "framework": {"bsonType": "string"},
+                "config": {"bsonType": "object"},
+            }
+        }
+    }
+}
+
+/// Creates `model_configs` (validator, indexes) and `experiments` (index),
+/// or brings existing ones to that state. Safe to call at every start.
+pub async fn ensure_collections(docs: &dyn DocumentStore) -> Result<()> {
+    docs.create_collection(
+        MODEL_CONFIGS,
+        CollectionOptions {
+            validator: Some(model_config_validator()),
+        },
+    )
+    .await?;
+    docs.create_index(MODEL_CONFIGS, IndexSpec::new(doc! {"model_id": 1}).unique())
+        .await?;
+    docs.create_index(MODEL_CONFIGS, IndexSpec::new(doc! {"framework": 1}))
+        .await?;
+    docs.create_collection(EXPERIMENTS, CollectionOptions::default())
+        .await?;
+    docs.create_index(
+        EXPERIMENTS,
+        IndexSpec::new(doc! {"model_id": 1, "experiment_date": -1}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The filter selecting the config of `model_id`: `$eq` keeps the value a
+/// value whatever text it holds.
+pub fn by_model_id(model_id: &str) -> Document {
+    doc! {"model_id": {"$eq": model_id}}
+}
+
+/// Stores a new config document. It must carry `model_id`, `model_name` and
+/// `framework` as strings (the validator says so too); a taken `model_id` is
+/// a conflict.
+pub async fn insert_config(docs: &dyn DocumentStore, config: Document) -> Result<()> {
+    for field in ["model_id", "model_name", "framework"] {
+        match config.get(field) {
+            Some(Bson::String(s)) if !s.trim().is_empty() => {}
+            _ => {
+                return Err(Error::invalid(format!(
+                    "a model config needs `{field}` as a non-empty string"
+                ))
+                .with_field(field));
+            }
+        }
+    }
+    docs.insert_one(MODEL_CONFIGS, config).await?;
+    Ok(())
+}
+
+/// The config of `model_id`, if any.
+pub async fn config_of(docs: &dyn DocumentStore, model_id: &str) -> Result<Option<Document>> {
+    docs.find_one(MODEL_CONFIGS, by_model_id(model_id), FindOptions::default())
+        .await
+}
+
+/// Configs of one framework, by `model_id`.
+pub async fn configs_by_framework(
+    docs: &dyn DocumentStore,
+    framework: &str,
+) -> Result<Vec<Document>> {
+    docs.find(
+        MODEL_CONFIGS,
+        doc! {"framework": {"$eq": framework}},
+        FindOptions::sorted(doc! {"model_id": 1}),
+    )
+    .await
+}
+
+/// Configs whose `metrics.accuracy` is at least `min`, best first (ties by
+/// `model_id`). A non-finite `min` is invalid input.
+pub async fn configs_with_min_accuracy(
+    docs: &dyn DocumentStore,
+    min: f64,
+) -> Result<Vec<Document>> {
+    if !min.is_finite() {
+        return Err(
+            Error::invalid("`min_accuracy` must be a finite number").with_field("min_accuracy")
+        );
+    }
+    docs.find(
+        MODEL_CONFIGS,
+        doc! {"metrics.accuracy": {"$gte": min}},
+        FindOptions::sorted(doc! {"metrics.accuracy": -1, "model_id": 1}),
+    )
+    .await
+}
+
+/// Whether `name` can be a metric's field name: 1 to 64 ASCII letters,
+/// digits or `_`, so it can never be an operator or a path.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Adds or overwrites metrics of `model_id` with `$set` on `metrics.NAME`
+/// (other metrics stay; no schema change needed) and stamps `updated_at`.
+/// NotFound when there is no such config.
+pub async fn set_metrics(
+    docs: &dyn DocumentStore,
+    model_id: &str,
+    metrics: &BTreeMap<String, f64>,
+) -> Result<()> {
+    if metrics.is_empty() {
+        return Err(Error::invalid("no metrics to set").with_field("metrics"));
+    }
+    let mut set = Document::new();
+    for (name, value) in metrics {
+        if !is_valid_metric_name(name) {
+            return Err(Error::invalid(format!(
+                "metric name `{name}` must be 1 to 64 ASCII letters, digits or `_`"
+            ))
+            .with_field("metrics"));
+        }
+        if !value.is_finite() {
+            return Err(
+                Error::invalid(format!("metric `{name}` must be a finite number"))
+                    .with_field("metrics"),
+            );
+        }
+        set.insert(format!("metrics.{name}"), *value);
+    }
+    set.insert("updated_at", bson::DateTime::now());
+    let result = docs
+        .update_one(
+            MODEL_CONFIGS,
+            by_model_id(model_id),
+            doc! {"$set": set},
+            false,
+        )
+        .await?;
+    if result.matched == 0 {
+        return Err(
+            Error::not_found(format!("no model config with model_id `{model_id}`"))
+                .with_field("model_id"),
+        );
+    }
+    Ok(())
+}
+
+/// Records an experiment of `model_id` in [`EXPERIMENTS`]: its date, its
+/// parameters (stored as given, as a value) and metrics (names checked as
+/// for [`set_metrics`]). Returns the experiment's `_id`.
+pub async fn add_experiment(
+    docs: &dyn DocumentStore,
+    model_id: &str,
+    experiment_date: chrono::DateTime<chrono::Utc>,
+    params: Document,
+    metrics: &BTreeMap<String, f64>,
+) -> Result<Bson> {
+    if model_id.trim().is_empty() {
+        return Err(Error::invalid("`model_id` must not be empty").with_field("model_id"));
+    }
+    let mut m = Document::new();
+    for (name, value) in metrics {
+        if !is_valid_metric_name(name) || !value.is_finite() {
+            return Err(Error::invalid(format!(
+                "metric `{name}` needs a name of 1 to 64 ASCII letters, digits or `_` and a finite value"
+            ))
+            .with_field("metrics"));
+        }
+        m.insert(name.clone(), *value);
+    }
+    docs.insert_one(
+        EXPERIMENTS,
+        doc! {
+            "model_id": model_id,
+            "experiment_date": bson::DateTime::from_millis(experiment_date.timestamp_millis()),
+            "params": params,
+            "metrics": m,
+        },
+    )
+    .await
+}
+
+/// The latest `limit` experiments of `model_id`, newest first: the order
+/// of the `(model_id 1, experiment_date -1)` index.
+pub async fn experiments_of(
+    docs: &dyn DocumentStore,
+    model_id: &str,
+    limit: u64,
+) -> Result<Vec<Document>> {
+    docs.find(
+        EXPERIMENTS,
+        by_model_id(model_id),
+        FindOptions::sorted(doc! {"experiment_date": -1, "_id": 1}).limit(limit),
+    )
+    .await
+}
+
+/// One row of [`average_accuracy_by_framework`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameworkAccuracy {
+    /// The framework.
+    pub framework: String,
+    /// Mean of `metrics.accuracy` over its configs that have one.
+    pub avg_accuracy: Option<f64>,
+    /// Number of configs of the framework.
+    pub count: i64,
+}
+
+/// Average accuracy per framework, best first (ties by name), with an
+/// aggregation pipeline (`$group` + `$sort`).
+pub async fn average_accuracy_by_framework(
+    docs: &dyn DocumentStore,
+) -> Result<Vec<FrameworkAccuracy>> {
+    let pipeline = vec![
+        doc! {"$group": {
+            "_id": "$framework",
+            "avg_accuracy": {"$avg": "$metrics.accuracy"},
+            "count": {"$sum": 1},
+        }},
+        doc! {"$sort": {"avg_accuracy": -1, "_id": 1}},
+    ];
+    let rows = docs.aggregate(MODEL_CONFIGS, pipeline).await?;
+    rows.into_iter()
+        .map(|row| {
+            let framework = match row.get("_id") {
+                Some(Bson::String(s)) => s.clone(),
+                other => {
+                    return Err(Error::internal(format!(
+                        "framework group key is not a string: {other:?}"
+                    )));
+                }
+            };
+            let avg_accuracy = match row.get("avg_accuracy") {
+                Some(Bson::Double(d)) => Some(*d),
+                Some(Bson::Int32(i)) => Some(f64::from(*i)),
+                Some(Bson::Int64(i)) => Some(*i as f64),
+                _ => None,
+            };
+            let count = match row.get("count") {
+                Some(Bson::Int32(i)) => i64::from(*i),
+                Some(Bson::Int64(i)) => *i,
+                Some(Bson::Double(d)) => *d as i64,
+                _ => 0,
+            };
+            Ok(FrameworkAccuracy {
+                framework,
+                avg_accuracy,
+                count,
+            })
+        })
+        .collect()
+}
+
+/// The seed scenario's three configs, each shaped by its framework: a
+/// PyTorch CNN (layers, training, preprocessing), a HuggingFace BERT
+/// classifier (tokenizer, fine-tuning, deployment) and an XGBoost model
+/// (booster parameters, feature engineering).
+pub fn seed_configs() -> Vec<Document> {
+    let now = bson::DateTime::now();
+    vec![
+        doc! {
+            "model_id": "fraud-detector-v1",
+            "model_name": "Fraud Detector CNN",
+            "framework": "pytorch",
+            "created_at": now,
+            "config": {
+                "architecture": {"layers": [
+                    {"type": "conv2d", "filters": 32, "kernel_size": 3},
+                    {"type": "maxpool", "pool_size": 2},
+                    {"type": "dense", "units": 128, "activation": "relu"},
+                    {"type": "dense", "units": 1, "activation": "sigmoid"},
+                ]},
+                "training": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": 32, "epochs": 50},
+                "data_preprocessing": {"normalization": "minmax", "augmentation": ["rotation", "flip"]},
+            },
+            "metrics": {"accuracy": 0.9845, "precision": 0.9712, "recall": 0.9834},
+        },
+        doc! {
+            "model_id": "sentiment-analyzer-v2",
+            "model_name": "BERT Sentiment Classifier",
+            "framework": "huggingface",
+            "created_at": now,
+            "config": {
+                "base_model": "bert-base-uncased",
+                "tokenizer": {"max_length": 512, "padding": "max_length", "truncation": true},
+                "fine_tuning": {"learning_rate": 2e-5, "warmup_steps": 500, "weight_decay": 0.01, "num_train_epochs": 3},
+                "task": "text-classification",
+                "num_labels": 3,
+            },
+            "metrics": {"accuracy": 0.9234, "f1_macro": 0.9187},
+            "deployment": {"quantization": "int8", "onnx_export": true, "serving_framework": "triton"},
+        },
+        doc! {
+            "model_id": "churn-predictor-v3",
+            "model_name": "Customer Churn XGBoost",
+            "framework": "xgboost",
+            "created_at": now,
+            "config": {
+                "booster": "gbtree",
+                "objective": "binary:logistic",
+                "eval_metric": "auc",
+                "max_depth": 6,
+                "learning_rate": 0.3,
+                "n_estimators": 100,
+                "feature_importance_type": "gain",
+            },
+            "feature_engineering": {
+                "categorical_encoding": "target_encoding",
+                "missing_value_strategy": "median_imputation",
+                "feature_selection": {"method": "recursive_feature_elimination", "n_features": 50},
+            },
+            "metrics": {"auc_roc": 0.8934, "accuracy": 0.8456, "precision": 0.8234, "recall": 0.8678},
+        },
+    ]
+}
