@@ -42,7 +42,7 @@ use strata::{Error, ErrorKind, Result};
 struct Env {
     engines: Engines,
     _dir: tempfile::TempDir,
-    postgres: Option<(Config, String)>,
+    postgres: Option<common::TestDb>,
 }
 
 async fn setup_embedded() -> Option<Env> {
@@ -64,21 +64,16 @@ async fn setup_embedded() -> Option<Env> {
 }
 
 async fn setup_full() -> Option<Env> {
-    let admin = common::full_profile("hybrid")?;
-    let name = common::unique_name("t");
-    let db = engines::relational::connect(&admin.relational, &admin.data_dir)
-        .await
-        .expect("full profile's postgres");
-    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    db.close().await.unwrap();
-    let mut config = admin.clone();
-    let base = admin.relational.url.clone().expect("full profile URL");
-    let (server, _) = base.rsplit_once('/').expect("URL names a database");
-    config.relational.url = Some(format!("{server}/{name}"));
-    config.relational.max_connections = 3;
-    config.relational.min_connections = 0;
+    // The relational database is the shared fixture's (dropped even when the
+    // case fails); MongoDB's database and Redis's key prefix take its name.
+    let db = common::TestDb::postgres("hybrid").await?;
+    let config = db.config.clone();
+    let url = config.relational.url.clone().expect("full profile URL");
+    let name = url
+        .rsplit('/')
+        .next()
+        .expect("URL names a database")
+        .to_owned();
     let relational = engines::open_relational(&config).await.unwrap();
     let DocumentsConfig::Mongodb(mongo) = &config.documents else {
         panic!("config/full.toml: documents.kind must be \"mongodb\"");
@@ -102,7 +97,7 @@ async fn setup_full() -> Option<Env> {
             queue: Arc::new(EmbeddedBroker::new()),
         },
         _dir: tempfile::tempdir().unwrap(),
-        postgres: Some((admin, name)),
+        postgres: Some(db),
     })
 }
 
@@ -121,13 +116,8 @@ where
     // Under the full profile the key prefix is the test's own.
     let kv = env.engines.kv.delete_pattern("*").await;
     let _ = env.engines.relational.clone().close().await;
-    if let Some((admin, name)) = &env.postgres {
-        let db = engines::relational::connect(&admin.relational, &admin.data_dir)
-            .await
-            .expect("admin connection");
-        db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop test database");
+    if let Some(db) = env.postgres {
+        db.cleanup().await;
     }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
