@@ -843,3 +843,143 @@ fn serve_binds_port_zero_answers_and_stops_cleanly_on_sigterm() {
     assert_eq!(status.code(), Some(0), "{seen}{rest}");
     assert!(rest.contains("strata: stopped"), "{rest}");
 }
+
+// ------------------------------------------------------------ /v1/models
+
+/// Two runs and their configs: `fraud-v1` (pytorch, 0.98) and `rec-v1`
+/// (xgboost, 0.91), with the model-config collection set up as serve does.
+async fn with_models() -> Api {
+    let api = setup().await;
+    strata::platform::configs::ensure_collections(api.engines.documents.as_ref())
+        .await
+        .expect("ensure collections");
+    api.dataset("fraud-train-v1").await;
+    api.run("fraud-train-v1", "fraud-v1", "pytorch", Some(0.98))
+        .await;
+    api.run("fraud-train-v1", "rec-v1", "xgboost", Some(0.91))
+        .await;
+    for (id, framework, accuracy) in [("fraud-v1", "pytorch", 0.98), ("rec-v1", "xgboost", 0.91)] {
+        let (status, body) = api
+            .send(
+                Method::PUT,
+                &format!("/v1/models/{id}/config"),
+                json!({
+                    "model_name": format!("{id}-model"), "framework": framework,
+                    "config": {"layers": [64, 32]}, "metrics": {"accuracy": accuracy},
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["model_id"], id, "model_id comes from the path");
+    }
+    api
+}
+
+#[tokio::test]
+async fn model_configs_are_put_fetched_patched_and_listed() {
+    let api = with_models().await;
+    let (status, config) = api.get("/v1/models/fraud-v1/config").await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    assert_eq!(config["config"]["layers"], json!([64, 32]));
+
+    let (status, patched) = api
+        .send(
+            Method::PATCH,
+            "/v1/models/fraud-v1/config",
+            json!({"metrics": {"f1": 0.95}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["metrics"]["f1"], 0.95);
+    assert_eq!(patched["metrics"]["accuracy"], 0.98, "other metrics stay");
+
+    let (_, by_framework) = api.get("/v1/models?framework=xgboost").await;
+    let ids: Vec<&str> = by_framework
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|c| c["model_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["rec-v1"]);
+
+    let (_, accurate) = api.get("/v1/models?min_accuracy=0.9").await;
+    let ids: Vec<&str> = accurate
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|c| c["model_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["fraud-v1", "rec-v1"], "best first");
+    let (_, both) = api
+        .get("/v1/models?min_accuracy=0.95&framework=xgboost")
+        .await;
+    assert_eq!(both, json!([]));
+}
+
+#[tokio::test]
+async fn model_info_gathers_every_engine() {
+    let api = with_models().await;
+    let (status, info) = api.get("/v1/models/fraud-v1").await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["run"]["model_id"], "fraud-v1");
+    assert_eq!(info["dataset"]["name"], "fraud-train-v1");
+    assert_eq!(info["config"]["framework"], "pytorch");
+    assert!(info["counters"].is_object(), "{info}");
+
+    let (status, body) = api.get("/v1/models/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["kind"], "not_found");
+    let (status, _) = api.get("/v1/models/nope/config").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn model_config_input_is_only_ever_a_value() {
+    let api = with_models().await;
+    // An operator-looking string is stored and found as itself.
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/v1/models/odd/config",
+            json!({"model_name": "{\"$where\": \"1\"}", "framework": "{\"$gt\": \"\"}"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, found) = api
+        .get("/v1/models?framework=%7B%22%24gt%22%3A%20%22%22%7D")
+        .await;
+    let ids: Vec<&str> = found
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|c| c["model_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["odd"],
+        "matched as a plain string, not as an operator"
+    );
+
+    // A `$` key, a different model_id, a schema failure, a bad metric name.
+    let cases = [
+        (
+            Method::PUT,
+            json!({"model_name": "m", "framework": "f", "$where": "1"}),
+        ),
+        (
+            Method::PUT,
+            json!({"model_id": "other", "model_name": "m", "framework": "f"}),
+        ),
+        (Method::PUT, json!({"model_name": "m"})),
+        (Method::PATCH, json!({"metrics": {"a.b": 1.0}})),
+        (Method::PATCH, json!({"metrics": {"$inc": 1.0}})),
+    ];
+    for (method, body) in cases {
+        let (status, answer) = api
+            .send(method.clone(), "/v1/models/fraud-v1/config", body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {body}: {answer}");
+    }
+    let (_, config) = api.get("/v1/models/fraud-v1/config").await;
+    assert_eq!(config["framework"], "pytorch", "nothing was changed");
+}

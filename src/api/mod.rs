@@ -50,6 +50,7 @@ pub mod analytics;
 pub mod datasets;
 pub mod error;
 pub mod health;
+pub mod models;
 pub mod openapi;
 pub mod runs;
 
@@ -149,6 +150,23 @@ fn route_table(table: RouteTable) -> RouteTable {
             Method::GET,
             "/v1/analytics/frameworks",
             analytics::frameworks,
+        )
+        .add(Method::GET, "/v1/models", models::list)
+        .add(Method::GET, "/v1/models/{model_id}", models::info)
+        .add(
+            Method::GET,
+            "/v1/models/{model_id}/config",
+            models::get_config,
+        )
+        .add(
+            Method::PUT,
+            "/v1/models/{model_id}/config",
+            models::put_config,
+        )
+        .add(
+            Method::PATCH,
+            "/v1/models/{model_id}/config",
+            models::patch_metrics,
         )
 }
 

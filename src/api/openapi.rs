@@ -6,7 +6,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{aliases, analytics, datasets, error, health, runs};
+use super::{aliases, analytics, datasets, error, health, models, runs};
 
 /// The API's OpenAPI description.
 #[derive(Debug, OpenApi)]
@@ -18,6 +18,7 @@ use super::{aliases, analytics, datasets, error, health, runs};
         runs::create, runs::search, runs::get, runs::complete,
         aliases::resolve, aliases::move_to,
         analytics::frameworks,
+        models::list, models::info, models::get_config, models::put_config, models::patch_metrics,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
@@ -26,6 +27,7 @@ use super::{aliases, analytics, datasets, error, health, runs};
         (name = "runs", description = "Training runs and their search"),
         (name = "aliases", description = "`model@alias` pointers to artifacts"),
         (name = "analytics", description = "Aggregates over runs"),
+        (name = "models", description = "A model across engines and its flexible config"),
         (name = "meta", description = "This document"),
     )
 )]
