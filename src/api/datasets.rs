@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -160,19 +159,8 @@ pub async fn list(
         .with_field("page_size")
         .into());
     }
-    let mut select = dataset::Entity::find()
-        .order_by_asc(dataset::Column::Name)
-        // One more than asked tells whether a next page exists.
-        .limit(page_size + 1);
-    if let Some(after) = query.page_token.filter(|t| !t.is_empty()) {
-        select = select.filter(dataset::Column::Name.gt(after));
-    }
-    let mut rows = select
-        .all(&state.engines.relational)
-        .await
-        .map_err(registry::db_err("list_datasets"))?;
-    let more = rows.len() as u64 > page_size;
-    rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+    let after = query.page_token.as_deref().filter(|t| !t.is_empty());
+    let (rows, more) = registry::list_datasets(&state.engines.relational, after, page_size).await?;
     let next_page_token = if more {
         rows.last().map(|d| d.name.clone())
     } else {

@@ -13,14 +13,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::error::{Error, ErrorKind};
-use crate::platform::entities::{RunStatus, dataset, model_artifact, run_tag, training_run};
+use crate::platform::entities::{RunStatus, model_artifact, training_run};
 use crate::platform::registry::{self, NewRun, RunOutcome};
 use crate::platform::search;
 
@@ -253,42 +252,10 @@ pub async fn get(
     State(state): State<ApiState>,
     ApiPath(model_id): ApiPath<String>,
 ) -> Result<Json<RunWithArtifacts>, ApiError> {
-    let db = &state.engines.relational;
-    // Three statements: the run with its dataset, its tags, its artifacts.
-    let (run, dataset) = training_run::Entity::find()
-        .find_also_related(dataset::Entity)
-        .filter(training_run::Column::ModelId.eq(model_id.as_str()))
-        .one(db)
-        .await
-        .map_err(registry::db_err("get_run"))?
-        .ok_or_else(|| {
-            Error::not_found(format!("no training run with model_id `{model_id}`"))
-                .with_field("model_id")
-        })?;
-    let dataset = dataset.ok_or_else(|| {
-        Error::internal(format!("training run {} has no dataset", run.id)).with_operation("get_run")
-    })?;
-    let tags = run_tag::Entity::find()
-        .filter(run_tag::Column::RunId.eq(run.id))
-        .order_by_asc(run_tag::Column::Key)
-        .all(db)
-        .await
-        .map_err(registry::db_err("get_run"))?
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect();
-    let artifacts = model_artifact::Entity::find()
-        .filter(model_artifact::Column::RunId.eq(run.id))
-        .order_by_asc(model_artifact::Column::Id)
-        .all(db)
-        .await
-        .map_err(registry::db_err("get_run"))?
-        .into_iter()
-        .map(Artifact::from)
-        .collect();
+    let details = registry::run_details(&state.engines.relational, &model_id).await?;
     Ok(Json(RunWithArtifacts {
-        run: Run::new(run, dataset.name, tags),
-        artifacts,
+        run: Run::new(details.run, details.dataset.name, details.tags),
+        artifacts: details.artifacts.into_iter().map(Artifact::from).collect(),
     }))
 }
 
@@ -323,23 +290,11 @@ pub async fn complete(
         },
     )
     .await?;
-    let dataset = dataset::Entity::find_by_id(run.dataset_id)
-        .one(db)
-        .await
-        .map_err(registry::db_err("complete_run"))?
-        .map(|d| d.name)
-        .ok_or_else(|| {
-            Error::internal(format!("training run {} has no dataset", run.id))
-                .with_operation("complete_run")
-        })?;
-    let tags = run_tag::Entity::find()
-        .filter(run_tag::Column::RunId.eq(run.id))
-        .order_by_asc(run_tag::Column::Key)
-        .all(db)
-        .await
-        .map_err(registry::db_err("complete_run"))?
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect();
-    Ok(Json(Run::new(run, dataset, tags)))
+    // The stored row, as every other read of a run shows it.
+    let details = registry::run_details(db, &run.model_id).await?;
+    Ok(Json(Run::new(
+        details.run,
+        details.dataset.name,
+        details.tags,
+    )))
 }

@@ -32,8 +32,9 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    LoaderTrait, QueryFilter, QueryOrder, Set, TransactionSession, TransactionTrait,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbErr,
+    EntityTrait, LoaderTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionSession,
+    TransactionTrait,
 };
 use serde::Serialize;
 
@@ -619,13 +620,32 @@ pub async fn runs_with_details(
     db: &impl ConnectionTrait,
     dataset_id: Option<i64>,
 ) -> Result<Vec<RunDetails>> {
-    let mut select = training_run::Entity::find()
+    let filter = match dataset_id {
+        Some(id) => Condition::all().add(training_run::Column::DatasetId.eq(id)),
+        None => Condition::all(),
+    };
+    load_details(db, filter).await
+}
+
+/// The run `model_id` with its dataset, tags and artifacts (the same three
+/// statements as [`runs_with_details`]). NotFound when there is no such run.
+pub async fn run_details(db: &impl ConnectionTrait, model_id: &str) -> Result<RunDetails> {
+    let filter = Condition::all().add(training_run::Column::ModelId.eq(model_id));
+    load_details(db, filter).await?.pop().ok_or_else(|| {
+        Error::not_found(format!("no training run with model_id `{model_id}`"))
+            .with_field("model_id")
+    })
+}
+
+/// Runs matching `filter`, by id, with their dataset, tags and artifacts.
+async fn load_details(db: &impl ConnectionTrait, filter: Condition) -> Result<Vec<RunDetails>> {
+    let rows = training_run::Entity::find()
         .find_also_related(dataset::Entity)
-        .order_by_asc(training_run::Column::Id);
-    if let Some(id) = dataset_id {
-        select = select.filter(training_run::Column::DatasetId.eq(id));
-    }
-    let rows = select.all(db).await.map_err(db_err("runs_with_details"))?;
+        .filter(filter)
+        .order_by_asc(training_run::Column::Id)
+        .all(db)
+        .await
+        .map_err(db_err("runs_with_details"))?;
     let mut runs = Vec::with_capacity(rows.len());
     let mut datasets = Vec::with_capacity(rows.len());
     for (run, dataset) in rows {
@@ -663,4 +683,24 @@ pub async fn runs_with_details(
             artifacts,
         })
         .collect())
+}
+
+/// Datasets by name, at most `limit`, after the name `after` (keyset
+/// paging), and whether more follow.
+pub async fn list_datasets(
+    db: &impl ConnectionTrait,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<(Vec<dataset::Model>, bool)> {
+    let mut select = dataset::Entity::find()
+        .order_by_asc(dataset::Column::Name)
+        // One more than asked tells whether a next page exists.
+        .limit(limit.saturating_add(1));
+    if let Some(after) = after {
+        select = select.filter(dataset::Column::Name.gt(after));
+    }
+    let mut rows = select.all(db).await.map_err(db_err("list_datasets"))?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok((rows, more))
 }
