@@ -6,62 +6,21 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bson::{Bson, doc};
-use futures::FutureExt;
 use strata::ErrorKind;
-use strata::config::DocumentsConfig;
-use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
-use strata::engines::document::mongodb::MongoDocumentStore;
 use strata::engines::document::{DocumentStore, FindOptions};
 use strata::platform::configs::{self, EXPERIMENTS, MODEL_CONFIGS};
 
-struct Backend {
-    store: Arc<dyn DocumentStore>,
-    _dir: Option<tempfile::TempDir>,
-}
+use common::documents::{Backend, run_case};
 
 async fn setup_embedded() -> Option<Backend> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default())
-        .expect("open embedded store");
-    Some(Backend {
-        store: Arc::new(store),
-        _dir: Some(dir),
-    })
+    common::documents::embedded().await
 }
 
 async fn setup_mongodb() -> Option<Backend> {
-    let config = common::full_profile("configs")?;
-    let DocumentsConfig::Mongodb(mongo) = &config.documents else {
-        panic!("config/full.toml: documents.kind must be \"mongodb\"");
-    };
-    let store = MongoDocumentStore::connect(mongo)
-        .await
-        .unwrap_or_else(|e| panic!("connect to MongoDB: {e}"));
-    Some(Backend {
-        store: Arc::new(store.with_database(&common::unique_name("t"))),
-        _dir: None,
-    })
-}
-
-async fn run_case<C, F>(setup: impl Future<Output = Option<Backend>>, case: C)
-where
-    C: FnOnce(Arc<dyn DocumentStore>) -> F,
-    F: Future<Output = ()>,
-{
-    let Some(backend) = setup.await else { return };
-    let outcome = AssertUnwindSafe(case(Arc::clone(&backend.store)))
-        .catch_unwind()
-        .await;
-    let dropped = backend.store.drop_database().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    dropped.expect("drop the test database");
+    common::documents::mongodb("configs").await
 }
 
 async fn seeded(store: &Arc<dyn DocumentStore>) {

@@ -12,74 +12,24 @@
 //! `embedded_durability` holds the cases only the embedded store has:
 //! reopening, torn tails, `kill -9`, compaction and the directory lock.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
-use futures::FutureExt;
-use strata::config::DocumentsConfig;
 use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
-use strata::engines::document::mongodb::MongoDocumentStore;
 use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
 use strata::error::{ErrorKind, Result};
 
 mod common;
 
-/// A fresh database of one backend, dropped by [`run_case`].
-struct Backend {
-    store: Arc<dyn DocumentStore>,
-    /// Keeps the embedded store's directory alive until the case ends.
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Backend {
-    fn store(&self) -> Arc<dyn DocumentStore> {
-        Arc::clone(&self.store)
-    }
-}
+use common::documents::{Backend, run_case};
 
 async fn setup_embedded() -> Option<Backend> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default())
-        .expect("open embedded store");
-    Some(Backend {
-        store: Arc::new(store),
-        _dir: Some(dir),
-    })
+    common::documents::embedded().await
 }
 
-/// A fresh database `t_<unique>` on the full profile's MongoDB, or `None`
-/// (said once) when the real services are not enabled.
 async fn setup_mongodb() -> Option<Backend> {
-    let config = common::full_profile("document_conformance")?;
-    let DocumentsConfig::Mongodb(mongo) = &config.documents else {
-        panic!("config/full.toml: documents.kind must be \"mongodb\"");
-    };
-    let store = MongoDocumentStore::connect(mongo)
-        .await
-        .unwrap_or_else(|e| panic!("connect to MongoDB (is scripts/services.sh up?): {e}"));
-    Some(Backend {
-        store: Arc::new(store.with_database(&common::unique_name("t"))),
-        _dir: None,
-    })
-}
-
-/// Runs one case on a fresh database and drops the database afterwards,
-/// whether the case passed or panicked.
-async fn run_case<C, F>(setup: impl Future<Output = Option<Backend>>, case: C)
-where
-    C: FnOnce(Arc<dyn DocumentStore>) -> F,
-    F: Future<Output = ()>,
-{
-    let Some(backend) = setup.await else { return };
-    let outcome = AssertUnwindSafe(case(backend.store())).catch_unwind().await;
-    let dropped = backend.store.drop_database().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    dropped.expect("drop the test database");
+    common::documents::mongodb("document_conformance").await
 }
 
 // ---------------------------------------------------------------- helpers

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod documents;
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Once;
