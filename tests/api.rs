@@ -41,6 +41,10 @@ async fn setup_with(api_config: ApiConfig) -> Api {
         ..Default::default()
     };
     let engines = Engines::open(&config).await.expect("open engines");
+    // As `strata serve` does before it listens.
+    strata::platform::prepare(&engines)
+        .await
+        .expect("prepare collections");
     Api {
         router: api::router(engines.clone(), &api_config),
         engines,
@@ -502,6 +506,77 @@ async fn runs_register_and_complete_once() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
+/// `POST /v1/runs` is the register saga: the run row, the config document
+/// and the framework counter together, or none of them.
+#[tokio::test]
+async fn runs_register_across_engines_or_not_at_all() {
+    let api = setup().await;
+    api.dataset("fraud-train-v1").await;
+    let layers = json!([{ "type": "dense", "units": 128 }]);
+    let (status, run) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "fraud-train-v1", "model_id": "fd-3", "model_name": "Fraud CNN",
+                    "framework": "pytorch", "config": { "architecture": { "layers": layers } } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let (status, info) = api.get("/v1/models/fd-3").await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["run"]["model_id"], "fd-3");
+    assert_eq!(info["config"]["config"]["architecture"]["layers"], layers);
+    assert_eq!(info["config"]["dataset"], "fraud-train-v1");
+    let counted = api
+        .engines
+        .kv
+        .hget(strata::platform::hybrid::RUNS_REGISTERED_KEY, "pytorch")
+        .await
+        .expect("read the counter");
+    assert_eq!(counted.as_deref(), Some(&b"1"[..]));
+
+    // A config key that looks like an operator is refused before anything
+    // is written.
+    let (status, body) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "fraud-train-v1", "model_id": "fd-4", "model_name": "x",
+                    "framework": "pytorch", "config": { "$where": "sleep(1000)" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).1.contains("$where"), "{body}");
+    let (status, _) = api.get("/v1/runs/fd-4").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A config stored before the run (PUT) makes the document step conflict:
+    // 409, and again no run row is left behind.
+    let (status, body) = api
+        .send(
+            Method::PUT,
+            "/v1/models/fd-5/config",
+            json!({ "model_name": "x", "framework": "xgboost" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "fraud-train-v1", "model_id": "fd-5", "model_name": "x",
+                    "framework": "xgboost" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = api.get("/v1/runs/fd-5").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let counted = api
+        .engines
+        .kv
+        .hget(strata::platform::hybrid::RUNS_REGISTERED_KEY, "xgboost")
+        .await
+        .expect("read the counter");
+    assert_eq!(counted, None, "no registration was counted");
+}
+
 #[tokio::test]
 async fn aliases_resolve_and_move_with_audit() {
     let api = setup().await;
@@ -850,9 +925,6 @@ fn serve_binds_port_zero_answers_and_stops_cleanly_on_sigterm() {
 /// (xgboost, 0.91), with the model-config collection set up as serve does.
 async fn with_models() -> Api {
     let api = setup().await;
-    strata::platform::configs::ensure_collections(api.engines.documents.as_ref())
-        .await
-        .expect("ensure collections");
     api.dataset("fraud-train-v1").await;
     api.run("fraud-train-v1", "fraud-v1", "pytorch", Some(0.98))
         .await;

@@ -348,3 +348,22 @@ macro_rules! all_cases {
 
 all_cases!(embedded, setup_embedded());
 all_cases!(mongodb, setup_mongodb());
+
+/// Client config keys are checked at every depth, inside arrays too, and
+/// the error names the key's path; ordinary keys pass.
+#[test]
+fn config_keys_are_checked_at_every_depth() {
+    let fine = doc! {"training": {"optimizer": "adam", "layers": [{"units": 32}]}, "lr_1e-3": 1};
+    configs::check_config_keys(&fine, "config").expect("ordinary keys");
+    for (bad, path) in [
+        (doc! {"$where": "1"}, "$where"),
+        (doc! {"a": {"b": {"$gt": ""}}}, "a.b.$gt"),
+        (doc! {"layers": [{"units": 1}, {"x.y": 2}]}, "layers.1.x.y"),
+        (doc! {"a": {"": 1}}, "a."),
+    ] {
+        let err = configs::check_config_keys(&bad, "config").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert_eq!(err.field(), Some("config"));
+        assert!(err.to_string().contains(&format!("`{path}`")), "{err}");
+    }
+}

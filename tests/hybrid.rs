@@ -270,6 +270,7 @@ fn request(model_id: &str, framework: &str) -> RegisterRun {
         framework: framework.into(),
         config: doc! {"training": {"optimizer": "adam", "epochs": 50}},
         tags: BTreeMap::from([("team".into(), "risk".into())]),
+        started_at: None,
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Client JSON reaches the document engine only as values: strata builds
 //! every filter and update itself (`platform::configs`), and a config body
-//! is stored as a document whose keys may not start with `$`.
+//! is stored as a document whose keys, at any depth, may not start with `$`
+//! or contain `.` ([`configs::check_config_keys`]).
 
 use std::collections::BTreeMap;
 
@@ -108,6 +109,7 @@ pub async fn put_config(
         }
     }
     config.remove("_id");
+    configs::check_config_keys(&config, "body")?;
     let docs = state.engines.documents.as_ref();
     docs.replace_one(
         configs::MODEL_CONFIGS,

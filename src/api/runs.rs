@@ -1,8 +1,9 @@
 //! `/v1/runs`: register a run, search runs, get one, record how it ended.
 //!
-//! Registering writes the run to the relational registry only
-//! ([`registry::create_run`]); the dataset is named, and a missing dataset
-//! or a taken `model_id` is 409. Search takes the run filter language
+//! Registering is the cross-engine register saga
+//! ([`hybrid::register_run`]): the run row, its config document and the
+//! framework's registration counter, all or none. The dataset is named, and
+//! a missing dataset or a taken `model_id` (in either engine) is 409. Search takes the run filter language
 //! ([`crate::platform::search`]): a malformed `filter`, `order_by`,
 //! `page_size` or `page_token` is 400 whose message names the position and
 //! whose `field` names the parameter.
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use bson::Document;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,7 +22,8 @@ use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::error::{Error, ErrorKind};
 use crate::platform::entities::{RunStatus, model_artifact, training_run};
-use crate::platform::registry::{self, NewRun, RunOutcome};
+use crate::platform::hybrid::{self, RegisterRun};
+use crate::platform::registry::{self, RunOutcome};
 use crate::platform::search;
 
 const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -43,6 +46,12 @@ pub struct CreateRun {
     /// When training started (RFC 3339); now when absent.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
+    /// The framework-specific configuration (layers, tokenizer, booster
+    /// parameters, ...), stored as `config` of the model's config document.
+    /// Keys may not start with `$`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// How a run ended.
@@ -179,40 +188,52 @@ pub struct RunPage {
     pub next_page_token: Option<String>,
 }
 
-/// Registers a training run in the relational registry, as `running`.
+/// Registers a training run across engines, as `running`: the run row,
+/// the model's config document and the framework's registration counter,
+/// all or none.
 #[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = CreateRun,
     responses(
         (status = 201, description = "Registered", body = Run),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 409, description = "The model_id is taken or the dataset does not exist", body = ErrorBody)))]
+        (status = 409, description = "The model_id is taken or the dataset does not exist", body = ErrorBody),
+        (status = 503, description = "An engine is unavailable; nothing was kept", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<CreateRun>,
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
-    let db = &state.engines.relational;
-    let dataset = registry::dataset_by_name(db, &body.dataset)
-        .await
-        .map_err(|e| match e.kind() {
-            // The registry's contract: a reference to a missing row is a
-            // conflict, not a missing resource at this URL.
-            ErrorKind::NotFound => Error::conflict(format!("no dataset named `{}`", body.dataset))
-                .with_field("dataset"),
-            _ => e,
-        })?;
-    let tags = body.tags.clone();
-    let run = registry::create_run(
-        db,
-        NewRun {
-            dataset_id: dataset.id,
+    // Plain serde conversion: extended-JSON forms such as `{"$date": ..}`
+    // stay ordinary (and, with their `$` key, refused) values.
+    let config = match &body.config {
+        None => Document::new(),
+        Some(map) => bson::serialize_to_document(map)
+            .map_err(|e| Error::invalid(format!("config: {e}")).with_field("config"))?,
+    };
+    let dataset = body.dataset.clone();
+    let registered = hybrid::register_run(
+        &state.engines,
+        RegisterRun {
+            dataset_name: body.dataset,
             model_id: body.model_id,
             model_name: body.model_name,
             framework: body.framework,
-            tags: body.tags,
+            config,
+            tags: body.tags.clone(),
             started_at: body.started_at,
         },
     )
-    .await?;
-    Ok((StatusCode::CREATED, Json(Run::new(run, dataset.name, tags))))
+    .await
+    .map_err(|e| match e.kind() {
+        // The registry's contract: a reference to a missing row is a
+        // conflict, not a missing resource at this URL.
+        ErrorKind::NotFound if e.field() == Some("name") => {
+            Error::conflict(format!("no dataset named `{dataset}`")).with_field("dataset")
+        }
+        _ => e,
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Run::new(registered.run, registered.dataset, body.tags)),
+    ))
 }
 
 /// Searches runs with a filter, an order and page tokens.

@@ -27,8 +27,7 @@ pub(crate) struct ServeArgs {
 pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
     let engines = Engines::open(config).await?;
-    // The model-config collection's validator and indexes.
-    crate::platform::configs::ensure_collections(engines.documents.as_ref()).await?;
+    crate::platform::prepare(&engines).await?;
     let listener = TcpListener::bind(&listen).await.map_err(|e| {
         // A malformed address is the user's; a taken port or a refused
         // bind is the system's.

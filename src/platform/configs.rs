@@ -78,10 +78,46 @@ pub fn by_model_id(model_id: &str) -> Document {
     doc! {"model_id": {"$eq": model_id}}
 }
 
+/// Checks every key of a client's config, at any depth: not empty, not
+/// starting with `$` (it would read as an operator) and without `.` (strata
+/// addresses nested fields by dotted paths, so such a key could never be
+/// reached). The error names the offending key's path under `field`.
+pub fn check_config_keys(config: &Document, field: &str) -> Result<()> {
+    fn document(doc: &Document, path: &str, field: &str) -> Result<()> {
+        for (key, value) in doc {
+            let here = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.is_empty() || key.starts_with('$') || key.contains('.') {
+                return Err(Error::invalid(format!(
+                    "config key `{here}` must not be empty, start with `$` or contain `.`"
+                ))
+                .with_field(field));
+            }
+            nested(value, &here, field)?;
+        }
+        Ok(())
+    }
+    fn nested(value: &Bson, path: &str, field: &str) -> Result<()> {
+        match value {
+            Bson::Document(doc) => document(doc, path, field),
+            Bson::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| nested(item, &format!("{path}.{i}"), field)),
+            _ => Ok(()),
+        }
+    }
+    document(config, "", field)
+}
+
 /// Stores a new config document. It must carry `model_id`, `model_name` and
-/// `framework` as strings (the validator says so too); a taken `model_id` is
-/// a conflict.
+/// `framework` as strings (the validator says so too) and keys as
+/// [`check_config_keys`] requires; a taken `model_id` is a conflict.
 pub async fn insert_config(docs: &dyn DocumentStore, config: Document) -> Result<()> {
+    check_config_keys(&config, "config")?;
     for field in ["model_id", "model_name", "framework"] {
         match config.get(field) {
             Some(Bson::String(s)) if !s.trim().is_empty() => {}

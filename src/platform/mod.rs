@@ -26,6 +26,9 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+use crate::engines::Engines;
+use crate::error::Result;
+
 pub mod configs;
 pub mod entities;
 pub mod hybrid;
@@ -37,4 +40,15 @@ pub mod search;
 /// backends.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// Brings the document collections the platform writes to the state its
+/// code expects: `model_configs` with its validator and indexes,
+/// `experiments`, and the migration's collections. The relational schema is
+/// migrated when the engine opens. Idempotent; every command that writes
+/// through the platform calls it once at start.
+pub async fn prepare(engines: &Engines) -> Result<()> {
+    let docs = engines.documents.as_ref();
+    configs::ensure_collections(docs).await?;
+    hybrid::migrate::ensure_collections(docs).await
 }

@@ -80,6 +80,8 @@ pub struct RegisterRun {
     pub config: Document,
     /// Run tags.
     pub tags: BTreeMap<String, String>,
+    /// When training started; now when `None`.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What [`register_run`] wrote.
@@ -87,6 +89,8 @@ pub struct RegisterRun {
 pub struct Registered {
     /// The SQL run row.
     pub run: training_run::Model,
+    /// The name of its dataset.
+    pub dataset: String,
     /// The framework's registration count after the bump.
     pub framework_runs: i64,
 }
@@ -108,6 +112,7 @@ pub async fn register_run_with_faults(
     fault: FaultHook<'_>,
 ) -> Result<Registered> {
     // Validation first: a bad request must not even start the saga.
+    configs::check_config_keys(&new.config, "config")?;
     let dataset = registry::dataset_by_name(&engines.relational, &new.dataset_name).await?;
     let mut config_doc = bson::doc! {
         "model_id": new.model_id.clone(),
@@ -129,7 +134,7 @@ pub async fn register_run_with_faults(
                 model_name: new.model_name.clone(),
                 framework: new.framework.clone(),
                 tags: new.tags.clone(),
-                started_at: None,
+                started_at: new.started_at,
             },
         )
         .await?;
@@ -147,6 +152,7 @@ pub async fn register_run_with_faults(
         done.push(Step::KvCounter);
         Ok(Registered {
             run,
+            dataset: dataset.name.clone(),
             framework_runs,
         })
     }
