@@ -49,15 +49,14 @@ async fn load(engines: &Engines) {
             training_time_seconds: Some(600),
             started_at: start + chrono::Duration::seconds(i as i64),
             completed_at: Some(start + chrono::Duration::seconds(i as i64 + 600)),
+            tags: if i % 10 == 0 {
+                BTreeMap::from([("team".to_owned(), "risk".to_owned())])
+            } else {
+                BTreeMap::new()
+            },
         })
         .collect();
     registry::upsert_runs(db, runs).await.unwrap();
-    for i in (0..RUNS).step_by(10) {
-        let tags = BTreeMap::from([("team".to_owned(), "risk".to_owned())]);
-        registry::set_run_tags(db, &format!("run-{i:06}"), tags)
-            .await
-            .unwrap();
-    }
 }
 
 fn bench(c: &mut Criterion) {

@@ -87,6 +87,7 @@ async fn load(db: &DatabaseConnection) {
             training_time_seconds: done.then(|| rng.below(36_000) as i64),
             started_at,
             completed_at: done.then(|| started_at + chrono::Duration::seconds(3600)),
+            tags: Default::default(),
         });
         if batch.len() == 10_000 {
             registry::upsert_runs(db, std::mem::take(&mut batch))

@@ -12,20 +12,14 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use bson::{Bson, Document, doc};
-use futures::FutureExt;
 use sea_orm::ConnectionTrait;
-use strata::config::{Config, DocumentsConfig, KvConfig, RelationalConfig};
-use strata::engines::document::mongodb::MongoDocumentStore;
+use strata::config::Config;
 use strata::engines::document::{
     CollectionOptions, DocumentStore, FindOptions, IndexSpec, UpdateOptions, UpdateResult,
 };
-use strata::engines::kv::redis::RedisKv;
-use strata::engines::queue::embedded::EmbeddedBroker;
 use strata::engines::{self, Engines};
 use strata::platform::configs;
 use strata::platform::entities::RunStatus;
@@ -38,92 +32,10 @@ use strata::{Error, ErrorKind, Result};
 
 // ---------------------------------------------------------------- set-up
 
-/// One case's engines and what to remove afterwards.
-struct Env {
-    engines: Engines,
-    _dir: tempfile::TempDir,
-    postgres: Option<common::TestDb>,
-}
+use common::engines::{run_case, setup_embedded};
 
-async fn setup_embedded() -> Option<Env> {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        relational: RelationalConfig {
-            max_connections: 3,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let engines = Engines::open(&config).await.unwrap();
-    Some(Env {
-        engines,
-        _dir: dir,
-        postgres: None,
-    })
-}
-
-async fn setup_full() -> Option<Env> {
-    // The relational database is the shared fixture's (dropped even when the
-    // case fails); MongoDB's database and Redis's key prefix take its name.
-    let db = common::TestDb::postgres("hybrid").await?;
-    let config = db.config.clone();
-    let url = config.relational.url.clone().expect("full profile URL");
-    let name = url
-        .rsplit('/')
-        .next()
-        .expect("URL names a database")
-        .to_owned();
-    let relational = engines::open_relational(&config).await.unwrap();
-    let DocumentsConfig::Mongodb(mongo) = &config.documents else {
-        panic!("config/full.toml: documents.kind must be \"mongodb\"");
-    };
-    let documents = MongoDocumentStore::connect(mongo)
-        .await
-        .unwrap_or_else(|e| panic!("connect to MongoDB: {e}"))
-        .with_database(&name);
-    let KvConfig::Redis(mut redis) = config.kv.clone() else {
-        panic!("config/full.toml: kv.kind must be \"redis\"");
-    };
-    redis.key_prefix = format!("{name}:");
-    let kv = RedisKv::connect(&redis)
-        .await
-        .unwrap_or_else(|e| panic!("connect to Redis: {e}"));
-    Some(Env {
-        engines: Engines {
-            relational,
-            documents: Arc::new(documents),
-            kv: Arc::new(kv),
-            queue: Arc::new(EmbeddedBroker::new()),
-        },
-        _dir: tempfile::tempdir().unwrap(),
-        postgres: Some(db),
-    })
-}
-
-/// Runs one case, then removes everything it wrote, whether it passed or
-/// panicked.
-async fn run_case<C, F>(setup: impl Future<Output = Option<Env>>, case: C)
-where
-    C: FnOnce(Engines) -> F,
-    F: Future<Output = ()>,
-{
-    let Some(env) = setup.await else { return };
-    let outcome = AssertUnwindSafe(case(env.engines.clone()))
-        .catch_unwind()
-        .await;
-    let docs = env.engines.documents.drop_database().await;
-    // Under the full profile the key prefix is the test's own.
-    let kv = env.engines.kv.delete_pattern("*").await;
-    let _ = env.engines.relational.clone().close().await;
-    if let Some(db) = env.postgres {
-        db.cleanup().await;
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    docs.expect("drop the test documents");
-    kv.expect("delete the test keys");
+async fn setup_full() -> Option<common::engines::Env> {
+    common::engines::setup_full("hybrid").await
 }
 
 /// A document store whose writes to chosen collections (or all) fail.
@@ -348,6 +260,84 @@ fn options(batch: u64) -> MigrateOptions {
         batch,
         ..Default::default()
     }
+}
+
+// ---------------------------------------------------------------- unregister
+
+/// `unregister_run` removes the row, tags, config and migrated copy, and
+/// leaves the registration counter; a run with artifacts is refused with
+/// nothing removed; an unknown model is `false`, not an error.
+async fn unregister_removes_a_model_from_every_engine(engines: Engines) {
+    datasets(&engines).await;
+    configs::ensure_collections(engines.documents.as_ref())
+        .await
+        .unwrap();
+    hybrid::register_run(&engines, request("fd-1", "pytorch"))
+        .await
+        .unwrap();
+    hybrid::register_run(&engines, request("fd-2", "pytorch"))
+        .await
+        .unwrap();
+    migrate::runs_to_docs(
+        &engines,
+        MigrateOptions {
+            batch: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    assert!(hybrid::unregister_run(&engines, "fd-1").await.unwrap());
+    assert_no_trace(&engines, "fd-1").await;
+    let copies = engines
+        .documents
+        .count(MIGRATED, doc! {"model_id": "fd-1"})
+        .await
+        .unwrap();
+    assert_eq!(copies, 0, "migrated copy left");
+    assert_eq!(
+        framework_count(&engines, "pytorch").await.as_deref(),
+        Some("2"),
+        "the counter counts registrations made"
+    );
+    let report = migrate::verify(&engines).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(!hybrid::unregister_run(&engines, "fd-1").await.unwrap());
+
+    let run = registry::run_by_model_id(&engines.relational, "fd-2")
+        .await
+        .unwrap();
+    registry::create_artifact(
+        &engines.relational,
+        registry::NewArtifact {
+            run_id: run.id,
+            uri: "file:///fd-2".into(),
+            format: "onnx".into(),
+            size_bytes: 1,
+            checksum: "c".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let err = hybrid::unregister_run(&engines, "fd-2").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("artifact"), "{err}");
+    assert!(
+        configs::config_of(engines.documents.as_ref(), "fd-2")
+            .await
+            .unwrap()
+            .is_some(),
+        "nothing removed on refusal"
+    );
+    assert_eq!(
+        engines
+            .documents
+            .count(MIGRATED, doc! {"model_id": "fd-2"})
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 // ---------------------------------------------------------------- saga
@@ -758,6 +748,7 @@ macro_rules! all_cases {
             batch_size_is_checked,
             failed_second_write_is_recorded_and_reconciled,
             unrecorded_failure_is_still_repaired,
+            unregister_removes_a_model_from_every_engine,
         );
     };
 }

@@ -393,6 +393,12 @@ async fn bulk_upserts_insert_then_update(db: DatabaseConnection) {
         training_time_seconds: Some(10),
         started_at: at(i),
         completed_at: Some(at(i + 1)),
+        // Every third run is tagged: tags go in with the batch.
+        tags: if i % 3 == 0 {
+            BTreeMap::from([("sweep".to_owned(), format!("s{i}"))])
+        } else {
+            BTreeMap::new()
+        },
     };
     let runs: Vec<_> = (0..1200).map(|i| run(i, 0.5)).collect();
     assert_eq!(registry::upsert_runs(&db, runs).await.unwrap(), 1200);
@@ -410,6 +416,16 @@ async fn bulk_upserts_insert_then_update(db: DatabaseConnection) {
         .await
         .unwrap();
     assert_eq!(details.len(), 1205);
+    let tagged = |model_id: &str| {
+        details
+            .iter()
+            .find(|d| d.run.model_id == model_id)
+            .map(|d| d.tags.clone())
+            .unwrap()
+    };
+    assert_eq!(tagged("bulk-run-1197")["sweep"], "s1197");
+    assert_eq!(tagged("bulk-run-0")["sweep"], "s0");
+    assert!(tagged("bulk-run-1").is_empty());
 
     let dup = registry::upsert_datasets(&db, vec![new_dataset("x"), new_dataset("x")])
         .await

@@ -89,16 +89,12 @@ async fn load(db: &DatabaseConnection, rows: &[Row]) -> BTreeMap<String, i64> {
                 training_time_seconds: r.time,
                 started_at: r.started_at,
                 completed_at: r.completed_at,
+                tags: r.tags.clone(),
             })
             .collect(),
     )
     .await
     .unwrap();
-    for r in rows.iter().filter(|r| !r.tags.is_empty()) {
-        registry::set_run_tags(db, &r.model_id, r.tags.clone())
-            .await
-            .unwrap();
-    }
     registry::runs_with_details(db, None)
         .await
         .unwrap()

@@ -17,6 +17,7 @@ mod doctor;
 mod inspect;
 mod migrate;
 mod output;
+mod seed;
 mod serve;
 
 /// strata: the data plane of an ML platform, on embedded engines or on
@@ -80,6 +81,9 @@ enum Command {
     /// Inspect the queue engine.
     #[command(subcommand)]
     Queue(inspect::QueueCommand),
+    /// Load the sample data (datasets, runs, artifacts, configs,
+    /// experiments) idempotently; `--runs N` adds seeded synthetic runs.
+    Seed(seed::SeedArgs),
     /// Serve the HTTP API (`--listen ADDR` overrides api.listen).
     Serve(serve::ServeArgs),
     /// Copy training runs into the document engine, verify, reconcile.
@@ -161,6 +165,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kv(cmd) => inspect::kv(&config, cmd, json).await,
         Command::Sql(args) => inspect::sql(&config, args, json).await,
         Command::Queue(cmd) => inspect::queue(&config, cmd, json).await,
+        Command::Seed(args) => seed::run(&config, args, json).await,
         Command::Serve(args) => serve::run(&config, args).await,
         Command::Migrate(cmd) => migrate::run(&config, cmd, json).await,
     }

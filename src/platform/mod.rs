@@ -23,6 +23,7 @@
 //!   info, the runs-to-docs migration, dual write and reconcile.
 //! - [`search`]: the run filter language, parsed into an AST and compiled to
 //!   sea-orm conditions, with `order_by` and page tokens.
+//! - [`seed`]: the seed scenario's sample data and seeded synthetic runs.
 
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -34,6 +35,7 @@ pub mod entities;
 pub mod hybrid;
 pub mod registry;
 pub mod search;
+pub mod seed;
 
 /// The current time in UTC, truncated to microseconds (PostgreSQL's
 /// precision) so that what is written reads back identically on both

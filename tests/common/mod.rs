@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod documents;
+pub mod engines;
 
 use std::io::Write;
 use std::path::Path;

@@ -243,9 +243,10 @@ async fn store_checkpoint(docs: &dyn DocumentStore, last_id: i64) -> Result<()> 
     Ok(())
 }
 
-/// The progress bar of [`runs_to_docs`]: on standard error, and hidden
-/// unless it is a terminal, so logs and pipes get no control characters.
-fn progress_bar(total: u64, wanted: bool) -> indicatif::ProgressBar {
+/// A progress bar counting runs (that of [`runs_to_docs`] and of
+/// `strata seed --runs`): on standard error, and hidden unless it is a
+/// terminal, so logs and pipes get no control characters.
+pub(crate) fn progress_bar(total: u64, wanted: bool) -> indicatif::ProgressBar {
     if !(wanted && std::io::stderr().is_terminal()) {
         return indicatif::ProgressBar::hidden();
     }

@@ -205,6 +205,39 @@ async fn compensate(engines: &Engines, step: Step, new: &RegisterRun) -> Result<
     }
 }
 
+/// Removes a model from every engine: its run row and tags, its config
+/// document and its copy in the migrated collection. Returns whether a run
+/// row was there. A run with artifacts is refused (a conflict: its
+/// deployments and aliases would dangle) before anything is removed. The
+/// framework's registration counter is left as it is: it counts
+/// registrations made, not models kept.
+pub async fn unregister_run(engines: &Engines, model_id: &str) -> Result<bool> {
+    let run_id = match registry::run_details(&engines.relational, model_id).await {
+        Ok(details) if !details.artifacts.is_empty() => {
+            return Err(Error::conflict(format!(
+                "run `{model_id}` has {} artifact(s); retire and remove them first",
+                details.artifacts.len()
+            ))
+            .with_field("model_id")
+            .with_operation("unregister_run"));
+        }
+        Ok(details) => Some(details.run.id),
+        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.with_operation("unregister_run")),
+    };
+    let docs = engines.documents.as_ref();
+    // By the indexed source id when the run is known.
+    let copy = match run_id {
+        Some(id) => bson::doc! {"source_id": id},
+        None => bson::doc! {"model_id": {"$eq": model_id}},
+    };
+    docs.delete_many(migrate::MIGRATED, copy).await?;
+    docs.delete_many(configs::MODEL_CONFIGS, configs::by_model_id(model_id))
+        .await?;
+    delete_run_row(engines, model_id).await?;
+    Ok(run_id.is_some())
+}
+
 /// Deletes the run `model_id` and its tags in one transaction. Absent is
 /// fine (compensations are idempotent).
 async fn delete_run_row(engines: &Engines, model_id: &str) -> Result<()> {

@@ -27,7 +27,7 @@
 //! - [`lineage`]: dataset → runs → artifacts → deployments.
 //! - [`aliases`]: `model@alias` pointers and their audited moves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::OnConflict;
@@ -302,23 +302,37 @@ async fn insert_tags(
     tags: BTreeMap<String, String>,
     operation: &'static str,
 ) -> Result<()> {
-    if tags.is_empty() {
-        return Ok(());
+    let rows = tags.into_iter().map(|(key, value)| (run_id, key, value));
+    upsert_tag_rows(db, rows.collect(), operation).await
+}
+
+/// Inserts `(run_id, key, value)` rows, replacing the value of a key a run
+/// already has, in statements of at most [`BATCH_ROWS`] rows.
+async fn upsert_tag_rows(
+    db: &impl ConnectionTrait,
+    rows: Vec<(i64, String, String)>,
+    operation: &'static str,
+) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk =
+            rows.by_ref()
+                .take(BATCH_ROWS)
+                .map(|(run_id, key, value)| run_tag::ActiveModel {
+                    run_id: Set(run_id),
+                    key: Set(key),
+                    value: Set(value),
+                });
+        run_tag::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::columns([run_tag::Column::RunId, run_tag::Column::Key])
+                    .update_column(run_tag::Column::Value)
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await
+            .map_err(db_err(operation))?;
     }
-    let rows = tags.into_iter().map(|(key, value)| run_tag::ActiveModel {
-        run_id: Set(run_id),
-        key: Set(key),
-        value: Set(value),
-    });
-    run_tag::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([run_tag::Column::RunId, run_tag::Column::Key])
-                .update_column(run_tag::Column::Value)
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await
-        .map_err(db_err(operation))?;
     Ok(())
 }
 
@@ -447,11 +461,15 @@ pub struct RunUpsert {
     pub started_at: DateTime<Utc>,
     /// When training ended.
     pub completed_at: Option<DateTime<Utc>>,
+    /// Tags to set: each inserted or its value replaced; other tags of the
+    /// run stay.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl RunUpsert {
     fn validate(&self) -> Result<()> {
         check_run_names(&self.model_id, &self.model_name, &self.framework)?;
+        check_tags(&self.tags)?;
         check_unit_interval("accuracy", self.accuracy)?;
         check_finite("loss", self.loss)?;
         check_non_negative("training_time_seconds", self.training_time_seconds)
@@ -475,9 +493,11 @@ impl RunUpsert {
 }
 
 /// Inserts runs, or overwrites every column but the id of those whose
-/// `model_id` exists (`ON CONFLICT (model_id) DO UPDATE`), all or nothing.
-/// Returns how many rows were inserted or updated. The same `model_id` twice
-/// in one call is invalid input.
+/// `model_id` exists (`ON CONFLICT (model_id) DO UPDATE`), and sets their
+/// tags, all or nothing. Returns how many run rows were inserted or
+/// updated. The same `model_id` twice in one call is invalid input. Per
+/// batch of 500 runs: one upsert, and when the batch has tags, one query of
+/// the run ids and the tag upserts.
 pub async fn upsert_runs<C>(db: &C, runs: Vec<RunUpsert>) -> Result<u64>
 where
     C: ConnectionTrait + TransactionTrait,
@@ -497,10 +517,17 @@ where
     let mut affected = 0;
     let mut rows = runs.into_iter().peekable();
     while rows.peek().is_some() {
+        let mut tags: Vec<(String, BTreeMap<String, String>)> = Vec::new();
         let chunk: Vec<_> = rows
             .by_ref()
             .take(BATCH_ROWS)
-            .map(RunUpsert::into_active)
+            .map(|mut run| {
+                let run_tags = std::mem::take(&mut run.tags);
+                if !run_tags.is_empty() {
+                    tags.push((run.model_id.clone(), run_tags));
+                }
+                run.into_active()
+            })
             .collect();
         affected += training_run::Entity::insert_many(chunk)
             .on_conflict(
@@ -521,9 +548,45 @@ where
             .exec_without_returning(&txn)
             .await
             .map_err(db_err("upsert_runs"))?;
+        upsert_tags_of(&txn, tags).await?;
     }
     txn.commit().await.map_err(db_err("upsert_runs"))?;
     Ok(affected)
+}
+
+/// Sets tags of runs named by `model_id`: one query for their ids, one
+/// upsert of every tag.
+async fn upsert_tags_of(
+    db: &impl ConnectionTrait,
+    tags: Vec<(String, BTreeMap<String, String>)>,
+) -> Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let ids: HashMap<String, i64> = training_run::Entity::find()
+        .select_only()
+        .column(training_run::Column::ModelId)
+        .column(training_run::Column::Id)
+        .filter(training_run::Column::ModelId.is_in(tags.iter().map(|(id, _)| id.as_str())))
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await
+        .map_err(db_err("upsert_runs"))?
+        .into_iter()
+        .collect();
+    let mut rows = Vec::new();
+    for (model_id, run_tags) in tags {
+        let run_id = *ids.get(&model_id).ok_or_else(|| {
+            Error::internal(format!("run `{model_id}` vanished while its tags were set"))
+                .with_operation("upsert_runs")
+        })?;
+        rows.extend(
+            run_tags
+                .into_iter()
+                .map(|(key, value)| (run_id, key, value)),
+        );
+    }
+    upsert_tag_rows(db, rows, "upsert_runs").await
 }
 
 /// A model artifact to register.
