@@ -225,7 +225,9 @@ fn help_lists_every_command() {
     let out = world.run(&["--help"], &[]);
     assert!(out.status.success());
     let text = stdout(&out);
-    for command in ["doctor", "config", "docs", "kv", "sql", "queue"] {
+    for command in [
+        "demo", "doctor", "config", "docs", "kv", "sql", "queue", "seed", "serve", "migrate",
+    ] {
         assert!(
             text.contains(command),
             "{command} missing from --help: {text}"
@@ -279,6 +281,73 @@ fn sql_keeps_every_value_type() {
         json(&out),
         serde_json::json!([{"i": 1, "f": 2.5, "s": "x", "n": null}])
     );
+}
+
+/// The main job as a newcomer runs it: every section, exit 0, twice in a
+/// row on the same data dir; `--json` is refused with exit 2.
+#[test]
+fn demo_prints_every_section_and_runs_again() {
+    let world = World::new();
+    for _ in 0..2 {
+        let out = world.run(&["demo"], &[]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let text = stdout(&out);
+        for title in [
+            "1. Sample data",
+            "2. Registry: relational queries",
+            "3. Flexible documents",
+            "4. One model across engines",
+            "5. Saga compensation",
+            "6. Migration",
+            "7. Run search",
+            "Where the data lives",
+        ] {
+            assert!(text.contains(title), "`{title}` missing: {text}");
+        }
+    }
+    let out = world.run(&["--json", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--json"), "{}", stderr(&out));
+}
+
+/// `strata seed` adds the scenario once, `--runs N` synthetic runs once, and
+/// refuses an impossible count with exit 2 before connecting.
+#[test]
+fn seed_is_idempotent_and_adds_synthetic_runs() {
+    let world = World::new();
+    let out = world.run(&["--json", "seed", "--runs", "1500"], &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["synthetic_runs"], 1500);
+    let added: u64 = report["scenario"]["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["added"].as_u64().expect("added"))
+        .sum();
+    assert_eq!(added, 13, "{report}");
+
+    let out = world.run(&["--json", "seed", "--runs", "1500"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = json(&out);
+    assert!(
+        again["scenario"]["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .all(|l| l["added"] == 0),
+        "{again}"
+    );
+    let out = world.run(
+        &["--json", "sql", "SELECT COUNT(*) AS n FROM training_runs"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)[0]["n"], 1503, "{}", stdout(&out));
+
+    let out = world.run(&["seed", "--runs", "99999999"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--runs"), "{}", stderr(&out));
 }
 
 #[test]

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Sources};
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod demo;
 mod doctor;
 mod inspect;
 mod migrate;
@@ -66,6 +67,10 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: load the sample data, then walk through every
+    /// capability on the configured engines, ending with where each kind of
+    /// data lives.
+    Demo,
     /// Connect to every configured engine and report its health.
     Doctor,
     /// Print the effective configuration, secrets redacted.
@@ -152,6 +157,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let config = Config::load(&sources)?;
     let json = cli.global.json;
     match cli.command {
+        Command::Demo => demo::run(&config, json).await,
         Command::Doctor => doctor::run(&config, json).await,
         Command::Config => {
             if json {
