@@ -1,4 +1,5 @@
-//! Run search over 100,000 runs on embedded SQLite (a file in a temp dir):
+//! Run search over 100,000 synthetic runs (`strata seed --runs 100000`) on
+//! embedded SQLite (a file in a temp dir):
 //! a filter with `OR` and `IN`, `order_by accuracy DESC`, 50 runs a page.
 //! Target: p99 ≤ 100 ms.
 //!
@@ -10,92 +11,24 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use hdrhistogram::Histogram;
-use sea_orm::DatabaseConnection;
 use strata::config::Config;
-use strata::engines;
-use strata::platform::entities::RunStatus;
-use strata::platform::registry::{self, NewDataset, RunUpsert};
-use strata::platform::search;
+use strata::engines::Engines;
+use strata::platform::{search, seed};
 
 const RUNS: u64 = 100_000;
 const FILTER: &str = "framework IN ('pytorch', 'xgboost') OR accuracy > 0.95";
 const ORDER_BY: &str = "accuracy DESC";
 const PAGE_SIZE: u64 = 50;
 
-/// xorshift64*: a seeded generator, so every run of the bench loads the
-/// same rows.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-async fn load(db: &DatabaseConnection) {
-    let datasets = ["fraud-train-v1", "recommendation-train-v2", "churn-v3"];
-    registry::upsert_datasets(
-        db,
-        datasets
-            .iter()
-            .map(|name| NewDataset {
-                name: (*name).into(),
-                ..Default::default()
-            })
-            .collect(),
-    )
-    .await
-    .unwrap();
-    let mut ids = Vec::new();
-    for name in datasets {
-        ids.push(registry::dataset_by_name(db, name).await.unwrap().id);
-    }
-    let frameworks = ["pytorch", "tensorflow", "xgboost", "sklearn", "jax"];
-    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    let mut rng = Rng(0x5eed);
-    let mut batch = Vec::with_capacity(10_000);
-    for i in 0..RUNS {
-        let status = match rng.below(10) {
-            0 => RunStatus::Running,
-            1 => RunStatus::Failed,
-            _ => RunStatus::Completed,
-        };
-        let done = status == RunStatus::Completed;
-        let started_at = start + chrono::Duration::seconds(i as i64 * 60);
-        batch.push(RunUpsert {
-            dataset_id: ids[rng.below(ids.len() as u64) as usize],
-            model_id: format!("run-{i:06}"),
-            model_name: format!("model-{}", rng.below(200)),
-            framework: frameworks[rng.below(frameworks.len() as u64) as usize].into(),
-            status,
-            accuracy: done.then(|| 0.5 + rng.unit() * 0.5),
-            loss: done.then(|| rng.unit()),
-            training_time_seconds: done.then(|| rng.below(36_000) as i64),
-            started_at,
-            completed_at: done.then(|| started_at + chrono::Duration::seconds(3600)),
-            tags: Default::default(),
-        });
-        if batch.len() == 10_000 {
-            registry::upsert_runs(db, std::mem::take(&mut batch))
-                .await
-                .unwrap();
-        }
-    }
-    registry::upsert_runs(db, batch).await.unwrap();
+/// The seed scenario plus `RUNS` synthetic runs, as `strata seed --runs
+/// 100000` loads them.
+async fn load(engines: &Engines) {
+    seed::seed_scenario(engines).await.unwrap();
+    seed::seed_synthetic(engines, RUNS, seed::DEFAULT_SEED, &|_| {})
+        .await
+        .unwrap();
 }
 
 fn bench(c: &mut Criterion) {
@@ -106,9 +39,9 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
     let db = rt.block_on(async {
-        let db = engines::open_relational(&config).await.unwrap();
-        load(&db).await;
-        db
+        let engines = Engines::open(&config).await.unwrap();
+        load(&engines).await;
+        engines.relational
     });
 
     // The first page, and a page deep in the results (reached by token).
