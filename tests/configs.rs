@@ -314,23 +314,9 @@ async fn experiments_newest_first_per_model(store: Arc<dyn DocumentStore>) {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
-macro_rules! configs_cases {
-    ($backend:ident, $setup:expr; $($case:ident),* $(,)?) => {
-        mod $backend {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    run_case($setup, super::$case).await
-                }
-            )*
-        }
-    };
-}
-
 macro_rules! all_cases {
     ($backend:ident, $setup:expr) => {
-        configs_cases!(
+        run_cases!(
             $backend, $setup;
             ensure_collections_is_idempotent_and_indexes,
             validator_rejects_missing_or_mistyped_fields,

@@ -721,23 +721,9 @@ async fn unrecorded_failure_is_still_repaired(engines: Engines) {
     assert!(migrate::verify(&engines).await.unwrap().is_clean());
 }
 
-macro_rules! hybrid_cases {
-    ($backend:ident, $setup:expr; $($case:ident),* $(,)?) => {
-        mod $backend {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    run_case($setup, super::$case).await
-                }
-            )*
-        }
-    };
-}
-
 macro_rules! all_cases {
     ($backend:ident, $setup:expr) => {
-        hybrid_cases!(
+        run_cases!(
             $backend, $setup;
             register_writes_every_engine_linked_by_model_id,
             a_failure_at_each_step_leaves_no_orphan,

@@ -217,23 +217,9 @@ async fn synthetic_runs_are_seeded_and_idempotent(engines: Engines) {
     assert_eq!(err.field(), Some("runs"));
 }
 
-macro_rules! cases {
-    ($backend:ident, $setup:expr; $($case:ident),+ $(,)?) => {
-        mod $backend {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    run_case($setup, super::$case).await
-                }
-            )+
-        }
-    };
-}
-
 macro_rules! all_cases {
     ($backend:ident, $setup:expr) => {
-        cases!(
+        run_cases!(
             $backend, $setup;
             scenario_loads_once,
             seeding_never_overwrites,

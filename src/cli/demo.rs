@@ -617,6 +617,17 @@ async fn saga(engines: &Engines, out: &mut Out<'_>) -> Result<()> {
     out.took(started)
 }
 
+/// Verifies the migration and prints the counts.
+async fn verify_counts(engines: &Engines, out: &mut Out<'_>) -> Result<()> {
+    let verified = migrate::verify(engines).await?;
+    out.line(format!(
+        "verify: {} runs, {} documents, {} drifted",
+        verified.sql_count,
+        verified.doc_count,
+        verified.drift.len()
+    ))
+}
+
 fn drift_line(drift: &Drift) -> String {
     match drift {
         Drift::Missing { model_id, .. } => format!("missing: {model_id} has no document"),
@@ -646,13 +657,7 @@ async fn migration(engines: &Engines, out: &mut Out<'_>) -> Result<()> {
         "runs-to-docs: copied {} runs in {} batch(es); complete: {}",
         report.copied, report.batches, report.complete
     ))?;
-    let verified = migrate::verify(engines).await?;
-    out.line(format!(
-        "verify: {} runs, {} documents, {} drifted",
-        verified.sql_count,
-        verified.doc_count,
-        verified.drift.len()
-    ))?;
+    verify_counts(engines, out).await?;
 
     out.step(&format!(
         "{DEMO_MODEL} completes in SQL only: verify lists the drift"
@@ -678,13 +683,7 @@ async fn migration(engines: &Engines, out: &mut Out<'_>) -> Result<()> {
         "reconcile: {} document(s) rewritten from their runs, {} removed",
         repaired.repaired, repaired.removed
     ))?;
-    let verified = migrate::verify(engines).await?;
-    out.line(format!(
-        "verify: {} runs, {} documents, {} drifted",
-        verified.sql_count,
-        verified.doc_count,
-        verified.drift.len()
-    ))?;
+    verify_counts(engines, out).await?;
     out.took(started)
 }
 

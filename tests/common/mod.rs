@@ -11,6 +11,25 @@
 pub mod documents;
 pub mod engines;
 
+/// `run_cases!(name, setup; case, ...)`: a module `name` with one
+/// `#[tokio::test]` per case, each `run_case(setup, super::case)` with the
+/// `run_case` in scope where the macro is invoked (the document or the
+/// engines variant), so one case list runs per backend.
+#[macro_export]
+macro_rules! run_cases {
+    ($backend:ident, $setup:expr; $($case:ident),* $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    run_case($setup, super::$case).await
+                }
+            )*
+        }
+    };
+}
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Once;
