@@ -23,11 +23,15 @@
 //! - [`migration`]: the relational schema as sea-orm migrations, applied at
 //!   start. Imports `engines::relational` for error mapping.
 //! - [`platform`]: registry and tracking: datasets, runs, artifacts,
-//!   deployments and aliases on the relational engine, and the run search
-//!   language. Imports `engines` and `error`.
+//!   deployments and aliases on the relational engine, the run search
+//!   language, model configs and experiments on the document engine,
+//!   operations spanning engines (the register saga, model info, the
+//!   runs-to-documents migration) and the sample data. Imports `engines` and
+//!   `error`.
 //! - [`api`]: the HTTP API (axum) served by `strata serve`, with its OpenAPI
 //!   document. Imports `platform`, `engines`, `error` and `config`.
-//! - [`cli`]: the `strata` command (clap). May import everything.
+//! - [`cli`]: the `strata` command (clap), with `strata demo`, the main
+//!   job ([`cli::demo`]). May import everything.
 //!
 //! Modules that arrive with later capabilities slot in between: `cache` (the
 //! three-tier cache over the engines), `serving` (features, predictions,
