@@ -49,16 +49,39 @@ pub async fn connect(config: &RelationalConfig, data_dir: &Path) -> Result<Datab
     // whole attempt by the connect timeout as well so a dead server is
     // reported promptly.
     let deadline = config.connect_timeout + Duration::from_millis(500);
-    match tokio::time::timeout(deadline, Database::connect(options)).await {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(map_db_err(e).with_operation("connect").with_target(target)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            format!("no connection within {:?}", config.connect_timeout),
-        )
-        .with_operation("connect")
-        .with_target(target)),
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, Database::connect(options.clone())).await {
+            Ok(Ok(db)) => return Ok(db),
+            // Several processes opening a fresh SQLite file at once: the one
+            // switching it to WAL holds a lock that SQLite reports as busy
+            // at once, without the busy timeout. It is over in moments, so
+            // try again, within the connect timeout.
+            Ok(Err(e)) if is_sqlite_busy(&e) && started.elapsed() + pause < deadline => {
+                tracing::debug!("SQLite busy while connecting, retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Ok(Err(e)) => {
+                return Err(map_db_err(e).with_operation("connect").with_target(target));
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no connection within {:?}", config.connect_timeout),
+                )
+                .with_operation("connect")
+                .with_target(target));
+            }
+        }
     }
+}
+
+/// Whether `error` is SQLite's `SQLITE_BUSY` ("database is locked").
+fn is_sqlite_busy(error: &DbErr) -> bool {
+    error.to_string().contains("database is locked")
 }
 
 /// The file of a `sqlite://PATH?...` URL; `None` for in-memory databases.
