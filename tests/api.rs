@@ -577,6 +577,53 @@ async fn runs_register_across_engines_or_not_at_all() {
     assert_eq!(counted, None, "no registration was counted");
 }
 
+/// `DELETE /v1/runs/{model_id}` removes the model from every engine; a run
+/// with artifacts is refused and kept whole.
+#[tokio::test]
+async fn runs_delete_removes_a_model_everywhere() {
+    let api = setup().await;
+    api.dataset("d").await;
+    let (status, body) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "d", "model_id": "gone", "model_name": "m",
+                    "framework": "pytorch", "config": { "epochs": 3 } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api.send(Method::DELETE, "/v1/runs/gone", Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(api.get("/v1/runs/gone").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get("/v1/models/gone/config").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = api.send(Method::DELETE, "/v1/runs/gone", Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(error_of(&body).2.as_deref(), Some("model_id"));
+
+    api.run("d", "kept", "xgboost", Some(0.9)).await;
+    let run = registry::run_by_model_id(&api.engines.relational, "kept")
+        .await
+        .expect("run");
+    registry::create_artifact(
+        &api.engines.relational,
+        NewArtifact {
+            run_id: run.id,
+            uri: "file:///kept".into(),
+            format: "onnx".into(),
+            size_bytes: 1,
+            checksum: "c".into(),
+        },
+    )
+    .await
+    .expect("artifact");
+    let (status, body) = api.send(Method::DELETE, "/v1/runs/kept", Value::Null).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(api.get("/v1/runs/kept").await.0, StatusCode::OK);
+    assert_eq!(api.get("/v1/models/kept/config").await.0, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn aliases_resolve_and_move_with_audit() {
     let api = setup().await;

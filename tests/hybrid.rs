@@ -620,6 +620,20 @@ async fn verify_lists_exactly_the_drifted_records(engines: Engines) {
     assert!(migrate::verify(&engines).await.unwrap().is_clean());
 }
 
+/// Progress is told before the first batch and after each one, ending at
+/// the total.
+async fn migration_reports_progress_per_batch(engines: Engines) {
+    seed_runs(&engines, 5).await;
+    let seen = Mutex::new(Vec::new());
+    let report = migrate::runs_to_docs_with_progress(&engines, options(2), &|p| {
+        seen.lock().unwrap().push((p.copied, p.total));
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.copied, 5);
+    assert_eq!(*seen.lock().unwrap(), vec![(0, 5), (2, 5), (4, 5), (5, 5)]);
+}
+
 async fn batch_size_is_checked(engines: Engines) {
     for batch in [0, migrate::MAX_BATCH + 1] {
         let err = migrate::runs_to_docs(&engines, options(batch))
@@ -732,6 +746,7 @@ macro_rules! all_cases {
             migration_resumes_after_interruption_and_verifies,
             verify_lists_exactly_the_drifted_records,
             batch_size_is_checked,
+            migration_reports_progress_per_batch,
             failed_second_write_is_recorded_and_reconciled,
             unrecorded_failure_is_still_repaired,
             unregister_removes_a_model_from_every_engine,

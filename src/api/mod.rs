@@ -143,6 +143,7 @@ fn route_table(table: RouteTable) -> RouteTable {
         .add(Method::POST, "/v1/runs", runs::create)
         .add(Method::GET, "/v1/runs", runs::search)
         .add(Method::GET, "/v1/runs/{model_id}", runs::get)
+        .add(Method::DELETE, "/v1/runs/{model_id}", runs::delete)
         .add(Method::POST, "/v1/runs/{model_id}/complete", runs::complete)
         .add(Method::GET, "/v1/aliases/{name}", aliases::resolve)
         .add(Method::PUT, "/v1/aliases/{name}", aliases::move_to)

@@ -15,7 +15,7 @@ use super::{aliases, analytics, datasets, error, health, models, runs};
     paths(
         health::healthz, health::readyz, openapi_json,
         datasets::create, datasets::list, datasets::get, datasets::stats,
-        runs::create, runs::search, runs::get, runs::complete,
+        runs::create, runs::search, runs::get, runs::delete, runs::complete,
         aliases::resolve, aliases::move_to,
         analytics::frameworks,
         models::list, models::info, models::get_config, models::put_config, models::patch_metrics,

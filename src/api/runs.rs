@@ -1,4 +1,5 @@
-//! `/v1/runs`: register a run, search runs, get one, record how it ended.
+//! `/v1/runs`: register a run, search runs, get one, record how it ended,
+//! remove one.
 //!
 //! Registering is the cross-engine register saga
 //! ([`hybrid::register_run`]): the run row, its config document and the
@@ -278,6 +279,30 @@ pub async fn get(
         run: Run::new(details.run, details.dataset.name, details.tags),
         artifacts: details.artifacts.into_iter().map(Artifact::from).collect(),
     }))
+}
+
+/// Removes the model `model_id` from every engine: the run row and tags,
+/// its config document and its migrated copy. A run with artifacts is
+/// refused (409) and nothing is removed.
+#[utoipa::path(delete, path = "/v1/runs/{model_id}", tag = "runs",
+    params(("model_id" = String, Path, description = "The run's model_id")),
+    responses(
+        (status = 204, description = "Removed from every engine"),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run has artifacts", body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    ApiPath(model_id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    if hybrid::unregister_run(&state.engines, &model_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(
+            Error::not_found(format!("no training run with model_id `{model_id}`"))
+                .with_field("model_id")
+                .into(),
+        )
+    }
 }
 
 /// Records how the running run `model_id` ended, with its metrics.

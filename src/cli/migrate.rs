@@ -65,16 +65,22 @@ pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) ->
                 .with_field("batch"));
             }
             let engines = open(config).await?;
-            let report = migrate::runs_to_docs(
+            let bar = output::progress_bar(0, !json);
+            let report = migrate::runs_to_docs_with_progress(
                 &engines,
                 MigrateOptions {
                     batch: args.batch,
                     from_start: args.from_start,
                     stop_after_batches: None,
-                    progress: !json,
+                },
+                &|p| {
+                    bar.set_length(p.total);
+                    bar.set_position(p.copied);
                 },
             )
-            .await?;
+            .await;
+            bar.finish_and_clear();
+            let report = report?;
             if json {
                 output::print_json(&json!(report))?;
             } else {

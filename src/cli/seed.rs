@@ -9,7 +9,6 @@ use super::output;
 use crate::config::Config;
 use crate::engines::Engines;
 use crate::error::{Error, Result};
-use crate::platform::hybrid::migrate::progress_bar;
 use crate::platform::seed::{self, DEFAULT_SEED, MAX_SYNTHETIC, SeedReport};
 
 /// Options of `strata seed`.
@@ -50,7 +49,7 @@ pub(crate) async fn run(config: &Config, args: SeedArgs, json: bool) -> Result<E
     }
     let engines = Engines::open(config).await?;
     let report = seed::seed_scenario(&engines).await?;
-    let bar = progress_bar(args.runs, !json);
+    let bar = output::progress_bar(args.runs, !json);
     let synthetic = seed::seed_synthetic(&engines, args.runs, args.seed, &|done| {
         bar.set_position(done);
     })

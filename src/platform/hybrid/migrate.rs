@@ -29,7 +29,6 @@
 //!   of truth is the guarantee.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 
 use bson::{Bson, Document, doc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -62,8 +61,15 @@ pub struct MigrateOptions {
     pub from_start: bool,
     /// Stop after this many batches, as an interruption would (tests).
     pub stop_after_batches: Option<u64>,
-    /// Draw a progress bar on standard error (only when it is a terminal).
-    pub progress: bool,
+}
+
+/// How far [`runs_to_docs_with_progress`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateProgress {
+    /// Runs copied so far by this call.
+    pub copied: u64,
+    /// Runs after the checkpoint when the call began.
+    pub total: u64,
 }
 
 /// What [`runs_to_docs`] did.
@@ -243,27 +249,19 @@ async fn store_checkpoint(docs: &dyn DocumentStore, last_id: i64) -> Result<()> 
     Ok(())
 }
 
-/// A progress bar counting runs (that of [`runs_to_docs`] and of
-/// `strata seed --runs`): on standard error, and hidden unless it is a
-/// terminal, so logs and pipes get no control characters.
-pub(crate) fn progress_bar(total: u64, wanted: bool) -> indicatif::ProgressBar {
-    if !(wanted && std::io::stderr().is_terminal()) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    // The template is a constant; should it ever fail to parse, the default
-    // style is still a usable bar.
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {elapsed}")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
 /// Copies runs after the checkpoint into [`MIGRATED`] in batches, storing
 /// the checkpoint after each batch. Idempotent and resumable.
 pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<MigrateReport> {
+    runs_to_docs_with_progress(engines, options, &|_| {}).await
+}
+
+/// [`runs_to_docs`], telling `progress` how far it is: once before the
+/// first batch (nothing copied yet) and after each batch.
+pub async fn runs_to_docs_with_progress(
+    engines: &Engines,
+    options: MigrateOptions,
+    progress: &(dyn Fn(MigrateProgress) + Send + Sync),
+) -> Result<MigrateReport> {
     if options.batch == 0 || options.batch > MAX_BATCH {
         return Err(Error::invalid(format!(
             "`batch` must be between 1 and {MAX_BATCH}, got {}",
@@ -284,7 +282,10 @@ pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<
         .filter(training_run::Column::Id.gt(after))
         .count_rows(db)
         .await?;
-    let progress = progress_bar(remaining, options.progress);
+    progress(MigrateProgress {
+        copied: 0,
+        total: remaining,
+    });
     let mut report = MigrateReport {
         resumed_after,
         last_id: resumed_after,
@@ -296,7 +297,6 @@ pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<
             .stop_after_batches
             .is_some_and(|n| report.batches >= n)
         {
-            progress.finish_and_clear();
             return Ok(report);
         }
         let rows = training_run::Entity::find()
@@ -320,12 +320,14 @@ pub async fn runs_to_docs(engines: &Engines, options: MigrateOptions) -> Result<
         report.copied += n;
         report.batches += 1;
         report.last_id = Some(last);
-        progress.inc(n);
+        progress(MigrateProgress {
+            copied: report.copied,
+            total: remaining,
+        });
         if n < options.batch {
             break;
         }
     }
-    progress.finish_and_clear();
     report.complete = true;
     Ok(report)
 }
