@@ -141,22 +141,7 @@ async fn seeding_never_overwrites(engines: Engines) {
 async fn synthetic_runs_are_seeded_and_idempotent(engines: Engines) {
     seed::seed_scenario(&engines).await.unwrap();
     let db = &engines.relational;
-    let ids: BTreeMap<&str, i64> = BTreeMap::from([
-        (
-            "fraud-train-v1",
-            registry::dataset_by_name(db, "fraud-train-v1")
-                .await
-                .unwrap()
-                .id,
-        ),
-        (
-            "recommendation-train-v2",
-            registry::dataset_by_name(db, "recommendation-train-v2")
-                .await
-                .unwrap()
-                .id,
-        ),
-    ]);
+    let ids = seed::dataset_ids(&engines).await.unwrap();
     let seen = Mutex::new(Vec::new());
     let n = seed::SYNTHETIC_BATCH + 200;
     let written = seed::seed_synthetic(&engines, n, 7, &|done| seen.lock().unwrap().push(done))

@@ -457,13 +457,6 @@ async fn documents(engines: &Engines, out: &mut Out<'_>) -> Result<()> {
     out.took(started)
 }
 
-async fn framework_count(engines: &Engines, framework: &str) -> Result<i64> {
-    let raw = engines.kv.hget(RUNS_REGISTERED_KEY, framework).await?;
-    Ok(raw
-        .and_then(|r| std::str::from_utf8(&r).ok()?.parse().ok())
-        .unwrap_or(0))
-}
-
 fn demo_request(model_id: &str) -> RegisterRun {
     RegisterRun {
         dataset_name: "fraud-train-v1".into(),
@@ -570,7 +563,7 @@ async fn saga(engines: &Engines, out: &mut Out<'_>) -> Result<()> {
     ]);
     for step in Step::ALL {
         let model_id = saga_model(step);
-        let before = framework_count(engines, "pytorch").await?;
+        let before = hybrid::registrations(engines, "pytorch").await?;
         let fault = move |at: Step| {
             if at == step {
                 Err(Error::new(
@@ -600,7 +593,7 @@ async fn saga(engines: &Engines, out: &mut Out<'_>) -> Result<()> {
         let config_left = configs::config_of(engines.documents.as_ref(), &model_id)
             .await?
             .map_or("no", |_| "yes");
-        let after = framework_count(engines, "pytorch").await?;
+        let after = hybrid::registrations(engines, "pytorch").await?;
         table.add_row(vec![
             step_name(step).to_owned(),
             error,

@@ -103,6 +103,21 @@ pub fn scenario_datasets() -> Vec<NewDataset> {
     ]
 }
 
+/// The ids of the scenario's datasets, by name. NotFound when one is
+/// missing ([`seed_scenario`] adds them).
+pub async fn dataset_ids(engines: &Engines) -> Result<BTreeMap<&'static str, i64>> {
+    let mut ids = BTreeMap::new();
+    for name in ["fraud-train-v1", "recommendation-train-v2"] {
+        ids.insert(
+            name,
+            registry::dataset_by_name(&engines.relational, name)
+                .await?
+                .id,
+        );
+    }
+    Ok(ids)
+}
+
 /// One scenario run: `(model_id, dataset, model_name, framework, outcome,
 /// started_at, tags)`, where the outcome is `(accuracy, loss, seconds)` of
 /// a completed run or `None` for one still running.
@@ -201,6 +216,7 @@ pub async fn seed_scenario(engines: &Engines) -> Result<SeedReport> {
     let added = missing.len() as u64;
     registry::upsert_datasets(db, missing).await?;
     report.line("datasets", "relational", added, 2 - added);
+    let ids = dataset_ids(engines).await?;
 
     let mut missing = Vec::new();
     for (model_id, dataset, model_name, framework, outcome, started_at, tags) in scenario_runs() {
@@ -209,7 +225,9 @@ pub async fn seed_scenario(engines: &Engines) -> Result<SeedReport> {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let dataset_id = registry::dataset_by_name(db, dataset).await?.id;
+        let dataset_id = ids.get(dataset).copied().ok_or_else(|| {
+            Error::internal(format!("dataset `{dataset}` was not seeded")).with_operation("seed")
+        })?;
         missing.push(RunUpsert {
             dataset_id,
             model_id: model_id.into(),
@@ -451,13 +469,7 @@ pub async fn seed_synthetic(
         );
     }
     let db = &engines.relational;
-    let mut dataset_ids = BTreeMap::new();
-    for (_, dataset, _) in FAMILIES {
-        if !dataset_ids.contains_key(dataset) {
-            let id = registry::dataset_by_name(db, dataset).await?.id;
-            dataset_ids.insert(dataset, id);
-        }
-    }
+    let dataset_ids = dataset_ids(engines).await?;
     let mut done = 0;
     while done < n {
         let end = (done + SYNTHETIC_BATCH).min(n);

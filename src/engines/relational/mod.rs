@@ -79,9 +79,23 @@ pub async fn connect(config: &RelationalConfig, data_dir: &Path) -> Result<Datab
     }
 }
 
-/// Whether `error` is SQLite's `SQLITE_BUSY` ("database is locked").
+/// Whether `error` is SQLite's `SQLITE_BUSY` (primary result code 5,
+/// "database is locked"), whatever its extended code.
 fn is_sqlite_busy(error: &DbErr) -> bool {
-    error.to_string().contains("database is locked")
+    let (DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    e.as_database_error()
+        .filter(|db| {
+            db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+        })
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
 }
 
 /// The file of a `sqlite://PATH?...` URL; `None` for in-memory databases.
@@ -174,5 +188,39 @@ mod tests {
             Some(Path::new("./data/strata.db"))
         );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+
+    /// A write while another connection holds the write lock is SQLITE_BUSY
+    /// (with no busy timeout to wait it out); other errors are not.
+    #[tokio::test]
+    async fn a_locked_sqlite_file_is_busy_and_other_errors_are_not() {
+        use sea_orm::TransactionTrait;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(2)
+            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::ZERO));
+        let db = Database::connect(options).await.expect("connect");
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)")
+            .await
+            .expect("create");
+        let holder = db.begin().await.expect("begin");
+        holder
+            .execute_unprepared("INSERT INTO t VALUES (1)")
+            .await
+            .expect("take the write lock");
+        let busy = db
+            .execute_unprepared("INSERT INTO t VALUES (2)")
+            .await
+            .expect_err("the file is locked");
+        assert!(is_sqlite_busy(&busy), "{busy:?}");
+        holder.rollback().await.expect("rollback");
+
+        let syntax = db
+            .execute_unprepared("INSERT INTO nowhere VALUES (1)")
+            .await
+            .expect_err("no such table");
+        assert!(!is_sqlite_busy(&syntax), "{syntax:?}");
     }
 }

@@ -262,6 +262,26 @@ async fn delete_run_row(engines: &Engines, model_id: &str) -> Result<()> {
     txn.commit().await.map_err(db_err("compensate_run"))
 }
 
+/// A KV counter's stored text as a number; `None` when it is not an
+/// integer.
+fn counter_value(raw: &[u8]) -> Option<i64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+/// How many runs of `framework` were registered ([`RUNS_REGISTERED_KEY`]);
+/// 0 when none were.
+pub async fn registrations(engines: &Engines, framework: &str) -> Result<i64> {
+    match engines.kv.hget(RUNS_REGISTERED_KEY, framework).await? {
+        None => Ok(0),
+        Some(raw) => counter_value(&raw).ok_or_else(|| {
+            Error::invalid(format!(
+                "the registration counter of `{framework}` is not an integer"
+            ))
+            .with_operation("registrations")
+        }),
+    }
+}
+
 /// Everything strata knows of one model, gathered from every engine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
@@ -305,8 +325,7 @@ pub async fn model_info(engines: &Engines, model_id: &str) -> Result<ModelInfo> 
     let counters = counters?
         .into_iter()
         .map(|(name, raw)| {
-            let text = std::str::from_utf8(&raw).ok();
-            text.and_then(|t| t.parse::<i64>().ok())
+            counter_value(&raw)
                 .map(|n| (name.clone(), n))
                 .ok_or_else(|| {
                     Error::invalid(format!(

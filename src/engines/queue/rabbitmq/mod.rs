@@ -78,7 +78,7 @@ use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions, QueuePurgeOptions,
 };
-use lapin::types::FieldTable as AmqpTable;
+use lapin::types::{FieldTable as AmqpTable, ShortString};
 use lapin::{Confirmation, ExchangeKind as AmqpExchangeKind};
 
 use self::connection::{Connector, Link, Mode};
@@ -180,13 +180,26 @@ impl RabbitBroker {
         .await
     }
 
-    fn name(
-        &self,
-        value: &str,
-        field: &str,
-        operation: &'static str,
-    ) -> Result<lapin::types::ShortString> {
+    fn name(&self, value: &str, field: &str, operation: &'static str) -> Result<ShortString> {
         short(value, field).map_err(|e| e.with_operation(operation).with_target(self.target()))
+    }
+
+    /// The driver's forms of a binding's queue, exchange, routing key and
+    /// arguments, each checked, for `bind_queue` and `unbind_queue`.
+    fn binding(
+        &self,
+        operation: &'static str,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<(ShortString, ShortString, ShortString, AmqpTable)> {
+        let queue = self.name(queue, "queue", operation)?;
+        let exchange = self.name(exchange, "exchange", operation)?;
+        let key = self.name(routing_key, "routing_key", operation)?;
+        let arguments = convert::to_amqp_table(arguments, "arguments")
+            .map_err(|e| e.with_operation(operation).with_target(self.target()))?;
+        Ok((queue, exchange, key, arguments))
     }
 
     fn consumer_tag(&self) -> String {
@@ -371,11 +384,8 @@ impl Broker for RabbitBroker {
         arguments: FieldTable,
     ) -> Result<()> {
         const OP: &str = "bind_queue";
-        let queue = self.name(queue, "queue", OP)?;
-        let exchange = self.name(exchange, "exchange", OP)?;
-        let key = self.name(routing_key, "routing_key", OP)?;
-        let arguments = convert::to_amqp_table(&arguments, "arguments")
-            .map_err(|e| e.with_operation(OP).with_target(self.target()))?;
+        let (queue, exchange, key, arguments) =
+            self.binding(OP, queue, exchange, routing_key, &arguments)?;
         self.on_channel(OP, |channel| {
             let (queue, exchange, key) = (queue.clone(), exchange.clone(), key.clone());
             let arguments = arguments.clone();
@@ -396,11 +406,8 @@ impl Broker for RabbitBroker {
         arguments: FieldTable,
     ) -> Result<()> {
         const OP: &str = "unbind_queue";
-        let queue = self.name(queue, "queue", OP)?;
-        let exchange = self.name(exchange, "exchange", OP)?;
-        let key = self.name(routing_key, "routing_key", OP)?;
-        let arguments = convert::to_amqp_table(&arguments, "arguments")
-            .map_err(|e| e.with_operation(OP).with_target(self.target()))?;
+        let (queue, exchange, key, arguments) =
+            self.binding(OP, queue, exchange, routing_key, &arguments)?;
         self.on_channel(OP, |channel| {
             let (queue, exchange, key) = (queue.clone(), exchange.clone(), key.clone());
             let arguments = arguments.clone();
