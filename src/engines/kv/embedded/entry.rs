@@ -79,6 +79,20 @@ pub(super) enum Value {
     ZSet(Mutex<ZSetValue>),
 }
 
+/// A value mutated in place under its key's write lock: a hash or a
+/// sorted set. `EmbeddedKv::read_collection` and `write_collection` serve
+/// every such type alike.
+pub(super) trait Collection: Default {
+    /// The value's lock, when `value` holds this type.
+    fn of(value: &Value) -> Option<&Mutex<Self>>;
+    /// `value` as this type's [`Value`] variant.
+    fn wrap(value: Mutex<Self>) -> Value;
+    /// Whether it has no field or member left (the key then goes).
+    fn is_empty(&self) -> bool;
+    /// Its estimated size in bytes, without the key.
+    fn bytes(&self) -> u64;
+}
+
 /// One key's entry in the cache.
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -103,21 +117,11 @@ impl Entry {
         bytes.len() as u64 + KEY_OVERHEAD
     }
 
-    /// A hash entry.
-    pub(super) fn hash(hash: HashValue) -> Arc<Entry> {
-        let size = hash.bytes() + KEY_OVERHEAD;
+    /// An entry holding a hash or a sorted set.
+    pub(super) fn collection<C: Collection>(value: C) -> Arc<Entry> {
+        let size = value.bytes() + KEY_OVERHEAD;
         Arc::new(Entry {
-            value: Value::Hash(Mutex::new(hash)),
-            deadline: AtomicU64::new(NO_DEADLINE),
-            size: AtomicU64::new(size),
-        })
-    }
-
-    /// A sorted-set entry.
-    pub(super) fn zset(zset: ZSetValue) -> Arc<Entry> {
-        let size = zset.bytes() + KEY_OVERHEAD;
-        Arc::new(Entry {
-            value: Value::ZSet(Mutex::new(zset)),
+            value: C::wrap(Mutex::new(value)),
             deadline: AtomicU64::new(NO_DEADLINE),
             size: AtomicU64::new(size),
         })

@@ -11,11 +11,12 @@
 //! - The key's expiry survives every hash write (Redis keeps it too).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 
 use super::EmbeddedKv;
-use super::entry::{Entry, Value, lock_value};
+use super::entry::{Collection, Value};
 use super::strings::{format_int, parse_redis_int};
 use crate::engines::kv::Reply;
 use crate::error::{Error, Result};
@@ -36,11 +37,6 @@ fn field_bytes(field: &str, value: &Bytes) -> u64 {
 }
 
 impl HashValue {
-    /// Estimated bytes of all fields.
-    pub(super) fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Sets a field; `true` when it is new.
     fn insert(&mut self, field: String, value: Bytes) -> bool {
         let added = field_bytes(&field, &value);
@@ -69,50 +65,39 @@ impl HashValue {
     }
 }
 
+impl Collection for HashValue {
+    fn of(value: &Value) -> Option<&Mutex<Self>> {
+        match value {
+            Value::Hash(hash) => Some(hash),
+            _ => None,
+        }
+    }
+
+    fn wrap(value: Mutex<Self>) -> Value {
+        Value::Hash(value)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 impl EmbeddedKv {
     /// Runs `f` on the hash at `key` (`None` when missing), failing with
     /// WRONGTYPE on another type.
     fn read_hash<T>(&self, key: &str, f: impl FnOnce(Option<&HashValue>) -> T) -> Result<T> {
-        match self.live(key) {
-            None => Ok(f(None)),
-            Some(entry) => match &entry.value {
-                Value::Hash(hash) => Ok(f(Some(&*lock_value(hash)?))),
-                _ => Err(Error::wrong_type()),
-            },
-        }
+        self.read_collection(key, f)
     }
 
-    /// Applies `f` to the hash at `key`, creating it when missing, under the
-    /// key's write lock; re-inserts it (or deletes it when left empty).
-    /// `f` must validate before mutating: its error leaves the hash as is.
+    /// Applies `f` to the hash at `key`, creating it when missing (see
+    /// `write_collection`). `f` must validate before mutating: its error
+    /// leaves the hash as is.
     fn write_hash<T>(&self, key: &str, f: impl FnOnce(&mut HashValue) -> Result<T>) -> Result<T> {
-        let _guard = self.write_lock(key);
-        match self.live(key) {
-            None => {
-                let mut hash = HashValue::default();
-                let out = f(&mut hash)?;
-                if !hash.fields.is_empty() {
-                    self.cache.insert(key.to_owned(), Entry::hash(hash));
-                }
-                Ok(out)
-            }
-            Some(entry) => {
-                let Value::Hash(mutex) = &entry.value else {
-                    return Err(Error::wrong_type());
-                };
-                let mut hash = lock_value(mutex)?;
-                let out = f(&mut hash)?;
-                let (empty, bytes) = (hash.fields.is_empty(), hash.bytes);
-                drop(hash);
-                if empty {
-                    self.cache.invalidate(key);
-                } else {
-                    entry.set_value_bytes(bytes);
-                    self.cache.insert(key.to_owned(), entry);
-                }
-                Ok(out)
-            }
-        }
+        self.write_collection(key, f)
     }
 
     pub(super) fn hset(&self, key: &str, fields: Vec<(String, Bytes)>) -> Result<Reply> {

@@ -51,7 +51,7 @@ use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
-use self::entry::{Clock, DeadlineExpiry, Entry};
+use self::entry::{Clock, Collection, DeadlineExpiry, Entry, lock_value};
 use self::pubsub::PubSub;
 use super::pattern::glob_match;
 use super::{Command, KvInfo, KvStore, Reply, Subscription};
@@ -210,6 +210,58 @@ impl EmbeddedKv {
         self.cache
             .get(key)
             .filter(|entry| entry.is_live_at(|| self.clock.now()))
+    }
+
+    /// Runs `f` on the hash or sorted set at `key` (`None` when missing),
+    /// failing with WRONGTYPE when the key holds another type.
+    fn read_collection<C: Collection, T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<&C>) -> T,
+    ) -> Result<T> {
+        match self.live(key) {
+            None => Ok(f(None)),
+            Some(entry) => match C::of(&entry.value) {
+                Some(value) => Ok(f(Some(&*lock_value(value)?))),
+                None => Err(Error::wrong_type()),
+            },
+        }
+    }
+
+    /// Applies `f` to the hash or sorted set at `key`, creating it when
+    /// missing, under the key's write lock; then re-inserts the entry so
+    /// that moka re-weighs it, or deletes the key when it was left empty.
+    /// `f` must validate before mutating: its error leaves the value as is.
+    fn write_collection<C: Collection, T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut C) -> Result<T>,
+    ) -> Result<T> {
+        let _guard = self.write_lock(key);
+        match self.live(key) {
+            None => {
+                let mut value = C::default();
+                let out = f(&mut value)?;
+                if !value.is_empty() {
+                    self.cache.insert(key.to_owned(), Entry::collection(value));
+                }
+                Ok(out)
+            }
+            Some(entry) => {
+                let mutex = C::of(&entry.value).ok_or_else(Error::wrong_type)?;
+                let mut value = lock_value(mutex)?;
+                let out = f(&mut value)?;
+                let (empty, bytes) = (value.is_empty(), value.bytes());
+                drop(value);
+                if empty {
+                    self.cache.invalidate(key);
+                } else {
+                    entry.set_value_bytes(bytes);
+                    self.cache.insert(key.to_owned(), entry);
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The write lock of `key`'s stripe. It guards no data (`()`), so a

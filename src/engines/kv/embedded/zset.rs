@@ -17,10 +17,10 @@
 //!   sizes strata keeps in process.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::EmbeddedKv;
-use super::entry::{Entry, Value, lock_value};
+use super::entry::{Collection, Value};
 use crate::engines::kv::{Reply, ScoreBound};
 use crate::error::{Error, Result};
 
@@ -75,11 +75,6 @@ fn not_a_float() -> Error {
 }
 
 impl ZSetValue {
-    /// Estimated bytes of all members.
-    pub(super) fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     fn len(&self) -> usize {
         self.scores.len()
     }
@@ -194,50 +189,38 @@ fn check_bounds(min: ScoreBound, max: ScoreBound) -> Result<()> {
     Ok(())
 }
 
+impl Collection for ZSetValue {
+    fn of(value: &Value) -> Option<&Mutex<Self>> {
+        match value {
+            Value::ZSet(zset) => Some(zset),
+            _ => None,
+        }
+    }
+
+    fn wrap(value: Mutex<Self>) -> Value {
+        Value::ZSet(value)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 impl EmbeddedKv {
     /// Runs `f` on the sorted set at `key` (`None` when missing), failing
     /// with WRONGTYPE on another type.
     fn read_zset<T>(&self, key: &str, f: impl FnOnce(Option<&ZSetValue>) -> T) -> Result<T> {
-        match self.live(key) {
-            None => Ok(f(None)),
-            Some(entry) => match &entry.value {
-                Value::ZSet(zset) => Ok(f(Some(&*lock_value(zset)?))),
-                _ => Err(Error::wrong_type()),
-            },
-        }
+        self.read_collection(key, f)
     }
 
-    /// Applies `f` to the sorted set at `key`, creating it when missing,
-    /// under the key's write lock; re-inserts it (or deletes it when left
-    /// empty). `f` must validate before mutating.
+    /// Applies `f` to the sorted set at `key`, creating it when missing (see
+    /// `write_collection`). `f` must validate before mutating.
     fn write_zset<T>(&self, key: &str, f: impl FnOnce(&mut ZSetValue) -> Result<T>) -> Result<T> {
-        let _guard = self.write_lock(key);
-        match self.live(key) {
-            None => {
-                let mut zset = ZSetValue::default();
-                let out = f(&mut zset)?;
-                if zset.len() > 0 {
-                    self.cache.insert(key.to_owned(), Entry::zset(zset));
-                }
-                Ok(out)
-            }
-            Some(entry) => {
-                let Value::ZSet(mutex) = &entry.value else {
-                    return Err(Error::wrong_type());
-                };
-                let mut zset = lock_value(mutex)?;
-                let out = f(&mut zset)?;
-                let (empty, bytes) = (zset.len() == 0, zset.bytes);
-                drop(zset);
-                if empty {
-                    self.cache.invalidate(key);
-                } else {
-                    entry.set_value_bytes(bytes);
-                    self.cache.insert(key.to_owned(), entry);
-                }
-                Ok(out)
-            }
-        }
+        self.write_collection(key, f)
     }
 
     pub(super) fn zadd(&self, key: &str, members: &[(f64, String)]) -> Result<Reply> {
