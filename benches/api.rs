@@ -25,7 +25,7 @@ use strata::api;
 use strata::config::Config;
 use strata::engines::Engines;
 use strata::platform::hybrid::model_counters_key;
-use strata::platform::{configs, seed};
+use strata::platform::{Platform, configs, seed};
 use tower::ServiceExt;
 
 const RUNS: u64 = 10_000;
@@ -114,8 +114,11 @@ fn bench(c: &mut Criterion) {
     };
     let (engines, router) = rt.block_on(async {
         let engines = Engines::open(&config).await.unwrap();
+        let platform = Platform::with_engines(engines.clone(), config.sagas)
+            .await
+            .unwrap();
         load(&engines).await;
-        let router = api::router(engines.clone(), &config.api);
+        let router = api::router(platform, &config.api);
         (engines, router)
     });
 

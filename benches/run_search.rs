@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
     };
     let db = rt.block_on(async {
         let engines = Engines::open(&config).await.unwrap();
+        strata::platform::schema::apply(&engines).await.unwrap();
         load(&engines).await;
         engines.relational
     });

@@ -50,6 +50,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// The HTTP API (`strata serve`).
     pub api: ApiConfig,
+    /// Operations that span engines (durable sagas).
+    pub sagas: SagasConfig,
 }
 
 impl Default for Config {
@@ -61,6 +63,41 @@ impl Default for Config {
             kv: KvConfig::default(),
             queue: QueueConfig::default(),
             api: ApiConfig::default(),
+            sagas: SagasConfig::default(),
+        }
+    }
+}
+
+/// How operations that span engines (registering or removing a model) are
+/// driven and recovered; see `platform::sagas`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SagasConfig {
+    /// How long a process holds an open saga between two of its writes; a
+    /// saga whose holder is gone is taken over once this has passed.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often a running `strata serve` looks for such sagas.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Take-overs after which a registration is undone instead of finished.
+    pub max_takeovers: u32,
+    /// Retries of one step that failed with an error a retry may help.
+    pub retry: crate::retry::RetryPolicy,
+    /// Ended sagas are kept this long (identical retries are recognised
+    /// within it), then deleted.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for SagasConfig {
+    fn default() -> Self {
+        SagasConfig {
+            lease: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(10),
+            max_takeovers: 3,
+            retry: crate::retry::RetryPolicy::default().with_max_elapsed(Duration::from_secs(8)),
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -426,7 +463,15 @@ pub struct Sources {
 /// Top-level keys that `STRATA_*` variables may set. Other `STRATA_`
 /// variables (`STRATA_PROFILE`, `STRATA_CONFIG_DIR`, `STRATA_TEST_FULL`) are
 /// not configuration keys.
-const ENV_SECTIONS: &[&str] = &["data_dir", "relational", "documents", "kv", "queue"];
+const ENV_SECTIONS: &[&str] = &[
+    "data_dir",
+    "relational",
+    "documents",
+    "kv",
+    "queue",
+    "api",
+    "sagas",
+];
 
 impl Config {
     /// Loads the configuration from `sources`, in the documented order.
@@ -521,6 +566,18 @@ impl Config {
         }
         if let QueueConfig::Rabbitmq(r) = &self.queue {
             check("queue.url", &r.url, &["amqp", "amqps"])?;
+        }
+        if self.sagas.retry.max_elapsed >= self.sagas.lease {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "sagas.retry.max_elapsed ({:?}) must be shorter than sagas.lease ({:?}): \
+                     a step still retrying when its lease ends would be taken over{}",
+                    self.sagas.retry.max_elapsed,
+                    self.sagas.lease,
+                    origin_of(figment, "sagas.lease")
+                ),
+            ));
         }
         if self.relational.min_connections > self.relational.max_connections {
             return Err(Error::new(

@@ -1,13 +1,15 @@
 //! The one error type of strata.
 //!
 //! Every engine, embedded or real, reports failures as an [`Error`] with an
-//! [`ErrorKind`] that callers can match on, the operation that failed, the
-//! target it ran against (with secrets already redacted), an optional field
-//! that was at fault, and whether a retry may help. Adapters keep their own
-//! driver errors private and map them in, so domain code never sees a driver
-//! type.
+//! [`ErrorKind`] that callers can match on, the chain of operations that
+//! failed (innermost first: `insert_one` inside `register_run`), the target
+//! it ran against (with secrets already redacted), an optional field that
+//! was at fault, whether a retry may help and, when the engine knows it, how
+//! long to wait before retrying. Adapters keep their own driver errors
+//! private and map them in, so domain code never sees a driver type.
 
 use std::fmt;
+use std::time::Duration;
 
 /// What went wrong, in terms a caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,13 +67,21 @@ impl fmt::Display for ErrorKind {
 }
 
 /// A strata error: a kind, a message, and the context it happened in.
+/// One pointer wide, so a `Result` costs little on the happy path.
 #[derive(Debug)]
 pub struct Error {
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     kind: ErrorKind,
     message: String,
-    operation: Option<&'static str>,
+    /// Innermost first; never two equal neighbours.
+    operations: Vec<&'static str>,
     target: Option<String>,
     field: Option<String>,
+    retry_after: Option<Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -82,12 +92,15 @@ impl Error {
     /// A new error of `kind` with a human-readable message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
-            kind,
-            message: message.into(),
-            operation: None,
-            target: None,
-            field: None,
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                operations: Vec::new(),
+                target: None,
+                field: None,
+                retry_after: None,
+                source: None,
+            }),
         }
     }
 
@@ -124,22 +137,34 @@ impl Error {
         Self::new(ErrorKind::Internal, message)
     }
 
-    /// Names the operation that failed (`"insert_one"`, `"zadd"`, `"publish"`).
+    /// Names the operation that failed (`"insert_one"`, `"zadd"`,
+    /// `"publish"`). Called again on the way out, it adds the enclosing
+    /// operation to the chain (`register_run` around `insert_one`); naming
+    /// the same operation twice in a row keeps one.
     pub fn with_operation(mut self, operation: &'static str) -> Self {
-        self.operation = Some(operation);
+        if self.inner.operations.last() != Some(&operation) {
+            self.inner.operations.push(operation);
+        }
+        self
+    }
+
+    /// Says how long to wait before trying again (an open circuit breaker,
+    /// a rate limit, a broker's back-pressure).
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.inner.retry_after = Some(wait);
         self
     }
 
     /// Names the target the operation ran against. Callers pass a redacted
     /// description (never a URL with its password).
     pub fn with_target(mut self, target: impl Into<String>) -> Self {
-        self.target = Some(target.into());
+        self.inner.target = Some(target.into());
         self
     }
 
     /// Names the input field that was at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.inner.field = Some(field.into());
         self
     }
 
@@ -148,60 +173,77 @@ impl Error {
         mut self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        self.source = Some(source.into());
+        self.inner.source = Some(source.into());
         self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The message, without context.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
-    /// The operation that failed, when known.
+    /// The innermost operation that failed, when known.
     pub fn operation(&self) -> Option<&'static str> {
-        self.operation
+        self.inner.operations.first().copied()
+    }
+
+    /// Every operation named, innermost first.
+    pub fn operations(&self) -> &[&'static str] {
+        &self.inner.operations
+    }
+
+    /// How long to wait before a retry, when the failing side said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
     }
 
     /// The (redacted) target, when known.
     pub fn target(&self) -> Option<&str> {
-        self.target.as_deref()
+        self.inner.target.as_deref()
     }
 
     /// The input field at fault, when known.
     pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
+        self.inner.field.as_deref()
     }
 
     /// Whether trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+        matches!(self.inner.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(op) = self.operation {
-            write!(f, "{op}")?;
-            if let Some(target) = &self.target {
+        if let Some((innermost, outer)) = self.inner.operations.split_first() {
+            for op in outer.iter().rev() {
+                write!(f, "{op}: ")?;
+            }
+            write!(f, "{innermost}")?;
+            if let Some(target) = &self.inner.target {
                 write!(f, " on {target}")?;
             }
             write!(f, ": ")?;
-        } else if let Some(target) = &self.target {
+        } else if let Some(target) = &self.inner.target {
             write!(f, "{target}: ")?;
         }
-        f.write_str(&self.message)?;
-        if let Some(field) = &self.field
-            && !self.message.contains(field.as_str())
+        f.write_str(&self.inner.message)?;
+        if let Some(field) = &self.inner.field
+            && !self.inner.message.contains(field.as_str())
         {
             write!(f, " (field `{field}`)")?;
         }
-        if self.is_retryable() {
-            f.write_str(" (retry may help)")?;
+        match self.inner.retry_after {
+            Some(wait) if self.is_retryable() => {
+                write!(f, " (retry in {} ms may help)", wait.as_millis())?;
+            }
+            _ if self.is_retryable() => f.write_str(" (retry may help)")?,
+            _ => {}
         }
         Ok(())
     }
@@ -209,7 +251,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -248,6 +291,29 @@ mod tests {
             "insert_one on documents/model_configs: document failed validation (field `framework`)"
         );
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn operations_chain_outermost_first_without_repeats() {
+        let e = Error::conflict("duplicate key")
+            .with_operation("insert_one")
+            .with_target("documents/model_configs")
+            .with_operation("register_run")
+            .with_operation("register_run");
+        assert_eq!(e.operation(), Some("insert_one"));
+        assert_eq!(e.operations(), ["insert_one", "register_run"]);
+        assert_eq!(
+            e.to_string(),
+            "register_run: insert_one on documents/model_configs: duplicate key"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_kept_and_shown() {
+        let e = Error::new(ErrorKind::Unavailable, "circuit open")
+            .with_retry_after(Duration::from_millis(250));
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(250)));
+        assert!(e.to_string().ends_with("(retry in 250 ms may help)"), "{e}");
     }
 
     #[test]

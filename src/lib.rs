@@ -44,7 +44,9 @@ pub mod cli;
 pub mod config;
 pub mod engines;
 pub mod error;
+mod failpoint;
 pub mod migration;
 pub mod platform;
+pub mod retry;
 
 pub use error::{Error, ErrorKind, Result};

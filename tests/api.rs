@@ -21,11 +21,13 @@ use sea_orm::TransactionTrait;
 use strata::api;
 use strata::config::{ApiConfig, Config, RelationalConfig};
 use strata::engines::Engines;
+use strata::platform::Platform;
 use strata::platform::registry::{self, NewArtifact, NewDataset};
 
 struct Api {
     router: Router,
     engines: Engines,
+    platform: Platform,
     _dir: tempfile::TempDir,
 }
 
@@ -42,12 +44,13 @@ async fn setup_with(api_config: ApiConfig) -> Api {
     };
     let engines = Engines::open(&config).await.expect("open engines");
     // As `strata serve` does before it listens.
-    strata::platform::prepare(&engines)
+    let platform = Platform::with_engines(engines.clone(), config.sagas)
         .await
-        .expect("prepare collections");
+        .expect("open the platform");
     Api {
-        router: api::router(engines.clone(), &api_config),
+        router: api::router(platform.clone(), &api_config),
         engines,
+        platform,
         _dir: dir,
     }
 }
@@ -527,12 +530,12 @@ async fn runs_register_across_engines_or_not_at_all() {
     assert_eq!(info["config"]["config"]["architecture"]["layers"], layers);
     assert_eq!(info["config"]["dataset"], "fraud-train-v1");
     let counted = api
-        .engines
-        .kv
-        .hget(strata::platform::hybrid::RUNS_REGISTERED_KEY, "pytorch")
+        .platform
+        .models()
+        .registrations("pytorch")
         .await
         .expect("read the counter");
-    assert_eq!(counted.as_deref(), Some(&b"1"[..]));
+    assert_eq!(counted, 1);
 
     // A config key that looks like an operator is refused before anything
     // is written.
@@ -569,12 +572,12 @@ async fn runs_register_across_engines_or_not_at_all() {
     let (status, _) = api.get("/v1/runs/fd-5").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let counted = api
-        .engines
-        .kv
-        .hget(strata::platform::hybrid::RUNS_REGISTERED_KEY, "xgboost")
+        .platform
+        .models()
+        .registrations("xgboost")
         .await
         .expect("read the counter");
-    assert_eq!(counted, None, "no registration was counted");
+    assert_eq!(counted, 0, "no registration was counted");
 }
 
 /// `DELETE /v1/runs/{model_id}` removes the model from every engine; a run

@@ -238,6 +238,9 @@ fn help_lists_every_command() {
 #[test]
 fn sql_reads_and_refuses_to_write() {
     let world = World::new();
+    // `strata sql` applies no schema: `seed` does.
+    let out = world.run(&["seed"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = world.run(
         &["--json", "sql", "SELECT version FROM seaql_migrations"],
         &[],
@@ -245,7 +248,7 @@ fn sql_reads_and_refuses_to_write() {
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = json(&out);
     let rows = rows.as_array().expect("rows");
-    assert!(!rows.is_empty(), "migrations were applied at start");
+    assert!(!rows.is_empty(), "migrations were applied by seed");
     assert!(rows[0]["version"].as_str().is_some());
 
     let out = world.run(&["sql", "CREATE TABLE sneaky (a INTEGER)"], &[]);

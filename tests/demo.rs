@@ -11,6 +11,7 @@ mod common;
 
 use strata::cli::demo::{DEMO_MODEL, run_demo};
 use strata::engines::Engines;
+use strata::platform::Platform;
 use strata::platform::configs;
 use strata::platform::registry;
 
@@ -21,8 +22,11 @@ async fn setup_full() -> Option<Env> {
 }
 
 async fn demo_text(engines: &Engines) -> String {
+    let platform = Platform::with_engines(engines.clone(), Default::default())
+        .await
+        .expect("open the platform");
     let mut out = Vec::new();
-    run_demo(engines, &mut out).await.expect("the demo runs");
+    run_demo(&platform, &mut out).await.expect("the demo runs");
     String::from_utf8(out).expect("the demo writes UTF-8")
 }
 

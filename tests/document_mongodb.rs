@@ -110,7 +110,7 @@ async fn unreachable_port_is_unavailable_within_the_timeouts() {
         elapsed < Duration::from_secs(3),
         "took {elapsed:?}, beyond the configured timeouts"
     );
-    assert_eq!(err.operation(), Some("connect"));
+    assert_eq!(err.operations().last(), Some(&"connect"), "{err}");
     assert!(!err.to_string().contains("not-this-one"), "{err}");
 }
 

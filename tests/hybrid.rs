@@ -1,34 +1,31 @@
-//! Operations that span engines (`strata::platform::hybrid`): the register
-//! saga and its compensations, model info, the runs-to-docs migration with
-//! verify, dual write and reconcile.
+//! The runs-to-docs migration (`strata::platform::hybrid::migrate`) with
+//! verify, dual write and reconcile. (Registering and removing models,
+//! sagas and model info are in `tests/sagas.rs`.)
 //!
 //! Every case is written once against `Engines` and runs on the embedded
 //! profile (SQLite + embedded documents + embedded KV) and, with
 //! `STRATA_TEST_FULL=1`, on the full profile: a fresh PostgreSQL database, a
 //! fresh MongoDB database and a unique Redis key prefix, all removed when
-//! the case ends, also when it fails. Failures are injected through the
-//! saga's fault hook and through a failing `DocumentStore` decorator.
+//! the case ends, also when it fails. Failures are injected through a
+//! failing `DocumentStore` decorator.
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use bson::{Bson, Document, doc};
-use sea_orm::ConnectionTrait;
+use bson::doc;
+use strata::ErrorKind;
 use strata::config::Config;
-use strata::engines::document::{
-    CollectionOptions, DocumentStore, FindOptions, IndexSpec, UpdateOptions, UpdateResult,
-};
+use strata::engines::document::FindOptions;
 use strata::engines::{self, Engines};
 use strata::platform::configs;
 use strata::platform::entities::RunStatus;
 use strata::platform::hybrid::migrate::{
     self, CHECKPOINTS, DUAL_WRITE_FAILURES, Drift, MIGRATED, MigrateOptions,
 };
-use strata::platform::hybrid::{self, RUNS_REGISTERED_KEY, RegisterRun, Step};
 use strata::platform::registry::{self, NewDataset, NewRun, RunOutcome};
-use strata::{Error, ErrorKind, Result};
+
+use common::faulty::{FailingDocs, with_docs};
 
 // ---------------------------------------------------------------- set-up
 
@@ -36,119 +33,6 @@ use common::engines::{run_case, setup_embedded};
 
 async fn setup_full() -> Option<common::engines::Env> {
     common::engines::setup_full("hybrid").await
-}
-
-/// A document store whose writes to chosen collections (or all) fail.
-#[derive(Debug)]
-struct FailingDocs {
-    inner: Arc<dyn DocumentStore>,
-    failing: Mutex<HashSet<String>>,
-    fail_all: bool,
-}
-
-impl FailingDocs {
-    fn on(inner: Arc<dyn DocumentStore>, collections: &[&str]) -> Arc<FailingDocs> {
-        Arc::new(FailingDocs {
-            inner,
-            failing: Mutex::new(collections.iter().map(|c| (*c).to_owned()).collect()),
-            fail_all: false,
-        })
-    }
-
-    fn all(inner: Arc<dyn DocumentStore>) -> Arc<FailingDocs> {
-        Arc::new(FailingDocs {
-            inner,
-            failing: Mutex::new(HashSet::new()),
-            fail_all: true,
-        })
-    }
-
-    fn check(&self, collection: &str) -> Result<()> {
-        if self.fail_all || self.failing.lock().unwrap().contains(collection) {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!("injected failure writing to {collection}"),
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl DocumentStore for FailingDocs {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    fn target(&self) -> String {
-        self.inner.target()
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-    async fn create_collection(&self, c: &str, o: CollectionOptions) -> Result<()> {
-        self.inner.create_collection(c, o).await
-    }
-    async fn list_collections(&self) -> Result<Vec<String>> {
-        self.inner.list_collections().await
-    }
-    async fn drop_collection(&self, c: &str) -> Result<()> {
-        self.inner.drop_collection(c).await
-    }
-    async fn drop_database(&self) -> Result<()> {
-        self.inner.drop_database().await
-    }
-    async fn insert_many(&self, c: &str, d: Vec<Document>) -> Result<Vec<Bson>> {
-        self.check(c)?;
-        self.inner.insert_many(c, d).await
-    }
-    async fn find(&self, c: &str, f: Document, o: FindOptions) -> Result<Vec<Document>> {
-        self.inner.find(c, f, o).await
-    }
-    async fn count(&self, c: &str, f: Document) -> Result<u64> {
-        self.inner.count(c, f).await
-    }
-    async fn update(
-        &self,
-        c: &str,
-        f: Document,
-        u: Document,
-        o: UpdateOptions,
-    ) -> Result<UpdateResult> {
-        self.check(c)?;
-        self.inner.update(c, f, u, o).await
-    }
-    async fn replace_one(
-        &self,
-        c: &str,
-        f: Document,
-        r: Document,
-        u: bool,
-    ) -> Result<UpdateResult> {
-        self.check(c)?;
-        self.inner.replace_one(c, f, r, u).await
-    }
-    async fn delete(&self, c: &str, f: Document, m: bool) -> Result<u64> {
-        self.inner.delete(c, f, m).await
-    }
-    async fn aggregate(&self, c: &str, p: Vec<Document>) -> Result<Vec<Document>> {
-        self.inner.aggregate(c, p).await
-    }
-    async fn create_index(&self, c: &str, i: IndexSpec) -> Result<String> {
-        self.inner.create_index(c, i).await
-    }
-    async fn list_indexes(&self, c: &str) -> Result<Vec<IndexSpec>> {
-        self.inner.list_indexes(c).await
-    }
-    async fn drop_index(&self, c: &str, n: &str) -> Result<()> {
-        self.inner.drop_index(c, n).await
-    }
-}
-
-fn with_docs(engines: &Engines, docs: Arc<dyn DocumentStore>) -> Engines {
-    Engines {
-        documents: docs,
-        ..engines.clone()
-    }
 }
 
 // ---------------------------------------------------------------- helpers
@@ -172,49 +56,6 @@ async fn datasets(engines: &Engines) -> (i64, i64) {
         .await
         .unwrap();
     (ids[0], ids[1])
-}
-
-fn request(model_id: &str, framework: &str) -> RegisterRun {
-    RegisterRun {
-        dataset_name: "fraud-train-v1".into(),
-        model_id: model_id.into(),
-        model_name: "fraud-detector".into(),
-        framework: framework.into(),
-        config: doc! {"training": {"optimizer": "adam", "epochs": 50}},
-        tags: BTreeMap::from([("team".into(), "risk".into())]),
-        started_at: None,
-    }
-}
-
-async fn framework_count(engines: &Engines, framework: &str) -> Option<String> {
-    engines
-        .kv
-        .hget(RUNS_REGISTERED_KEY, framework)
-        .await
-        .unwrap()
-        .map(|b| String::from_utf8(b.to_vec()).unwrap())
-}
-
-/// Asserts that no engine holds anything of `model_id`.
-async fn assert_no_trace(engines: &Engines, model_id: &str) {
-    let run = registry::run_by_model_id(&engines.relational, model_id).await;
-    assert_eq!(run.unwrap_err().kind(), ErrorKind::NotFound, "run row left");
-    assert!(
-        configs::config_of(engines.documents.as_ref(), model_id)
-            .await
-            .unwrap()
-            .is_none(),
-        "config document left"
-    );
-    let tags: Vec<_> = engines
-        .relational
-        .query_all_raw(sea_orm::Statement::from_string(
-            engines.relational.get_database_backend(),
-            "SELECT run_id FROM run_tags",
-        ))
-        .await
-        .unwrap();
-    assert!(tags.len() <= 1, "only the kept run's tag may remain");
 }
 
 /// Runs with varied outcomes on both datasets; returns their model ids.
@@ -260,219 +101,6 @@ fn options(batch: u64) -> MigrateOptions {
         batch,
         ..Default::default()
     }
-}
-
-// ---------------------------------------------------------------- unregister
-
-/// `unregister_run` removes the row, tags, config and migrated copy, and
-/// leaves the registration counter; a run with artifacts is refused with
-/// nothing removed; an unknown model is `false`, not an error.
-async fn unregister_removes_a_model_from_every_engine(engines: Engines) {
-    datasets(&engines).await;
-    configs::ensure_collections(engines.documents.as_ref())
-        .await
-        .unwrap();
-    hybrid::register_run(&engines, request("fd-1", "pytorch"))
-        .await
-        .unwrap();
-    hybrid::register_run(&engines, request("fd-2", "pytorch"))
-        .await
-        .unwrap();
-    migrate::runs_to_docs(
-        &engines,
-        MigrateOptions {
-            batch: 10,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-
-    assert!(hybrid::unregister_run(&engines, "fd-1").await.unwrap());
-    assert_no_trace(&engines, "fd-1").await;
-    let copies = engines
-        .documents
-        .count(MIGRATED, doc! {"model_id": "fd-1"})
-        .await
-        .unwrap();
-    assert_eq!(copies, 0, "migrated copy left");
-    assert_eq!(
-        framework_count(&engines, "pytorch").await.as_deref(),
-        Some("2"),
-        "the counter counts registrations made"
-    );
-    let report = migrate::verify(&engines).await.unwrap();
-    assert!(report.is_clean(), "{report:?}");
-    assert!(!hybrid::unregister_run(&engines, "fd-1").await.unwrap());
-
-    let run = registry::run_by_model_id(&engines.relational, "fd-2")
-        .await
-        .unwrap();
-    registry::create_artifact(
-        &engines.relational,
-        registry::NewArtifact {
-            run_id: run.id,
-            uri: "file:///fd-2".into(),
-            format: "onnx".into(),
-            size_bytes: 1,
-            checksum: "c".into(),
-        },
-    )
-    .await
-    .unwrap();
-    let err = hybrid::unregister_run(&engines, "fd-2").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert!(err.to_string().contains("artifact"), "{err}");
-    assert!(
-        configs::config_of(engines.documents.as_ref(), "fd-2")
-            .await
-            .unwrap()
-            .is_some(),
-        "nothing removed on refusal"
-    );
-    assert_eq!(
-        engines
-            .documents
-            .count(MIGRATED, doc! {"model_id": "fd-2"})
-            .await
-            .unwrap(),
-        1
-    );
-}
-
-// ---------------------------------------------------------------- saga
-
-async fn register_writes_every_engine_linked_by_model_id(engines: Engines) {
-    datasets(&engines).await;
-    let registered = hybrid::register_run(&engines, request("fd-1", "pytorch"))
-        .await
-        .unwrap();
-    assert_eq!(registered.run.model_id, "fd-1");
-    assert_eq!(registered.framework_runs, 1);
-    let run = registry::run_by_model_id(&engines.relational, "fd-1")
-        .await
-        .unwrap();
-    assert_eq!(run.status, RunStatus::Running);
-    let config = configs::config_of(engines.documents.as_ref(), "fd-1")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(config.get_str("framework").unwrap(), "pytorch");
-    assert_eq!(config.get_str("dataset").unwrap(), "fraud-train-v1");
-    assert_eq!(
-        config
-            .get_document("config")
-            .unwrap()
-            .get_document("training")
-            .unwrap()
-            .get_str("optimizer")
-            .unwrap(),
-        "adam"
-    );
-    assert_eq!(
-        framework_count(&engines, "pytorch").await.as_deref(),
-        Some("1")
-    );
-
-    // The same model_id again: a conflict, and the first stays whole.
-    let err = hybrid::register_run(&engines, request("fd-1", "pytorch"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-    assert!(
-        configs::config_of(engines.documents.as_ref(), "fd-1")
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert_eq!(
-        framework_count(&engines, "pytorch").await.as_deref(),
-        Some("1")
-    );
-
-    let missing = RegisterRun {
-        dataset_name: "no-such-dataset".into(),
-        ..request("fd-2", "pytorch")
-    };
-    let err = hybrid::register_run(&engines, missing).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert_no_trace(&engines, "fd-2").await;
-}
-
-async fn a_failure_at_each_step_leaves_no_orphan(engines: Engines) {
-    datasets(&engines).await;
-    // One registration that succeeds, to show compensations touch only
-    // the failed one.
-    hybrid::register_run(&engines, request("kept", "pytorch"))
-        .await
-        .unwrap();
-    for step in Step::ALL {
-        let model_id = format!("failed-at-{step:?}").to_lowercase();
-        let fail = move |s: Step| {
-            if s == step {
-                Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("injected at {s:?}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        let err = hybrid::register_run_with_faults(&engines, request(&model_id, "pytorch"), &fail)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unavailable, "{step:?}: {err}");
-        assert!(err.to_string().contains("injected"), "{err}");
-        assert_no_trace(&engines, &model_id).await;
-        assert_eq!(
-            framework_count(&engines, "pytorch").await.as_deref(),
-            Some("1"),
-            "the counter is back after a failure at {step:?}"
-        );
-    }
-    let kept = hybrid::model_info(&engines, "kept").await.unwrap();
-    assert_eq!(kept.run.model_id, "kept");
-    assert!(kept.config.is_some());
-}
-
-async fn a_failing_document_store_compensates_the_run_row(engines: Engines) {
-    datasets(&engines).await;
-    let broken = with_docs(
-        &engines,
-        FailingDocs::on(Arc::clone(&engines.documents), &[configs::MODEL_CONFIGS]),
-    );
-    let err = hybrid::register_run(&broken, request("doc-down", "xgboost"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    assert_no_trace(&engines, "doc-down").await;
-    assert_eq!(framework_count(&engines, "xgboost").await, None);
-}
-
-// ---------------------------------------------------------------- model info
-
-async fn model_info_gathers_every_engine(engines: Engines) {
-    datasets(&engines).await;
-    hybrid::register_run(&engines, request("info-1", "pytorch"))
-        .await
-        .unwrap();
-    let key = hybrid::model_counters_key("info-1");
-    engines.kv.hincr_by(&key, "predictions", 42).await.unwrap();
-    engines.kv.hincr_by(&key, "cache_hits", 7).await.unwrap();
-    let info = hybrid::model_info(&engines, "info-1").await.unwrap();
-    assert_eq!(info.run.model_id, "info-1");
-    assert_eq!(info.dataset.name, "fraud-train-v1");
-    let config = info.config.unwrap();
-    assert_eq!(config["framework"], "pytorch");
-    assert_eq!(config["config"]["training"]["epochs"], 50);
-    assert_eq!(
-        info.counters,
-        BTreeMap::from([("cache_hits".into(), 7), ("predictions".into(), 42)])
-    );
-
-    let err = hybrid::model_info(&engines, "nobody").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert_eq!(err.field(), Some("model_id"));
 }
 
 // ---------------------------------------------------------------- migration
@@ -739,17 +367,12 @@ macro_rules! all_cases {
     ($backend:ident, $setup:expr) => {
         run_cases!(
             $backend, $setup;
-            register_writes_every_engine_linked_by_model_id,
-            a_failure_at_each_step_leaves_no_orphan,
-            a_failing_document_store_compensates_the_run_row,
-            model_info_gathers_every_engine,
             migration_resumes_after_interruption_and_verifies,
             verify_lists_exactly_the_drifted_records,
             batch_size_is_checked,
             migration_reports_progress_per_batch,
             failed_second_write_is_recorded_and_reconciled,
             unrecorded_failure_is_still_repaired,
-            unregister_removes_a_model_from_every_engine,
         );
     };
 }
@@ -794,6 +417,7 @@ async fn cli_migrate_on_the_embedded_profile() {
     };
     {
         let engines = Engines::open(&config).await.unwrap();
+        strata::platform::schema::apply(&engines).await.unwrap();
         seed_runs(&engines, 5).await;
         engines.relational.close().await.unwrap();
     }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::platform::entities::{alias_history, model_alias};
-use crate::platform::registry::aliases::{self, AliasRef};
+use crate::platform::registry::aliases::AliasRef;
 
 /// Who moves aliases when the request does not say.
 const DEFAULT_MOVED_BY: &str = "api";
@@ -105,7 +105,7 @@ pub async fn resolve(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Alias>, ApiError> {
     let alias: AliasRef = name.parse()?;
-    let found = aliases::resolve_alias(&state.engines.relational, &alias).await?;
+    let found = state.platform.registry().resolve_alias(&alias).await?;
     Ok(Json(found.into()))
 }
 
@@ -124,14 +124,16 @@ pub async fn move_to(
     ApiJson(body): ApiJson<MoveAlias>,
 ) -> Result<Json<AliasMoved>, ApiError> {
     let alias: AliasRef = name.parse()?;
-    let moved = aliases::move_alias(
-        &state.engines.relational,
-        &alias,
-        body.artifact_id,
-        body.moved_by.as_deref().unwrap_or(DEFAULT_MOVED_BY),
-        body.reason.as_deref(),
-    )
-    .await?;
+    let moved = state
+        .platform
+        .registry()
+        .move_alias(
+            &alias,
+            body.artifact_id,
+            body.moved_by.as_deref().unwrap_or(DEFAULT_MOVED_BY),
+            body.reason.as_deref(),
+        )
+        .await?;
     Ok(Json(AliasMoved {
         alias: moved.alias.into(),
         moved: moved.history.map(AliasHistoryEntry::from),

@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::platform::registry::analytics;
 
 /// How one framework does across completed runs.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -31,7 +30,7 @@ pub struct FrameworkStats {
 pub async fn frameworks(
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<FrameworkStats>>, ApiError> {
-    let rows = analytics::framework_comparison(&state.engines.relational).await?;
+    let rows = state.platform.registry().framework_comparison().await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| FrameworkStats {

@@ -16,7 +16,7 @@ use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::error::Error;
 use crate::platform::entities::dataset;
-use crate::platform::registry::{self, NewDataset, analytics};
+use crate::platform::registry::NewDataset;
 
 /// The largest page of datasets.
 pub const MAX_PAGE_SIZE: u64 = 1000;
@@ -138,7 +138,7 @@ pub async fn create(
         total_features: body.total_features,
         created_by: body.created_by,
     };
-    let created = registry::create_dataset(&state.engines.relational, new).await?;
+    let created = state.platform.registry().create_dataset(new).await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
@@ -160,7 +160,7 @@ pub async fn list(
         .into());
     }
     let after = query.page_token.as_deref().filter(|t| !t.is_empty());
-    let (rows, more) = registry::list_datasets(&state.engines.relational, after, page_size).await?;
+    let (rows, more) = state.platform.registry().datasets(after, page_size).await?;
     let next_page_token = if more {
         rows.last().map(|d| d.name.clone())
     } else {
@@ -182,7 +182,7 @@ pub async fn get(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Dataset>, ApiError> {
-    let found = registry::dataset_by_name(&state.engines.relational, &name).await?;
+    let found = state.platform.registry().dataset(&name).await?;
     Ok(Json(found.into()))
 }
 
@@ -196,7 +196,7 @@ pub async fn stats(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<DatasetStatistics>, ApiError> {
-    let (dataset, s) = analytics::dataset_statistics(&state.engines.relational, &name).await?;
+    let (dataset, s) = state.platform.registry().dataset_statistics(&name).await?;
     Ok(Json(DatasetStatistics {
         dataset: dataset.into(),
         total_runs: s.total_runs,

@@ -39,11 +39,13 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-/// An error answer: a status and an [`ErrorBody`].
+/// An error answer: a status and an [`ErrorBody`], with `Retry-After`
+/// when the failing side said how long to wait.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -57,6 +59,7 @@ impl ApiError {
                     field: None,
                 },
             },
+            retry_after: None,
         }
     }
 
@@ -120,13 +123,24 @@ impl From<Error> for ApiError {
         {
             answer = answer.with_field(field);
         }
+        answer.retry_after = e.retry_after();
         answer
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up: HTTP has no finer unit.
+            let seconds = wait.as_millis().div_ceil(1000).max(1);
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 

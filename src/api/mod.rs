@@ -42,8 +42,8 @@ use axum::routing::{MethodFilter, on};
 use tokio::net::TcpListener;
 
 use crate::config::ApiConfig;
-use crate::engines::Engines;
 use crate::error::{Error, ErrorKind, Result};
+use crate::platform::Platform;
 
 pub mod aliases;
 pub mod analytics;
@@ -53,16 +53,41 @@ pub mod health;
 pub mod models;
 pub mod openapi;
 pub mod runs;
+pub mod sagas;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    /// The configured engines.
-    pub engines: Engines,
+    /// The platform's services.
+    pub platform: Platform,
     /// How long `/readyz` waits for each engine's ping.
     pub ping_timeout: Duration,
+}
+
+/// When a request must be answered by: set by the request-timeout layer,
+/// read by handlers that start work which outlives them (sagas), so that
+/// they answer with that work's state in time instead of being cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub tokio::time::Instant);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Deadline {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        // Without the layer (a router built in a test without it), an hour.
+        Ok(parts
+            .extensions
+            .get::<Deadline>()
+            .copied()
+            .unwrap_or(Deadline(
+                tokio::time::Instant::now() + Duration::from_secs(3600),
+            )))
+    }
 }
 
 /// Every route the router serves: `(method, path)` in axum's path syntax,
@@ -71,11 +96,11 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     route_table(RouteTable::default()).table
 }
 
-/// The API's router over `engines`, with the body limit and request timeout
-/// of `config`.
-pub fn router(engines: Engines, config: &ApiConfig) -> Router {
+/// The API's router over `platform`, with the body limit and request
+/// timeout of `config`.
+pub fn router(platform: Platform, config: &ApiConfig) -> Router {
     let state = ApiState {
-        engines,
+        platform,
         // Readiness must answer within the request timeout, with room to
         // build the answer.
         ping_timeout: config.request_timeout.mul_f64(0.8),
@@ -169,16 +194,33 @@ fn route_table(table: RouteTable) -> RouteTable {
             "/v1/models/{model_id}/config",
             models::patch_metrics,
         )
+        .add(Method::GET, "/v1/sagas", sagas::list)
+        .add(Method::GET, "/v1/sagas/{id}", sagas::get)
 }
 
 /// Answers 503 (kind `timeout`) when the handler runs over `limit`; the
 /// handler's future is dropped, which rolls back any open transaction.
-async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+/// Handlers that start work outliving them (sagas, which run in tasks of
+/// their own) read the [`Deadline`] — 90% of `limit` after the request
+/// arrived — and answer with that work's state before it.
+async fn request_timeout(
+    State(limit): State<Duration>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let arrived = tokio::time::Instant::now();
+    request
+        .extensions_mut()
+        .insert(Deadline(arrived + limit.mul_f64(0.9)));
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::from(Error::new(
             ErrorKind::Timeout,
-            format!("the request took longer than {limit:?} (api.request_timeout)"),
+            format!(
+                "the request took longer than {limit:?} (api.request_timeout); \
+                 a change spanning engines that it started goes on in the background \
+                 and can be found under /v1/sagas"
+            ),
         ))
         .into_response(),
     }

@@ -4,21 +4,32 @@
 //! Client JSON reaches the document engine only as values: strata builds
 //! every filter and update itself (`platform::configs`), and a config body
 //! is stored as a document whose keys, at any depth, may not start with `$`
-//! or contain `.` ([`configs::check_config_keys`]).
+//! or contain `.` ([`crate::platform::configs::check_config_keys`]).
+//!
+//! `GET /v1/models/{model_id}` answers even when the document or the
+//! key-value engine cannot: the missing part is `null`, the engine is
+//! listed in `unavailable`, `degraded` is true, and the response carries
+//! `X-Strata-Degraded: ENGINE,...`.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use bson::{Bson, Document};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
+use super::datasets::Dataset;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::engines::document::FindOptions;
 use crate::error::Error;
-use crate::platform::{configs, hybrid};
+use crate::platform::entities::training_run;
+
+/// The header naming the engines a degraded answer lacks.
+pub const DEGRADED_HEADER: &str = "x-strata-degraded";
 
 /// Filters of `GET /v1/models`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
@@ -34,94 +45,179 @@ pub struct ModelQuery {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsPatch {
-    /// Metric names (letters, digits, `_`) and values; others stay.
+    /// Metric names (1 to 64 ASCII letters, digits or `_`) and finite
+    /// values; other metrics stay.
     pub metrics: BTreeMap<String, f64>,
 }
 
-fn to_json(doc: Document) -> serde_json::Value {
-    Bson::Document(doc).into_relaxed_extjson()
+/// A model's config document: three fields every config has, then
+/// whatever its framework needs (layers, a tokenizer, booster
+/// parameters, `metrics`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelConfig {
+    /// The model's id, shared with its training run. In a `PUT` body it
+    /// may be left out (the path's is used) but may not differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// The model's name.
+    pub model_name: String,
+    /// Its framework.
+    pub framework: String,
+    /// The framework's fields. Keys, at any depth, are not empty, do not
+    /// start with `$` and contain no `.`.
+    #[serde(flatten)]
+    #[schema(value_type = Object, additional_properties)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-fn no_config(model_id: &str) -> Error {
-    Error::not_found(format!("model `{model_id}` has no config")).with_field("model_id")
+impl ModelConfig {
+    fn from_document(doc: Document) -> Result<ModelConfig, ApiError> {
+        let value = Bson::Document(doc).into_relaxed_extjson();
+        serde_json::from_value(value).map_err(|e| {
+            Error::internal(format!("a stored config does not read as a config: {e}")).into()
+        })
+    }
+}
+
+/// The training run of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelRun {
+    /// Surrogate key.
+    pub id: i64,
+    /// The model's id.
+    pub model_id: String,
+    /// The model's name.
+    pub model_name: String,
+    /// The framework.
+    pub framework: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// Final accuracy.
+    pub accuracy: Option<f64>,
+    /// Final loss.
+    pub loss: Option<f64>,
+    /// Training time in seconds.
+    pub training_time_seconds: Option<i64>,
+    /// When training started (UTC).
+    pub started_at: DateTime<Utc>,
+    /// When it ended (UTC).
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<training_run::Model> for ModelRun {
+    fn from(run: training_run::Model) -> ModelRun {
+        ModelRun {
+            id: run.id,
+            model_id: run.model_id,
+            model_name: run.model_name,
+            framework: run.framework,
+            status: run.status.as_str().to_owned(),
+            accuracy: run.accuracy,
+            loss: run.loss,
+            training_time_seconds: run.training_time_seconds,
+            started_at: run.started_at,
+            completed_at: run.completed_at,
+        }
+    }
+}
+
+/// Everything strata knows of one model, from every engine.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelInfo {
+    /// The training run (relational).
+    pub run: ModelRun,
+    /// The dataset it trained on (relational).
+    pub dataset: Dataset,
+    /// The config document (documents); `null` when the model has none or
+    /// when the document engine is unavailable (see `unavailable`).
+    pub config: Option<ModelConfig>,
+    /// The model's counters (key-value), by name; `null` when the
+    /// key-value engine is unavailable.
+    pub counters: Option<BTreeMap<String, i64>>,
+    /// Whether a part is missing because its engine could not answer.
+    pub degraded: bool,
+    /// The engines that could not answer: `documents`, `kv`.
+    pub unavailable: Vec<String>,
 }
 
 /// Everything strata knows of one model: the training run with its
 /// dataset (relational), the config document, and the model's counters
-/// (key-value).
+/// (key-value). Degraded rather than failed when the document or the
+/// key-value engine cannot answer.
 #[utoipa::path(get, path = "/v1/models/{model_id}", tag = "models",
     params(("model_id" = String, Path, description = "The model's id")),
     responses(
-        (status = 200, description = "The model across engines", body = Object),
-        (status = 404, description = "No such model", body = ErrorBody)))]
+        (status = 200, description = "The model across engines; `X-Strata-Degraded` names the engines a degraded answer lacks", body = ModelInfo),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 503, description = "The relational engine is unavailable", body = ErrorBody)))]
 pub async fn info(
     State(state): State<ApiState>,
     ApiPath(model_id): ApiPath<String>,
-) -> Result<Json<hybrid::ModelInfo>, ApiError> {
-    Ok(Json(hybrid::model_info(&state.engines, &model_id).await?))
+) -> Result<Response, ApiError> {
+    let info = state.platform.models().info(&model_id).await?;
+    let config = match info.config {
+        Some(value) => Some(serde_json::from_value(value).map_err(|e| {
+            ApiError::from(Error::internal(format!(
+                "a stored config does not read as a config: {e}"
+            )))
+        })?),
+        None => None,
+    };
+    let unavailable: Vec<String> = info.unavailable.iter().map(|e| (*e).to_owned()).collect();
+    let header = unavailable.join(",");
+    let body = ModelInfo {
+        run: info.run.into(),
+        dataset: info.dataset.into(),
+        config,
+        counters: info.counters,
+        degraded: !unavailable.is_empty(),
+        unavailable,
+    };
+    let mut response = Json(body).into_response();
+    if !header.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&header)
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(DEGRADED_HEADER), value);
+    }
+    Ok(response)
 }
 
 /// The model's config document.
 #[utoipa::path(get, path = "/v1/models/{model_id}/config", tag = "models",
     params(("model_id" = String, Path, description = "The model's id")),
     responses(
-        (status = 200, description = "The config", body = Object),
+        (status = 200, description = "The config", body = ModelConfig),
         (status = 404, description = "No config for this model", body = ErrorBody)))]
 pub async fn get_config(
     State(state): State<ApiState>,
     ApiPath(model_id): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let config = configs::config_of(state.engines.documents.as_ref(), &model_id)
-        .await?
-        .ok_or_else(|| no_config(&model_id))?;
-    Ok(Json(to_json(config)))
+) -> Result<Json<ModelConfig>, ApiError> {
+    let config = state.platform.configs().get(&model_id).await?;
+    Ok(Json(ModelConfig::from_document(config)?))
 }
 
-/// Creates or replaces the model's config. The body is the config as a JSON
-/// object; `model_id` comes from the path (a different one in the body is
-/// refused), and `model_name` and `framework` are required.
+/// Creates or replaces the model's config. `model_id` comes from the path
+/// (a different one in the body is refused); `model_name` and `framework`
+/// are required.
 #[utoipa::path(put, path = "/v1/models/{model_id}/config", tag = "models",
     params(("model_id" = String, Path, description = "The model's id")),
-    request_body(content = Object, description = "The config document"),
+    request_body = ModelConfig,
     responses(
-        (status = 200, description = "The stored config", body = Object),
-        (status = 400, description = "Not an object, a `$` key, or fails the schema", body = ErrorBody)))]
+        (status = 200, description = "The stored config", body = ModelConfig),
+        (status = 400, description = "A missing field, a `$` or `.` in a key, or a `model_id` differing from the path's", body = ErrorBody)))]
 pub async fn put_config(
     State(state): State<ApiState>,
     ApiPath(model_id): ApiPath<String>,
-    ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiJson(body): ApiJson<ModelConfig>,
+) -> Result<Json<ModelConfig>, ApiError> {
     // Plain serde conversion: extended-JSON forms such as `{"$date": ..}`
     // stay ordinary (and, with their `$` key, refused) values.
-    let mut config = bson::serialize_to_document(&body)
+    let config = bson::serialize_to_document(&body)
         .map_err(|e| Error::invalid(format!("config: {e}")).with_field("body"))?;
-    match config.get("model_id") {
-        None => {
-            config.insert("model_id", model_id.as_str());
-        }
-        Some(Bson::String(id)) if *id == model_id => {}
-        Some(_) => {
-            return Err(Error::invalid(format!(
-                "the body's `model_id` differs from the path's `{model_id}`"
-            ))
-            .with_field("model_id")
-            .into());
-        }
-    }
-    config.remove("_id");
-    configs::check_config_keys(&config, "body")?;
-    let docs = state.engines.documents.as_ref();
-    docs.replace_one(
-        configs::MODEL_CONFIGS,
-        configs::by_model_id(&model_id),
-        config,
-        true,
-    )
-    .await?;
-    let stored = configs::config_of(docs, &model_id)
-        .await?
-        .ok_or_else(|| no_config(&model_id))?;
-    Ok(Json(to_json(stored)))
+    let stored = state.platform.configs().put(&model_id, config).await?;
+    Ok(Json(ModelConfig::from_document(stored)?))
 }
 
 /// Adds or overwrites metrics of the model's config with `$set` (others
@@ -130,20 +226,20 @@ pub async fn put_config(
     params(("model_id" = String, Path, description = "The model's id")),
     request_body = MetricsPatch,
     responses(
-        (status = 200, description = "The updated config", body = Object),
+        (status = 200, description = "The updated config", body = ModelConfig),
         (status = 400, description = "A bad metric name or value", body = ErrorBody),
         (status = 404, description = "No config for this model", body = ErrorBody)))]
 pub async fn patch_metrics(
     State(state): State<ApiState>,
     ApiPath(model_id): ApiPath<String>,
     ApiJson(patch): ApiJson<MetricsPatch>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let docs = state.engines.documents.as_ref();
-    configs::set_metrics(docs, &model_id, &patch.metrics).await?;
-    let stored = configs::config_of(docs, &model_id)
-        .await?
-        .ok_or_else(|| no_config(&model_id))?;
-    Ok(Json(to_json(stored)))
+) -> Result<Json<ModelConfig>, ApiError> {
+    let stored = state
+        .platform
+        .configs()
+        .set_metrics(&model_id, &patch.metrics)
+        .await?;
+    Ok(Json(ModelConfig::from_document(stored)?))
 }
 
 /// Model configs, optionally of one framework and with at least an
@@ -152,27 +248,21 @@ pub async fn patch_metrics(
 #[utoipa::path(get, path = "/v1/models", tag = "models",
     params(ModelQuery),
     responses(
-        (status = 200, description = "Matching configs", body = Vec<Object>),
+        (status = 200, description = "Matching configs", body = Vec<ModelConfig>),
         (status = 400, description = "A bad filter value", body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ModelQuery>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    let docs = state.engines.documents.as_ref();
-    let found = match (query.min_accuracy, &query.framework) {
-        (Some(min), framework) => {
-            let mut found = configs::configs_with_min_accuracy(docs, min).await?;
-            if let Some(framework) = framework {
-                found.retain(|d| d.get_str("framework").ok() == Some(framework.as_str()));
-            }
-            found
-        }
-        (None, Some(framework)) => configs::configs_by_framework(docs, framework).await?,
-        (None, None) => {
-            let by_id = FindOptions::sorted(bson::doc! {"model_id": 1});
-            docs.find(configs::MODEL_CONFIGS, Document::new(), by_id)
-                .await?
-        }
-    };
-    Ok(Json(found.into_iter().map(to_json).collect()))
+) -> Result<Json<Vec<ModelConfig>>, ApiError> {
+    let found = state
+        .platform
+        .configs()
+        .list(query.framework.as_deref(), query.min_accuracy)
+        .await?;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(ModelConfig::from_document)
+            .collect::<Result<_, _>>()?,
+    ))
 }

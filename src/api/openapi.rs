@@ -6,7 +6,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{aliases, analytics, datasets, error, health, models, runs};
+use super::{aliases, analytics, datasets, error, health, models, runs, sagas};
 
 /// The API's OpenAPI description.
 #[derive(Debug, OpenApi)]
@@ -19,6 +19,7 @@ use super::{aliases, analytics, datasets, error, health, models, runs};
         aliases::resolve, aliases::move_to,
         analytics::frameworks,
         models::list, models::info, models::get_config, models::put_config, models::patch_metrics,
+        sagas::list, sagas::get,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
@@ -28,6 +29,7 @@ use super::{aliases, analytics, datasets, error, health, models, runs};
         (name = "aliases", description = "`model@alias` pointers to artifacts"),
         (name = "analytics", description = "Aggregates over runs"),
         (name = "models", description = "A model across engines and its flexible config"),
+        (name = "sagas", description = "Operations spanning engines, and where they stand"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -14,18 +14,19 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use bson::Document;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::sagas::{SagaStatus, accepted};
+use super::{ApiState, Deadline};
 use crate::error::{Error, ErrorKind};
 use crate::platform::entities::{RunStatus, model_artifact, training_run};
-use crate::platform::hybrid::{self, RegisterRun};
-use crate::platform::registry::{self, RunOutcome};
-use crate::platform::search;
+use crate::platform::registry::RunOutcome;
+use crate::platform::sagas::{RegisterRun, SagaOutcome};
 
 const DEFAULT_PAGE_SIZE: u64 = 50;
 
@@ -191,17 +192,21 @@ pub struct RunPage {
 
 /// Registers a training run across engines, as `running`: the run row,
 /// the model's config document and the framework's registration counter,
-/// all or none.
+/// all or none, as a durable saga. Sending the same request again is
+/// safe: it answers with the first registration (201) or with the saga
+/// still under way (202).
 #[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = CreateRun,
     responses(
-        (status = 201, description = "Registered", body = Run),
+        (status = 201, description = "Registered in every engine", body = Run),
+        (status = 202, description = "Still under way past the request's time; it finishes or is undone in the background: follow `Location`", body = SagaStatus),
         (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 409, description = "The model_id is taken or the dataset does not exist", body = ErrorBody),
-        (status = 503, description = "An engine is unavailable; nothing was kept", body = ErrorBody)))]
+        (status = 409, description = "The model_id is taken, has an operation in progress, or the dataset does not exist", body = ErrorBody),
+        (status = 503, description = "An engine is unavailable; the registration was undone and nothing of it was kept", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
+    deadline: Deadline,
     ApiJson(body): ApiJson<CreateRun>,
-) -> Result<(StatusCode, Json<Run>), ApiError> {
+) -> Result<Response, ApiError> {
     // Plain serde conversion: extended-JSON forms such as `{"$date": ..}`
     // stay ordinary (and, with their `$` key, refused) values.
     let config = match &body.config {
@@ -210,31 +215,43 @@ pub async fn create(
             .map_err(|e| Error::invalid(format!("config: {e}")).with_field("config"))?,
     };
     let dataset = body.dataset.clone();
-    let registered = hybrid::register_run(
-        &state.engines,
-        RegisterRun {
-            dataset_name: body.dataset,
-            model_id: body.model_id,
-            model_name: body.model_name,
-            framework: body.framework,
-            config,
-            tags: body.tags.clone(),
-            started_at: body.started_at,
-        },
-    )
-    .await
-    .map_err(|e| match e.kind() {
-        // The registry's contract: a reference to a missing row is a
-        // conflict, not a missing resource at this URL.
-        ErrorKind::NotFound if e.field() == Some("name") => {
-            Error::conflict(format!("no dataset named `{dataset}`")).with_field("dataset")
+    let outcome = state
+        .platform
+        .sagas()
+        .register_run(
+            RegisterRun {
+                dataset_name: body.dataset,
+                model_id: body.model_id,
+                model_name: body.model_name,
+                framework: body.framework,
+                config,
+                tags: body.tags,
+                started_at: body.started_at,
+            },
+            Some(deadline.0),
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            // The registry's contract: a reference to a missing row is a
+            // conflict, not a missing resource at this URL.
+            ErrorKind::NotFound if e.field() == Some("name") => {
+                Error::conflict(format!("no dataset named `{dataset}`")).with_field("dataset")
+            }
+            _ => e,
+        })?;
+    match outcome {
+        SagaOutcome::Done(registered) => {
+            // The stored row, as every other read of a run shows it.
+            let details = state
+                .platform
+                .registry()
+                .run(&registered.run.model_id)
+                .await?;
+            let run = Run::new(details.run, details.dataset.name, details.tags);
+            Ok((StatusCode::CREATED, Json(run)).into_response())
         }
-        _ => e,
-    })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Run::new(registered.run, registered.dataset, body.tags)),
-    ))
+        SagaOutcome::Pending(saga) => Ok(accepted(saga)),
+    }
 }
 
 /// Searches runs with a filter, an order and page tokens.
@@ -246,14 +263,16 @@ pub async fn search(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<SearchRuns>,
 ) -> Result<Json<RunPage>, ApiError> {
-    let page = search::search_runs(
-        &state.engines.relational,
-        query.filter.as_deref().unwrap_or(""),
-        query.order_by.as_deref().unwrap_or(""),
-        query.page_size.unwrap_or(DEFAULT_PAGE_SIZE),
-        query.page_token.as_deref(),
-    )
-    .await?;
+    let page = state
+        .platform
+        .registry()
+        .search_runs(
+            query.filter.as_deref().unwrap_or(""),
+            query.order_by.as_deref().unwrap_or(""),
+            query.page_size.unwrap_or(DEFAULT_PAGE_SIZE),
+            query.page_token.as_deref(),
+        )
+        .await?;
     Ok(Json(RunPage {
         runs: page
             .runs
@@ -274,34 +293,41 @@ pub async fn get(
     State(state): State<ApiState>,
     ApiPath(model_id): ApiPath<String>,
 ) -> Result<Json<RunWithArtifacts>, ApiError> {
-    let details = registry::run_details(&state.engines.relational, &model_id).await?;
+    let details = state.platform.registry().run(&model_id).await?;
     Ok(Json(RunWithArtifacts {
         run: Run::new(details.run, details.dataset.name, details.tags),
         artifacts: details.artifacts.into_iter().map(Artifact::from).collect(),
     }))
 }
 
-/// Removes the model `model_id` from every engine: the run row and tags,
-/// its config document and its migrated copy. A run with artifacts is
-/// refused (409) and nothing is removed.
+/// Removes the model `model_id` from every engine, as a durable saga: the
+/// run row and tags, then its config document and its migrated copy. A
+/// run with artifacts is refused (409) and nothing is removed.
 #[utoipa::path(delete, path = "/v1/runs/{model_id}", tag = "runs",
     params(("model_id" = String, Path, description = "The run's model_id")),
     responses(
         (status = 204, description = "Removed from every engine"),
+        (status = 202, description = "The run row is gone or going; the rest is removed in the background: follow `Location`", body = SagaStatus),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "The run has artifacts", body = ErrorBody)))]
+        (status = 409, description = "The run has artifacts, or another operation on it is in progress", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
+    deadline: Deadline,
     ApiPath(model_id): ApiPath<String>,
-) -> Result<StatusCode, ApiError> {
-    if hybrid::unregister_run(&state.engines, &model_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(
-            Error::not_found(format!("no training run with model_id `{model_id}`"))
-                .with_field("model_id")
-                .into(),
-        )
+) -> Result<Response, ApiError> {
+    match state
+        .platform
+        .sagas()
+        .unregister_run(&model_id, Some(deadline.0))
+        .await?
+    {
+        SagaOutcome::Done(true) => Ok(StatusCode::NO_CONTENT.into_response()),
+        SagaOutcome::Done(false) => Err(Error::not_found(format!(
+            "no training run with model_id `{model_id}`"
+        ))
+        .with_field("model_id")
+        .into()),
+        SagaOutcome::Pending(saga) => Ok(accepted(saga)),
     }
 }
 
@@ -319,25 +345,25 @@ pub async fn complete(
     ApiPath(model_id): ApiPath<String>,
     ApiJson(body): ApiJson<CompleteRun>,
 ) -> Result<Json<Run>, ApiError> {
-    let db = &state.engines.relational;
+    let registry = state.platform.registry();
     let status = match body.status.as_deref() {
         None => RunStatus::Completed,
         Some(s) => s.parse::<RunStatus>()?,
     };
-    let run = registry::complete_run(
-        db,
-        &model_id,
-        RunOutcome {
-            status,
-            accuracy: body.accuracy,
-            loss: body.loss,
-            training_time_seconds: body.training_time_seconds,
-            completed_at: body.completed_at,
-        },
-    )
-    .await?;
+    let run = registry
+        .complete_run(
+            &model_id,
+            RunOutcome {
+                status,
+                accuracy: body.accuracy,
+                loss: body.loss,
+                training_time_seconds: body.training_time_seconds,
+                completed_at: body.completed_at,
+            },
+        )
+        .await?;
     // The stored row, as every other read of a run shows it.
-    let details = registry::run_details(db, &run.model_id).await?;
+    let details = registry.run(&run.model_id).await?;
     Ok(Json(Run::new(
         details.run,
         details.dataset.name,

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::output;
 use crate::config::Config;
-use crate::engines::{self, Engines};
 use crate::error::{Error, Result};
+use crate::platform::Platform;
 use crate::platform::hybrid::migrate::{self, Drift, MAX_BATCH, MigrateOptions};
 
 /// `strata migrate ...`
@@ -40,18 +40,6 @@ pub(crate) struct RunsToDocsArgs {
     from_start: bool,
 }
 
-/// The engines the migration needs: relational, documents and key-value.
-/// The broker is not used, so an in-process one stands in rather than
-/// requiring the configured one to be reachable.
-async fn open(config: &Config) -> Result<Engines> {
-    Ok(Engines {
-        relational: engines::open_relational(config).await?,
-        documents: engines::open_documents(config).await?,
-        kv: engines::open_kv(config).await?,
-        queue: std::sync::Arc::new(engines::queue::embedded::EmbeddedBroker::new()),
-    })
-}
-
 /// Runs a `strata migrate` command.
 pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) -> Result<ExitCode> {
     match command {
@@ -64,21 +52,22 @@ pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) ->
                 ))
                 .with_field("batch"));
             }
-            let engines = open(config).await?;
+            let platform = Platform::open_without_queue(config).await?;
             let bar = output::progress_bar(0, !json);
-            let report = migrate::runs_to_docs_with_progress(
-                &engines,
-                MigrateOptions {
-                    batch: args.batch,
-                    from_start: args.from_start,
-                    stop_after_batches: None,
-                },
-                &|p| {
-                    bar.set_length(p.total);
-                    bar.set_position(p.copied);
-                },
-            )
-            .await;
+            let report = platform
+                .migration()
+                .runs_to_docs(
+                    MigrateOptions {
+                        batch: args.batch,
+                        from_start: args.from_start,
+                        stop_after_batches: None,
+                    },
+                    &|p| {
+                        bar.set_length(p.total);
+                        bar.set_position(p.copied);
+                    },
+                )
+                .await;
             bar.finish_and_clear();
             let report = report?;
             if json {
@@ -97,8 +86,8 @@ pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) ->
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Verify => {
-            let engines = open(config).await?;
-            let report = migrate::verify(&engines).await?;
+            let platform = Platform::open_without_queue(config).await?;
+            let report = platform.migration().verify().await?;
             let clean = report.is_clean();
             if json {
                 let mut value = json!(report);
@@ -126,8 +115,8 @@ pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) ->
             })
         }
         MigrateCommand::Reconcile => {
-            let engines = open(config).await?;
-            let report = migrate::reconcile(&engines).await?;
+            let platform = Platform::open_without_queue(config).await?;
+            let report = platform.migration().reconcile().await?;
             if json {
                 output::print_json(&json!(report))?;
             } else {

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::output;
 use crate::config::Config;
-use crate::engines::Engines;
 use crate::error::{Error, Result};
+use crate::platform::Platform;
 use crate::platform::seed::{self, DEFAULT_SEED, MAX_SYNTHETIC, SeedReport};
 
 /// Options of `strata seed`.
@@ -47,13 +47,15 @@ pub(crate) async fn run(config: &Config, args: SeedArgs, json: bool) -> Result<E
         ))
         .with_field("runs"));
     }
-    let engines = Engines::open(config).await?;
-    let report = seed::seed_scenario(&engines).await?;
+    let platform = Platform::open(config).await?;
+    let report = platform.seeder().scenario().await?;
     let bar = output::progress_bar(args.runs, !json);
-    let synthetic = seed::seed_synthetic(&engines, args.runs, args.seed, &|done| {
-        bar.set_position(done);
-    })
-    .await;
+    let synthetic = platform
+        .seeder()
+        .synthetic(args.runs, args.seed, &|done| {
+            bar.set_position(done);
+        })
+        .await;
     bar.finish_and_clear();
     let synthetic = synthetic?;
     if json {

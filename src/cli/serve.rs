@@ -1,9 +1,12 @@
 //! `strata serve`: the HTTP API on the configured engines.
 //!
 //! Prints `strata: listening on http://ADDR` to standard error once the
-//! socket is bound (with the real port when `:0` asked for any), and on
-//! SIGINT or SIGTERM stops accepting, lets requests in flight finish, closes
-//! the relational pool and exits 0.
+//! socket is bound (with the real port when `:0` asked for any), finishes
+//! in the background the sagas that other processes left open, and on
+//! SIGINT or SIGTERM stops accepting, lets requests in flight finish and
+//! the sagas they started end (within `api.request_timeout`; any still
+//! open are finished by the next strata process), closes the relational
+//! pool and exits 0.
 
 use std::process::ExitCode;
 
@@ -12,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::Config;
-use crate::engines::Engines;
 use crate::error::{Error, ErrorKind, Result};
+use crate::platform::Platform;
 
 /// Options of `strata serve`.
 #[derive(Debug, Args)]
@@ -26,8 +29,7 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
-    let engines = Engines::open(config).await?;
-    crate::platform::prepare(&engines).await?;
+    let platform = Platform::open(config).await?;
     let listener = TcpListener::bind(&listen).await.map_err(|e| {
         // A malformed address is the user's; a taken port or a refused
         // bind is the system's.
@@ -41,14 +43,11 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     })?;
     let address = listener.local_addr()?;
     eprintln!("strata: listening on http://{address}");
-    let router = api::router(engines.clone(), &config.api);
+    platform.start_background();
+    let router = api::router(platform.clone(), &config.api);
     api::serve(listener, router, shutdown_signal()).await?;
+    platform.close(config.api.request_timeout).await?;
     eprintln!("strata: stopped");
-    engines
-        .relational
-        .close()
-        .await
-        .map_err(|e| crate::engines::relational::map_db_err(e).with_operation("close"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,9 +23,13 @@ pub use kv::KvStore;
 pub use queue::Broker;
 
 /// Every engine, opened from configuration. Cheap to clone.
+///
+/// Opening connects and nothing more: no schema is created or migrated
+/// here (the platform's composition root applies it), so commands that
+/// only read, such as `strata doctor`, write nothing.
 #[derive(Debug, Clone)]
 pub struct Engines {
-    /// The relational database, migrated.
+    /// The relational database.
     pub relational: DatabaseConnection,
     /// The document store.
     pub documents: Arc<dyn DocumentStore>,
@@ -36,7 +40,7 @@ pub struct Engines {
 }
 
 impl Engines {
-    /// Opens every configured engine and applies pending migrations.
+    /// Connects to every configured engine.
     pub async fn open(config: &Config) -> Result<Engines> {
         Ok(Engines {
             relational: open_relational(config).await?,
@@ -47,11 +51,10 @@ impl Engines {
     }
 }
 
-/// Connects to the relational engine and applies pending migrations.
+/// Connects to the relational engine (for SQLite, creating the file when
+/// missing, as SQLite does).
 pub async fn open_relational(config: &Config) -> Result<DatabaseConnection> {
-    let db = relational::connect(&config.relational, &config.data_dir).await?;
-    crate::migration::migrate(&db).await?;
-    Ok(db)
+    relational::connect(&config.relational, &config.data_dir).await
 }
 
 /// Opens the configured document store.

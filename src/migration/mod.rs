@@ -1,6 +1,7 @@
 //! The relational schema of strata, as sea-orm migrations that run on
-//! SQLite and PostgreSQL alike. They are applied at start, idempotently:
-//! applied migrations are recorded in `seaql_migrations` and skipped.
+//! SQLite and PostgreSQL alike. The platform's composition root applies
+//! them at start, idempotently: applied migrations are recorded in
+//! `seaql_migrations` and skipped. Connecting alone applies nothing.
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, SqliteTransactionMode, TransactionOptions,
@@ -13,6 +14,7 @@ use crate::error::Result;
 
 mod m20261122_000001_init;
 mod m20261122_000002_registry;
+mod m20261201_000010_sagas;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -23,6 +25,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_init::Migration),
             Box::new(m20261122_000002_registry::Migration),
+            Box::new(m20261201_000010_sagas::Migration),
         ]
     }
 }
@@ -53,9 +56,11 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     txn.commit().await.map_err(fail)
 }
 
-/// Names of the applied migrations, oldest first.
+/// Names of the applied migrations, oldest first. Reads only: on a
+/// database strata never migrated, the answer is empty and nothing is
+/// created.
 pub async fn applied(db: &DatabaseConnection) -> Result<Vec<String>> {
-    let models = Migrator::get_applied_migrations(db)
+    let models = Migrator::get_applied_migrations_read_only(db)
         .await
         .map_err(|e| map_db_err(e).with_operation("migrate"))?;
     Ok(models.iter().map(|m| m.name().to_owned()).collect())

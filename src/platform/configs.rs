@@ -392,3 +392,128 @@ pub fn seed_configs() -> Vec<Document> {
         },
     ]
 }
+
+/// Model configs and experiments as a service over the document engine, as
+/// the API and the command line use them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ModelConfigs {
+    docs: std::sync::Arc<dyn DocumentStore>,
+}
+
+impl ModelConfigs {
+    pub(crate) fn new(docs: std::sync::Arc<dyn DocumentStore>) -> ModelConfigs {
+        ModelConfigs { docs }
+    }
+
+    /// The config of `model_id` (without its `_id`), or NotFound.
+    pub async fn get(&self, model_id: &str) -> Result<Document> {
+        config_of(self.docs.as_ref(), model_id)
+            .await?
+            .map(|mut d| {
+                d.remove("_id");
+                d
+            })
+            .ok_or_else(|| no_config(model_id))
+    }
+
+    /// Creates or replaces the config of `model_id` and returns it as
+    /// stored. `model_id` in `config` must be absent or equal to the
+    /// argument; `model_name` and `framework` are required strings (the
+    /// collection's validator), and keys as [`check_config_keys`] requires.
+    pub async fn put(&self, model_id: &str, mut config: Document) -> Result<Document> {
+        match config.get("model_id") {
+            None => {
+                config.insert("model_id", model_id);
+            }
+            Some(Bson::String(id)) if id == model_id => {}
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "the body's `model_id` differs from the path's `{model_id}`"
+                ))
+                .with_field("model_id"));
+            }
+        }
+        config.remove("_id");
+        check_config_keys(&config, "body")?;
+        self.docs
+            .replace_one(MODEL_CONFIGS, by_model_id(model_id), config, true)
+            .await?;
+        self.get(model_id).await
+    }
+
+    /// Adds or overwrites metrics of `model_id` ([`set_metrics`]) and
+    /// returns the config as stored.
+    pub async fn set_metrics(
+        &self,
+        model_id: &str,
+        metrics: &BTreeMap<String, f64>,
+    ) -> Result<Document> {
+        set_metrics(self.docs.as_ref(), model_id, metrics).await?;
+        self.get(model_id).await
+    }
+
+    /// Configs, optionally of one framework and with at least an accuracy:
+    /// best accuracy first when `min_accuracy` is given, else by
+    /// `model_id`.
+    pub async fn list(
+        &self,
+        framework: Option<&str>,
+        min_accuracy: Option<f64>,
+    ) -> Result<Vec<Document>> {
+        let docs = self.docs.as_ref();
+        let mut found = match (min_accuracy, framework) {
+            (Some(min), framework) => {
+                let mut found = configs_with_min_accuracy(docs, min).await?;
+                if let Some(framework) = framework {
+                    found.retain(|d| d.get_str("framework").ok() == Some(framework));
+                }
+                found
+            }
+            (None, Some(framework)) => configs_by_framework(docs, framework).await?,
+            (None, None) => {
+                docs.find(
+                    MODEL_CONFIGS,
+                    Document::new(),
+                    FindOptions::sorted(doc! {"model_id": 1}),
+                )
+                .await?
+            }
+        };
+        for d in &mut found {
+            d.remove("_id");
+        }
+        Ok(found)
+    }
+
+    /// Records an experiment of `model_id` ([`add_experiment`]).
+    pub async fn add_experiment(
+        &self,
+        model_id: &str,
+        experiment_date: chrono::DateTime<chrono::Utc>,
+        params: Document,
+        metrics: &BTreeMap<String, f64>,
+    ) -> Result<Bson> {
+        add_experiment(
+            self.docs.as_ref(),
+            model_id,
+            experiment_date,
+            params,
+            metrics,
+        )
+        .await
+    }
+
+    /// The latest `limit` experiments of `model_id`, newest first.
+    pub async fn experiments(&self, model_id: &str, limit: u64) -> Result<Vec<Document>> {
+        experiments_of(self.docs.as_ref(), model_id, limit).await
+    }
+
+    /// Average accuracy per framework, best first.
+    pub async fn average_accuracy_by_framework(&self) -> Result<Vec<FrameworkAccuracy>> {
+        average_accuracy_by_framework(self.docs.as_ref()).await
+    }
+}
+
+fn no_config(model_id: &str) -> Error {
+    Error::not_found(format!("model `{model_id}` has no config")).with_field("model_id")
+}

@@ -13,29 +13,61 @@
 //! - Aggregates are cast to the Rust type they decode into (PostgreSQL's
 //!   `SUM(bigint)` is `numeric`, SQLite's is an integer).
 //!
+//! # The composition root
+//!
+//! [`Platform::open`] connects to every configured engine, applies the
+//! schema ([`schema`]), finishes or compensates the sagas a previous
+//! process left open, and hands out typed services: [`Platform::registry`],
+//! [`Platform::configs`], [`Platform::models`], [`Platform::sagas`],
+//! [`Platform::migration`], [`Platform::seeder`] and
+//! [`Platform::health`]. It alone holds the engines; the API and the
+//! command line talk to the services.
+//!
 //! # Layout
 //!
-//! - [`entities`]: the sea-orm entities of the registry tables.
+//! - [`entities`]: the sea-orm entities of the relational tables.
+//! - [`schema`]: the schema on every engine, applied at open.
 //! - [`registry`]: writes (create, complete, bulk upsert, alias moves) and
-//!   queries (rankings, statistics, lineage, keyset pages).
-//! - [`configs`]: model configs and experiments in the document engine.
-//! - [`hybrid`]: operations spanning engines: the register saga, model
-//!   info, the runs-to-docs migration, dual write and reconcile.
+//!   queries (rankings, statistics, lineage, keyset pages); the
+//!   [`Registry`] service.
+//! - [`configs`]: model configs and experiments in the document engine;
+//!   the [`ModelConfigs`] service.
+//! - [`sagas`]: operations that write across engines (registering and
+//!   removing a model) as durable sagas; the [`Sagas`] service.
+//! - [`hybrid`]: reads across engines ([`Models`]: model info, degraded
+//!   rather than failed) and the runs-to-docs migration ([`Migration`]).
 //! - [`search`]: the run filter language, parsed into an AST and compiled to
 //!   sea-orm conditions, with `order_by` and page tokens.
-//! - [`seed`]: the seed scenario's sample data and seeded synthetic runs.
+//! - [`seed`]: the seed scenario's sample data and seeded synthetic runs
+//!   ([`Seeder`]).
+//! - [`health`]: each engine's ping ([`Health`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+use crate::config::{Config, SagasConfig};
 use crate::engines::Engines;
 use crate::error::Result;
 
 pub mod configs;
 pub mod entities;
+pub mod health;
 pub mod hybrid;
 pub mod registry;
+pub mod sagas;
+pub mod schema;
 pub mod search;
 pub mod seed;
+
+pub use configs::ModelConfigs;
+pub use health::Health;
+pub use hybrid::Models;
+pub use hybrid::migrate::Migration;
+pub use registry::Registry;
+pub use sagas::Sagas;
+pub use seed::Seeder;
 
 /// The current time in UTC, truncated to microseconds (PostgreSQL's
 /// precision) so that what is written reads back identically on both
@@ -44,13 +76,166 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Brings the document collections the platform writes to the state its
-/// code expects: `model_configs` with its validator and indexes,
-/// `experiments`, and the migration's collections. The relational schema is
-/// migrated when the engine opens. Idempotent; every command that writes
-/// through the platform calls it once at start.
-pub async fn prepare(engines: &Engines) -> Result<()> {
-    let docs = engines.documents.as_ref();
-    configs::ensure_collections(docs).await?;
-    hybrid::migrate::ensure_collections(docs).await
+/// The platform over the configured engines: every service, one schema.
+/// Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engines: Engines,
+    registry: Registry,
+    configs: ModelConfigs,
+    models: Models,
+    sagas: Sagas,
+    migration: Migration,
+    seeder: Seeder,
+    health: Health,
+    sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Platform {
+    /// Connects to every configured engine, applies the schema, and
+    /// finishes or compensates the sagas left open by a process that is
+    /// gone (see [`Platform::with_engines`]).
+    pub async fn open(config: &Config) -> Result<Platform> {
+        let engines = Engines::open(config).await?;
+        Platform::with_engines(engines, config.sagas).await
+    }
+
+    /// [`Platform::open`] for commands that never touch the queue engine
+    /// (the migration): an in-process broker stands in for it, so they
+    /// run without a message broker reachable.
+    pub async fn open_without_queue(config: &Config) -> Result<Platform> {
+        let engines = Engines {
+            relational: crate::engines::open_relational(config).await?,
+            documents: crate::engines::open_documents(config).await?,
+            kv: crate::engines::open_kv(config).await?,
+            queue: Arc::new(crate::engines::queue::embedded::EmbeddedBroker::new()),
+        };
+        Platform::with_engines(engines, config.sagas).await
+    }
+
+    /// The platform over engines already open: applies the schema, then
+    /// recovers open sagas whose lease ran out. (Sagas of a process killed
+    /// a moment ago are recovered once their lease runs out, by
+    /// [`Platform::start_background`] or the next start.)
+    pub async fn with_engines(engines: Engines, sagas: SagasConfig) -> Result<Platform> {
+        schema::apply(&engines).await?;
+        let db = engines.relational.clone();
+        let sagas = Sagas::new(
+            db.clone(),
+            engines.documents.clone(),
+            engines.kv.clone(),
+            sagas,
+        );
+        let platform = Platform {
+            inner: Arc::new(Inner {
+                registry: Registry::new(db.clone()),
+                configs: ModelConfigs::new(engines.documents.clone()),
+                models: Models::new(db, engines.documents.clone(), engines.kv.clone()),
+                migration: Migration::new(engines.clone()),
+                seeder: Seeder::new(engines.clone()),
+                health: Health::new(engines.clone()),
+                sagas,
+                engines,
+                sweeper: Mutex::new(None),
+            }),
+        };
+        let recovered = platform.inner.sagas.recover().await?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                count = recovered.len(),
+                "finished sagas left open by an earlier process"
+            );
+        }
+        Ok(platform)
+    }
+
+    /// Datasets, runs, aliases and their analytics.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Model configs and experiments.
+    pub fn configs(&self) -> &ModelConfigs {
+        &self.inner.configs
+    }
+
+    /// A model across engines.
+    pub fn models(&self) -> &Models {
+        &self.inner.models
+    }
+
+    /// Operations that write across engines.
+    pub fn sagas(&self) -> &Sagas {
+        &self.inner.sagas
+    }
+
+    /// The runs-to-documents migration.
+    pub fn migration(&self) -> &Migration {
+        &self.inner.migration
+    }
+
+    /// The sample data.
+    pub fn seeder(&self) -> &Seeder {
+        &self.inner.seeder
+    }
+
+    /// Each engine's health.
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// The kind of each engine, for people: `(relational, documents, kv,
+    /// queue)`, e.g. `("sqlite", "embedded", "embedded", "embedded")`.
+    pub fn engine_kinds(&self) -> [&'static str; 4] {
+        let e = &self.inner.engines;
+        [
+            crate::engines::relational::backend_name(&e.relational),
+            e.documents.kind(),
+            e.kv.kind(),
+            e.queue.kind(),
+        ]
+    }
+
+    /// Starts the work a long-running process does in the background:
+    /// the saga sweeper. Idempotent.
+    pub fn start_background(&self) {
+        let mut sweeper = self
+            .inner
+            .sweeper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sweeper.is_none() {
+            *sweeper = Some(self.inner.sagas.spawn_sweeper());
+        }
+    }
+
+    /// Stops the background work, lets the sagas this process drives end
+    /// (at most `grace`; the others are recovered by the next process) and
+    /// closes the relational pool.
+    pub async fn close(&self, grace: Duration) -> Result<()> {
+        let sweeper = self
+            .inner
+            .sweeper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
+        if !self.inner.sagas.drain(grace).await {
+            tracing::warn!("sagas still running at exit are finished by the next strata process");
+        }
+        self.inner
+            .engines
+            .relational
+            .clone()
+            .close()
+            .await
+            .map_err(|e| crate::engines::relational::map_db_err(e).with_operation("close"))
+    }
 }

@@ -23,10 +23,10 @@ use serde::Serialize;
 
 use crate::engines::Engines;
 use crate::error::{Error, ErrorKind, Result};
+use crate::platform::configs;
 use crate::platform::entities::{DeploymentStatus, RunStatus};
 use crate::platform::registry::aliases::{self, AliasRef};
 use crate::platform::registry::{self, NewArtifact, NewDataset, NewDeployment, RunUpsert};
-use crate::platform::{configs, prepare};
 
 /// The seed of [`seed_synthetic`] when none is given.
 pub const DEFAULT_SEED: u64 = 42;
@@ -201,7 +201,6 @@ const SCENARIO_ARTIFACTS: [ScenarioArtifact; 2] = [
 /// `fraud-detector@champion` on the first; the three flexible configs
 /// ([`configs::seed_configs`]) and two experiments of `fraud-detector-v1`.
 pub async fn seed_scenario(engines: &Engines) -> Result<SeedReport> {
-    prepare(engines).await?;
     let db = &engines.relational;
     let mut report = SeedReport::default();
 
@@ -263,7 +262,7 @@ pub async fn seed_scenario(engines: &Engines) -> Result<SeedReport> {
             None => {
                 // The artifact and its deployment go in together, so a
                 // second call never deploys the same artifact twice.
-                let txn = sea_orm::TransactionTrait::begin(db)
+                let txn = crate::engines::relational::begin_write(db)
                     .await
                     .map_err(registry::db_err("seed"))?;
                 let artifact = registry::create_artifact(
@@ -481,4 +480,31 @@ pub async fn seed_synthetic(
         progress(done);
     }
     Ok(n)
+}
+
+/// The sample data as a service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Seeder {
+    engines: Engines,
+}
+
+impl Seeder {
+    pub(crate) fn new(engines: Engines) -> Seeder {
+        Seeder { engines }
+    }
+
+    /// The seed scenario, added where missing ([`seed_scenario`]).
+    pub async fn scenario(&self) -> Result<SeedReport> {
+        seed_scenario(&self.engines).await
+    }
+
+    /// Synthetic runs 1 to `n` of `seed` ([`seed_synthetic`]).
+    pub async fn synthetic(
+        &self,
+        n: u64,
+        seed: u64,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64> {
+        seed_synthetic(&self.engines, n, seed, progress).await
+    }
 }

@@ -35,6 +35,7 @@ pub async fn setup_embedded() -> Option<Env> {
         ..Default::default()
     };
     let engines = Engines::open(&config).await.unwrap();
+    strata::platform::schema::apply(&engines).await.unwrap();
     Some(Env {
         engines,
         _dir: dir,
@@ -68,13 +69,15 @@ pub async fn setup_full(suite: &str) -> Option<Env> {
     let kv = RedisKv::connect(&redis)
         .await
         .unwrap_or_else(|e| panic!("connect to Redis: {e}"));
+    let engines = Engines {
+        relational,
+        documents: Arc::new(documents),
+        kv: Arc::new(kv),
+        queue: Arc::new(EmbeddedBroker::new()),
+    };
+    strata::platform::schema::apply(&engines).await.unwrap();
     Some(Env {
-        engines: Engines {
-            relational,
-            documents: Arc::new(documents),
-            kv: Arc::new(kv),
-            queue: Arc::new(EmbeddedBroker::new()),
-        },
+        engines,
         _dir: tempfile::tempdir().unwrap(),
         postgres: Some(db),
     })

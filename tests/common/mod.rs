@@ -10,6 +10,7 @@
 
 pub mod documents;
 pub mod engines;
+pub mod faulty;
 
 /// `run_cases!(name, setup; case, ...)`: a module `name` with one
 /// `#[tokio::test]` per case, each `run_case(setup, super::case)` with the
@@ -152,9 +153,13 @@ impl TestDb {
 
     /// A new pool on the test database, migrated.
     pub async fn open(&self) -> sea_orm::DatabaseConnection {
-        strata::engines::open_relational(&self.config)
+        let db = strata::engines::open_relational(&self.config)
             .await
-            .expect("open the test database")
+            .expect("open the test database");
+        strata::migration::migrate(&db)
+            .await
+            .expect("migrate the test database");
+        db
     }
 
     /// Drops the PostgreSQL database; nothing to do for SQLite.

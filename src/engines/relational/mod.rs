@@ -10,10 +10,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 use crate::config::{RelationalConfig, redact_url};
 use crate::error::{Error, ErrorKind, Result};
+use crate::retry::RetryPolicy;
 
 /// Opens a pool to the configured database. For SQLite, the data dir is
 /// created when missing.
@@ -49,34 +53,50 @@ pub async fn connect(config: &RelationalConfig, data_dir: &Path) -> Result<Datab
     // whole attempt by the connect timeout as well so a dead server is
     // reported promptly.
     let deadline = config.connect_timeout + Duration::from_millis(500);
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(10);
-    loop {
-        let left = deadline.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, Database::connect(options.clone())).await {
-            Ok(Ok(db)) => return Ok(db),
-            // Several processes opening a fresh SQLite file at once: the one
-            // switching it to WAL holds a lock that SQLite reports as busy
-            // at once, without the busy timeout. It is over in moments, so
-            // try again, within the connect timeout.
-            Ok(Err(e)) if is_sqlite_busy(&e) && started.elapsed() + pause < deadline => {
-                tracing::debug!("SQLite busy while connecting, retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(200));
+    // Several processes opening a fresh SQLite file at once: the one
+    // switching it to WAL holds a lock that SQLite reports as busy at once,
+    // without the busy timeout. It is over in moments, so only that is
+    // retried, within the connect timeout.
+    let policy = RetryPolicy::within(deadline)
+        .with_delays(Duration::from_millis(10), Duration::from_millis(200));
+    let attempts = policy.run(|_| async {
+        match Database::connect(options.clone()).await {
+            Ok(db) => Ok(Ok(db)),
+            Err(e) if is_sqlite_busy(&e) => {
+                Err(Error::new(ErrorKind::Unavailable, "the SQLite file is busy").with_source(e))
             }
-            Ok(Err(e)) => {
-                return Err(map_db_err(e).with_operation("connect").with_target(target));
-            }
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("no connection within {:?}", config.connect_timeout),
-                )
-                .with_operation("connect")
-                .with_target(target));
-            }
+            Err(e) => Ok(Err(e)),
         }
+    });
+    match tokio::time::timeout(deadline, attempts).await {
+        Ok(Ok(Ok(db))) => Ok(db),
+        Ok(Ok(Err(e))) => Err(map_db_err(e).with_operation("connect").with_target(target)),
+        Ok(Err(busy)) => Err(busy.with_operation("connect").with_target(target)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("no connection within {:?}", config.connect_timeout),
+        )
+        .with_operation("connect")
+        .with_target(target)),
     }
+}
+
+/// Begins a transaction that writes: on SQLite it takes the write lock up
+/// front (`BEGIN IMMEDIATE`), waiting for another writer within the busy
+/// timeout. A deferred transaction that reads and then writes would instead
+/// fail with `SQLITE_BUSY` at once when another connection wrote in between,
+/// since SQLite cannot wait out a lock upgrade without risking deadlock.
+/// Inside an open transaction it nests as a savepoint. On PostgreSQL it is
+/// an ordinary transaction.
+pub async fn begin_write<C>(db: &C) -> std::result::Result<C::Transaction, DbErr>
+where
+    C: TransactionTrait,
+{
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }
 
 /// Whether `error` is SQLite's `SQLITE_BUSY` (primary result code 5,
@@ -194,7 +214,6 @@ mod tests {
     /// (with no busy timeout to wait it out); other errors are not.
     #[tokio::test]
     async fn a_locked_sqlite_file_is_busy_and_other_errors_are_not() {
-        use sea_orm::TransactionTrait;
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let mut options = ConnectOptions::new(url);

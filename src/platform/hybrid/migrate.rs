@@ -628,3 +628,35 @@ pub async fn reconcile(engines: &Engines) -> Result<ReconcileReport> {
     }
     Ok(report)
 }
+
+/// The runs-to-documents migration as a service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    engines: Engines,
+}
+
+impl Migration {
+    pub(crate) fn new(engines: Engines) -> Migration {
+        Migration { engines }
+    }
+
+    /// Copies runs after the checkpoint into [`MIGRATED`] ([`runs_to_docs`]),
+    /// telling `progress` how far it is.
+    pub async fn runs_to_docs(
+        &self,
+        options: MigrateOptions,
+        progress: &(dyn Fn(MigrateProgress) + Send + Sync),
+    ) -> Result<MigrateReport> {
+        runs_to_docs_with_progress(&self.engines, options, progress).await
+    }
+
+    /// Compares the runs with their documents ([`verify`]).
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        verify(&self.engines).await
+    }
+
+    /// Repairs recorded and unrecorded drift ([`reconcile`]).
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        reconcile(&self.engines).await
+    }
+}

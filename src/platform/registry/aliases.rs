@@ -25,6 +25,7 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::{check_name, db_err};
+use crate::engines::relational::begin_write;
 use crate::error::{Error, Result};
 use crate::platform::entities::{alias_history, model_alias, model_artifact, training_run};
 use crate::platform::now;
@@ -98,7 +99,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     check_name("moved_by", moved_by, 100)?;
-    let txn = db.begin().await.map_err(db_err("move_alias"))?;
+    let txn = begin_write(db).await.map_err(db_err("move_alias"))?;
     let (artifact, run) = model_artifact::Entity::find_by_id(artifact_id)
         .find_also_related(training_run::Entity)
         .one(&txn)

@@ -38,6 +38,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use crate::engines::relational::begin_write;
 use crate::engines::relational::map_db_err;
 use crate::error::{Error, Result};
 use crate::platform::entities::{
@@ -49,6 +50,9 @@ pub mod aliases;
 pub mod analytics;
 pub mod lineage;
 pub mod pages;
+mod service;
+
+pub use service::Registry;
 
 /// Rows per statement in bulk writes: far below SQLite's and PostgreSQL's
 /// bound-parameter limits for the widest row.
@@ -215,7 +219,7 @@ where
         }
     }
     let created_at = now();
-    let txn = db.begin().await.map_err(db_err("upsert_datasets"))?;
+    let txn = begin_write(db).await.map_err(db_err("upsert_datasets"))?;
     let mut affected = 0;
     let mut rows = datasets.into_iter().peekable();
     while rows.peek().is_some() {
@@ -260,6 +264,18 @@ pub struct NewRun {
     pub started_at: Option<DateTime<Utc>>,
 }
 
+/// Checks a run to be created, as [`create_run`] does, without writing:
+/// names and tags.
+pub(crate) fn check_new_run(
+    model_id: &str,
+    model_name: &str,
+    framework: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<()> {
+    check_run_names(model_id, model_name, framework)?;
+    check_tags(tags)
+}
+
 fn check_run_names(model_id: &str, model_name: &str, framework: &str) -> Result<()> {
     check_name("model_id", model_id, 255)?;
     check_name("model_name", model_name, 255)?;
@@ -274,7 +290,7 @@ where
 {
     check_run_names(&new.model_id, &new.model_name, &new.framework)?;
     check_tags(&new.tags)?;
-    let txn = db.begin().await.map_err(db_err("create_run"))?;
+    let txn = begin_write(db).await.map_err(db_err("create_run"))?;
     let run = training_run::ActiveModel {
         id: NotSet,
         dataset_id: Set(new.dataset_id),
@@ -344,7 +360,7 @@ where
 {
     check_tags(&tags)?;
     let run = run_by_model_id(db, model_id).await?;
-    let txn = db.begin().await.map_err(db_err("set_run_tags"))?;
+    let txn = begin_write(db).await.map_err(db_err("set_run_tags"))?;
     insert_tags(&txn, run.id, tags, "set_run_tags").await?;
     txn.commit().await.map_err(db_err("set_run_tags"))
 }
@@ -513,7 +529,7 @@ where
             .with_field("model_id"));
         }
     }
-    let txn = db.begin().await.map_err(db_err("upsert_runs"))?;
+    let txn = begin_write(db).await.map_err(db_err("upsert_runs"))?;
     let mut affected = 0;
     let mut rows = runs.into_iter().peekable();
     while rows.peek().is_some() {

@@ -1,0 +1,130 @@
+//! [`Registry`]: the registry as a service over the relational engine, as
+//! the API and the command line use it. Each method is the function of the
+//! same purpose in [`crate::platform::registry`], with the connection held
+//! here.
+
+use sea_orm::DatabaseConnection;
+
+use super::aliases::{self, AliasMove, AliasRef};
+use super::analytics::{self, DatasetStats, FrameworkStats, RankedRun, TopModel};
+use super::lineage::{self, DatasetLineage};
+use super::pages::{self, RunCursor, RunList};
+use super::{NewDataset, RunDetails, RunOutcome};
+use crate::engines::relational::backend_name;
+use crate::error::Result;
+use crate::platform::entities::{alias_history, dataset, model_alias, training_run};
+use crate::platform::search::{self, RunPage};
+
+/// Datasets, runs, aliases and their analytics. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    db: DatabaseConnection,
+}
+
+impl Registry {
+    pub(crate) fn new(db: DatabaseConnection) -> Registry {
+        Registry { db }
+    }
+
+    /// The relational backend's name: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        backend_name(&self.db)
+    }
+
+    /// Registers a dataset; a taken name is a conflict.
+    pub async fn create_dataset(&self, new: NewDataset) -> Result<dataset::Model> {
+        super::create_dataset(&self.db, new).await
+    }
+
+    /// The dataset called `name`, or NotFound.
+    pub async fn dataset(&self, name: &str) -> Result<dataset::Model> {
+        super::dataset_by_name(&self.db, name).await
+    }
+
+    /// Datasets by name after `after`, at most `page_size`, and whether
+    /// more follow.
+    pub async fn datasets(
+        &self,
+        after: Option<&str>,
+        page_size: u64,
+    ) -> Result<(Vec<dataset::Model>, bool)> {
+        super::list_datasets(&self.db, after, page_size).await
+    }
+
+    /// A dataset with its training statistics.
+    pub async fn dataset_statistics(&self, name: &str) -> Result<(dataset::Model, DatasetStats)> {
+        analytics::dataset_statistics(&self.db, name).await
+    }
+
+    /// A dataset with its runs, their artifacts and deployments.
+    pub async fn lineage(&self, name: &str) -> Result<DatasetLineage> {
+        lineage::dataset_lineage(&self.db, name).await
+    }
+
+    /// The run `model_id` with its dataset, tags and artifacts.
+    pub async fn run(&self, model_id: &str) -> Result<RunDetails> {
+        super::run_details(&self.db, model_id).await
+    }
+
+    /// Records how the running run `model_id` ended.
+    pub async fn complete_run(
+        &self,
+        model_id: &str,
+        outcome: RunOutcome,
+    ) -> Result<training_run::Model> {
+        super::complete_run(&self.db, model_id, outcome).await
+    }
+
+    /// One page of runs matching a filter of the run search language.
+    pub async fn search_runs(
+        &self,
+        filter: &str,
+        order_by: &str,
+        page_size: u64,
+        page_token: Option<&str>,
+    ) -> Result<RunPage> {
+        search::search_runs(&self.db, filter, order_by, page_size, page_token).await
+    }
+
+    /// Runs by `(started_at, id)` after a cursor: keyset pages.
+    pub async fn runs_page(&self, after: Option<RunCursor>, limit: u64) -> Result<RunList> {
+        pages::list_runs(&self.db, after, limit).await
+    }
+
+    /// The best `n` completed runs by accuracy, with their dataset.
+    pub async fn top_models(&self, n: u64) -> Result<Vec<TopModel>> {
+        analytics::top_models_by_accuracy(&self.db, n).await
+    }
+
+    /// Runs and accuracy per framework.
+    pub async fn framework_comparison(&self) -> Result<Vec<FrameworkStats>> {
+        analytics::framework_comparison(&self.db).await
+    }
+
+    /// Completed runs ranked overall and within their framework.
+    pub async fn rank_runs(&self) -> Result<Vec<RankedRun>> {
+        analytics::rank_runs(&self.db).await
+    }
+
+    /// Where `model@alias` points now, or NotFound.
+    pub async fn resolve_alias(&self, alias: &AliasRef) -> Result<model_alias::Model> {
+        aliases::resolve_alias(&self.db, alias).await
+    }
+
+    /// Points `model@alias` at an artifact of that model, recording the
+    /// move.
+    pub async fn move_alias(
+        &self,
+        alias: &AliasRef,
+        artifact_id: i64,
+        moved_by: &str,
+        reason: Option<&str>,
+    ) -> Result<AliasMove> {
+        aliases::move_alias(&self.db, alias, artifact_id, moved_by, reason).await
+    }
+
+    /// Every move of `model@alias`, oldest first.
+    pub async fn alias_history(&self, alias: &AliasRef) -> Result<Vec<alias_history::Model>> {
+        aliases::alias_history(&self.db, alias).await
+    }
+}
