@@ -403,9 +403,9 @@ fn unsupported_operator_exits_2_naming_it_even_on_an_empty_collection() {
     assert!(err.contains("$where"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
-    let out = world.run(&["docs", "aggregate", "x", r#"[{"$facet":{}}]"#], &[]);
+    let out = world.run(&["docs", "aggregate", "x", r#"[{"$graphLookup":{}}]"#], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("$facet"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("$graphLookup"), "{}", stderr(&out));
 }
 
 #[test]

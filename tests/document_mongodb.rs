@@ -17,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::{Document, doc};
+use bson::{Bson, DateTime, Document, doc};
 use futures::{FutureExt, TryStreamExt};
 use strata::config::{DocumentsConfig, MongoConfig, Secret};
 use strata::engines::document::mongodb::MongoDocumentStore;
@@ -79,6 +79,54 @@ where
         std::panic::resume_unwind(panic);
     }
     dropped.expect("drop the test database");
+}
+
+/// The code of a server error (panics on any other error).
+fn server_code(e: &mongodb::error::Error) -> i32 {
+    match *e.kind {
+        mongodb::error::ErrorKind::Command(ref c) => c.code,
+        _ => panic!("expected a server error, got {e}"),
+    }
+}
+
+/// What the server itself answers to a pipeline, or its error code.
+async fn server_aggregate(
+    raw: &mongodb::Database,
+    coll: &str,
+    pipeline: Vec<Document>,
+) -> Result<Vec<Document>, i32> {
+    let cursor = raw
+        .collection::<Document>(coll)
+        .aggregate(pipeline)
+        .await
+        .map_err(|e| server_code(&e))?;
+    cursor.try_collect().await.map_err(|e| server_code(&e))
+}
+
+/// The `_id`s the server itself finds for `filter`, in `_id` order, or its
+/// error code.
+async fn server_ids(
+    raw: &mongodb::Database,
+    coll: &str,
+    filter: Document,
+) -> Result<Vec<Bson>, i32> {
+    let found: Vec<Document> = raw
+        .collection::<Document>(coll)
+        .find(filter)
+        .sort(doc! {"_id": 1})
+        .await
+        .map_err(|e| server_code(&e))?
+        .try_collect()
+        .await
+        .map_err(|e| server_code(&e))?;
+    Ok(found
+        .iter()
+        .map(|d| d.get("_id").cloned().unwrap())
+        .collect())
+}
+
+fn int_ids(ids: &[i32]) -> Vec<Bson> {
+    ids.iter().map(|i| Bson::Int32(*i)).collect()
 }
 
 /// A port on loopback where nothing listens.
@@ -382,6 +430,310 @@ async fn secantusdb_differs_from_mongodb_on_two_sided_ranges_over_multikey_index
             .unwrap();
         assert_eq!(matched.len(), 1);
         assert_eq!(db.store.delete_many("c", filter).await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_lookup_keys() {
+    with_fresh_database(|db, config| async move {
+        let raw = db.raw(&config).await;
+        let foreign = vec![
+            doc! {"_id": 0, "a": [[1, 2], 3]},
+            doc! {"_id": 1, "a": [[1, 2]]},
+            doc! {"_id": 2, "a": [1, 2]},
+        ];
+        db.store.insert_many("foreign", foreign).await.unwrap();
+        db.store
+            .insert_one("local", doc! {"_id": 0, "b": [[1, 2], 42]})
+            .await
+            .unwrap();
+        let lookup = vec![
+            doc! {"$lookup": {"from": "foreign", "localField": "b",
+            "foreignField": "a", "as": "m"}},
+            doc! {"$project": {"m._id": 1}},
+        ];
+        // SecantusDB joins the local key `[1, 2]` (an array inside the local
+        // array) only to foreign arrays holding it. MongoDB matches the key
+        // as `{a: {$in: [[1, 2], 42]}}` does, so `_id` 2, whose whole array
+        // equals it, joins too (jstests `lookup_equijoin_semantics_lib.js`,
+        // "Nested array in local and top-level field in foreign").
+        let server = server_aggregate(&raw, "local", lookup.clone()).await;
+        assert_eq!(
+            server,
+            Ok(vec![doc! {"_id": 0, "m": [{"_id": 0}, {"_id": 1}]}])
+        );
+        // The adapter passes `$lookup` through: on SecantusDB it gives the
+        // server's answer; the embedded engine gives MongoDB's
+        // (`query::aggregate` unit tests).
+        assert_eq!(
+            db.store.aggregate("local", lookup).await.map_err(|_| 0),
+            server
+        );
+
+        // SecantusDB joins a local path through an array of documents to a
+        // null foreign field although the path has values (1; 2 and 3).
+        // MongoDB collects only the values found (`visitAllValuesAtPath`)
+        // and joins null only when there are none ("Missing in local path and
+        // top-level null in foreign").
+        db.store.drop_collection("local").await.unwrap();
+        db.store.drop_collection("foreign").await.unwrap();
+        db.store
+            .insert_one("foreign", doc! {"_id": 0, "b": null})
+            .await
+            .unwrap();
+        let locals = vec![
+            doc! {"_id": 3, "a": [{"no_x": 2}, {"x": 1}]},
+            doc! {"_id": 21, "a": [{"x": 2}, {"x": 3}]},
+        ];
+        db.store.insert_many("local", locals).await.unwrap();
+        let lookup = vec![
+            doc! {"$lookup": {"from": "foreign", "localField": "a.x",
+            "foreignField": "b", "as": "m"}},
+            doc! {"$project": {"m._id": 1}},
+            doc! {"$sort": {"_id": 1}},
+        ];
+        let server = server_aggregate(&raw, "local", lookup).await;
+        assert_eq!(
+            server,
+            Ok(vec![
+                doc! {"_id": 3, "m": [{"_id": 0}]},
+                doc! {"_id": 21, "m": [{"_id": 0}]},
+            ])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_all_of_null_and_of_an_array() {
+    with_fresh_database(|db, config| async move {
+        let raw = db.raw(&config).await;
+        let docs = vec![
+            doc! {"_id": 1},
+            doc! {"_id": 2, "a": null},
+            doc! {"_id": 3, "a": [1, 2]},
+            doc! {"_id": 4, "a": [[1, 2], 3]},
+        ];
+        db.store.insert_many("c", docs).await.unwrap();
+        // `$all: [v, ...]` is `$and: [{a: v}, ...]` (MongoDB manual, "$all",
+        // "Equivalent to $and Operation"): `{a: null}` matches a missing
+        // field, and `{a: [1, 2]}` an array equal to `[1, 2]` as well as one
+        // holding it ("Nested Array"). SecantusDB finds neither.
+        let server = server_ids(&raw, "c", doc! {"a": {"$all": [null]}}).await;
+        assert_eq!(server, Ok(int_ids(&[2])));
+        let server = server_ids(&raw, "c", doc! {"a": {"$all": [[1, 2]]}}).await;
+        assert_eq!(server, Ok(int_ids(&[4])));
+        // The equivalent filters it answers as MongoDB does.
+        let found = db
+            .store
+            .find("c", doc! {"a": null}, FindOptions::sorted(doc! {"_id": 1}))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        let found = db
+            .store
+            .find(
+                "c",
+                doc! {"a": [1, 2]},
+                FindOptions::sorted(doc! {"_id": 1}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_mod_operands() {
+    with_fresh_database(|db, config| async move {
+        let raw = db.raw(&config).await;
+        let docs = vec![
+            doc! {"_id": 1, "a": 5},
+            doc! {"_id": 2, "a": 1e30},
+            doc! {"_id": 3, "a": 6},
+        ];
+        db.store.insert_many("c", docs).await.unwrap();
+        // MongoDB truncates both operands toward zero ([2.9, 1.9] is [2, 1])
+        // and never matches a dividend beyond 64-bit integers (MongoDB
+        // manual, "$mod", "Floating Point Arguments"; `ModMatchExpression`).
+        // SecantusDB divides the doubles as they are, and 1e30 % 2 == 0.
+        let fractional = doc! {"a": {"$mod": [2.9, 1.9]}};
+        assert_eq!(server_ids(&raw, "c", fractional).await, Ok(vec![]));
+        let even = doc! {"a": {"$mod": [2, 0]}};
+        assert_eq!(server_ids(&raw, "c", even).await, Ok(int_ids(&[2, 3])));
+        // MongoDB refuses three elements and a non-numeric remainder
+        // ("malformed mod, too many elements" / "remainder not a number");
+        // SecantusDB runs them. The adapter refuses them before sending.
+        for bad in [
+            doc! {"a": {"$mod": [2, 1, 0]}},
+            doc! {"a": {"$mod": [2, "1"]}},
+        ] {
+            assert!(server_ids(&raw, "c", bad.clone()).await.is_ok(), "{bad}");
+            let err = db
+                .store
+                .find("c", bad.clone(), FindOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}: {err}");
+            assert!(err.to_string().contains("$mod"), "{err}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_computed_fields_at_dotted_paths() {
+    with_fresh_database(|db, config| async move {
+        let raw = db.raw(&config).await;
+        db.store
+            .insert_one(
+                "c",
+                doc! {"_id": 3, "a": {"b": 98, "c": 99}, "arr": [{"k": 1, "z": 1}, {"k": 2}]},
+            )
+            .await
+            .unwrap();
+        // MongoDB keeps the parent of a removed dotted field:
+        // `{"a.b": "$$REMOVE"}` projects `{a: {}}` (jstests
+        // `remove_system_variable.js`). SecantusDB drops `a`.
+        let project = vec![doc! {"$project": {"_id": 0, "a.b": "$$REMOVE"}}];
+        assert_eq!(
+            server_aggregate(&raw, "c", project).await,
+            Ok(vec![doc! {}])
+        );
+        // Any path below `$$REMOVE` is missing in MongoDB (same test); in
+        // SecantusDB it is null.
+        let below = vec![
+            doc! {"$set": {"x": "$$REMOVE.a"}},
+            doc! {"$project": {"x": 1}},
+        ];
+        assert_eq!(
+            server_aggregate(&raw, "c", below).await,
+            Ok(vec![doc! {"_id": 3, "x": null}])
+        );
+        // A dotted `$set` through an array sets the field in each element
+        // in MongoDB (manual, "$addFields": "To add a field or fields to
+        // embedded documents (including documents in arrays) use the dot
+        // notation"); SecantusDB leaves the array alone.
+        let through = vec![doc! {"$set": {"arr.z": 7}}, doc! {"$project": {"arr": 1}}];
+        assert_eq!(
+            server_aggregate(&raw, "c", through).await,
+            Ok(vec![doc! {"_id": 3, "arr": [{"k": 1, "z": 1}, {"k": 2}]}])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_date_to_string_arguments() {
+    with_fresh_database(|db, config| async move {
+        let raw = db.raw(&config).await;
+        // 2021-01-03T04:05:06.789Z
+        let date = DateTime::from_millis(1_609_646_706_789);
+        db.store
+            .insert_one("c", doc! {"_id": 1, "d": date, "n": null})
+            .await
+            .unwrap();
+        let render =
+            |spec: Document| vec![doc! {"$project": {"_id": 0, "x": {"$dateToString": spec}}}];
+        // MongoDB: `onNull` is what a null or missing date gives (manual,
+        // "$dateToString"); SecantusDB ignores it and gives null.
+        let on_null = render(doc! {"date": "$missing", "onNull": "none"});
+        assert_eq!(
+            server_aggregate(&raw, "c", on_null).await,
+            Ok(vec![doc! {"x": null}])
+        );
+        // MongoDB: `format` is an expression (null when it is null);
+        // SecantusDB takes the text as is.
+        let format = render(doc! {"date": "$d", "format": "$n"});
+        assert_eq!(
+            server_aggregate(&raw, "c", format).await,
+            Ok(vec![doc! {"x": "$n"}])
+        );
+        // MongoDB accepts the offsets ±HH, ±HHMM and ±HH:MM
+        // (`TimeZoneDatabase::parseUtcOffset`); SecantusDB refuses ±HH with
+        // 40485, "unrecognized time zone identifier".
+        let hours = render(doc! {"date": "$d", "timezone": "+03", "format": "%H"});
+        assert_eq!(server_aggregate(&raw, "c", hours).await, Err(40485));
+        // MongoDB 7.1+ drops the `Z` of the default format in a zone other
+        // than UTC (manual, "$dateToString", `format`; DRIVERS-2620);
+        // SecantusDB keeps it, as MongoDB 7.0 did.
+        let default = render(doc! {"date": "$d", "timezone": "+05:30"});
+        assert_eq!(
+            server_aggregate(&raw, "c", default).await,
+            Ok(vec![doc! {"x": "2021-01-03T09:35:06.789Z"}])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_expression_paths_and_in() {
+    with_fresh_database(|db, config| async move {
+        let raw = db.raw(&config).await;
+        db.store
+            .insert_one(
+                "c",
+                doc! {"_id": 1, "info": [{"label": "A"}, {"label": "B"}]},
+            )
+            .await
+            .unwrap();
+        // MongoDB: a field path through an array of documents is the array
+        // of the values found, `["A", "B"]` (manual, "Expressions", "Field
+        // Paths"); SecantusDB finds nothing. And `$in` compares missing with
+        // null as unequal, as `$eq` does; SecantusDB says `true`.
+        let pipeline = vec![doc! {"$project": {"_id": 0, "x": "$info.label",
+        "y": {"$in": ["$missing", [null]]}}}];
+        assert_eq!(
+            server_aggregate(&raw, "c", pipeline).await,
+            Ok(vec![doc! {"y": true}])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secantusdb_differs_from_mongodb_on_facet() {
+    with_fresh_database(|db, config| async move {
+        let raw = db.raw(&config).await;
+        db.store.insert_one("c", doc! {"_id": 1}).await.unwrap();
+        // `$count` inside `$facet` over no input: SecantusDB emits `{n: 0}`
+        // as it does outside (`secantusdb_differs_from_mongodb_on_count_of_
+        // no_documents`); MongoDB emits nothing. The adapter rewrites
+        // `$count` inside `$facet` too.
+        let count = vec![
+            doc! {"$match": {"_id": 99}},
+            doc! {"$facet": {"n": [{"$count": "n"}]}},
+        ];
+        assert_eq!(
+            server_aggregate(&raw, "c", count.clone()).await,
+            Ok(vec![doc! {"n": [{"n": 0}]}])
+        );
+        assert_eq!(
+            db.store.aggregate("c", count).await.unwrap(),
+            vec![doc! {"n": []}]
+        );
+        // MongoDB refuses an empty sub-pipeline ("sub-pipeline in $facet
+        // stage cannot be empty") and an output name with a `.` or a leading
+        // `$` (`FieldPath::uassertValidFieldName`); SecantusDB runs them. The
+        // adapter refuses them before sending.
+        for bad in [
+            doc! {"$facet": {"a": []}},
+            doc! {"$facet": {"a.b": [{"$limit": 1}]}},
+            doc! {"$facet": {"$a": [{"$limit": 1}]}},
+        ] {
+            assert!(
+                server_aggregate(&raw, "c", vec![bad.clone()]).await.is_ok(),
+                "{bad}"
+            );
+            let err = db
+                .store
+                .aggregate("c", vec![bad.clone()])
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}: {err}");
+        }
     })
     .await;
 }

@@ -7,11 +7,11 @@
 //!
 //! # The subset every implementation keeps
 //!
-//! - Filters: implicit equality, `$eq $ne $gt $gte $lt $lte $in $nin $exists
-//!   $and $or $nor $not $size $elemMatch $regex` (with `$options`), dot paths
-//!   into nested documents and array indexes, and MongoDB's array rule: a
-//!   field holding an array matches when the array itself or any element
-//!   matches.
+//! - Filters: implicit equality, `$eq $ne $gt $gte $lt $lte $in $nin $all
+//!   $exists $type $mod $and $or $nor $not $size $elemMatch $regex` (with
+//!   `$options`), dot paths into nested documents and array indexes, and
+//!   MongoDB's array rule: a field holding an array matches when the array
+//!   itself or any element matches.
 //! - Updates: `$set $unset $inc $push $addToSet` (`$push`/`$addToSet` accept
 //!   `$each`), with upsert.
 //! - Sort: MongoDB's cross-type BSON order (MinKey < null/missing < numbers <
@@ -19,8 +19,14 @@
 //!   timestamps < regex < MaxKey); an array sorts by its smallest element
 //!   ascending and its largest descending.
 //! - Aggregation stages `$match $project $addFields $set $group $sort $skip
-//!   $limit $unwind $lookup $count`, accumulators `$sum $avg $min $max $count
-//!   $push $first $last`.
+//!   $limit $unwind $lookup $count $replaceRoot $replaceWith $facet
+//!   $sortByCount`, accumulators `$sum $avg $min $max $count $push $addToSet
+//!   $first $last`, and expressions: field paths, `$$ROOT $$CURRENT
+//!   $$REMOVE`, `$literal $add $subtract $multiply $divide $mod $round $abs
+//!   $concat $toString $toLower $toUpper $dateToString $ifNull $cond $eq $ne
+//!   $gt $gte $lt $lte $and $or $not $in $size $arrayElemAt $max $min $sum
+//!   $avg` (`$dateToString` with `UTC` and `±HH:MM` offsets, not named time
+//!   zones).
 //! - Indexes: single and compound, unique, named.
 //! - Collection validators: `$jsonSchema` with `bsonType`, `required` and
 //!   `properties`.

@@ -217,6 +217,7 @@ fn ranges_in(condition: &Document) -> usize {
 /// equivalent, `{$group: {_id: null, n: {$sum: 1}}}, {$project: {_id: 0}}`.
 /// Same answer on MongoDB; on servers whose `$count` emits `{n: 0}` for no
 /// input (SecantusDB), it restores MongoDB's answer: no document at all.
+/// The sub-pipelines of `$facet` are rewritten the same way.
 pub(super) fn pipeline_to_send(pipeline: Vec<Document>) -> Vec<Document> {
     let mut out = Vec::with_capacity(pipeline.len());
     for mut stage in pipeline {
@@ -224,6 +225,24 @@ pub(super) fn pipeline_to_send(pipeline: Vec<Document>) -> Vec<Document> {
             && let Some(Bson::Document(m)) = stage.get_mut("$match")
         {
             *m = filter_to_send(std::mem::take(m));
+        }
+        if stage.len() == 1
+            && let Some(Bson::Document(facets)) = stage.get_mut("$facet")
+        {
+            for (_, sub) in facets.iter_mut() {
+                if let Bson::Array(stages) = sub {
+                    let docs: Option<Vec<Document>> =
+                        stages.iter().map(|s| s.as_document().cloned()).collect();
+                    // The pipeline was parsed before it got here, so every
+                    // sub-stage is a document; anything else is sent as is.
+                    if let Some(docs) = docs {
+                        *stages = pipeline_to_send(docs)
+                            .into_iter()
+                            .map(Bson::Document)
+                            .collect();
+                    }
+                }
+            }
         }
         match (stage.len(), stage.get("$count")) {
             (1, Some(Bson::String(field))) => {
@@ -314,6 +333,21 @@ mod tests {
         );
         let other = vec![doc! {"$limit": 2}];
         assert_eq!(pipeline_to_send(other.clone()), other);
+        let faceted = pipeline_to_send(vec![doc! {"$facet": {
+            "n": [{"$match": {"s": {"$gt": 1, "$lt": 5}}}, {"$count": "n"}],
+            "all": [{"$limit": 2}],
+        }}]);
+        assert_eq!(
+            faceted,
+            vec![doc! {"$facet": {
+                "n": [
+                    {"$match": {"$and": [{"s": {"$gt": 1}}, {"s": {"$lt": 5}}]}},
+                    {"$group": {"_id": null, "n": {"$sum": 1}}},
+                    {"$project": {"_id": 0}},
+                ],
+                "all": [{"$limit": 2}],
+            }}]
+        );
     }
 
     #[test]

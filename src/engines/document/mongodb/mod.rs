@@ -10,7 +10,7 @@
 //! # Contracts
 //!
 //! - Parity before power: an operator MongoDB would run but strata's subset
-//!   lacks (`$where`, `$setOnInsert`, `$facet`, a text index) fails with
+//!   lacks (`$where`, `$setOnInsert`, `$graphLookup`, a text index) fails with
 //!   `Unsupported` naming it, before any request is sent, exactly as on the
 //!   embedded engine.
 //! - [`MongoDocumentStore::connect`] pings the server, so bad credentials fail
@@ -32,7 +32,8 @@
 //!   does: a field condition with two range operators becomes an `$and` of
 //!   one condition each (SecantusDB intersects such bounds on multikey
 //!   indexes), and `$count` becomes its documented `$group` + `$project`
-//!   (so that no input yields no document). See `conversions`.
+//!   (so that no input yields no document), inside `$facet` too. See
+//!   `conversions`.
 //! - A document that fails the collection's validator is `InvalidInput`
 //!   naming the failing field, read from the server's `errInfo`
 //!   (`details.schemaRulesNotSatisfied`, MongoDB 5.0+). When the server sends

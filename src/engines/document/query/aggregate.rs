@@ -3,11 +3,12 @@
 //! # Contracts
 //!
 //! - Stages: `$match $project $addFields $set $group $sort $skip $limit
-//!   $unwind $lookup $count`. Accumulators of `$group`: `$sum $avg $min $max
-//!   $count $push $addToSet $first $last`. Expressions as in
-//!   [`super::expr`]. Any other stage, accumulator, operator or `$lookup`
-//!   option (`pipeline`, `let`) is `Unsupported`, named, at parse time;
-//!   malformed stages are `InvalidInput`.
+//!   $unwind $lookup $count $replaceRoot $replaceWith $facet $sortByCount`.
+//!   Accumulators of `$group`: `$sum $avg $min $max $count $push $addToSet
+//!   $first $last`. Expressions as in [`super::expr`]. Any other stage,
+//!   accumulator, operator or `$lookup` option (`pipeline`, `let`) is
+//!   `Unsupported`, named, at parse time (inside `$facet` too); malformed
+//!   stages are `InvalidInput`.
 //! - `$group` emits groups in order of first appearance in its input
 //!   (MongoDB promises no order; this one is deterministic). Keys that are
 //!   numerically equal (`1`, `1.0`, `1i64`) form one group, keyed by the
@@ -20,13 +21,31 @@
 //!   kept unless excluded and comes first. `$addFields` evaluates every
 //!   expression against the stage's input document; a nested object merges
 //!   into an existing embedded document; a value that evaluates to missing
-//!   removes the field.
-//! - `$unwind` and `$lookup` follow MongoDB: `includeArrayIndex` is an int64
-//!   (null for a non-array value), `preserveNullAndEmptyArrays` keeps
-//!   documents whose path is null, missing or `[]` (the empty array's field
-//!   removed); `$lookup` matches `foreignField` against every value of
-//!   `localField` (array elements; a missing value as null) with the query
-//!   array rule on the foreign side.
+//!   (`$$REMOVE`) removes the field. A computed field at a dotted path is
+//!   set in each element of an array on the way, and whatever else is in
+//!   the way (a scalar, nothing) becomes a document holding it, an empty
+//!   one when the value is missing: `{"a.b": "$$REMOVE"}` projects `{a: {}}`.
+//! - `$unwind` follows MongoDB: `includeArrayIndex` is an int64 (null for
+//!   a non-array value), `preserveNullAndEmptyArrays` keeps documents whose
+//!   path is null, missing or `[]` (the empty array's field removed).
+//! - `$lookup` joins on the values of `localField` as MongoDB collects them
+//!   (`visitAllValuesAtPath`): arrays on the path are traversed, an array at
+//!   its end gives its elements, missing branches give nothing, and no value
+//!   at all (a missing field, `[]`, only branches without it) joins as null.
+//!   The values then match `foreignField` as `{foreignField: {$in: values}}`
+//!   would, with the query array rule: null matches a null or missing
+//!   foreign field (not `[]`), an array value matches an equal array or one
+//!   holding it.
+//! - `$replaceRoot: {newRoot: e}` and `$replaceWith: e` replace each
+//!   document by `e`, which must evaluate to a document (`InvalidInput`
+//!   otherwise, naming the stage).
+//! - `$facet` runs each non-empty sub-pipeline over the same input and
+//!   outputs exactly one document, `{name: [results], ...}`, also for no
+//!   input. `$facet` inside `$facet`, an empty sub-pipeline and an output
+//!   name that is empty, starts with `$` or holds a `.` are `InvalidInput`.
+//! - `$sortByCount: e` (a `$` path or an operator object) is `$group` by `e`
+//!   with `count: {$sum: 1}` then a sort by `count` descending; equal counts
+//!   keep the order of first appearance (MongoDB leaves it open).
 //! - `$count` outputs nothing for an empty input, as MongoDB does.
 
 use std::collections::HashMap;
@@ -40,7 +59,7 @@ use super::arith::Sum;
 use super::compare::{Num, as_num, bson_equal, compare_bson};
 use super::expr::Expr;
 use super::filter::Filter;
-use super::path::{check_path, remove_path, set_path, values_along};
+use super::path::{array_index, check_path, remove_path, set_path, type_name};
 use super::projection::Projection;
 use super::sort::SortSpec;
 
@@ -71,6 +90,11 @@ enum Stage {
         as_field: String,
     },
     Count(String),
+    /// `$replaceRoot: {newRoot: e}` or `$replaceWith: e` (the stage's name,
+    /// for errors).
+    ReplaceRoot(&'static str, Expr),
+    Facet(Vec<(String, Pipeline)>),
+    SortByCount(Expr),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,21 +131,29 @@ impl Pipeline {
     /// Parses the stages; `Unsupported` names an unknown stage, accumulator
     /// or expression operator.
     pub fn parse(stages: &[Document]) -> Result<Pipeline> {
-        let stages = stages.iter().map(parse_stage).collect::<Result<Vec<_>>>()?;
+        let stages = stages
+            .iter()
+            .map(|s| parse_stage(s, false))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Pipeline { stages })
     }
 
-    /// Collections that `$lookup` stages read, so the store can load them.
+    /// Collections that `$lookup` stages read (inside `$facet` too), so the
+    /// store can load them.
     pub fn foreign_collections(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        self.collect_foreign(&mut out);
+        out
+    }
+
+    fn collect_foreign(&self, out: &mut Vec<String>) {
         for stage in &self.stages {
-            if let Stage::Lookup { from, .. } = stage
-                && !out.contains(from)
-            {
-                out.push(from.clone());
+            match stage {
+                Stage::Lookup { from, .. } if !out.contains(from) => out.push(from.clone()),
+                Stage::Facet(facets) => facets.iter().for_each(|(_, p)| p.collect_foreign(out)),
+                _ => {}
             }
         }
-        out
     }
 
     /// Runs the pipeline over `input`. `collection` returns the documents of
@@ -143,7 +175,9 @@ fn stage_error(stage: &str, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{stage}: {message}")).with_field(stage.to_string())
 }
 
-fn parse_stage(stage: &Document) -> Result<Stage> {
+/// Parses one stage; `in_facet` when it belongs to a `$facet` sub-pipeline,
+/// where `$facet` itself is not allowed.
+fn parse_stage(stage: &Document, in_facet: bool) -> Result<Stage> {
     if stage.len() != 1 {
         return Err(Error::invalid(
             "A pipeline stage specification object must contain exactly one field.",
@@ -203,6 +237,36 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
             }
             Stage::Count(field.clone())
         }
+        "$replaceRoot" => {
+            let Bson::Document(spec) = spec else {
+                return Err(stage_error(
+                    name,
+                    format!(
+                        "expected an object as specification for $replaceRoot stage, got {}",
+                        type_name(spec)
+                    ),
+                ));
+            };
+            if let Some(other) = spec.keys().find(|k| *k != "newRoot") {
+                return Err(stage_error(
+                    name,
+                    format!("unknown field `{other}`: $replaceRoot takes `newRoot` only"),
+                ));
+            }
+            let new_root = spec
+                .get("newRoot")
+                .ok_or_else(|| stage_error(name, "$replaceRoot needs `newRoot`"))?;
+            Stage::ReplaceRoot("$replaceRoot", Expr::parse(new_root)?)
+        }
+        "$replaceWith" => Stage::ReplaceRoot("$replaceWith", Expr::parse(spec)?),
+        "$facet" if in_facet => {
+            return Err(stage_error(
+                name,
+                "$facet is not allowed to be used within a $facet stage",
+            ));
+        }
+        "$facet" => parse_facet(spec_doc()?)?,
+        "$sortByCount" => parse_sort_by_count(spec)?,
         other if other.starts_with('$') => {
             return Err(Error::unsupported(format!(
                 "unsupported aggregation stage `{other}`"
@@ -214,6 +278,79 @@ fn parse_stage(stage: &Document) -> Result<Stage> {
             )));
         }
     })
+}
+
+fn parse_facet(spec: &Document) -> Result<Stage> {
+    if spec.is_empty() {
+        return Err(stage_error(
+            "$facet",
+            "the $facet specification must be a non-empty object",
+        ));
+    }
+    let mut facets = Vec::with_capacity(spec.len());
+    for (name, value) in spec {
+        if name.is_empty() || name.starts_with('$') || name.contains('.') {
+            return Err(stage_error(
+                "$facet",
+                format!(
+                    "invalid output field name `{name}`: it must be non-empty, without a leading `$` or a `.`"
+                ),
+            ));
+        }
+        let Bson::Array(items) = value else {
+            return Err(stage_error(
+                "$facet",
+                format!(
+                    "arguments to $facet must be arrays, {name} is type {}",
+                    type_name(value)
+                ),
+            ));
+        };
+        if items.is_empty() {
+            return Err(stage_error(
+                "$facet",
+                format!("sub-pipeline `{name}` in $facet stage cannot be empty"),
+            ));
+        }
+        let mut stages = Vec::with_capacity(items.len());
+        for item in items {
+            let Bson::Document(stage) = item else {
+                return Err(stage_error(
+                    "$facet",
+                    format!(
+                        "elements of arrays in $facet spec must be non-empty objects, {name} argument contained a {}",
+                        type_name(item)
+                    ),
+                ));
+            };
+            stages.push(parse_stage(stage, true)?);
+        }
+        facets.push((name.clone(), Pipeline { stages }));
+    }
+    Ok(Stage::Facet(facets))
+}
+
+/// `$sortByCount: e`: a `$group` by `e` with `count: {$sum: 1}`, then a
+/// sort by count, descending. `e` must be a `$` path or an operator object.
+fn parse_sort_by_count(spec: &Bson) -> Result<Stage> {
+    let name = "$sortByCount";
+    match spec {
+        Bson::String(p) if p.starts_with('$') => {}
+        Bson::Document(d) if d.keys().next().is_some_and(|k| k.starts_with('$')) => {}
+        Bson::String(_) | Bson::Document(_) => {
+            return Err(stage_error(
+                name,
+                "the sortByCount field must be defined as a $-prefixed path or an expression inside an object",
+            ));
+        }
+        _ => {
+            return Err(stage_error(
+                name,
+                "the sortByCount field must be specified as a string or as an object",
+            ));
+        }
+    }
+    Ok(Stage::SortByCount(Expr::parse(spec)?))
 }
 
 fn count_arg(stage: &str, spec: &Bson) -> Result<u64> {
@@ -586,15 +723,7 @@ fn run_stage(
             let foreign_docs = collection(from)?;
             let mut out = Vec::with_capacity(docs.len());
             for mut d in docs {
-                let mut keys = Vec::new();
-                for v in values_along(&d, local) {
-                    match v {
-                        None => keys.push(Bson::Null),
-                        Some(Bson::Array(items)) => keys.extend(items.iter().cloned()),
-                        Some(other) => keys.push(other.clone()),
-                    }
-                }
-                let filter = Filter::field_in(foreign, keys);
+                let filter = Filter::field_in(foreign, lookup_keys(&d, local));
                 let joined: Vec<Bson> = foreign_docs
                     .iter()
                     .filter(|f| filter.matches(f))
@@ -614,7 +743,109 @@ fn run_stage(
                 vec![bson::doc! { field.as_str(): value }]
             }
         }
+        Stage::ReplaceRoot(name, expr) => docs
+            .iter()
+            .map(|d| match expr.eval(d)? {
+                Some(Bson::Document(root)) => Ok(root),
+                other => Err(stage_error(
+                    name,
+                    format!(
+                        "'newRoot' expression must evaluate to an object, but resulting value was: {}. Type of resulting value: '{}'",
+                        other.as_ref().map_or("MISSING".to_string(), ToString::to_string),
+                        other.as_ref().map_or("missing", type_name)
+                    ),
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Stage::Facet(facets) => {
+            let mut out = Document::new();
+            for (name, pipeline) in facets {
+                let mut results = docs.clone();
+                for stage in &pipeline.stages {
+                    results = run_stage(stage, results, collection)?;
+                }
+                out.insert(
+                    name.clone(),
+                    Bson::Array(results.into_iter().map(Bson::Document).collect()),
+                );
+            }
+            vec![out]
+        }
+        Stage::SortByCount(expr) => {
+            let by_count = GroupStage {
+                id: expr.clone(),
+                fields: vec![(
+                    "count".to_string(),
+                    Accumulator::Sum,
+                    Expr::literal(Bson::Int32(1)),
+                )],
+            };
+            // `$group` emits groups in order of first appearance and the sort
+            // is stable, so ties keep that order (MongoDB leaves it open).
+            let mut counted = group(&by_count, &docs)?;
+            counted.sort_by(|a, b| compare_bson(count_of(b), count_of(a)));
+            counted
+        }
     })
+}
+
+fn count_of(doc: &Document) -> &Bson {
+    doc.get("count").unwrap_or(&Bson::Null)
+}
+
+/// The values `$lookup` joins on, as MongoDB's `visitAllValuesAtPath`
+/// collects them: arrays met before the end of the path are traversed
+/// (their documents only), numeric components index arrays, an array at the
+/// end gives its elements, and missing branches give nothing. No value at
+/// all (missing, or only empty arrays) joins as null.
+fn lookup_keys(doc: &Document, path: &str) -> Vec<Bson> {
+    fn trailing(value: Option<&Bson>, out: &mut Vec<Bson>) {
+        match value {
+            Some(Bson::Array(items)) => out.extend(items.iter().cloned()),
+            Some(v) => out.push(v.clone()),
+            None => {}
+        }
+    }
+    fn visit(doc: &Document, parts: &[&str], out: &mut Vec<Bson>) {
+        let Some((first, mut rest)) = parts.split_first() else {
+            return;
+        };
+        let mut value = doc.get(*first);
+        if rest.is_empty() {
+            trailing(value, out);
+            return;
+        }
+        // Numeric components index arrays, as long as arrays continue.
+        while let (Some(Bson::Array(items)), Some((part, after))) = (value, rest.split_first()) {
+            let Some(index) = array_index(part) else {
+                break;
+            };
+            value = items.get(index);
+            rest = after;
+        }
+        if rest.is_empty() {
+            trailing(value, out);
+            return;
+        }
+        match value {
+            Some(Bson::Array(items)) => {
+                for item in items {
+                    if let Bson::Document(d) = item {
+                        visit(d, rest, out);
+                    }
+                }
+            }
+            Some(Bson::Document(d)) => visit(d, rest, out),
+            _ => {}
+        }
+    }
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut keys = Vec::new();
+    visit(doc, &parts, &mut keys);
+    if keys.is_empty() {
+        keys.push(Bson::Null);
+    }
+    keys
 }
 
 fn project(p: &ProjectStage, doc: &Document) -> Result<Document> {
@@ -636,9 +867,7 @@ fn project(p: &ProjectStage, doc: &Document) -> Result<Document> {
                 }
             };
             for (path, expr) in computed {
-                if let Some(value) = expr.eval(doc)? {
-                    set_computed(&mut out, path, value);
-                }
+                set_computed(&mut out, path, expr.eval(doc)?.as_ref());
             }
             // `_id` leads the output, as in MongoDB.
             if let Some(id) = out.remove("_id") {
@@ -659,45 +888,60 @@ fn add_fields(fields: &[(String, Expr)], doc: Document) -> Result<Document> {
         .collect::<Result<Vec<_>>>()?;
     let mut out = doc;
     for ((path, _), value) in fields.iter().zip(values) {
-        match value {
-            Some(v) => set_computed(&mut out, path, v),
-            None => {
-                remove_path(&mut out, path);
-            }
-        }
+        set_computed(&mut out, path, value.as_ref());
     }
     Ok(out)
 }
 
-/// Sets a computed field: intermediate documents are created (a scalar in
-/// the way is replaced), and an array of documents on the way gets the
-/// field in each of its documents, as `$project`/`$addFields` do.
-fn set_computed(doc: &mut Document, path: &str, value: Bson) {
+/// Sets a computed field of `$project`/`$addFields`, or removes it when the
+/// value is missing (`$$REMOVE`), as MongoDB's projection tree applies
+/// expressions: a document on the way gets the field, an array on the way
+/// applies it to each element (nested arrays too), and anything else on the
+/// way (a scalar, null, nothing) becomes a document holding just the
+/// computed field, an empty one when the value is missing.
+fn set_computed(doc: &mut Document, path: &str, value: Option<&Bson>) {
     let parts: Vec<&str> = path.split('.').collect();
-    set_computed_in(doc, &parts, &value);
+    set_computed_in(doc, &parts, value);
 }
 
-fn set_computed_in(doc: &mut Document, parts: &[&str], value: &Bson) {
+fn set_computed_in(doc: &mut Document, parts: &[&str], value: Option<&Bson>) {
     let Some((first, rest)) = parts.split_first() else {
         return;
     };
     if rest.is_empty() {
-        doc.insert(*first, value.clone());
-        return;
-    }
-    if !matches!(doc.get(*first), Some(Bson::Document(_) | Bson::Array(_))) {
-        doc.insert(*first, Document::new());
-    }
-    match doc.get_mut(*first) {
-        Some(Bson::Document(sub)) => set_computed_in(sub, rest, value),
-        Some(Bson::Array(items)) => {
-            for item in items.iter_mut() {
-                if let Bson::Document(sub) = item {
-                    set_computed_in(sub, rest, value);
-                }
+        match value {
+            Some(v) => {
+                doc.insert(*first, v.clone());
+            }
+            None => {
+                doc.remove(*first);
             }
         }
-        _ => {}
+        return;
+    }
+    match doc.get_mut(*first) {
+        Some(slot) => set_computed_value(slot, rest, value),
+        None => {
+            let mut sub = Document::new();
+            set_computed_in(&mut sub, rest, value);
+            doc.insert(*first, sub);
+        }
+    }
+}
+
+fn set_computed_value(target: &mut Bson, parts: &[&str], value: Option<&Bson>) {
+    match target {
+        Bson::Document(sub) => set_computed_in(sub, parts, value),
+        Bson::Array(items) => {
+            for item in items.iter_mut() {
+                set_computed_value(item, parts, value);
+            }
+        }
+        other => {
+            let mut sub = Document::new();
+            set_computed_in(&mut sub, parts, value);
+            *other = Bson::Document(sub);
+        }
     }
 }
 
@@ -1185,6 +1429,338 @@ mod tests {
         assert!(e.message().contains("`pipeline`"));
     }
 
+    /// `_id`s of the documents `$lookup` joins to one local document.
+    fn joined(
+        local: Document,
+        local_field: &str,
+        foreign: &[Document],
+        foreign_field: &str,
+    ) -> Vec<Bson> {
+        let p = Pipeline::parse(&[
+            doc! {"$lookup": {"from": "f", "localField": local_field, "foreignField": foreign_field, "as": "m"}},
+        ])
+        .unwrap();
+        let out = p.run(vec![local], &mut |_| Ok(foreign.to_vec())).unwrap();
+        out[0]
+            .get_array("m")
+            .unwrap()
+            .iter()
+            .map(|d| d.as_document().unwrap().get("_id").cloned().unwrap())
+            .collect()
+    }
+
+    fn ids(ids: &[i32]) -> Vec<Bson> {
+        ids.iter().map(|i| Bson::Int32(*i)).collect()
+    }
+
+    /// `_id`s of the local documents that join the one foreign document.
+    fn joining(
+        locals: &[Document],
+        local_field: &str,
+        foreign: Document,
+        foreign_field: &str,
+    ) -> Vec<Bson> {
+        let p = Pipeline::parse(&[
+            doc! {"$lookup": {"from": "f", "localField": local_field, "foreignField": foreign_field, "as": "m"}},
+        ])
+        .unwrap();
+        p.run(locals.to_vec(), &mut |_| Ok(vec![foreign.clone()]))
+            .unwrap()
+            .into_iter()
+            .filter(|d| !d.get_array("m").unwrap().is_empty())
+            .map(|d| d.get("_id").cloned().unwrap())
+            .collect()
+    }
+
+    // The cases below are MongoDB's own (jstests lookup_equijoin_semantics).
+
+    #[test]
+    fn lookup_missing_null_and_empty_local_join_null_and_missing() {
+        let docs = vec![
+            doc! {"_id": 0, "no_a": 1},
+            doc! {"_id": 1, "a": null},
+            doc! {"_id": 2, "a": [null, 1]},
+            doc! {"_id": 10, "a": []},
+            doc! {"_id": 20, "a": 1},
+            doc! {"_id": 21, "a": {"x": null}},
+            doc! {"_id": 22, "a": [[null, 1], 2]},
+            doc! {"_id": 23, "a": false},
+            doc! {"_id": 24, "a": 0},
+            doc! {"_id": 25, "a": {}},
+            doc! {"_id": 26, "a": ""},
+        ];
+        for foreign in [doc! {"_id": 0, "b": null}, doc! {"_id": 0, "no_b": 1}] {
+            assert_eq!(joining(&docs, "a", foreign, "b"), ids(&[0, 1, 2, 10]));
+        }
+        for local in [
+            doc! {"_id": 0, "b": null},
+            doc! {"_id": 0, "no_b": 1},
+            doc! {"_id": 0, "b": []},
+        ] {
+            assert_eq!(
+                joined(local.clone(), "b", &docs, "a"),
+                ids(&[0, 1, 2]),
+                "{local}"
+            );
+        }
+        let with_empty = vec![
+            doc! {"_id": 0, "a": [[]]},
+            doc! {"_id": 1, "a": [[], 1]},
+            doc! {"_id": 2, "a": [[], null]},
+            doc! {"_id": 3, "a": []},
+            doc! {"_id": 10, "no_a": 1},
+            doc! {"_id": 11, "a": null},
+            doc! {"_id": 12, "a": [null]},
+            doc! {"_id": 13, "a": [null, 1]},
+            doc! {"_id": 20, "a": 1},
+            doc! {"_id": 21, "a": [[[], 1], 2]},
+            doc! {"_id": 22, "a": [1, 2]},
+            doc! {"_id": 23, "a": [[null, 1], 2]},
+        ];
+        assert_eq!(
+            joined(doc! {"_id": 0, "b": []}, "b", &with_empty, "a"),
+            ids(&[2, 10, 11, 12, 13])
+        );
+        assert_eq!(
+            joined(doc! {"_id": 0, "b": [[], 42]}, "b", &with_empty, "a"),
+            ids(&[0, 1, 2, 3])
+        );
+        assert_eq!(
+            joining(&with_empty, "a", doc! {"_id": 0, "b": []}, "b"),
+            ids(&[0, 1, 2])
+        );
+    }
+
+    #[test]
+    fn lookup_paths_through_arrays_and_arrays_on_either_side() {
+        let missing_on_path = vec![
+            doc! {"_id": 0, "a": {"no_x": 1}},
+            doc! {"_id": 1, "a": {"no_x": [1, 2]}},
+            doc! {"_id": 2, "a": [{"no_x": 1}, {"no_x": 2}]},
+            doc! {"_id": 3, "a": [{"no_x": 2}, {"x": 1}]},
+            doc! {"_id": 4, "a": [{"no_x": [1, 2]}, {"x": 1}]},
+            doc! {"_id": 5, "a": {"x": null}},
+            doc! {"_id": 6, "a": [{"x": null}, {"x": 1}]},
+            doc! {"_id": 7, "a": [{"x": null}, {"x": [1]}]},
+            doc! {"_id": 8, "no_a": 1},
+            doc! {"_id": 9, "a": [1]},
+            doc! {"_id": 10, "a": []},
+            doc! {"_id": 11, "a": [[1]]},
+            doc! {"_id": 12, "a": [[]]},
+            doc! {"_id": 20, "a": {"x": 2, "y": 1}},
+            doc! {"_id": 21, "a": [{"x": 2}, {"x": 3}]},
+        ];
+        // Locally, a branch without the field is no value when another
+        // branch has one (3, 4); foreign, the query's rule applies.
+        assert_eq!(
+            joining(&missing_on_path, "a.x", doc! {"_id": 0, "b": null}, "b"),
+            ids(&[0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12])
+        );
+        assert_eq!(
+            joined(doc! {"_id": 0, "b": null}, "b", &missing_on_path, "a.x"),
+            ids(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+        );
+        let arrays = vec![
+            doc! {"_id": 0, "a": [[1, 2], 3]},
+            doc! {"_id": 1, "a": [[1, 2]]},
+            doc! {"_id": 2, "a": [1, 2]},
+            doc! {"_id": 10, "a": [[[1, 2], 3], 4]},
+            doc! {"_id": 11, "a": [2, 1]},
+            doc! {"_id": 14, "a": null},
+            doc! {"_id": 15, "no_a": [1, 2]},
+        ];
+        assert_eq!(
+            joining(&arrays, "a", doc! {"_id": 0, "b": [1, 2]}, "b"),
+            ids(&[0, 1, 2, 11])
+        );
+        assert_eq!(
+            joined(doc! {"_id": 0, "b": [1, 2]}, "b", &arrays, "a"),
+            ids(&[2, 11])
+        );
+        assert_eq!(
+            joined(doc! {"_id": 0, "b": [[1, 2], 42]}, "b", &arrays, "a"),
+            ids(&[0, 1, 2])
+        );
+        let numeric = vec![
+            doc! {"_id": 0, "a": [{"x": 1}, {"x": 2}]},
+            doc! {"_id": 1, "a": [{"x": [2, 3, 1]}]},
+            doc! {"_id": 2, "a": [{"x": 1}, {"y": 1}]},
+            doc! {"_id": 10, "a": [{"x": 2}, {"x": 1}]},
+            doc! {"_id": 11, "a": [{"x": [2, 3]}]},
+            doc! {"_id": 12, "a": {"x": 1}},
+            doc! {"_id": 13, "a": {"x": [1, 2]}},
+            doc! {"_id": 14, "a": [{"y": 1}, {"x": 1}]},
+        ];
+        assert_eq!(
+            joining(&numeric, "a.0.x", doc! {"_id": 0, "b": 1}, "b"),
+            ids(&[0, 1, 2])
+        );
+    }
+
+    #[test]
+    fn remove_drops_fields_and_nested_paths_keep_their_parents() {
+        let d = vec![
+            doc! {"_id": 3, "a": {"b": 98, "c": 99}, "arr": [{"k": 1, "z": 1}, 5, [{"z": 2}]]},
+        ];
+        assert_eq!(
+            run(
+                vec![doc! {"$project": {"_id": 0, "a.b": "$$REMOVE"}}],
+                d.clone()
+            ),
+            vec![doc! {"a": {}}]
+        );
+        assert_eq!(
+            run(
+                vec![doc! {"$project": {"_id": 0, "a": {"b": "$$REMOVE"}}}],
+                d.clone()
+            ),
+            vec![doc! {"a": {}}]
+        );
+        assert_eq!(
+            run(
+                vec![doc! {"$project": {"_id": 0, "x": "$$REMOVE", "a.c": 1}}],
+                d.clone()
+            ),
+            vec![doc! {"a": {"c": 99}}]
+        );
+        assert_eq!(
+            run(
+                vec![doc! {"$project": {"_id": "$$REMOVE", "a.c": 1}}],
+                d.clone()
+            ),
+            vec![doc! {"a": {"c": 99}}]
+        );
+        assert_eq!(
+            run(
+                vec![doc! {"$addFields": {"a.b": "$$REMOVE", "gone": "$$REMOVE.a"}}],
+                d.clone()
+            ),
+            vec![doc! {"_id": 3, "a": {"c": 99}, "arr": [{"k": 1, "z": 1}, 5, [{"z": 2}]]}]
+        );
+        assert_eq!(
+            run(
+                vec![doc! {"$set": {"a": "$$REMOVE", "m.n": "$$REMOVE"}}],
+                d.clone()
+            ),
+            vec![doc! {"_id": 3, "arr": [{"k": 1, "z": 1}, 5, [{"z": 2}]], "m": {}}]
+        );
+        // Through an array: every element, nested arrays too; a scalar in
+        // the way becomes a document of the computed field.
+        assert_eq!(
+            run(vec![doc! {"$set": {"arr.z": "$$REMOVE"}}], d.clone()),
+            vec![doc! {"_id": 3, "a": {"b": 98, "c": 99}, "arr": [{"k": 1}, {}, [{}]]}]
+        );
+        assert_eq!(
+            run(vec![doc! {"$set": {"arr.z": 7}}], d),
+            vec![
+                doc! {"_id": 3, "a": {"b": 98, "c": 99}, "arr": [{"k": 1, "z": 7}, {"z": 7}, [{"z": 7}]]}
+            ]
+        );
+    }
+
+    #[test]
+    fn replace_root_and_replace_with() {
+        let input = vec![
+            doc! {"_id": 1, "a": {"x": 1}, "k": "p"},
+            doc! {"_id": 2, "a": {"x": 2}, "k": "q"},
+        ];
+        assert_eq!(
+            run(
+                vec![doc! {"$replaceRoot": {"newRoot": "$a"}}],
+                input.clone()
+            ),
+            vec![doc! {"x": 1}, doc! {"x": 2}]
+        );
+        assert_eq!(
+            run(
+                vec![doc! {"$replaceWith": {"id": "$_id", "x": "$a.x", "m": "$zz"}}],
+                input.clone()
+            ),
+            vec![doc! {"id": 1, "x": 1}, doc! {"id": 2, "x": 2}]
+        );
+        assert_eq!(
+            run(vec![doc! {"$replaceWith": "$$ROOT"}], input.clone()),
+            input
+        );
+        for (stage, bad) in [
+            (doc! {"$replaceRoot": {"newRoot": "$k"}}, "'string'"),
+            (doc! {"$replaceWith": "$zz"}, "'missing'"),
+            (doc! {"$replaceWith": "$$REMOVE"}, "'missing'"),
+        ] {
+            let p = Pipeline::parse(std::slice::from_ref(&stage)).unwrap();
+            let e = p.run(input.clone(), &mut |_| Ok(Vec::new())).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.message().contains(bad), "{}", e.message());
+            let name = stage.keys().next().unwrap();
+            assert!(e.message().starts_with(name.as_str()), "{}", e.message());
+        }
+        // No input, nothing to complain about.
+        let p = Pipeline::parse(&[doc! {"$replaceWith": "$k"}]).unwrap();
+        assert!(p.run(vec![], &mut |_| Ok(Vec::new())).unwrap().is_empty());
+    }
+
+    #[test]
+    fn facet_runs_each_sub_pipeline_over_the_same_input() {
+        let p = Pipeline::parse(&[
+            doc! {"$match": {"epochs": {"$type": "number"}}},
+            doc! {"$facet": {
+                "n": [{"$count": "n"}],
+                "by_model": [{"$sortByCount": "$model"}],
+                "best": [{"$sort": {"acc": -1}}, {"$limit": 1}, {"$project": {"_id": 1}}],
+                "joined": [{"$limit": 1}, {"$lookup": {"from": "models", "localField": "model", "foreignField": "_id", "as": "m"}}, {"$project": {"m": 1}}],
+            }},
+        ])
+        .unwrap();
+        assert_eq!(p.foreign_collections(), vec!["models".to_string()]);
+        let out = p
+            .run(runs(), &mut |name| {
+                assert_eq!(name, "models");
+                Ok(vec![doc! {"_id": "a", "label": "A"}])
+            })
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![doc! {
+                "n": [{"n": 3}],
+                "by_model": [{"_id": "a", "count": 2}, {"_id": "b", "count": 1}],
+                "best": [{"_id": 1}],
+                "joined": [{"_id": 1, "m": [{"_id": "a", "label": "A"}]}],
+            }]
+        );
+        // No input: one document all the same, $count inside gives nothing.
+        let out = p.run(vec![], &mut |_| Ok(Vec::new())).unwrap();
+        assert_eq!(
+            out,
+            vec![doc! {"n": [], "by_model": [], "best": [], "joined": []}]
+        );
+    }
+
+    #[test]
+    fn sort_by_count_sorts_groups_by_count_descending() {
+        let input = vec![
+            doc! {"k": "p"},
+            doc! {"k": "q"},
+            doc! {"k": "r"},
+            doc! {"k": "q"},
+            doc! {},
+            doc! {"k": null},
+            doc! {"k": "q"},
+        ];
+        assert_eq!(
+            run(vec![doc! {"$sortByCount": "$k"}], input.clone()),
+            vec![
+                doc! {"_id": "q", "count": 3},
+                doc! {"_id": null, "count": 2},
+                doc! {"_id": "p", "count": 1},
+                doc! {"_id": "r", "count": 1},
+            ]
+        );
+        assert_eq!(
+            run(vec![doc! {"$sortByCount": {"$toUpper": "$k"}}], input)[0],
+            doc! {"_id": "Q", "count": 3}
+        );
+    }
+
     #[test]
     fn count_stage() {
         assert_eq!(run(vec![doc! {"$count": "n"}], runs()), vec![doc! {"n": 4}]);
@@ -1203,8 +1779,9 @@ mod tests {
     #[test]
     fn unsupported_and_malformed_stages() {
         for (stage, name) in [
-            (doc! {"$facet": {}}, "$facet"),
+            (doc! {"$bucketAuto": {}}, "$bucketAuto"),
             (doc! {"$out": "x"}, "$out"),
+            (doc! {"$facet": {"a": [{"$out": "x"}]}}, "$out"),
             (doc! {"$merge": "x"}, "$merge"),
             (doc! {"$graphLookup": {}}, "$graphLookup"),
             (doc! {"$bucket": {}}, "$bucket"),
@@ -1213,8 +1790,12 @@ mod tests {
                 "$stdDevPop",
             ),
             (
-                doc! {"$project": {"a": {"$dateToString": {}}}},
-                "$dateToString",
+                doc! {"$project": {"a": {"$dateFromString": {}}}},
+                "$dateFromString",
+            ),
+            (
+                doc! {"$replaceWith": {"$mergeObjects": ["$a", "$b"]}},
+                "$mergeObjects",
             ),
             (doc! {"$match": {"$expr": {}}}, "$expr"),
         ] {
@@ -1237,6 +1818,22 @@ mod tests {
             doc! {"$sort": {"a": 2}},
             doc! {"$lookup": {"from": "t", "as": "x"}},
             doc! {"match": {}},
+            doc! {"$replaceRoot": "$a"},
+            doc! {"$replaceRoot": {}},
+            doc! {"$replaceRoot": {"newRoot": "$a", "x": 1}},
+            doc! {"$facet": {}},
+            doc! {"$facet": []},
+            doc! {"$facet": {"a": 1}},
+            doc! {"$facet": {"a": []}},
+            doc! {"$facet": {"a": [1]}},
+            doc! {"$facet": {"$a": [{"$limit": 1}]}},
+            doc! {"$facet": {"a.b": [{"$limit": 1}]}},
+            doc! {"$facet": {"a": [{"$facet": {"b": [{"$limit": 1}]}}]}},
+            doc! {"$facet": {"a": [{"$limit": 0}]}},
+            doc! {"$sortByCount": "k"},
+            doc! {"$sortByCount": {"k": "$k"}},
+            doc! {"$sortByCount": {}},
+            doc! {"$sortByCount": 1},
         ] {
             assert_eq!(
                 Pipeline::parse(std::slice::from_ref(&bad))

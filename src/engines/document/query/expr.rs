@@ -3,13 +3,15 @@
 //! # Contracts
 //!
 //! - [`Expr::parse`] accepts field paths (`"$a.b"`, with `$$ROOT` and
-//!   `$$CURRENT`, optionally followed by a path), literals, arrays and
-//!   documents of expressions, and the operators `$literal $add $subtract
-//!   $multiply $divide $mod $round $abs $concat $toString $toLower $toUpper
-//!   $ifNull $cond $eq $ne $gt $gte $lt $lte $and $or $not $size
-//!   $arrayElemAt $max $min $sum $avg`. Any other operator or variable is
-//!   `Unsupported`, named; a wrong number of arguments or a document mixing
-//!   an operator with other keys is `InvalidInput`.
+//!   `$$CURRENT`, optionally followed by a path), `$$REMOVE`, literals,
+//!   arrays and documents of expressions, and the operators `$literal $add
+//!   $subtract $multiply $divide $mod $round $abs $concat $toString $toLower
+//!   $toUpper $dateToString $ifNull $cond $eq $ne $gt $gte $lt $lte $and $or
+//!   $not $in $size $arrayElemAt $max $min $sum $avg`. Any other operator or
+//!   variable is `Unsupported`, named; a wrong number of arguments or a
+//!   document mixing an operator with other keys is `InvalidInput`.
+//! - `$$REMOVE` (and any path below it) evaluates to missing: the field it
+//!   is assigned to is left out or removed.
 //! - Field paths follow MongoDB's aggregation rules: a path through an array
 //!   of documents yields the array of the values found (`$a.b` over
 //!   `a: [{b: 1}, {b: 2}]` is `[1, 2]`); numeric components are field names,
@@ -19,6 +21,22 @@
 //!   `$arrayElemAt` and `$toString` return null; `$toLower`/`$toUpper` return
 //!   `""`. Comparisons use [`compare_bson`] across types, with missing below
 //!   null (so `{$eq: ["$missing", null]}` is false, as in MongoDB).
+//! - `$in: [e, array]` is true when `e` equals an element (missing equals
+//!   nothing but undefined, as in `$eq`); a second argument that is not an
+//!   array, missing included, is `InvalidInput`. `$size` of a non-array is
+//!   `InvalidInput`; `$arrayElemAt` counts negative indexes from the end and
+//!   is missing out of range; `$ifNull` takes two or more arguments and
+//!   returns the first that is not null or missing, else the last as it is;
+//!   `$cond` takes `[if, then, else]` or `{if, then, else}`.
+//! - `$dateToString: {date, format, timezone, onNull}` follows MongoDB's
+//!   order of checks: a non-string `format` or an unknown specifier fails
+//!   first, then a bad `timezone`; a null or missing date gives `onNull`
+//!   (null when absent); a null zone or format gives null; then the date
+//!   must be a date, a timestamp or an ObjectId. Without `format` it is
+//!   `%Y-%m-%dT%H:%M:%S.%LZ` in UTC and `%Y-%m-%dT%H:%M:%S.%L` in another
+//!   zone (MongoDB 7.1+). Zones are `UTC` and `±HH`, `±HHMM`, `±HH:MM`
+//!   offsets; a named zone is `Unsupported` (see `date`). Constant formats
+//!   and zones are checked when the expression is parsed.
 //! - Numeric results keep MongoDB's types (see `arith`); `$divide` and
 //!   `$avg` give doubles; decimal128 arithmetic is `Unsupported`. Division or
 //!   modulo by zero and operands of the wrong type are `InvalidInput` at
@@ -32,6 +50,7 @@ use crate::error::{Error, Result};
 
 use super::arith::{Number, Sum, add, modulo, multiply, not_numeric, subtract};
 use super::compare::compare_bson;
+use super::date;
 use super::path::type_name;
 
 /// A parsed expression: a `"$path"`, a literal, or an operator.
@@ -48,6 +67,18 @@ enum Node {
     Object(Vec<(String, Node)>),
     Array(Vec<Node>),
     Op(Op, Vec<Node>),
+    /// `$$REMOVE` (and any path below it): always missing.
+    Remove,
+    DateToString(Box<DateToString>),
+}
+
+/// `$dateToString`'s arguments, each an expression.
+#[derive(Debug, Clone, PartialEq)]
+struct DateToString {
+    date: Node,
+    format: Option<Node>,
+    timezone: Option<Node>,
+    on_null: Option<Node>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,6 +107,7 @@ enum Op {
     Not,
     Size,
     ArrayElemAt,
+    In,
     Max,
     Min,
     Sum,
@@ -109,6 +141,7 @@ impl Op {
             "$not" => Op::Not,
             "$size" => Op::Size,
             "$arrayElemAt" => Op::ArrayElemAt,
+            "$in" => Op::In,
             "$max" => Op::Max,
             "$min" => Op::Min,
             "$sum" => Op::Sum,
@@ -143,6 +176,7 @@ impl Op {
             Op::Not => "$not",
             Op::Size => "$size",
             Op::ArrayElemAt => "$arrayElemAt",
+            Op::In => "$in",
             Op::Max => "$max",
             Op::Min => "$min",
             Op::Sum => "$sum",
@@ -153,7 +187,7 @@ impl Op {
     /// Allowed argument counts, `(min, max)`.
     fn arity(self) -> (usize, usize) {
         match self {
-            Op::Subtract | Op::Divide | Op::Mod | Op::ArrayElemAt => (2, 2),
+            Op::Subtract | Op::Divide | Op::Mod | Op::ArrayElemAt | Op::In => (2, 2),
             Op::Eq | Op::Ne | Op::Gt | Op::Gte | Op::Lt | Op::Lte => (2, 2),
             Op::Round => (1, 2),
             Op::Abs | Op::ToString | Op::ToLower | Op::ToUpper | Op::Not | Op::Size => (1, 1),
@@ -188,25 +222,33 @@ impl Expr {
 
 /// Parses `"$a.b"` or `"$$ROOT.a"` into path components.
 fn parse_field_path(text: &str) -> Result<Node> {
-    let body = if let Some(var) = text.strip_prefix("$$") {
-        let (name, rest) = var.split_once('.').unwrap_or((var, ""));
-        if name != "ROOT" && name != "CURRENT" {
-            return Err(Error::unsupported(format!(
-                "unsupported aggregation variable `$${name}`"
-            )));
+    // The variable, if any, and the path after it (`None`: no path at all).
+    let (variable, body) = match text.strip_prefix("$$") {
+        Some(var) => {
+            let (name, rest) = match var.split_once('.') {
+                Some((name, rest)) => (name, Some(rest)),
+                None => (var, None),
+            };
+            if !matches!(name, "ROOT" | "CURRENT" | "REMOVE") {
+                return Err(Error::unsupported(format!(
+                    "unsupported aggregation variable `$${name}`"
+                )));
+            }
+            (Some(name), rest)
         }
-        if rest.is_empty() {
-            return Ok(Node::Path(Vec::new()));
-        }
-        rest
-    } else {
-        &text[1..]
+        None => (None, Some(&text[1..])),
     };
-    let parts: Vec<String> = body.split('.').map(str::to_string).collect();
+    let parts: Vec<String> = body
+        .map(|b| b.split('.').map(str::to_string).collect())
+        .unwrap_or_default();
     if parts.iter().any(|p| p.is_empty() || p.starts_with('$')) {
         return Err(Error::invalid(format!("invalid field path `{text}`")));
     }
-    Ok(Node::Path(parts))
+    Ok(if variable == Some("REMOVE") {
+        Node::Remove
+    } else {
+        Node::Path(parts)
+    })
 }
 
 fn parse_node(expr: &Bson) -> Result<Node> {
@@ -247,6 +289,9 @@ fn parse_node(expr: &Bson) -> Result<Node> {
 fn parse_operator(name: &str, arg: &Bson) -> Result<Node> {
     if name == "$literal" {
         return Ok(Node::Literal(arg.clone()));
+    }
+    if name == "$dateToString" {
+        return parse_date_to_string(arg);
     }
     let Some(op) = Op::from_name(name) else {
         return Err(Error::unsupported(format!(
@@ -295,6 +340,114 @@ fn parse_operator(name: &str, arg: &Bson) -> Result<Node> {
         )));
     }
     Ok(Node::Op(op, args))
+}
+
+fn parse_date_to_string(arg: &Bson) -> Result<Node> {
+    let Bson::Document(spec) = arg else {
+        return Err(Error::invalid(
+            "$dateToString only supports an object as its argument",
+        ));
+    };
+    let (mut date, mut format, mut timezone, mut on_null) = (None, None, None, None);
+    for (key, value) in spec {
+        let slot = match key.as_str() {
+            "date" => &mut date,
+            "format" => &mut format,
+            "timezone" => &mut timezone,
+            "onNull" => &mut on_null,
+            other => {
+                return Err(Error::invalid(format!(
+                    "Unrecognized argument to $dateToString: {other}"
+                )));
+            }
+        };
+        *slot = Some(parse_node(value)?);
+    }
+    let date = date.ok_or_else(|| Error::invalid("Missing 'date' parameter to $dateToString"))?;
+    // Constant arguments are checked now, as MongoDB does when it folds
+    // constants, so a bad one fails before any document is read.
+    if let Some(Node::Literal(f)) = &format {
+        check_date_format(Some(f.clone()))?;
+    }
+    if let Some(Node::Literal(tz)) = &timezone {
+        zone_of(Some(tz.clone()))?;
+    }
+    Ok(Node::DateToString(Box::new(DateToString {
+        date,
+        format,
+        timezone,
+        on_null,
+    })))
+}
+
+/// A `format` value: `None` when nullish, else a checked format string.
+fn check_date_format(value: Option<Bson>) -> Result<Option<String>> {
+    match value {
+        None | Some(Bson::Null) | Some(Bson::Undefined) => Ok(None),
+        Some(Bson::String(f)) => {
+            date::check_format(&f)?;
+            Ok(Some(f))
+        }
+        Some(other) => Err(Error::invalid(format!(
+            "$dateToString requires that 'format' be a string, found: {} with value {other}",
+            type_name(&other)
+        ))),
+    }
+}
+
+/// A `timezone` value: `None` when nullish, else seconds east of UTC.
+fn zone_of(value: Option<Bson>) -> Result<Option<i64>> {
+    match value {
+        None | Some(Bson::Null) | Some(Bson::Undefined) => Ok(None),
+        Some(Bson::String(name)) => date::parse_zone(&name).map(Some),
+        Some(other) => Err(Error::invalid(format!(
+            "$dateToString: timezone must evaluate to a string, found {}",
+            type_name(&other)
+        ))),
+    }
+}
+
+/// `$dateToString` in MongoDB's order: the format is checked first, then
+/// the zone; a nullish date gives `onNull` (null when absent); a nullish
+/// zone or format gives null; then the date must be a date, a timestamp or
+/// an ObjectId.
+fn eval_date_to_string(spec: &DateToString, doc: &Document) -> Result<Option<Bson>> {
+    let date = eval(&spec.date, doc)?;
+    let format = match &spec.format {
+        None => None,
+        Some(f) => Some(check_date_format(eval(f, doc)?)?),
+    };
+    let zone = match &spec.timezone {
+        None => Some(0),
+        Some(tz) => zone_of(eval(tz, doc)?)?,
+    };
+    if nullish(&date) {
+        return match &spec.on_null {
+            Some(on_null) => eval(on_null, doc),
+            None => Ok(Some(Bson::Null)),
+        };
+    }
+    let Some(offset) = zone else {
+        return Ok(Some(Bson::Null));
+    };
+    let format = match format {
+        Some(Some(f)) => f,
+        Some(None) => return Ok(Some(Bson::Null)),
+        None if spec.timezone.is_some() && offset != 0 => date::ISO_FORMAT_LOCAL.to_string(),
+        None => date::ISO_FORMAT_UTC.to_string(),
+    };
+    let millis = match &date {
+        Some(Bson::DateTime(d)) => d.timestamp_millis(),
+        Some(Bson::Timestamp(t)) => i64::from(t.time) * 1000,
+        Some(Bson::ObjectId(id)) => id.timestamp().timestamp_millis(),
+        other => {
+            return Err(Error::invalid(format!(
+                "$dateToString: can't convert from BSON type {} to Date",
+                other.as_ref().map_or("missing", type_name)
+            )));
+        }
+    };
+    Ok(Some(Bson::String(date::format(millis, &format, offset)?)))
 }
 
 /// Follows a path through a value with aggregation's array rule.
@@ -366,6 +519,8 @@ fn eval(node: &Node, doc: &Document) -> Result<Option<Bson>> {
             Ok(Some(Bson::Document(out)))
         }
         Node::Op(op, args) => eval_op(*op, args, doc),
+        Node::Remove => Ok(None),
+        Node::DateToString(spec) => eval_date_to_string(spec, doc),
     }
 }
 
@@ -588,6 +743,21 @@ fn eval_op(op: Op, args: &[Node], doc: &Document) -> Result<Option<Bson>> {
             let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
             let at = if index < 0 { len + index } else { index };
             usize::try_from(at).ok().and_then(|i| items.get(i)).cloned()
+        }
+        Op::In => {
+            let Some(Bson::Array(items)) = &second else {
+                return Err(Error::invalid(format!(
+                    "$in requires an array as a second argument, found: {}",
+                    second.as_ref().map_or("missing", type_name)
+                )));
+            };
+            // Missing compares as undefined, as in the other comparisons.
+            let needle = first.unwrap_or(Bson::Undefined);
+            Some(Bson::Boolean(
+                items
+                    .iter()
+                    .any(|v| compare_bson(&needle, v) == Ordering::Equal),
+            ))
         }
         Op::Max | Op::Min => {
             let pool = operand_pool(values);
@@ -994,9 +1164,130 @@ mod tests {
     }
 
     #[test]
+    fn remove_is_missing_everywhere() {
+        let d = sample();
+        assert_eq!(ev(bson!("$$REMOVE"), &d), None);
+        assert_eq!(ev(bson!("$$REMOVE.a"), &d), None);
+        assert_eq!(
+            ev(bson!({"$cond": [{"$gt": ["$a", 3]}, "$$REMOVE", "$a"]}), &d),
+            None
+        );
+        assert_eq!(
+            ev(bson!({"$ifNull": ["$zz", "$$REMOVE"]}), &d),
+            None,
+            "the replacement itself may be missing"
+        );
+        assert_eq!(
+            ev(bson!({"k": "$$REMOVE", "j": 1}), &d),
+            Some(bson!({"j": 1}))
+        );
+        assert_eq!(ev(bson!(["$$REMOVE", 1]), &d), Some(bson!([null, 1])));
+    }
+
+    #[test]
+    fn in_expression_needs_an_array() {
+        let d = sample();
+        assert_eq!(ev(bson!({"$in": ["$a", [1, 5.0]]}), &d), Some(bson!(true)));
+        assert_eq!(ev(bson!({"$in": [2, "$arr"]}), &d), Some(bson!(true)));
+        assert_eq!(ev(bson!({"$in": ["$s", []]}), &d), Some(bson!(false)));
+        assert_eq!(ev(bson!({"$in": [[1], [[1], 2]]}), &d), Some(bson!(true)));
+        // Missing is not null (as with $eq).
+        assert_eq!(ev(bson!({"$in": ["$zz", [null]]}), &d), Some(bson!(false)));
+        assert_eq!(ev(bson!({"$in": ["$n", [null]]}), &d), Some(bson!(true)));
+        for second in [bson!("$zz"), bson!(5), bson!("$n"), bson!({"x": 1})] {
+            let e = ev_err(bson!({"$in": [1, second.clone()]}), &d);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{second}");
+            assert!(
+                e.message().contains("$in requires an array"),
+                "{}",
+                e.message()
+            );
+        }
+    }
+
+    #[test]
+    fn date_to_string_follows_mongodb_order_of_checks() {
+        let t = bson::DateTime::from_millis(1_609_646_706_789); // 2021-01-03T04:05:06.789Z
+        let d = doc! {"d": t, "n": null, "tz": "+05:30", "f": "%H:%M",
+        "ts": Bson::Timestamp(bson::Timestamp { time: 1_609_459_200, increment: 1 }),
+        "oid": bson::oid::ObjectId::parse_str("5f1a2b3c4d5e6f7a8b9c0d1e").unwrap()};
+        let s = |spec: Bson| ev(bson!({"$dateToString": spec}), &d);
+        assert_eq!(
+            s(bson!({"date": "$d"})),
+            Some(bson!("2021-01-03T04:05:06.789Z"))
+        );
+        assert_eq!(
+            s(bson!({"date": "$d", "timezone": "UTC"})),
+            Some(bson!("2021-01-03T04:05:06.789Z"))
+        );
+        assert_eq!(
+            s(bson!({"date": "$d", "timezone": "+00:00"})),
+            Some(bson!("2021-01-03T04:05:06.789Z")),
+            "a zero offset is UTC"
+        );
+        // Another zone drops the `Z` of the default format (MongoDB 7.1+).
+        assert_eq!(
+            s(bson!({"date": "$d", "timezone": "$tz"})),
+            Some(bson!("2021-01-03T09:35:06.789"))
+        );
+        assert_eq!(
+            s(bson!({"date": "$d", "timezone": "-0330", "format": "$f"})),
+            Some(bson!("00:35"))
+        );
+        assert_eq!(
+            s(bson!({"date": "$ts", "format": "%Y-%m-%d %H:%M:%S.%L"})),
+            Some(bson!("2021-01-01 00:00:00.000"))
+        );
+        assert_eq!(
+            s(bson!({"date": "$oid"})),
+            Some(bson!("2020-07-24T00:28:44.000Z"))
+        );
+        // Nullish date: onNull (which may itself be missing), else null.
+        assert_eq!(s(bson!({"date": "$zz"})), Some(Bson::Null));
+        assert_eq!(
+            s(bson!({"date": "$n", "onNull": "none"})),
+            Some(bson!("none"))
+        );
+        assert_eq!(s(bson!({"date": "$zz", "onNull": "$zz"})), None);
+        // Nullish format or zone: null, whatever onNull says.
+        assert_eq!(
+            s(bson!({"date": "$d", "format": "$n", "onNull": 1})),
+            Some(Bson::Null)
+        );
+        assert_eq!(
+            s(bson!({"date": "$d", "timezone": "$zz"})),
+            Some(Bson::Null)
+        );
+        // A bad format or zone fails even when the date is null...
+        for spec in [
+            bson!({"date": "$n", "format": {"$concat": ["%", "n"]}}),
+            bson!({"date": "$n", "format": {"$add": [2, 3]}}),
+            bson!({"date": "$n", "timezone": {"$toLower": "+5"}}),
+            bson!({"date": "$n", "timezone": {"$add": [1, 2]}}),
+        ] {
+            let e = ev_err(bson!({"$dateToString": spec.clone()}), &d);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{spec}");
+            assert!(e.message().contains("$dateToString"), "{}", e.message());
+        }
+        // ...and a date of another type fails once the rest is fine.
+        let e = ev_err(bson!({"$dateToString": {"date": "$tz"}}), &d);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("string to Date"), "{}", e.message());
+        let e = ev_err(
+            bson!({"$dateToString": {"date": "$d", "timezone": {"$concat": ["Europe/", "Paris"]}}}),
+            &d,
+        );
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+
+    #[test]
     fn parse_errors_name_operators() {
         for (expr, name) in [
-            (bson!({"$dateToString": {}}), "$dateToString"),
+            (bson!({"$dateFromString": {}}), "$dateFromString"),
+            (
+                bson!({"$dateToString": {"date": "$d", "timezone": "Europe/London"}}),
+                "Europe/London",
+            ),
             (bson!({"$add": [1, {"$filter": {}}]}), "$filter"),
             (bson!({"k": {"$regexMatch": {}}}), "$regexMatch"),
             (bson!("$$NOW"), "$$NOW"),
@@ -1015,8 +1306,20 @@ mod tests {
             bson!({"$add": [1], "x": 1}),
             bson!({"$cond": {"if": true, "then": 1}}),
             bson!({"$cond": {"if": true, "then": 1, "else": 2, "other": 3}}),
+            bson!({"$in": ["$a"]}),
+            bson!({"$in": ["$a", [1], [2]]}),
+            bson!({"$dateToString": {}}),
+            bson!({"$dateToString": "$d"}),
+            bson!({"$dateToString": {"date": "$d", "bogus": 1}}),
+            bson!({"$dateToString": {"date": "$d", "format": "%n"}}),
+            bson!({"$dateToString": {"date": "$d", "format": "%"}}),
+            bson!({"$dateToString": {"date": "$d", "format": 5}}),
+            bson!({"$dateToString": {"date": "$d", "timezone": 5}}),
+            bson!({"$dateToString": {"date": "$d", "timezone": "+5"}}),
             bson!("$"),
             bson!("$a..b"),
+            bson!("$$REMOVE.a..b"),
+            bson!("$$ROOT."),
             bson!({"a.b": 1}),
         ] {
             assert_eq!(

@@ -20,10 +20,12 @@
 //! - [`schema`]: `$jsonSchema` validators.
 //! - `arith` (private): arithmetic with MongoDB's numeric result types,
 //!   shared by `$inc`, expressions and accumulators.
+//! - `date` (private): `$dateToString`'s format specifiers and time zones.
 
 pub mod aggregate;
 mod arith;
 pub mod compare;
+mod date;
 pub mod expr;
 pub mod filter;
 pub mod path;

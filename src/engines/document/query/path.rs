@@ -239,6 +239,59 @@ fn walk<'a>(value: Option<&'a Bson>, parts: &[&str], out: &mut Vec<Option<&'a Bs
     }
 }
 
+/// BSON type numbers and the aliases `$type` accepts for them, as MongoDB
+/// lists them (`-1` is MinKey, `127` MaxKey).
+pub(crate) const BSON_TYPES: [(i32, &str); 21] = [
+    (1, "double"),
+    (2, "string"),
+    (3, "object"),
+    (4, "array"),
+    (5, "binData"),
+    (6, "undefined"),
+    (7, "objectId"),
+    (8, "bool"),
+    (9, "date"),
+    (10, "null"),
+    (11, "regex"),
+    (12, "dbPointer"),
+    (13, "javascript"),
+    (14, "symbol"),
+    (15, "javascriptWithScope"),
+    (16, "int"),
+    (17, "timestamp"),
+    (18, "long"),
+    (19, "decimal"),
+    (-1, "minKey"),
+    (127, "maxKey"),
+];
+
+/// The BSON type number of a value (what `$type: 2` compares with).
+pub(crate) fn type_code(value: &Bson) -> i32 {
+    match value {
+        Bson::Double(_) => 1,
+        Bson::String(_) => 2,
+        Bson::Document(_) => 3,
+        Bson::Array(_) => 4,
+        Bson::Binary(_) => 5,
+        Bson::Undefined => 6,
+        Bson::ObjectId(_) => 7,
+        Bson::Boolean(_) => 8,
+        Bson::DateTime(_) => 9,
+        Bson::Null => 10,
+        Bson::RegularExpression(_) => 11,
+        Bson::DbPointer(_) => 12,
+        Bson::JavaScriptCode(_) => 13,
+        Bson::Symbol(_) => 14,
+        Bson::JavaScriptCodeWithScope(_) => 15,
+        Bson::Int32(_) => 16,
+        Bson::Timestamp(_) => 17,
+        Bson::Int64(_) => 18,
+        Bson::Decimal128(_) => 19,
+        Bson::MinKey => -1,
+        Bson::MaxKey => 127,
+    }
+}
+
 /// The name MongoDB's `$type` uses for a value's type, for messages.
 pub(crate) fn type_name(value: &Bson) -> &'static str {
     match value {
@@ -358,6 +411,51 @@ mod tests {
         let d = doc! {"a": []};
         assert_eq!(values_along(&d, "a.b"), vec![None]);
         assert_eq!(values_along(&d, "a"), vec![Some(&bson!([]))]);
+    }
+
+    #[test]
+    fn type_codes_and_names_agree_with_the_alias_table() {
+        let samples = [
+            bson!(1.5),
+            bson!("s"),
+            bson!({"a": 1}),
+            bson!([1]),
+            Bson::Binary(bson::Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes: vec![1],
+            }),
+            Bson::Undefined,
+            Bson::ObjectId(bson::oid::ObjectId::from_bytes([1; 12])),
+            bson!(true),
+            Bson::DateTime(bson::DateTime::from_millis(0)),
+            Bson::Null,
+            Bson::RegularExpression(bson::Regex {
+                pattern: "x".try_into().unwrap(),
+                options: "".try_into().unwrap(),
+            }),
+            Bson::JavaScriptCode("f()".into()),
+            Bson::Symbol("sym".into()),
+            Bson::Int32(1),
+            Bson::Timestamp(bson::Timestamp {
+                time: 1,
+                increment: 1,
+            }),
+            Bson::Int64(1),
+            Bson::Decimal128(bson::Decimal128::from_bytes([0; 16])),
+            Bson::MinKey,
+            Bson::MaxKey,
+        ];
+        for value in &samples {
+            let code = type_code(value);
+            let named = BSON_TYPES.iter().find(|(c, _)| *c == code).map(|(_, n)| *n);
+            assert_eq!(named, Some(type_name(value)), "{value:?}");
+        }
+        // Every alias but dbPointer and javascriptWithScope (no sample) is
+        // reached, and codes are unique.
+        let mut codes: Vec<i32> = BSON_TYPES.iter().map(|(c, _)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), BSON_TYPES.len());
     }
 
     #[test]
