@@ -52,6 +52,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// Operations that span engines (durable sagas).
     pub sagas: SagasConfig,
+    /// Timeout, retry and circuit breaker around the document, key-value
+    /// and queue engines (`engines::layers`).
+    pub layers: LayersConfig,
 }
 
 impl Default for Config {
@@ -64,6 +67,62 @@ impl Default for Config {
             queue: QueueConfig::default(),
             api: ApiConfig::default(),
             sagas: SagasConfig::default(),
+            layers: LayersConfig::default(),
+        }
+    }
+}
+
+/// The layers around the document, key-value and queue engines, from the
+/// caller inwards: metrics, circuit breaker, retry, timeout (see
+/// `engines::layers`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayersConfig {
+    /// Time allowed to one attempt of one engine operation.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retries of an operation that is safe to repeat, after an error a
+    /// retry may help.
+    pub retry: crate::retry::RetryPolicy,
+    /// When to stop calling an engine that keeps failing.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for LayersConfig {
+    fn default() -> Self {
+        LayersConfig {
+            timeout: Duration::from_secs(10),
+            retry: crate::retry::RetryPolicy::default()
+                .with_delays(Duration::from_millis(20), Duration::from_millis(200))
+                .with_max_attempts(3)
+                .with_max_elapsed(Duration::from_secs(1)),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// A circuit breaker per engine.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive calls failing because the engine was unreachable or too
+    /// slow that open the circuit; 0 turns the breaker off.
+    pub failures: u32,
+    /// How long the circuit stays open before a probe call goes through.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// The longest it stays open (the cooldown doubles after each failed
+    /// probe).
+    #[serde(with = "humantime_serde")]
+    pub max_cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 3,
+            cooldown: Duration::from_secs(1),
+            max_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -471,6 +530,7 @@ const ENV_SECTIONS: &[&str] = &[
     "queue",
     "api",
     "sagas",
+    "layers",
 ];
 
 impl Config {

@@ -54,6 +54,10 @@ pub struct EngineStatus {
     /// Why it is down (kind and message; no credentials).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Its circuit breaker: `closed`, `open` (calls fail at once) or
+    /// `half_open` (a probe is due); absent for the relational engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<String>,
 }
 
 /// Every engine is reachable.
@@ -62,16 +66,22 @@ pub struct EngineStatus {
         (status = 200, description = "Every engine answered", body = Readiness),
         (status = 503, description = "An engine did not answer", body = Readiness)))]
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Readiness>) {
-    let checked = state.platform.health().check(state.ping_timeout).await;
+    let health = state.platform.health();
+    let checked = health.check(state.ping_timeout).await;
     let statuses: Vec<EngineStatus> = checked
         .into_iter()
-        .map(|h| match h.outcome {
+        .map(|h| {
+            let circuit = health.breaker(h.engine).map(|b| b.as_str().to_owned());
+            (h, circuit)
+        })
+        .map(|(h, circuit)| match h.outcome {
             Ok(rtt) => EngineStatus {
                 engine: h.engine.to_owned(),
                 kind: h.kind.to_owned(),
                 status: "up".to_owned(),
                 rtt_ms: Some(rtt.as_secs_f64() * 1000.0),
                 error: None,
+                circuit,
             },
             Err(e) => {
                 tracing::warn!(engine = h.engine, "readiness ping failed: {e}");
@@ -81,6 +91,7 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Readines
                     status: "down".to_owned(),
                     rtt_ms: None,
                     error: Some(format!("{}: {}", e.kind(), e.message())),
+                    circuit,
                 }
             }
         })

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 
 pub mod document;
 pub mod kv;
+pub mod layers;
 pub mod queue;
 pub mod relational;
 

@@ -1,7 +1,10 @@
 //! [`Health`]: whether each engine answers, and how fast.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::engines::layers::{BreakerState, EngineLayers, OpStats};
 use crate::engines::{Engines, relational};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -19,15 +22,47 @@ pub struct EngineHealth {
     pub outcome: Result<Duration>,
 }
 
-/// Pings the engines. Cheap to clone.
+/// Pings the engines, and tells where their circuit breakers stand. Cheap
+/// to clone.
 #[derive(Debug, Clone)]
 pub struct Health {
     engines: Engines,
+    layers: Arc<OnceLock<EngineLayers>>,
 }
 
 impl Health {
     pub(crate) fn new(engines: Engines) -> Health {
-        Health { engines }
+        Health {
+            engines,
+            layers: Arc::new(OnceLock::new()),
+        }
+    }
+
+    pub(crate) fn set_layers(&self, layers: EngineLayers) {
+        let _ = self.layers.set(layers);
+    }
+
+    /// The circuit breaker of `engine` (`documents`, `kv`, `queue`), when
+    /// the engines run behind layers.
+    pub fn breaker(&self, engine: &str) -> Option<BreakerState> {
+        let layers = self.layers.get()?;
+        match engine {
+            "documents" => Some(layers.documents.breaker_state()),
+            "kv" => Some(layers.kv.breaker_state()),
+            "queue" => Some(layers.queue.breaker_state()),
+            _ => None,
+        }
+    }
+
+    /// Calls, errors and time per operation of each layered engine.
+    pub fn operation_stats(&self) -> Vec<(&'static str, BTreeMap<&'static str, OpStats>)> {
+        match self.layers.get() {
+            None => Vec::new(),
+            Some(l) => [&l.documents, &l.kv, &l.queue]
+                .into_iter()
+                .map(|layers| (layers.engine(), layers.stats()))
+                .collect(),
+        }
     }
 
     /// Pings every engine at once, each bounded by `timeout`, in the order

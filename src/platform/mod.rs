@@ -102,7 +102,14 @@ impl Platform {
     /// gone (see [`Platform::with_engines`]).
     pub async fn open(config: &Config) -> Result<Platform> {
         let engines = Engines::open(config).await?;
-        Platform::with_engines(engines, config.sagas).await
+        Platform::assemble(engines, config).await
+    }
+
+    async fn assemble(engines: Engines, config: &Config) -> Result<Platform> {
+        let (engines, layers) = crate::engines::layers::wrap(engines, &config.layers);
+        let platform = Platform::with_engines(engines, config.sagas).await?;
+        platform.inner.health.set_layers(layers);
+        Ok(platform)
     }
 
     /// [`Platform::open`] for commands that never touch the queue engine
@@ -115,11 +122,12 @@ impl Platform {
             kv: crate::engines::open_kv(config).await?,
             queue: Arc::new(crate::engines::queue::embedded::EmbeddedBroker::new()),
         };
-        Platform::with_engines(engines, config.sagas).await
+        Platform::assemble(engines, config).await
     }
 
-    /// The platform over engines already open: applies the schema, then
-    /// recovers open sagas whose lease ran out. (Sagas of a process killed
+    /// The platform over engines already open, as they are (no layers:
+    /// tests give it engines that fail on purpose): applies the schema,
+    /// then recovers open sagas whose lease ran out. (Sagas of a process killed
     /// a moment ago are recovered once their lease runs out, by
     /// [`Platform::start_background`] or the next start.)
     pub async fn with_engines(engines: Engines, sagas: SagasConfig) -> Result<Platform> {
