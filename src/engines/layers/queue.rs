@@ -48,7 +48,7 @@ impl Broker for LayeredBroker {
     ) -> Result<()> {
         self.layers
             .call("declare_exchange", true, || {
-                self.inner.declare_exchange(name, kind, options.clone())
+                self.inner.declare_exchange(name, kind, options)
             })
             .await
     }
