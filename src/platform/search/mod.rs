@@ -63,6 +63,19 @@
 //!   field (`filter`, `order_by`, `page_size`, `page_token`) set, and for
 //!   text a message like `filter: at column 14: expected a value after
 //!   `=`, found end of input`.
+//!
+//! # How a page is read
+//!
+//! [`plan_page`] compiles a search into the statements [`search_runs`]
+//! runs (tests explain them). With one sort key, or `model_id` first, the
+//! page is read off an index in order and the read stops after the page:
+//! every orderable field has an index that serves it with the id as
+//! tie-breaker, both ways (the `run_order_indexes` migration), and a page
+//! after a token adds a range on the first key so that the read starts at
+//! the token rather than at the top. What it takes to keep each backend's
+//! planner on that path, and the orders where it cannot be (by `dataset`
+//! on PostgreSQL; several keys on SQLite), are in [`PagePlan`],
+//! `plan_page` and `docs/engines.md`.
 
 use std::collections::BTreeMap;
 
@@ -237,6 +250,9 @@ fn first_key_ranges(order: &[SortKey], values: &[Option<Value>]) -> Vec<SimpleEx
     }
 }
 
+/// The column alias of the run's dataset name in a page's rows.
+const DATASET_NAME: &str = "dataset_name";
+
 /// A search compiled for one backend: the statements that read one page,
 /// as [`search_runs`] runs them (and as tests and benchmarks inspect them).
 #[derive(Debug, Clone)]
@@ -245,13 +261,11 @@ pub struct PagePlan {
     order: Vec<SortKey>,
     fingerprint: u32,
     page_size: u64,
-    /// The column prefixes of the run's and the dataset's columns.
-    prefixes: (&'static str, &'static str),
     selects: Vec<SelectStatement>,
 }
 
 impl PagePlan {
-    /// The page's SELECTs (each run with its dataset), with bound values,
+    /// The page's SELECTs (each run with its dataset's name), with bound values,
     /// in the order they are run. The page is their rows in turn; each
     /// after the first runs only while the page is not full. There are two
     /// only after a token of a nullable first sort key (see
@@ -309,32 +323,37 @@ pub fn plan_page(
     // the dataset names' index comes first and each dataset's runs follow
     // by id (`idx_training_runs_dataset` ends with the rowid), which serves
     // the order too. PostgreSQL prices a LIMIT and chooses for itself.
-    let (mut select, prefixes) = match backend {
+    //
+    // The run's columns, and of its dataset only the name: decoding each
+    // column costs time on every row.
+    let mut select = training_run::Entity::find().into_query();
+    select.expr_as(
+        SqlExpr::col((dataset::Entity, dataset::Column::Name)),
+        DATASET_NAME,
+    );
+    match backend {
         DbBackend::Sqlite => {
-            let (mut select, prefixes) = if order[0].field == Field::Dataset {
-                let mut select = dataset::Entity::find()
-                    .select_two_required(training_run::Entity)
-                    .into_query();
-                select.cross_join(training_run::Entity);
-                (select, ("B_", "A_"))
+            if order.first().is_some_and(|k| k.field == Field::Dataset) {
+                select
+                    .from_clear()
+                    .from(dataset::Entity)
+                    .cross_join(training_run::Entity);
             } else {
-                let mut select = training_run::Entity::find()
-                    .select_two_required(dataset::Entity)
-                    .into_query();
                 select.cross_join(dataset::Entity);
-                (select, ("A_", "B_"))
-            };
+            }
             select.and_where(
                 SqlExpr::col((training_run::Entity, training_run::Column::DatasetId))
                     .equals((dataset::Entity, dataset::Column::Id)),
             );
-            (select, prefixes)
         }
         _ => {
-            let select = training_run::Entity::find().find_both_related(dataset::Entity);
-            (select.into_query(), ("A_", "B_"))
+            select.inner_join(
+                dataset::Entity,
+                SqlExpr::col((training_run::Entity, training_run::Column::DatasetId))
+                    .equals((dataset::Entity, dataset::Column::Id)),
+            );
         }
-    };
+    }
     if let Some(expr) = &filter.0 {
         select.cond_where(compile::compile(backend, expr));
     }
@@ -393,7 +412,6 @@ pub fn plan_page(
         order,
         fingerprint,
         page_size,
-        prefixes,
         selects,
     })
 }
@@ -432,12 +450,10 @@ pub async fn search_runs(
     let mut runs = Vec::with_capacity(rows.len());
     let mut datasets = Vec::with_capacity(rows.len());
     for row in rows {
-        // The columns of each side carry the prefixes of sea-orm's
-        // two-entity selects, which the statements are built as.
-        let run = training_run::Model::from_query_result(&row, plan.prefixes.0);
+        let run = training_run::Model::from_query_result(&row, "");
         runs.push(run.map_err(db_err("search_runs"))?);
-        let dataset = dataset::Model::from_query_result(&row, plan.prefixes.1);
-        datasets.push(dataset.map_err(db_err("search_runs"))?.name);
+        let dataset = row.try_get::<String>("", DATASET_NAME);
+        datasets.push(dataset.map_err(db_err("search_runs"))?);
     }
     let next_page_token = match (more, runs.last(), datasets.last()) {
         (true, Some(run), Some(dataset)) => Some(
