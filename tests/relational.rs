@@ -32,7 +32,8 @@ async fn migrations_apply_once_and_data_survives_reopen(t: &TestDb) {
             applied,
             vec![
                 "m20261122_000001_init".to_owned(),
-                "m20261122_000002_registry".to_owned()
+                "m20261122_000002_registry".to_owned(),
+                "m20261201_000003_run_order_indexes".to_owned(),
             ]
         );
         db.execute_unprepared("CREATE TABLE kept (v TEXT)")
@@ -44,7 +45,7 @@ async fn migrations_apply_once_and_data_survives_reopen(t: &TestDb) {
         db.close().await.unwrap();
     }
     let db = engines::open_relational(&t.config).await.unwrap();
-    assert_eq!(migration::applied(&db).await.unwrap().len(), 2);
+    assert_eq!(migration::applied(&db).await.unwrap().len(), 3);
     assert_eq!(scalar(&db, "SELECT v FROM kept").await, "here");
     db.close().await.unwrap();
 }
