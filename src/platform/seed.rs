@@ -453,8 +453,9 @@ pub fn synthetic_run(
 
 /// Makes sure synthetic runs 1 to `n` of `seed` exist (see the module
 /// docs), in batches of [`SYNTHETIC_BATCH`]; `progress` hears the number
-/// of runs written so far after each batch. Needs the scenario's datasets
-/// ([`seed_scenario`]). Returns `n`.
+/// of runs written so far after each batch, and the planner statistics are
+/// refreshed at the end ([`crate::migration::refresh_statistics`]). Needs
+/// the scenario's datasets ([`seed_scenario`]). Returns `n`.
 pub async fn seed_synthetic(
     engines: &Engines,
     n: u64,
@@ -479,6 +480,10 @@ pub async fn seed_synthetic(
         done = end;
         progress(done);
     }
+    // A bulk load is what leaves the planner's statistics furthest behind:
+    // without them, SQLite sorts every match rather than read a page off
+    // an index.
+    crate::migration::refresh_statistics(db).await?;
     Ok(n)
 }
 

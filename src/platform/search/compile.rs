@@ -160,14 +160,29 @@ fn tag_exists(key: &str, on_value: Option<SimpleExpr>) -> SimpleExpr {
 
 /// Compiles `expr` for `backend`.
 pub(crate) fn compile(backend: DbBackend, expr: &Expr) -> Condition {
+    compile_in(backend, expr, false)
+}
+
+/// Compiles `expr`, which is inside an `OR` when `in_or`.
+///
+/// On SQLite, a column compared inside an `OR` is written `+column`, which
+/// SQLite documents as the way to keep a term from using an index. Without
+/// it SQLite may answer `a = ? OR b > ?` by looking up each side in its own
+/// index and sorting the union, which its planner prices without the LIMIT:
+/// it does not count that reading the order's index stops after one page,
+/// so it picks the sort even when the union holds most of the table.
+/// Predicates outside any `OR` keep their indexes, for selective filters.
+fn compile_in(backend: DbBackend, expr: &Expr, in_or: bool) -> Condition {
     match expr {
-        Expr::And(operands) => operands
-            .iter()
-            .fold(Condition::all(), |c, e| c.add(compile(backend, e))),
+        Expr::And(operands) => operands.iter().fold(Condition::all(), |c, e| {
+            c.add(compile_in(backend, e, in_or))
+        }),
         Expr::Or(operands) => operands
             .iter()
-            .fold(Condition::any(), |c, e| c.add(compile(backend, e))),
-        Expr::Not(operand) => Condition::all().add(compile(backend, operand)).not(),
+            .fold(Condition::any(), |c, e| c.add(compile_in(backend, e, true))),
+        Expr::Not(operand) => Condition::all()
+            .add(compile_in(backend, operand, in_or))
+            .not(),
         Expr::Compare { field, .. }
         | Expr::In { field, .. }
         | Expr::Like { field, .. }
@@ -184,7 +199,16 @@ pub(crate) fn compile(backend: DbBackend, expr: &Expr) -> Condition {
                 };
                 Condition::all().add(exists)
             }
-            _ => Condition::all().add(predicate(backend, expr, column(field))),
+            _ => {
+                let column = if in_or && backend == DbBackend::Sqlite {
+                    // `?` is where sea-query's SQLite builder writes the
+                    // expression (its placeholder), not a bound value.
+                    SqlExpr::cust_with_expr("+?", column(field))
+                } else {
+                    column(field)
+                };
+                Condition::all().add(predicate(backend, expr, column))
+            }
         },
     }
 }

@@ -63,12 +63,27 @@
 //!   field (`filter`, `order_by`, `page_size`, `page_token`) set, and for
 //!   text a message like `filter: at column 14: expected a value after
 //!   `=`, found end of input`.
+//!
+//! # How a page is read
+//!
+//! [`plan_page`] compiles a search into the statements [`search_runs`]
+//! runs (tests explain them). With one sort key, or `model_id` first, the
+//! page is read off an index in order and the read stops after the page:
+//! every orderable field has an index that serves it with the id as
+//! tie-breaker, both ways (the `run_order_indexes` migration), and a page
+//! after a token adds a range on the first key so that the read starts at
+//! the token rather than at the top. What it takes to keep each backend's
+//! planner on that path, and the orders where it cannot be (by `dataset`
+//! on PostgreSQL; several keys on SQLite), are in [`PagePlan`],
+//! `plan_page` and `docs/engines.md`.
 
 use std::collections::BTreeMap;
 
-use sea_orm::sea_query::{Condition, ExprTrait, NullOrdering, Order};
+use sea_orm::sea_query::{
+    Condition, Expr as SqlExpr, ExprTrait, NullOrdering, Order, SelectStatement, SimpleExpr,
+};
 use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, LoaderTrait, QueryFilter, QueryOrder, QuerySelect,
+    ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, LoaderTrait, QueryTrait, Statement,
     Value,
 };
 use serde::Serialize;
@@ -163,9 +178,8 @@ fn fingerprint(filter: &Filter, order: &[SortKey]) -> u32 {
     crc32fast::hash(format!("{filter}\n{}", order.join(", ")).as_bytes())
 }
 
-/// The keyset condition "strictly after the token's row" in `order`
-/// (with the id as the last key, in the last key's direction).
-fn after(order: &[SortKey], token: &PageToken) -> Result<Condition> {
+/// The bound values of a token's sort values, checked against `order`.
+fn token_values(order: &[SortKey], token: &PageToken) -> Result<Vec<Option<Value>>> {
     let bad = || {
         Error::invalid("page_token: invalid page token (made for another order_by)")
             .with_field("page_token")
@@ -173,17 +187,23 @@ fn after(order: &[SortKey], token: &PageToken) -> Result<Condition> {
     if token.values.len() != order.len() {
         return Err(bad());
     }
-    let mut values = Vec::with_capacity(order.len());
-    for (key, value) in order.iter().zip(&token.values) {
-        values.push(sort_sql_value(&key.field, value).ok_or_else(bad)?);
-    }
+    order
+        .iter()
+        .zip(&token.values)
+        .map(|(key, value)| sort_sql_value(&key.field, value).ok_or_else(bad))
+        .collect()
+}
+
+/// The keyset condition "strictly after the token's row" in `order`
+/// (with the id as the last key, in the last key's direction).
+fn after(order: &[SortKey], values: &[Option<Value>], token_id: i64) -> Condition {
     let id_direction = order.last().map_or(Direction::Asc, |k| k.direction);
-    let id_col = sea_orm::sea_query::Expr::col((training_run::Entity, training_run::Column::Id));
+    let id_col = SqlExpr::col((training_run::Entity, training_run::Column::Id));
     let mut any = Condition::any();
     let mut equal_so_far = Condition::all();
     for (key, value) in order.iter().zip(values) {
         let col = compile::column(&key.field);
-        let beyond = match (key.direction, &value) {
+        let beyond = match (key.direction, value) {
             (Direction::Asc, None) => Some(col.clone().is_not_null()),
             (Direction::Asc, Some(v)) => Some(col.clone().gt(v.clone())),
             (Direction::Desc, None) => None,
@@ -197,26 +217,86 @@ fn after(order: &[SortKey], token: &PageToken) -> Result<Condition> {
         }
         equal_so_far = equal_so_far.add(match value {
             None => col.is_null(),
-            Some(v) => col.eq(v),
+            Some(v) => col.eq(v.clone()),
         });
     }
     let id_beyond = match id_direction {
-        Direction::Asc => id_col.gt(token.id),
-        Direction::Desc => id_col.lt(token.id),
+        Direction::Asc => id_col.gt(token_id),
+        Direction::Desc => id_col.lt(token_id),
     };
-    Ok(any.add(equal_so_far.add(id_beyond)))
+    any.add(equal_so_far.add(id_beyond))
 }
 
-/// Searches runs: see the module docs for the language and the contracts.
-/// An empty `order_by` means `started_at DESC`; an empty `page_token` is the
-/// same as none (the first page).
-pub async fn search_runs(
-    db: &impl ConnectionTrait,
+/// The index ranges of the first sort key that hold the rows after the
+/// token's, in reading order. [`after`] alone is exact but an `OR` that no
+/// planner reads as a range, so a page deep in the results would scan
+/// every row before it; each range added to it lets the planner start the
+/// index scan at the token. The rows after a value of a nullable key,
+/// descending, are the smaller values and then the missing ones, two
+/// ranges that no single comparison spans, hence a list.
+fn first_key_ranges(order: &[SortKey], values: &[Option<Value>]) -> Vec<SimpleExpr> {
+    let (Some(key), Some(value)) = (order.first(), values.first()) else {
+        return Vec::new();
+    };
+    let col = compile::column(&key.field);
+    match (key.direction, value) {
+        (Direction::Asc, Some(v)) => vec![col.gte(v.clone())],
+        (Direction::Asc, None) => vec![col.clone().is_null(), col.is_not_null()],
+        (Direction::Desc, Some(v)) if key.field.nullable() => {
+            vec![col.clone().lte(v.clone()), col.is_null()]
+        }
+        (Direction::Desc, Some(v)) => vec![col.lte(v.clone())],
+        (Direction::Desc, None) => vec![col.is_null()],
+    }
+}
+
+/// The column alias of the run's dataset name in a page's rows.
+const DATASET_NAME: &str = "dataset_name";
+
+/// A search compiled for one backend: the statements that read one page,
+/// as [`search_runs`] runs them (and as tests and benchmarks inspect them).
+#[derive(Debug, Clone)]
+pub struct PagePlan {
+    backend: DbBackend,
+    order: Vec<SortKey>,
+    fingerprint: u32,
+    page_size: u64,
+    selects: Vec<SelectStatement>,
+}
+
+impl PagePlan {
+    /// The page's SELECTs (each run with its dataset's name), with bound values,
+    /// in the order they are run. The page is their rows in turn; each
+    /// after the first runs only while the page is not full. There are two
+    /// only after a token of a nullable first sort key (see
+    /// [`first_key_ranges`]).
+    ///
+    /// The LIMIT (one row more than the page, which tells whether another
+    /// page follows) is written into the SQL, not bound: SQLite's planner
+    /// weighs a LIMIT only when it is a literal, and with a bound one plans
+    /// as if every match were read, which makes sorting them look cheaper
+    /// than reading an index in order. (PostgreSQL's generic plans assume
+    /// a bound LIMIT reads a tenth of the rows.)
+    pub fn statements(&self) -> Vec<Statement> {
+        self.selects
+            .iter()
+            .map(|select| {
+                let mut stmt = self.backend.build(select);
+                stmt.sql.push_str(&format!(" LIMIT {}", self.page_size + 1));
+                stmt
+            })
+            .collect()
+    }
+}
+
+/// Compiles a search for `backend`; see [`search_runs`].
+pub fn plan_page(
+    backend: DbBackend,
     filter: &str,
     order_by: &str,
     page_size: u64,
     page_token: Option<&str>,
-) -> Result<RunPage> {
+) -> Result<PagePlan> {
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
         return Err(Error::invalid(format!(
             "page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
@@ -232,21 +312,50 @@ pub async fn search_runs(
         });
     }
     let fingerprint = fingerprint(&filter, &order);
-    let backend = db.get_database_backend();
 
-    let mut select = training_run::Entity::find().find_also_related(dataset::Entity);
-    if let Some(expr) = &filter.0 {
-        select = select.filter(compile::compile(backend, expr));
-    }
-    if let Some(text) = page_token.filter(|t| !t.is_empty()) {
-        let token = PageToken::decode(text)?;
-        if token.fingerprint != fingerprint {
-            return Err(Error::invalid(
-                "page_token: invalid page token (made for another filter or order_by)",
-            )
-            .with_field("page_token"));
+    // Each run with its dataset: an inner join, since every run has its
+    // dataset (a restricted foreign key). On SQLite the join order is fixed
+    // with `CROSS JOIN`, SQLite's documented way to do so, since its
+    // planner does not price the early stop of a LIMIT: left free, it would
+    // rather read every match and sort than read an index in order and
+    // stop after a page. Runs come first, by the index of the order's first
+    // key, and each finds its dataset by primary key; ordering by dataset,
+    // the dataset names' index comes first and each dataset's runs follow
+    // by id (`idx_training_runs_dataset` ends with the rowid), which serves
+    // the order too. PostgreSQL prices a LIMIT and chooses for itself.
+    //
+    // The run's columns, and of its dataset only the name: decoding each
+    // column costs time on every row.
+    let mut select = training_run::Entity::find().into_query();
+    select.expr_as(
+        SqlExpr::col((dataset::Entity, dataset::Column::Name)),
+        DATASET_NAME,
+    );
+    match backend {
+        DbBackend::Sqlite => {
+            if order.first().is_some_and(|k| k.field == Field::Dataset) {
+                select
+                    .from_clear()
+                    .from(dataset::Entity)
+                    .cross_join(training_run::Entity);
+            } else {
+                select.cross_join(dataset::Entity);
+            }
+            select.and_where(
+                SqlExpr::col((training_run::Entity, training_run::Column::DatasetId))
+                    .equals((dataset::Entity, dataset::Column::Id)),
+            );
         }
-        select = select.filter(after(&order, &token)?);
+        _ => {
+            select.inner_join(
+                dataset::Entity,
+                SqlExpr::col((training_run::Entity, training_run::Column::DatasetId))
+                    .equals((dataset::Entity, dataset::Column::Id)),
+            );
+        }
+    }
+    if let Some(expr) = &filter.0 {
+        select.cond_where(compile::compile(backend, expr));
     }
     for key in &order {
         let dir = match key.direction {
@@ -255,47 +364,103 @@ pub async fn search_runs(
         };
         let col = compile::column(&key.field);
         // Missing values are the smallest. That is SQLite's native order;
-        // PostgreSQL's is the reverse, so it is told. (Saying it to SQLite
-        // too would keep it from reading the order off an index.)
-        select = if backend == DbBackend::Postgres && key.field.nullable() {
+        // PostgreSQL's is the reverse, so it is told (and its indexes say
+        // NULLS FIRST to match). Saying it to SQLite too would keep it from
+        // reading the order off an index.
+        if backend == DbBackend::Postgres && key.field.nullable() {
             let nulls = match key.direction {
                 Direction::Asc => NullOrdering::First,
                 Direction::Desc => NullOrdering::Last,
             };
-            select.order_by_with_nulls(col, dir, nulls)
+            select.order_by_expr_with_nulls(col, dir, nulls);
         } else {
-            select.order_by(col, dir)
-        };
+            select.order_by_expr(col, dir);
+        }
+        // A unique key orders the runs totally: what follows it could only
+        // keep an index on it from serving (PostgreSQL would sort).
+        if key.field == Field::ModelId {
+            break;
+        }
     }
-    let id_order = match order.last().map(|k| k.direction) {
-        Some(Direction::Desc) => Order::Desc,
-        _ => Order::Asc,
+    if !order.iter().any(|k| k.field == Field::ModelId) {
+        let id_order = match order.last().map(|k| k.direction) {
+            Some(Direction::Desc) => Order::Desc,
+            _ => Order::Asc,
+        };
+        select.order_by((training_run::Entity, training_run::Column::Id), id_order);
+    }
+    let selects = match page_token.filter(|t| !t.is_empty()) {
+        None => vec![select],
+        Some(text) => {
+            let token = PageToken::decode(text)?;
+            if token.fingerprint != fingerprint {
+                return Err(Error::invalid(
+                    "page_token: invalid page token (made for another filter or order_by)",
+                )
+                .with_field("page_token"));
+            }
+            let values = token_values(&order, &token)?;
+            select.cond_where(after(&order, &values, token.id));
+            first_key_ranges(&order, &values)
+                .into_iter()
+                .map(|range| select.clone().and_where(range).to_owned())
+                .collect()
+        }
     };
-    select = select.order_by(training_run::Column::Id, id_order);
-    // One row more than the page tells whether another page follows.
-    let mut rows = select
-        .limit(page_size + 1)
-        .all(db)
-        .await
-        .map_err(db_err("search_runs"))?;
+    Ok(PagePlan {
+        backend,
+        order,
+        fingerprint,
+        page_size,
+        selects,
+    })
+}
+
+/// Searches runs: see the module docs for the language and the contracts.
+/// An empty `order_by` means `started_at DESC`; an empty `page_token` is the
+/// same as none (the first page).
+pub async fn search_runs(
+    db: &impl ConnectionTrait,
+    filter: &str,
+    order_by: &str,
+    page_size: u64,
+    page_token: Option<&str>,
+) -> Result<RunPage> {
+    let plan = plan_page(
+        db.get_database_backend(),
+        filter,
+        order_by,
+        page_size,
+        page_token,
+    )?;
+    let mut rows = Vec::new();
+    for stmt in plan.statements() {
+        if rows.len() as u64 > page_size {
+            break;
+        }
+        rows.extend(
+            db.query_all_raw(stmt)
+                .await
+                .map_err(db_err("search_runs"))?,
+        );
+    }
     let more = rows.len() as u64 > page_size;
     rows.truncate(page_size as usize);
 
     let mut runs = Vec::with_capacity(rows.len());
     let mut datasets = Vec::with_capacity(rows.len());
-    for (run, dataset) in rows {
-        let dataset = dataset.ok_or_else(|| {
-            Error::internal(format!("training run {} has no dataset", run.id))
-                .with_operation("search_runs")
-        })?;
-        runs.push(run);
-        datasets.push(dataset.name);
+    for row in rows {
+        let run = training_run::Model::from_query_result(&row, "");
+        runs.push(run.map_err(db_err("search_runs"))?);
+        let dataset = row.try_get::<String>("", DATASET_NAME);
+        datasets.push(dataset.map_err(db_err("search_runs"))?);
     }
     let next_page_token = match (more, runs.last(), datasets.last()) {
         (true, Some(run), Some(dataset)) => Some(
             PageToken {
-                fingerprint,
-                values: order
+                fingerprint: plan.fingerprint,
+                values: plan
+                    .order
                     .iter()
                     .map(|k| k.field.sort_value(run, dataset))
                     .collect(),
