@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use sea_orm::TransactionTrait;
 use strata::api;
 use strata::config::{ApiConfig, Config, RelationalConfig};
-use strata::engines::Engines;
+use strata::engines::{Engines, KvStoreExt};
 use strata::platform::registry::{self, NewArtifact, NewDataset};
 
 struct Api {

@@ -20,7 +20,7 @@ use strata::config::Config;
 use strata::engines::document::{
     CollectionOptions, DocumentStore, FindOptions, IndexSpec, UpdateOptions, UpdateResult,
 };
-use strata::engines::{self, Engines};
+use strata::engines::{self, Engines, KvStoreExt};
 use strata::platform::configs;
 use strata::platform::entities::RunStatus;
 use strata::platform::hybrid::migrate::{
