@@ -23,7 +23,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hdrhistogram::Histogram;
 use strata::api;
 use strata::config::Config;
-use strata::engines::Engines;
+use strata::engines::{Engines, KvStoreExt};
 use strata::platform::hybrid::model_counters_key;
 use strata::platform::{Platform, configs, seed};
 use tower::ServiceExt;

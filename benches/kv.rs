@@ -1,8 +1,10 @@
 //! Latency of the embedded key-value store.
 //!
 //! - `get_present/*`: `GET` of a present key among 10 000, through
-//!   `Arc<dyn KvStore>` (an `async_trait` call, which boxes a future), and
-//!   through `EmbeddedKv::get_sync` (no future). Target: ≤ 300 ns median.
+//!   `Arc<dyn KvStore>` (`KvStoreExt::get`: a `Command` built and sent
+//!   through `execute`, an `async_trait` call, which boxes a future), and
+//!   through `EmbeddedKv::get_sync` (no future, no command). Target: ≤ 300
+//!   ns median.
 //! - `set/trait`, `zadd/trait`: for information. `zadd` updates members of a
 //!   10 000-member sorted set, the leaderboard case.
 //!
@@ -17,8 +19,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use strata::engines::kv::KvStore;
 use strata::engines::kv::embedded::{EmbeddedKv, EmbeddedKvOptions};
+use strata::engines::kv::{KvStore, KvStoreExt};
 
 const KEYS: usize = 10_000;
 
@@ -32,6 +34,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn filled_store() -> Arc<EmbeddedKv> {
     let kv = EmbeddedKv::new(EmbeddedKvOptions {
         max_memory: 256 << 20,
+        ..Default::default()
     });
     let rt = runtime();
     rt.block_on(async {

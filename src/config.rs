@@ -29,6 +29,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::engines::kv::DEFAULT_SUBSCRIPTION_CAPACITY;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The string printed in place of a secret.
@@ -391,12 +392,16 @@ pub struct EmbeddedKvConfig {
     /// Memory bound; least recently used keys are evicted beyond it
     /// (`"256 MiB"`, `"1 GiB"`).
     pub max_memory: ByteSize,
+    /// Messages each subscription buffers for a slow reader; beyond it the
+    /// oldest is dropped and the reader told it lagged. At least 1.
+    pub subscription_capacity: usize,
 }
 
 impl Default for EmbeddedKvConfig {
     fn default() -> Self {
         EmbeddedKvConfig {
             max_memory: ByteSize::mib(256),
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
         }
     }
 }
@@ -420,6 +425,9 @@ pub struct RedisConfig {
     /// Prefix of every key and channel strata uses, so several deployments
     /// can share one Redis.
     pub key_prefix: String,
+    /// Messages each subscription buffers for a slow reader; beyond it the
+    /// oldest is dropped and the reader told it lagged. At least 1.
+    pub subscription_capacity: usize,
 }
 
 impl Default for RedisConfig {
@@ -431,6 +439,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
             key_prefix: "strata:".into(),
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
         }
     }
 }
@@ -444,6 +453,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("key_prefix", &self.key_prefix)
+            .field("subscription_capacity", &self.subscription_capacity)
             .finish()
     }
 }
@@ -636,6 +646,19 @@ impl Config {
                     self.sagas.retry.max_elapsed,
                     self.sagas.lease,
                     origin_of(figment, "sagas.lease")
+                ),
+            ));
+        }
+        let subscription_capacity = match &self.kv {
+            KvConfig::Embedded(e) => e.subscription_capacity,
+            KvConfig::Redis(r) => r.subscription_capacity,
+        };
+        if subscription_capacity == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "kv.subscription_capacity must be at least 1{}",
+                    origin_of(figment, "kv.subscription_capacity")
                 ),
             ));
         }

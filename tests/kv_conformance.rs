@@ -2,6 +2,11 @@
 //! `strata::engines::kv`, written once against `Arc<dyn KvStore>` and run per
 //! backend by `kv_conformance!`.
 //!
+//! Redis 7 is the reference: where a case states an exact answer or error
+//! message, it is what Redis answers, and the Redis run checks it. The
+//! matrices of flags (`ZADD`, `PEXPIRE`) are therefore differential: the
+//! same table passes on both backends or the case fails.
+//!
 //! A backend's setup returns `Option<TestKv>`: `None` when the backend is not
 //! configured (a real one prints one line saying it is skipped). Every case
 //! names its keys and channels through `TestKv::key`, which puts them under a
@@ -13,6 +18,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -26,26 +32,59 @@ use strata::config::{KvConfig, RedisConfig, with_password};
 use strata::engines::kv::embedded::{EmbeddedKv, EmbeddedKvOptions};
 use strata::engines::kv::redis::RedisKv;
 use strata::engines::kv::{
-    Command, KeyType, KvInfo, KvStore, Reply, ScoreBound, SetOptions, Subscription, Ttl,
+    Command, ExpireOptions, GetExpiry, KeyType, KvInfo, KvStore, KvStoreExt, Reply, ScanCursor,
+    ScanOptions, ScanPage, ScoreBound, SetOptions, Subscription, SubscriptionEvent, Ttl,
+    ZAddOptions,
 };
+
+/// Which backend a test runs on, to open a second store of the same kind.
+#[derive(Clone)]
+enum Backend {
+    Embedded,
+    Redis(RedisConfig),
+}
 
 /// One test's handle on a backend: the store and the test's own namespace.
 #[derive(Clone)]
 struct TestKv {
     kv: Arc<dyn KvStore>,
     prefix: String,
+    backend: Backend,
 }
 
 impl TestKv {
-    fn new(kv: Arc<dyn KvStore>) -> Self {
+    fn new(kv: Arc<dyn KvStore>, backend: Backend) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("strata-test:{}:{n}:", std::process::id());
-        TestKv { kv, prefix }
+        TestKv {
+            kv,
+            prefix,
+            backend,
+        }
     }
 
     fn store(&self) -> Arc<dyn KvStore> {
         Arc::clone(&self.kv)
+    }
+
+    /// Another store of the same backend whose subscriptions buffer
+    /// `capacity` messages. Embedded: a store of its own (publish on it);
+    /// Redis: another client of the same server and prefix.
+    async fn store_with_subscription_capacity(&self, capacity: usize) -> Arc<dyn KvStore> {
+        match &self.backend {
+            Backend::Embedded => Arc::new(EmbeddedKv::new(EmbeddedKvOptions {
+                subscription_capacity: capacity,
+                ..Default::default()
+            })),
+            Backend::Redis(config) => {
+                let config = RedisConfig {
+                    subscription_capacity: capacity,
+                    ..config.clone()
+                };
+                Arc::new(RedisKv::connect(&config).await.unwrap())
+            }
+        }
     }
 
     /// `name` inside this test's namespace.
@@ -55,6 +94,14 @@ impl TestKv {
 
     fn keys(&self, names: &[&str]) -> Vec<String> {
         names.iter().map(|n| self.key(n)).collect()
+    }
+
+    /// Every key of this test, sorted.
+    async fn all_keys(&self) -> Vec<String> {
+        self.kv
+            .scan_all(&format!("{}*", self.prefix))
+            .await
+            .unwrap()
     }
 
     /// Deletes everything the test wrote.
@@ -82,8 +129,9 @@ async fn run(t: TestKv, case: impl Future<Output = ()>) {
 async fn setup_embedded() -> Option<TestKv> {
     let kv = EmbeddedKv::new(EmbeddedKvOptions {
         max_memory: 64 << 20,
+        ..Default::default()
     });
-    Some(TestKv::new(Arc::new(kv)))
+    Some(TestKv::new(Arc::new(kv), Backend::Embedded))
 }
 
 /// The Redis of the full profile, under a key prefix of the test's own, or
@@ -98,7 +146,10 @@ async fn setup_redis() -> Option<TestKv> {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let sweep = PrefixSweep::new(&config);
-    Some(TestKv::new(Arc::new(SweptRedis { kv, _sweep: sweep })))
+    Some(TestKv::new(
+        Arc::new(SweptRedis { kv, _sweep: sweep }),
+        Backend::Redis(config),
+    ))
 }
 
 /// Deletes every key under a Redis key prefix when dropped: at the end of
@@ -187,8 +238,8 @@ impl KvStore for SweptRedis {
     async fn pipeline(&self, commands: Vec<Command>) -> strata::Result<Vec<strata::Result<Reply>>> {
         self.kv.pipeline(commands).await
     }
-    async fn scan(&self, pattern: &str) -> strata::Result<Vec<String>> {
-        self.kv.scan(pattern).await
+    async fn scan(&self, cursor: &ScanCursor, options: &ScanOptions) -> strata::Result<ScanPage> {
+        self.kv.scan(cursor, options).await
     }
     async fn subscribe(&self, channels: &[String]) -> strata::Result<Subscription> {
         self.kv.subscribe(channels).await
@@ -266,6 +317,30 @@ macro_rules! kv_conformance {
                 publish_reaches_subscriber,
                 dropped_subscription_stops_counting,
                 concurrent_incr_is_atomic,
+                set_get_answers_the_value_before,
+                set_get_on_another_type_fails_and_writes_nothing,
+                set_refuses_an_expiry_of_zero_or_out_of_range,
+                getdel_answers_and_deletes,
+                getex_sets_removes_or_keeps_the_expiry,
+                msetnx_writes_all_or_none,
+                append_and_strlen,
+                expire_condition_matrix_matches_redis,
+                expire_refuses_flags_and_deadlines_like_redis,
+                hash_field_commands,
+                hkeys_and_hvals_are_sorted_for_large_hashes,
+                hincr_by_float_adds_and_refuses_like_redis,
+                zadd_refuses_flag_combinations_like_redis,
+                zadd_condition_matrix_matches_redis,
+                zcount_counts_within_bounds,
+                zrevrangebyscore_descends_with_limit,
+                scan_pages_until_the_cursor_is_zero,
+                scan_filters_by_type,
+                scan_returns_every_key_present_throughout,
+                scan_refuses_count_zero_and_unreadable_cursors,
+                delete_pattern_deletes_page_by_page,
+                pipeline_carries_the_newer_commands,
+                slow_subscriber_is_told_how_many_it_missed,
+                concurrent_msetnx_writes_one_whole_set,
             );
         }
     };
@@ -356,10 +431,7 @@ async fn expired_key_is_gone_for_every_command(t: TestKv) {
             .await
             .unwrap()
     );
-    assert_eq!(
-        kv.scan(&format!("{}*", t.prefix)).await.unwrap(),
-        vec![h.clone(), s.clone()]
-    );
+    assert_eq!(t.all_keys().await, vec![h.clone(), s.clone()]);
 }
 
 async fn set_clears_ttl_unless_keep_ttl(t: TestKv) {
@@ -808,6 +880,14 @@ async fn wrong_type_for_string_commands(t: TestKv) {
         assert_wrong_type(kv.incr(k).await, "incr");
         assert_wrong_type(kv.incr_by_float(k, 1.0).await, "incrbyfloat");
         assert_wrong_type(kv.compare_and_delete(k, b("1")).await, "compare_and_delete");
+        assert_wrong_type(kv.getdel(k).await, "getdel");
+        assert_wrong_type(kv.getex(k, GetExpiry::Persist).await, "getex");
+        assert_wrong_type(kv.append(k, b("x")).await, "append");
+        assert_wrong_type(kv.strlen(k).await, "strlen");
+        assert_wrong_type(
+            kv.set_get(k, b("x"), SetOptions::default()).await,
+            "set get",
+        );
     }
     assert_eq!(kv.hget(&h, "f").await.unwrap(), Some(b("1")));
     assert_eq!(kv.zscore(&z, "m").await.unwrap(), Some(1.0));
@@ -826,6 +906,12 @@ async fn wrong_type_for_hash_commands(t: TestKv) {
         assert_wrong_type(kv.hdel(k, &["f".into()]).await, "hdel");
         assert_wrong_type(kv.hincr_by(k, "f", 1).await, "hincrby");
         assert_wrong_type(kv.hlen(k).await, "hlen");
+        assert_wrong_type(kv.hsetnx(k, "f", b("v")).await, "hsetnx");
+        assert_wrong_type(kv.hkeys(k).await, "hkeys");
+        assert_wrong_type(kv.hvals(k).await, "hvals");
+        assert_wrong_type(kv.hexists(k, "f").await, "hexists");
+        assert_wrong_type(kv.hstrlen(k, "f").await, "hstrlen");
+        assert_wrong_type(kv.hincr_by_float(k, "f", 1.0).await, "hincrbyfloat");
     }
     assert_eq!(kv.get(&s).await.unwrap(), Some(b("v")));
     assert_eq!(kv.zcard(&z).await.unwrap(), 1);
@@ -854,6 +940,15 @@ async fn wrong_type_for_zset_commands(t: TestKv) {
         );
         assert_wrong_type(kv.zrem(k, &["m".into()]).await, "zrem");
         assert_wrong_type(kv.zcard(k).await, "zcard");
+        assert_wrong_type(kv.zcount(k, NegInfinity, PosInfinity).await, "zcount");
+        assert_wrong_type(
+            kv.zrevrangebyscore(k, PosInfinity, NegInfinity, None).await,
+            "zrevrangebyscore",
+        );
+        assert_wrong_type(
+            kv.zadd_incr(k, 1.0, "m", ZAddOptions::default()).await,
+            "zadd incr",
+        );
     }
     assert_eq!(kv.get(&s).await.unwrap(), Some(b("v")));
     assert_eq!(kv.hget(&h, "f").await.unwrap(), Some(b("1")));
@@ -870,7 +965,7 @@ async fn scan_matches_glob_patterns(t: TestKv) {
     let p = &t.prefix;
     let scan = |pattern: String| {
         let kv = kv.clone();
-        async move { kv.scan(&pattern).await.unwrap() }
+        async move { kv.scan_all(&pattern).await.unwrap() }
     };
     assert_eq!(
         scan(format!("{p}user:*")).await,
@@ -911,10 +1006,7 @@ async fn delete_pattern_deletes_only_matches(t: TestKv) {
         .await
         .unwrap();
     assert_eq!(deleted, 3);
-    assert_eq!(
-        kv.scan(&format!("{}*", t.prefix)).await.unwrap(),
-        t.keys(&["keep:a"])
-    );
+    assert_eq!(t.all_keys().await, t.keys(&["keep:a"]));
 }
 
 async fn pipeline_answers_in_order_with_failure_in_middle(t: TestKv) {
@@ -976,15 +1068,30 @@ async fn compare_and_delete_needs_matching_value(t: TestKv) {
 // ---------------------------------------------------------------------------
 // Publish/subscribe
 
+/// The next event within five seconds, from a subscription that is still
+/// open.
+async fn next_event(sub: &mut Subscription) -> SubscriptionEvent {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("an event within 5 s")
+        .expect("subscription open")
+        .expect("subscription not lost")
+}
+
+/// The next event, which must be a message.
+async fn next_message(sub: &mut Subscription) -> strata::engines::kv::PubSubMessage {
+    match next_event(sub).await {
+        SubscriptionEvent::Message(message) => message,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
 async fn publish_reaches_subscriber(t: TestKv) {
     let kv = t.store();
     let channel = t.key("news");
     let mut sub = kv.subscribe(std::slice::from_ref(&channel)).await.unwrap();
     assert_eq!(kv.publish(&channel, b("hello")).await.unwrap(), 1);
-    let message = tokio::time::timeout(Duration::from_secs(5), sub.next())
-        .await
-        .expect("message within 5 s")
-        .expect("subscription open");
+    let message = next_message(&mut sub).await;
     assert_eq!(message.channel, channel);
     assert_eq!(message.payload, b("hello"));
     assert_eq!(kv.publish(&t.key("other"), b("x")).await.unwrap(), 0);
@@ -1007,7 +1114,7 @@ async fn dropped_subscription_stops_counting(t: TestKv) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(reached, 1);
-    assert_eq!(second.next().await.unwrap().payload, b("1"));
+    assert_eq!(next_message(&mut second).await.payload, b("1"));
     drop(second);
     let mut reached = u64::MAX;
     for _ in 0..100 {
@@ -1018,6 +1125,1056 @@ async fn dropped_subscription_stops_counting(t: TestKv) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(reached, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for exact answers
+
+/// `err` is `InvalidInput` with exactly Redis's `message`.
+fn assert_invalid(err: &strata::Error, message: &str) {
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(err.message(), message, "{err}");
+}
+
+/// Whether `ttl` is an expiry within `low..=high`.
+fn expires_within(ttl: Ttl, low: Duration, high: Duration) -> bool {
+    matches!(ttl, Ttl::Expires(left) if left >= low && left <= high)
+}
+
+// ---------------------------------------------------------------------------
+// SET ... GET, GETDEL, GETEX, MSETNX, APPEND, STRLEN
+
+async fn set_get_answers_the_value_before(t: TestKv) {
+    let kv = t.store();
+    let k = t.key("k");
+    let plain = SetOptions::default();
+    assert_eq!(kv.set_get(&k, b("1"), plain).await.unwrap(), None);
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("1")));
+    assert_eq!(kv.set_get(&k, b("2"), plain).await.unwrap(), Some(b("1")));
+    // NX on a present key answers its value and does not write.
+    let nx = SetOptions::default().if_absent();
+    assert_eq!(kv.set_get(&k, b("3"), nx).await.unwrap(), Some(b("2")));
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("2")));
+    // XX on a missing key answers nil and creates nothing; NX writes.
+    let missing = t.key("missing");
+    let xx = SetOptions::default().if_present();
+    assert_eq!(kv.set_get(&missing, b("x"), xx).await.unwrap(), None);
+    assert_eq!(kv.exists(std::slice::from_ref(&missing)).await.unwrap(), 0);
+    assert_eq!(kv.set_get(&missing, b("x"), nx).await.unwrap(), None);
+    assert_eq!(kv.get(&missing).await.unwrap(), Some(b("x")));
+    // An expiry, then KEEPTTL keeps it, then a plain SET GET clears it.
+    let ttl = SetOptions::ttl(Duration::from_secs(100));
+    assert_eq!(kv.set_get(&k, b("4"), ttl).await.unwrap(), Some(b("2")));
+    let keep = SetOptions::default().keep_ttl();
+    assert_eq!(kv.set_get(&k, b("5"), keep).await.unwrap(), Some(b("4")));
+    let ttl = kv.ttl(&k).await.unwrap();
+    assert!(
+        expires_within(ttl, Duration::from_secs(90), Duration::from_secs(100)),
+        "{ttl:?}"
+    );
+    assert_eq!(kv.set_get(&k, b("6"), plain).await.unwrap(), Some(b("5")));
+    assert_eq!(kv.ttl(&k).await.unwrap(), Ttl::Persistent);
+}
+
+async fn set_get_on_another_type_fails_and_writes_nothing(t: TestKv) {
+    let kv = t.store();
+    let h = t.key("h");
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    for options in [
+        SetOptions::default(),
+        SetOptions::default().if_absent(),
+        SetOptions::default().if_present(),
+        SetOptions::default().keep_ttl(),
+    ] {
+        assert_wrong_type(kv.set_get(&h, b("s"), options).await, "set ... get");
+    }
+    // The expiry is judged first: Redis parses it before the lookup.
+    let err = kv
+        .set_get(&h, b("s"), SetOptions::ttl(Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR invalid expire time in 'set' command");
+    assert_eq!(kv.key_type(&h).await.unwrap(), KeyType::Hash);
+    assert_eq!(kv.hget(&h, "f").await.unwrap(), Some(b("v")));
+}
+
+async fn set_refuses_an_expiry_of_zero_or_out_of_range(t: TestKv) {
+    let kv = t.store();
+    let k = t.key("k");
+    kv.set(&k, b("v")).await.unwrap();
+    for ttl in [
+        Duration::ZERO,
+        // Below a millisecond is `PX 0`.
+        Duration::from_micros(999),
+        // Past i64::MAX milliseconds of Unix time.
+        Duration::from_millis(i64::MAX as u64),
+        Duration::MAX,
+    ] {
+        let err = kv
+            .set_with(&k, b("w"), SetOptions::ttl(ttl))
+            .await
+            .unwrap_err();
+        assert_invalid(&err, "ERR invalid expire time in 'set' command");
+    }
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("v")));
+    assert_eq!(kv.ttl(&k).await.unwrap(), Ttl::Persistent);
+}
+
+async fn getdel_answers_and_deletes(t: TestKv) {
+    let kv = t.store();
+    let (k, h) = (t.key("k"), t.key("h"));
+    kv.set_with(&k, b("v"), SetOptions::ttl(Duration::from_secs(100)))
+        .await
+        .unwrap();
+    assert_eq!(kv.getdel(&k).await.unwrap(), Some(b("v")));
+    assert_eq!(kv.exists(std::slice::from_ref(&k)).await.unwrap(), 0);
+    assert_eq!(kv.getdel(&k).await.unwrap(), None);
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    assert_wrong_type(kv.getdel(&h).await, "getdel");
+    assert_eq!(kv.key_type(&h).await.unwrap(), KeyType::Hash);
+}
+
+async fn getex_sets_removes_or_keeps_the_expiry(t: TestKv) {
+    let kv = t.store();
+    let (k, h, missing) = (t.key("k"), t.key("h"), t.key("missing"));
+    let secs = Duration::from_secs;
+    kv.set_with(&k, b("v"), SetOptions::ttl(secs(100)))
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.getex(&k, GetExpiry::Unchanged).await.unwrap(),
+        Some(b("v"))
+    );
+    let ttl = kv.ttl(&k).await.unwrap();
+    assert!(expires_within(ttl, secs(90), secs(100)), "{ttl:?}");
+    assert_eq!(
+        kv.getex(&k, GetExpiry::After(secs(10))).await.unwrap(),
+        Some(b("v"))
+    );
+    let ttl = kv.ttl(&k).await.unwrap();
+    assert!(expires_within(ttl, secs(9), secs(10)), "{ttl:?}");
+    assert_eq!(
+        kv.getex(&k, GetExpiry::Persist).await.unwrap(),
+        Some(b("v"))
+    );
+    assert_eq!(kv.ttl(&k).await.unwrap(), Ttl::Persistent);
+    // PX 0 is refused (unlike PEXPIRE 0) and changes nothing.
+    let err = kv
+        .getex(&k, GetExpiry::After(Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR invalid expire time in 'getex' command");
+    assert_eq!(kv.ttl(&k).await.unwrap(), Ttl::Persistent);
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("v")));
+    // The key is looked up first: a missing key answers nil whatever the
+    // expiry, another type is WRONGTYPE whatever the expiry.
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    for expiry in [
+        GetExpiry::Unchanged,
+        GetExpiry::After(secs(10)),
+        GetExpiry::After(Duration::ZERO),
+        GetExpiry::Persist,
+    ] {
+        assert_eq!(
+            kv.getex(&missing, expiry).await.unwrap(),
+            None,
+            "{expiry:?}"
+        );
+        assert_wrong_type(kv.getex(&h, expiry).await, "getex");
+    }
+    assert_eq!(kv.exists(&[missing]).await.unwrap(), 0);
+}
+
+async fn msetnx_writes_all_or_none(t: TestKv) {
+    let kv = t.store();
+    let [a, bk, c, h] = [t.key("a"), t.key("b"), t.key("c"), t.key("h")];
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    // One key exists (of another type): nothing is written.
+    let blocked = vec![(a.clone(), b("1")), (h.clone(), b("2"))];
+    assert!(!kv.msetnx(blocked).await.unwrap());
+    assert_eq!(kv.exists(std::slice::from_ref(&a)).await.unwrap(), 0);
+    assert_eq!(kv.key_type(&h).await.unwrap(), KeyType::Hash);
+    let fresh = vec![(a.clone(), b("1")), (bk.clone(), b("2"))];
+    assert!(kv.msetnx(fresh).await.unwrap());
+    assert_eq!(
+        kv.mget(&[a.clone(), bk.clone()]).await.unwrap(),
+        vec![Some(b("1")), Some(b("2"))]
+    );
+    assert!(!kv.msetnx(vec![(a.clone(), b("x"))]).await.unwrap());
+    assert_eq!(kv.get(&a).await.unwrap(), Some(b("1")));
+    // A key named twice ends with its last value.
+    let twice = vec![(c.clone(), b("first")), (c.clone(), b("last"))];
+    assert!(kv.msetnx(twice).await.unwrap());
+    assert_eq!(kv.get(&c).await.unwrap(), Some(b("last")));
+    let err = kv.msetnx(Vec::new()).await.unwrap_err();
+    assert_invalid(&err, "ERR wrong number of arguments for 'msetnx' command");
+}
+
+async fn append_and_strlen(t: TestKv) {
+    let kv = t.store();
+    let (k, n, h) = (t.key("k"), t.key("n"), t.key("h"));
+    assert_eq!(kv.strlen(&k).await.unwrap(), 0);
+    assert_eq!(kv.append(&k, b("ab")).await.unwrap(), 2);
+    assert!(kv.expire(&k, Duration::from_secs(100)).await.unwrap());
+    assert_eq!(kv.append(&k, b("cd")).await.unwrap(), 4);
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("abcd")));
+    assert_eq!(kv.strlen(&k).await.unwrap(), 4);
+    let ttl = kv.ttl(&k).await.unwrap();
+    assert!(
+        expires_within(ttl, Duration::from_secs(90), Duration::from_secs(100)),
+        "APPEND keeps the expiry: {ttl:?}"
+    );
+    // A counter is a string: its length is its digits, and appending digits
+    // leaves a number INCR reads.
+    kv.incr_by(&n, 12345).await.unwrap();
+    assert_eq!(kv.strlen(&n).await.unwrap(), 5);
+    assert_eq!(kv.append(&n, b("6")).await.unwrap(), 6);
+    assert_eq!(kv.incr(&n).await.unwrap(), 123457);
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    assert_wrong_type(kv.append(&h, b("x")).await, "append");
+    assert_wrong_type(kv.strlen(&h).await, "strlen");
+}
+
+// ---------------------------------------------------------------------------
+// PEXPIRE with NX XX GT LT
+
+/// A key's expiry state, to compare after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Gone,
+    Persistent,
+    /// Expires within this many seconds (rounded up).
+    Secs(u64),
+}
+
+async fn expiry_of(kv: &Arc<dyn KvStore>, key: &str) -> Expiry {
+    match kv.ttl(key).await.unwrap() {
+        Ttl::Missing => Expiry::Gone,
+        Ttl::Persistent => Expiry::Persistent,
+        Ttl::Expires(left) => Expiry::Secs(left.as_millis().div_ceil(1000) as u64),
+    }
+}
+
+fn expire_flags(flags: &str) -> ExpireOptions {
+    let mut options = ExpireOptions::default();
+    for flag in flags.split_whitespace() {
+        match flag {
+            "nx" => options.nx = true,
+            "xx" => options.xx = true,
+            "gt" => options.gt = true,
+            "lt" => options.lt = true,
+            other => panic!("not a PEXPIRE flag: {other}"),
+        }
+    }
+    options
+}
+
+/// The conditions of PEXPIRE, row by row: the key's state before, the
+/// flags, the new TTL in seconds, then Redis's answer and the state after.
+async fn expire_condition_matrix_matches_redis(t: TestKv) {
+    use Expiry::*;
+    let kv = t.store();
+    let rows: &[(Expiry, &str, u64, bool, Expiry)] = &[
+        (Persistent, "", 50, true, Secs(50)),
+        (Persistent, "nx", 50, true, Secs(50)),
+        (Persistent, "xx", 50, false, Persistent),
+        // No expiry counts as an infinite one: GT never applies, LT does.
+        (Persistent, "gt", 50, false, Persistent),
+        (Persistent, "lt", 50, true, Secs(50)),
+        (Persistent, "xx gt", 50, false, Persistent),
+        (Persistent, "xx lt", 50, false, Persistent),
+        (Secs(100), "", 50, true, Secs(50)),
+        (Secs(100), "nx", 50, false, Secs(100)),
+        (Secs(100), "xx", 50, true, Secs(50)),
+        (Secs(100), "gt", 50, false, Secs(100)),
+        (Secs(100), "gt", 200, true, Secs(200)),
+        (Secs(100), "lt", 50, true, Secs(50)),
+        (Secs(100), "lt", 200, false, Secs(100)),
+        (Secs(100), "xx gt", 200, true, Secs(200)),
+        (Secs(100), "xx lt", 200, false, Secs(100)),
+        (Secs(100), "xx lt", 50, true, Secs(50)),
+        // Zero deletes the key wherever the conditions let it apply.
+        (Persistent, "", 0, true, Gone),
+        (Persistent, "nx", 0, true, Gone),
+        (Persistent, "xx", 0, false, Persistent),
+        (Persistent, "gt", 0, false, Persistent),
+        (Persistent, "lt", 0, true, Gone),
+        (Secs(100), "", 0, true, Gone),
+        (Secs(100), "nx", 0, false, Secs(100)),
+        (Secs(100), "xx", 0, true, Gone),
+        (Secs(100), "gt", 0, false, Secs(100)),
+        (Secs(100), "lt", 0, true, Gone),
+        // A missing key is never given an expiry.
+        (Gone, "", 50, false, Gone),
+        (Gone, "nx", 50, false, Gone),
+        (Gone, "lt", 50, false, Gone),
+        (Gone, "", 0, false, Gone),
+    ];
+    for (i, &(before, flags, ttl, answer, after)) in rows.iter().enumerate() {
+        let k = t.key(&format!("row{i}"));
+        match before {
+            Persistent => kv.set(&k, b("v")).await.unwrap(),
+            Secs(s) => {
+                kv.set_with(&k, b("v"), SetOptions::ttl(Duration::from_secs(s)))
+                    .await
+                    .unwrap();
+            }
+            Gone => {}
+        }
+        let what = format!("row {i}: {before:?}, PEXPIRE {ttl}s {flags:?}");
+        let got = kv
+            .expire_with(&k, Duration::from_secs(ttl), expire_flags(flags))
+            .await
+            .unwrap();
+        assert_eq!(got, answer, "{what}");
+        assert_eq!(expiry_of(&kv, &k).await, after, "{what}");
+    }
+}
+
+async fn expire_refuses_flags_and_deadlines_like_redis(t: TestKv) {
+    let kv = t.store();
+    let (k, missing) = (t.key("k"), t.key("missing"));
+    kv.set(&k, b("v")).await.unwrap();
+    let nx_other = "ERR NX and XX, GT or LT options at the same time are not compatible";
+    let gt_lt = "ERR GT and LT options at the same time are not compatible";
+    let too_far = "ERR invalid expire time in 'pexpire' command";
+    let beyond = Duration::from_millis(i64::MAX as u64);
+    for (flags, message) in [
+        ("nx xx", nx_other),
+        ("nx gt", nx_other),
+        ("nx lt", nx_other),
+        ("nx xx gt lt", nx_other),
+        ("gt lt", gt_lt),
+        ("xx gt lt", gt_lt),
+    ] {
+        // Judged first: before the key and before the time.
+        for (key, ttl) in [(&k, Duration::from_secs(10)), (&missing, beyond)] {
+            let err = kv
+                .expire_with(key, ttl, expire_flags(flags))
+                .await
+                .unwrap_err();
+            assert_invalid(&err, message);
+        }
+    }
+    // A deadline past i64::MAX milliseconds of Unix time is refused, even
+    // for a missing key (Redis checks it before the lookup).
+    for key in [&k, &missing] {
+        for ttl in [beyond, Duration::MAX] {
+            let err = kv.expire(key, ttl).await.unwrap_err();
+            assert_invalid(&err, too_far);
+        }
+    }
+    assert_eq!(kv.ttl(&k).await.unwrap(), Ttl::Persistent);
+    // Far but in range (about 3,200 years) is kept as given.
+    let far = Duration::from_millis(100_000_000_000_000);
+    assert!(kv.expire(&k, far).await.unwrap());
+    let ttl = kv.ttl(&k).await.unwrap();
+    assert!(
+        expires_within(ttl, far - Duration::from_secs(60), far),
+        "{ttl:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// HSETNX HKEYS HVALS HEXISTS HSTRLEN HINCRBYFLOAT
+
+async fn hash_field_commands(t: TestKv) {
+    let kv = t.store();
+    let (k, missing) = (t.key("h"), t.key("missing"));
+    assert!(kv.hsetnx(&k, "b", b("2")).await.unwrap());
+    assert!(!kv.hsetnx(&k, "b", b("changed")).await.unwrap());
+    assert_eq!(kv.hget(&k, "b").await.unwrap(), Some(b("2")));
+    kv.hset(
+        &k,
+        vec![
+            ("a".into(), b("zz")),
+            ("C".into(), b("")),
+            ("ab".into(), b("10")),
+        ],
+    )
+    .await
+    .unwrap();
+    // Sorted bytewise on both backends.
+    assert_eq!(kv.hkeys(&k).await.unwrap(), ["C", "a", "ab", "b"]);
+    assert_eq!(
+        kv.hvals(&k).await.unwrap(),
+        vec![b(""), b("10"), b("2"), b("zz")]
+    );
+    assert!(kv.hexists(&k, "a").await.unwrap());
+    assert!(!kv.hexists(&k, "zzz").await.unwrap());
+    assert_eq!(kv.hstrlen(&k, "a").await.unwrap(), 2);
+    assert_eq!(kv.hstrlen(&k, "C").await.unwrap(), 0);
+    assert_eq!(kv.hstrlen(&k, "nope").await.unwrap(), 0);
+    assert!(kv.hkeys(&missing).await.unwrap().is_empty());
+    assert!(kv.hvals(&missing).await.unwrap().is_empty());
+    assert!(!kv.hexists(&missing, "f").await.unwrap());
+    assert_eq!(kv.hstrlen(&missing, "f").await.unwrap(), 0);
+    assert!(kv.hsetnx(&missing, "f", b("v")).await.unwrap());
+    assert_eq!(kv.key_type(&missing).await.unwrap(), KeyType::Hash);
+}
+
+async fn hkeys_and_hvals_are_sorted_for_large_hashes(t: TestKv) {
+    let kv = t.store();
+    let k = t.key("big");
+    // Past Redis's listpack limit (128 fields), where its order is its
+    // hash table's.
+    let fields: Vec<(String, Bytes)> = (0..300)
+        .map(|i| (format!("f{}", (i * 7919) % 300), b(&format!("v{i}"))))
+        .collect();
+    kv.hset(&k, fields.clone()).await.unwrap();
+    let mut names: Vec<String> = fields.iter().map(|(f, _)| f.clone()).collect();
+    names.sort();
+    let mut values: Vec<Bytes> = fields.into_iter().map(|(_, v)| v).collect();
+    values.sort();
+    assert_eq!(kv.hkeys(&k).await.unwrap(), names);
+    assert_eq!(kv.hvals(&k).await.unwrap(), values);
+}
+
+async fn hincr_by_float_adds_and_refuses_like_redis(t: TestKv) {
+    let kv = t.store();
+    let (k, s, missing) = (t.key("h"), t.key("s"), t.key("missing"));
+    assert_eq!(kv.hincr_by_float(&k, "f", 2.5).await.unwrap(), 2.5);
+    assert_eq!(kv.hincr_by_float(&k, "f", 1.25).await.unwrap(), 3.75);
+    assert_eq!(kv.hget(&k, "f").await.unwrap(), Some(b("3.75")));
+    assert_eq!(kv.hincr_by_float(&k, "f", 0.25).await.unwrap(), 4.0);
+    // Stored without a fraction, so HINCRBY reads it again.
+    assert_eq!(kv.hget(&k, "f").await.unwrap(), Some(b("4")));
+    assert_eq!(kv.hincr_by(&k, "f", 1).await.unwrap(), 5);
+    kv.hset(&k, vec![("name".into(), b("ada")), ("sp".into(), b(" 1"))])
+        .await
+        .unwrap();
+    for field in ["name", "sp"] {
+        let err = kv.hincr_by_float(&k, field, 1.0).await.unwrap_err();
+        assert_invalid(&err, "ERR hash value is not a float");
+    }
+    let err = kv.hincr_by_float(&k, "f", f64::NAN).await.unwrap_err();
+    assert_invalid(&err, "ERR value is not a valid float");
+    kv.set(&s, b("v")).await.unwrap();
+    // The increment is judged before the key: nothing is created, and a
+    // key of another type gets the same answer.
+    for key in [&k, &missing, &s] {
+        for delta in [f64::INFINITY, f64::NEG_INFINITY] {
+            let err = kv.hincr_by_float(key, "f", delta).await.unwrap_err();
+            assert_invalid(&err, "ERR value is NaN or Infinity");
+        }
+    }
+    assert_eq!(kv.hget(&k, "f").await.unwrap(), Some(b("5")));
+    assert_eq!(kv.exists(&[missing]).await.unwrap(), 0);
+    assert_wrong_type(kv.hincr_by_float(&s, "f", 1.0).await, "hincrbyfloat");
+}
+
+// ---------------------------------------------------------------------------
+// ZADD flags, ZCOUNT, ZREVRANGEBYSCORE
+
+fn zadd_flags(flags: &str) -> ZAddOptions {
+    let mut options = ZAddOptions::default();
+    for flag in flags.split_whitespace() {
+        match flag {
+            "nx" => options.nx = true,
+            "xx" => options.xx = true,
+            "gt" => options.gt = true,
+            "lt" => options.lt = true,
+            "ch" => options.ch = true,
+            "incr" => options.incr = true,
+            other => panic!("not a ZADD flag: {other}"),
+        }
+    }
+    options
+}
+
+fn zadd_command(key: &str, members: &[(f64, &str)], flags: &str) -> Command {
+    Command::ZAdd {
+        key: key.into(),
+        members: members.iter().map(|(s, m)| (*s, (*m).to_owned())).collect(),
+        options: zadd_flags(flags),
+    }
+}
+
+async fn zadd_refuses_flag_combinations_like_redis(t: TestKv) {
+    let kv = t.store();
+    let (z, s) = (t.key("z"), t.key("s"));
+    kv.zadd(&z, vec![(1.0, "a".into())]).await.unwrap();
+    kv.set(&s, b("v")).await.unwrap();
+    let nx_xx = "ERR XX and NX options at the same time are not compatible";
+    let gt_lt_nx = "ERR GT, LT, and/or NX options at the same time are not compatible";
+    let incr_one = "ERR INCR option supports a single increment-element pair";
+    let arity = "ERR wrong number of arguments for 'zadd' command";
+    let syntax = "ERR syntax error";
+    let not_float = "ERR value is not a valid float";
+    let one: &[(f64, &str)] = &[(1.0, "a")];
+    let two: &[(f64, &str)] = &[(1.0, "a"), (2.0, "b")];
+    let nan: &[(f64, &str)] = &[(f64::NAN, "a")];
+    let none: &[(f64, &str)] = &[];
+    let cases = [
+        ("nx xx", one, nx_xx),
+        ("nx xx gt lt", one, nx_xx),
+        ("gt lt", one, gt_lt_nx),
+        ("nx gt", one, gt_lt_nx),
+        ("nx lt", one, gt_lt_nx),
+        ("incr", two, incr_one),
+        ("gt lt incr", two, gt_lt_nx),
+        // Flags before scores...
+        ("nx xx", nan, nx_xx),
+        ("", nan, not_float),
+        ("incr", nan, not_float),
+        // ...and the argument count before flags.
+        ("", none, arity),
+        ("nx", none, arity),
+        ("nx xx", none, syntax),
+        ("gt ch", none, syntax),
+    ];
+    for (flags, members, message) in cases {
+        // All of it before the key's type.
+        for key in [&z, &s] {
+            let err = kv
+                .execute(zadd_command(key, members, flags))
+                .await
+                .unwrap_err();
+            assert_eq!(err.message(), message, "ZADD {flags} {members:?}: {err}");
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        }
+    }
+    assert_eq!(kv.zrange(&z, 0, -1).await.unwrap(), [("a".to_owned(), 1.0)]);
+    assert_eq!(kv.get(&s).await.unwrap(), Some(b("v")));
+    assert_wrong_type(kv.execute(zadd_command(&s, one, "xx gt ch")).await, "zadd");
+}
+
+/// ZADD's conditions, row by row, on a set holding `a` at 5: the flags and
+/// pairs, Redis's reply, then `a`'s and `b`'s scores after.
+async fn zadd_condition_matrix_matches_redis(t: TestKv) {
+    let kv = t.store();
+    type Row<'a> = (&'a str, &'a [(f64, &'a str)], Reply, f64, Option<f64>);
+    let added = Reply::Int;
+    let score = |s: Option<f64>| Reply::Score(s);
+    let rows: &[Row] = &[
+        ("", &[(7.0, "a"), (1.0, "b")], added(1), 7.0, Some(1.0)),
+        ("ch", &[(7.0, "a"), (1.0, "b")], added(2), 7.0, Some(1.0)),
+        // The same score is no change.
+        ("ch", &[(5.0, "a")], added(0), 5.0, None),
+        ("nx", &[(7.0, "a"), (1.0, "b")], added(1), 5.0, Some(1.0)),
+        ("nx ch", &[(7.0, "a"), (1.0, "b")], added(1), 5.0, Some(1.0)),
+        ("xx", &[(7.0, "a"), (1.0, "b")], added(0), 7.0, None),
+        ("xx ch", &[(7.0, "a"), (1.0, "b")], added(1), 7.0, None),
+        ("gt ch", &[(7.0, "a")], added(1), 7.0, None),
+        ("gt ch", &[(3.0, "a")], added(0), 5.0, None),
+        ("gt ch", &[(5.0, "a")], added(0), 5.0, None),
+        // GT and LT never stop a new member.
+        ("gt", &[(3.0, "a"), (1.0, "b")], added(1), 5.0, Some(1.0)),
+        ("lt ch", &[(3.0, "a"), (9.0, "b")], added(2), 3.0, Some(9.0)),
+        ("lt ch", &[(7.0, "a")], added(0), 5.0, None),
+        ("xx gt ch", &[(7.0, "a"), (1.0, "b")], added(1), 7.0, None),
+        ("xx lt ch", &[(7.0, "a"), (1.0, "b")], added(0), 5.0, None),
+        ("incr", &[(2.0, "a")], score(Some(7.0)), 7.0, None),
+        ("incr", &[(2.0, "b")], score(Some(2.0)), 5.0, Some(2.0)),
+        ("incr", &[(0.0, "a")], score(Some(5.0)), 5.0, None),
+        ("incr nx", &[(2.0, "a")], score(None), 5.0, None),
+        ("incr nx", &[(2.0, "b")], score(Some(2.0)), 5.0, Some(2.0)),
+        ("incr xx", &[(2.0, "b")], score(None), 5.0, None),
+        ("incr gt", &[(-1.0, "a")], score(None), 5.0, None),
+        ("incr gt", &[(1.0, "a")], score(Some(6.0)), 6.0, None),
+        ("incr lt", &[(0.0, "a")], score(None), 5.0, None),
+        ("incr lt ch", &[(-2.0, "a")], score(Some(3.0)), 3.0, None),
+    ];
+    for (i, (flags, members, reply, a, bs)) in rows.iter().enumerate() {
+        let k = t.key(&format!("row{i}"));
+        kv.zadd(&k, vec![(5.0, "a".into())]).await.unwrap();
+        let what = format!("row {i}: ZADD {flags} {members:?}");
+        let got = kv.execute(zadd_command(&k, members, flags)).await.unwrap();
+        assert_eq!(&got, reply, "{what}");
+        assert_eq!(kv.zscore(&k, "a").await.unwrap(), Some(*a), "{what}");
+        assert_eq!(kv.zscore(&k, "b").await.unwrap(), *bs, "{what}");
+    }
+    // XX on a missing key creates nothing.
+    let missing = t.key("missing");
+    for (flags, reply) in [("xx", added(0)), ("xx incr", score(None))] {
+        let got = kv
+            .execute(zadd_command(&missing, &[(1.0, "a")], flags))
+            .await
+            .unwrap();
+        assert_eq!(got, reply, "{flags}");
+        assert_eq!(kv.exists(std::slice::from_ref(&missing)).await.unwrap(), 0);
+    }
+    // INCR into NaN fails and changes nothing.
+    let top = t.key("top");
+    kv.zadd(&top, vec![(f64::INFINITY, "m".into())])
+        .await
+        .unwrap();
+    let err = kv
+        .zadd_incr(&top, f64::NEG_INFINITY, "m", ZAddOptions::default())
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR resulting score is not a number (NaN)");
+    assert_eq!(kv.zscore(&top, "m").await.unwrap(), Some(f64::INFINITY));
+    // The typed helpers.
+    let k = t.key("typed");
+    let ch = zadd_flags("ch");
+    let two = vec![(1.0, "a".to_owned()), (2.0, "b".to_owned())];
+    assert_eq!(kv.zadd_with(&k, two, ch).await.unwrap(), 2);
+    let xx = zadd_flags("xx");
+    assert_eq!(kv.zadd_incr(&k, 2.5, "a", xx).await.unwrap(), Some(3.5));
+    assert_eq!(kv.zadd_incr(&k, 2.5, "c", xx).await.unwrap(), None);
+    let err = kv
+        .zadd_with(&k, vec![(1.0, "d".into())], zadd_flags("incr"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(kv.zcard(&k).await.unwrap(), 2, "zadd_with sent nothing");
+}
+
+async fn zcount_counts_within_bounds(t: TestKv) {
+    use ScoreBound::*;
+    let kv = t.store();
+    let (k, s) = (t.key("z"), t.key("s"));
+    let members: Vec<(f64, String)> = (1..=5).map(|i| (i as f64, format!("m{i}"))).collect();
+    kv.zadd(&k, members).await.unwrap();
+    assert_eq!(
+        kv.zcount(&k, Inclusive(2.0), Inclusive(4.0)).await.unwrap(),
+        3
+    );
+    assert_eq!(kv.zcount(&k, Exclusive(2.0), PosInfinity).await.unwrap(), 3);
+    assert_eq!(
+        kv.zcount(&k, Exclusive(2.0), Exclusive(4.0)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        kv.zcount(&k, Inclusive(5.0), Inclusive(1.0)).await.unwrap(),
+        0
+    );
+    assert_eq!(kv.zcount(&k, NegInfinity, PosInfinity).await.unwrap(), 5);
+    assert_eq!(
+        kv.zcount(&t.key("none"), NegInfinity, PosInfinity)
+            .await
+            .unwrap(),
+        0
+    );
+    kv.zadd(
+        &k,
+        vec![
+            (f64::INFINITY, "top".into()),
+            (f64::NEG_INFINITY, "bottom".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(kv.zcount(&k, PosInfinity, PosInfinity).await.unwrap(), 1);
+    assert_eq!(kv.zcount(&k, NegInfinity, NegInfinity).await.unwrap(), 1);
+    let err = kv
+        .zcount(&k, Inclusive(f64::NAN), PosInfinity)
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR min or max is not a float");
+    kv.set(&s, b("v")).await.unwrap();
+    assert_wrong_type(kv.zcount(&s, NegInfinity, PosInfinity).await, "zcount");
+}
+
+async fn zrevrangebyscore_descends_with_limit(t: TestKv) {
+    use ScoreBound::*;
+    let kv = t.store();
+    let k = t.key("board");
+    kv.zadd(
+        &k,
+        vec![
+            (1.0, "a".into()),
+            (2.0, "b".into()),
+            (2.0, "c".into()),
+            (3.0, "d".into()),
+            (4.0, "e".into()),
+            (5.0, "f".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let rev = |max, min, limit| {
+        let kv = kv.clone();
+        let k = k.clone();
+        async move { kv.zrevrangebyscore(&k, max, min, limit).await.unwrap() }
+    };
+    // Ties descend by member too.
+    assert_eq!(
+        names(&rev(PosInfinity, NegInfinity, None).await),
+        ["f", "e", "d", "c", "b", "a"]
+    );
+    assert_eq!(
+        names(&rev(Inclusive(4.0), Exclusive(1.0), None).await),
+        ["e", "d", "c", "b"]
+    );
+    assert_eq!(
+        names(&rev(Exclusive(4.0), Inclusive(2.0), None).await),
+        ["d", "c", "b"]
+    );
+    assert_eq!(
+        names(&rev(Inclusive(2.0), Inclusive(2.0), None).await),
+        ["c", "b"]
+    );
+    assert_eq!(
+        rev(PosInfinity, NegInfinity, Some((1, 2))).await,
+        vec![("e".to_string(), 4.0), ("d".to_string(), 3.0)]
+    );
+    assert!(rev(Inclusive(2.0), Inclusive(4.0), None).await.is_empty());
+    assert!(
+        rev(PosInfinity, NegInfinity, Some((10, 5)))
+            .await
+            .is_empty()
+    );
+    let up = kv
+        .zrangebyscore(&k, Inclusive(2.0), Inclusive(3.0), Some((1, 5)))
+        .await
+        .unwrap();
+    assert_eq!(names(&up), ["c", "d"]);
+    kv.zadd(
+        &k,
+        vec![
+            (f64::INFINITY, "top".into()),
+            (f64::NEG_INFINITY, "bottom".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&rev(PosInfinity, PosInfinity, None).await), ["top"]);
+    assert_eq!(
+        names(&rev(Exclusive(1.0), NegInfinity, None).await),
+        ["bottom"]
+    );
+    assert_eq!(
+        names(&rev(NegInfinity, NegInfinity, None).await),
+        ["bottom"]
+    );
+    let none = kv
+        .zrevrangebyscore(&t.key("none"), PosInfinity, NegInfinity, None)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let err = kv
+        .zrevrangebyscore(&k, Inclusive(f64::NAN), NegInfinity, None)
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR min or max is not a float");
+    let s = t.key("s");
+    kv.set(&s, b("v")).await.unwrap();
+    assert_wrong_type(
+        kv.zrevrangebyscore(&s, PosInfinity, NegInfinity, None)
+            .await,
+        "zrevrangebyscore",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Paged SCAN
+
+/// Every page of a scan; fails rather than loops forever.
+async fn scan_pages(kv: &Arc<dyn KvStore>, options: &ScanOptions) -> Vec<ScanPage> {
+    let mut pages = Vec::new();
+    let mut cursor = ScanCursor::start();
+    loop {
+        assert!(pages.len() < 1_000_000, "the scan does not end");
+        let page = kv.scan(&cursor, options).await.unwrap();
+        let last = page.is_last();
+        cursor = page.cursor.clone();
+        pages.push(page);
+        if last {
+            return pages;
+        }
+    }
+}
+
+async fn scan_pages_until_the_cursor_is_zero(t: TestKv) {
+    let kv = t.store();
+    let names: Vec<String> = (0..50).map(|i| format!("page:{i:02}")).collect();
+    let pairs = names.iter().map(|n| (t.key(n), b("v"))).collect();
+    kv.mset(pairs).await.unwrap();
+    kv.set(&t.key("other"), b("v")).await.unwrap();
+    let options = ScanOptions::matching(format!("{}page:*", t.prefix)).count(7);
+    let pages = scan_pages(&kv, &options).await;
+    assert!(pages.len() > 1, "COUNT 7 over 51 keys takes several steps");
+    let seen: BTreeSet<String> = pages.into_iter().flat_map(|p| p.keys).collect();
+    let want: BTreeSet<String> = names.iter().map(|n| t.key(n)).collect();
+    assert_eq!(seen, want);
+    // The helper collects the same, sorted and once each.
+    let all = kv.scan_all(&format!("{}page:*", t.prefix)).await.unwrap();
+    assert_eq!(all, want.into_iter().collect::<Vec<_>>());
+}
+
+async fn scan_filters_by_type(t: TestKv) {
+    let kv = t.store();
+    let [s1, s2, h, z] = [t.key("s1"), t.key("s2"), t.key("h"), t.key("z")];
+    kv.set(&s1, b("v")).await.unwrap();
+    kv.incr(&s2).await.unwrap();
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    kv.zadd(&z, vec![(1.0, "m".into())]).await.unwrap();
+    let all = format!("{}*", t.prefix);
+    for (key_type, want) in [
+        (KeyType::String, vec![s1.clone(), s2.clone()]),
+        (KeyType::Hash, vec![h.clone()]),
+        (KeyType::ZSet, vec![z.clone()]),
+        (KeyType::None, vec![]),
+    ] {
+        let options = ScanOptions::matching(all.clone()).of_type(key_type);
+        let got = kv.scan_all_with(options).await.unwrap();
+        assert_eq!(got, want, "TYPE {}", key_type.as_str());
+    }
+}
+
+async fn scan_returns_every_key_present_throughout(t: TestKv) {
+    let kv = t.store();
+    let stay: Vec<String> = (0..120).map(|i| t.key(&format!("stay:{i:03}"))).collect();
+    let gone: Vec<String> = (0..60).map(|i| t.key(&format!("gone:{i:03}"))).collect();
+    let pairs = stay
+        .iter()
+        .chain(&gone)
+        .map(|k| (k.clone(), b("v")))
+        .collect();
+    kv.mset(pairs).await.unwrap();
+    let options = ScanOptions::matching(format!("{}*", t.prefix)).count(10);
+    let mut seen = BTreeSet::new();
+    let mut cursor = ScanCursor::start();
+    for step in 0.. {
+        assert!(step < 1_000_000, "the scan does not end");
+        let page = kv.scan(&cursor, &options).await.unwrap();
+        let last = page.is_last();
+        seen.extend(page.keys);
+        if last {
+            break;
+        }
+        cursor = page.cursor;
+        // Keys come and go between steps, before and after the position.
+        let added = vec![
+            (t.key(&format!("new:{step:03}:a")), b("v")),
+            (t.key(&format!("a-new:{step:03}")), b("v")),
+            (t.key(&format!("zz-new:{step:03}")), b("v")),
+        ];
+        kv.mset(added).await.unwrap();
+        let doomed: Vec<String> = gone.iter().skip(2 * step).take(2).cloned().collect();
+        if !doomed.is_empty() {
+            kv.del(&doomed).await.unwrap();
+        }
+    }
+    let missed: Vec<&String> = stay.iter().filter(|k| !seen.contains(*k)).collect();
+    assert!(
+        missed.is_empty(),
+        "keys present throughout were missed: {missed:?}"
+    );
+    assert!(seen.iter().all(|k| k.starts_with(&t.prefix)));
+}
+
+async fn scan_refuses_count_zero_and_unreadable_cursors(t: TestKv) {
+    let kv = t.store();
+    kv.set(&t.key("k"), b("v")).await.unwrap();
+    let err = kv
+        .scan(&ScanCursor::start(), &ScanOptions::default().count(0))
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR syntax error");
+    for bad in ["nonsense", "", "1.5", " 7", "-"] {
+        let err = kv
+            .scan(&ScanCursor::new(bad), &ScanOptions::default())
+            .await
+            .unwrap_err();
+        assert_invalid(&err, "ERR invalid cursor");
+    }
+}
+
+async fn delete_pattern_deletes_page_by_page(t: TestKv) {
+    let kv = t.store();
+    // Several of the helper's pages of SCAN_PAGE keys.
+    let doomed: Vec<(String, Bytes)> = (0..2500)
+        .map(|i| (t.key(&format!("bulk:{i:04}")), b("v")))
+        .collect();
+    for chunk in doomed.chunks(500) {
+        kv.mset(chunk.to_vec()).await.unwrap();
+    }
+    kv.set(&t.key("keep"), b("v")).await.unwrap();
+    let deleted = kv
+        .delete_pattern(&format!("{}bulk:*", t.prefix))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2500);
+    assert_eq!(t.all_keys().await, t.keys(&["keep"]));
+}
+
+async fn pipeline_carries_the_newer_commands(t: TestKv) {
+    let kv = t.store();
+    let (k, z, h) = (t.key("k"), t.key("z"), t.key("h"));
+    let commands = vec![
+        Command::SetGet {
+            key: k.clone(),
+            value: b("1"),
+            options: SetOptions::default(),
+        },
+        Command::SetGet {
+            key: k.clone(),
+            value: b("2"),
+            options: SetOptions::ttl(Duration::from_secs(100)),
+        },
+        Command::GetEx {
+            key: k.clone(),
+            expiry: GetExpiry::Persist,
+        },
+        Command::MSetNx {
+            pairs: vec![(k.clone(), b("x"))],
+        },
+        Command::Append {
+            key: k.clone(),
+            value: b("3"),
+        },
+        zadd_command(&z, &[(1.0, "a")], "incr"),
+        zadd_command(&z, &[(1.0, "a"), (2.0, "b")], "incr"),
+        zadd_command(&z, &[(5.0, "a")], "gt ch"),
+        Command::ZCount {
+            key: z.clone(),
+            min: ScoreBound::NegInfinity,
+            max: ScoreBound::PosInfinity,
+        },
+        Command::HSetNx {
+            key: h.clone(),
+            field: "f".into(),
+            value: b("v"),
+        },
+        Command::HKeys { key: h.clone() },
+        Command::HVals { key: h.clone() },
+        Command::HExists {
+            key: h.clone(),
+            field: "f".into(),
+        },
+        Command::HStrLen {
+            key: h.clone(),
+            field: "f".into(),
+        },
+        Command::HIncrByFloat {
+            key: h.clone(),
+            field: "n".into(),
+            delta: 1.5,
+        },
+        Command::Expire {
+            key: k.clone(),
+            ttl: Duration::from_secs(10),
+            options: expire_flags("nx xx"),
+        },
+        Command::Expire {
+            key: k.clone(),
+            ttl: Duration::from_secs(10),
+            options: expire_flags("nx"),
+        },
+        Command::GetDel { key: k.clone() },
+        Command::StrLen { key: k.clone() },
+        Command::ZRangeByScore {
+            key: z.clone(),
+            min: ScoreBound::NegInfinity,
+            max: ScoreBound::PosInfinity,
+            rev: true,
+            limit: None,
+        },
+    ];
+    let results = kv.pipeline(commands).await.unwrap();
+    let ok = |i: usize| results[i].as_ref().unwrap().clone();
+    assert_eq!(ok(0), Reply::Value(None));
+    assert_eq!(ok(1), Reply::Value(Some(b("1"))));
+    assert_eq!(ok(2), Reply::Value(Some(b("2"))));
+    assert_eq!(ok(3), Reply::Bool(false));
+    assert_eq!(ok(4), Reply::Int(2));
+    assert_eq!(ok(5), Reply::Score(Some(1.0)));
+    let err = results[6].as_ref().unwrap_err();
+    assert_invalid(
+        err,
+        "ERR INCR option supports a single increment-element pair",
+    );
+    assert_eq!(ok(7), Reply::Int(1));
+    assert_eq!(ok(8), Reply::Int(1));
+    assert_eq!(ok(9), Reply::Bool(true));
+    assert_eq!(ok(10), Reply::Fields(vec!["f".into()]));
+    assert_eq!(ok(11), Reply::Blobs(vec![b("v")]));
+    assert_eq!(ok(12), Reply::Bool(true));
+    assert_eq!(ok(13), Reply::Int(1));
+    assert_eq!(ok(14), Reply::Float(1.5));
+    let err = results[15].as_ref().unwrap_err();
+    assert_invalid(
+        err,
+        "ERR NX and XX, GT or LT options at the same time are not compatible",
+    );
+    assert_eq!(ok(16), Reply::Bool(true));
+    assert_eq!(ok(17), Reply::Value(Some(b("23"))));
+    assert_eq!(ok(18), Reply::Int(0));
+    assert_eq!(ok(19), Reply::Scored(vec![("a".into(), 5.0)]));
+}
+
+// ---------------------------------------------------------------------------
+// Bounded subscriptions
+
+/// A subscriber that reads nothing while messages pile up is told, at the
+/// place of the gap, how many it lost, and then reads on. Each message
+/// carries its sequence number, so every gap must be exactly announced by
+/// the `Lagged` before it.
+async fn slow_subscriber_is_told_how_many_it_missed(t: TestKv) {
+    let capacity = 4;
+    let kv = t.store_with_subscription_capacity(capacity).await;
+    let channel = t.key("firehose");
+    let mut sub = kv.subscribe(std::slice::from_ref(&channel)).await.unwrap();
+    assert_eq!(sub.capacity(), capacity);
+    // Publish until the subscription has had to drop something; nothing
+    // is read meanwhile.
+    let mut published = 0u64;
+    while sub.dropped() == 0 {
+        assert!(published < 1_000_000, "no message was ever dropped");
+        let reached = kv
+            .publish(&channel, b(&published.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(reached, 1, "a lagging subscriber is still reached");
+        published += 1;
+    }
+    assert!(published > capacity as u64, "{published}");
+    let (mut next, mut lagged, mut gaps) = (0u64, 0u64, 0u32);
+    let mut first = None;
+    while next < published {
+        let event = next_event(&mut sub).await;
+        first.get_or_insert_with(|| event.clone());
+        match event {
+            SubscriptionEvent::Lagged(n) => {
+                assert!(n > 0);
+                // The dropped ones are exactly the next `n`.
+                next += n;
+                lagged += n;
+                gaps += 1;
+            }
+            SubscriptionEvent::Message(m) => {
+                let seq: u64 = String::from_utf8_lossy(&m.payload).parse().unwrap();
+                assert_eq!(seq, next, "a message was skipped without a Lagged");
+                next += 1;
+            }
+        }
+    }
+    assert_eq!(next, published);
+    assert!(gaps >= 1);
+    assert_eq!(lagged, sub.dropped());
+    assert!(
+        matches!(first, Some(SubscriptionEvent::Lagged(_))),
+        "the oldest were dropped, so the gap comes first: {first:?}"
+    );
+    // And the subscription goes on normally.
+    kv.publish(&channel, b("after")).await.unwrap();
+    assert_eq!(next_message(&mut sub).await.payload, b("after"));
+}
+
+async fn concurrent_msetnx_writes_one_whole_set(t: TestKv) {
+    for round in 0..20 {
+        let (x, y) = (t.key(&format!("x{round}")), t.key(&format!("y{round}")));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let kv = t.store();
+                let pairs = vec![
+                    (x.clone(), b(&i.to_string())),
+                    (y.clone(), b(&i.to_string())),
+                ];
+                tokio::spawn(async move { kv.msetnx(pairs).await.unwrap() })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            wins += u32::from(task.await.unwrap());
+        }
+        assert_eq!(wins, 1, "round {round}");
+        let kv = t.store();
+        assert_eq!(kv.get(&x).await.unwrap(), kv.get(&y).await.unwrap());
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1049,7 +2206,10 @@ mod embedded_only {
     use super::*;
 
     fn store(max_memory: u64) -> EmbeddedKv {
-        EmbeddedKv::new(EmbeddedKvOptions { max_memory })
+        EmbeddedKv::new(EmbeddedKvOptions {
+            max_memory,
+            ..Default::default()
+        })
     }
 
     /// A documented difference: the embedded engine computes in f64 and
@@ -1067,6 +2227,18 @@ mod embedded_only {
             kv.get("f").await.unwrap(),
             Some(Bytes::from(f64::MAX.to_string()))
         );
+    }
+
+    /// The same difference for a hash field (see `kv_redis`).
+    #[tokio::test]
+    async fn hincr_by_float_beyond_f64_max_is_refused() {
+        let kv = store(0);
+        let max = Bytes::from(f64::MAX.to_string());
+        kv.hset("h", vec![("f".into(), max.clone())]).await.unwrap();
+        let err = kv.hincr_by_float("h", "f", f64::MAX).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert_eq!(err.message(), "ERR increment would produce NaN or Infinity");
+        assert_eq!(kv.hget("h", "f").await.unwrap(), Some(max));
     }
 
     #[tokio::test]
@@ -1114,7 +2286,7 @@ mod embedded_only {
         kv.info().await.unwrap();
         // Make the resident keys popular: a frequency-based admission
         // filter (TinyLFU) would now refuse a newcomer.
-        let resident = kv.scan("old:*").await.unwrap();
+        let resident = kv.scan_all("old:*").await.unwrap();
         assert!(!resident.is_empty());
         for _ in 0..20 {
             for key in &resident {
@@ -1203,6 +2375,61 @@ mod embedded_only {
         let err = kv.zadd("z", vec![]).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(kv.subscribe(&[]).await.is_err());
+    }
+
+    /// The embedded cursor is the last key examined, in hex after `k`; a
+    /// number it did not hand out is refused (Redis would take any number
+    /// as a position in its table: a documented difference).
+    #[tokio::test]
+    async fn scan_cursor_is_the_last_key_examined() {
+        let kv = store(0);
+        for key in ["a", "b", "c"] {
+            kv.set(key, b("v")).await.unwrap();
+        }
+        let two = ScanOptions::default().count(2);
+        let page = kv.scan(&ScanCursor::start(), &two).await.unwrap();
+        assert_eq!(page.keys, ["a", "b"]);
+        assert_eq!(page.cursor.as_str(), "k62");
+        let page = kv.scan(&page.cursor, &two).await.unwrap();
+        assert_eq!(page.keys, ["c"]);
+        assert!(page.is_last());
+        // The position holds even once its key is gone.
+        kv.del(&["b".into()]).await.unwrap();
+        let page = kv.scan(&ScanCursor::new("k62"), &two).await.unwrap();
+        assert_eq!(page.keys, ["c"]);
+        for number in ["1", "42", "18446744073709551615"] {
+            let err = kv.scan(&ScanCursor::new(number), &two).await.unwrap_err();
+            assert_eq!(err.message(), "ERR invalid cursor", "{err}");
+        }
+    }
+
+    /// A step examines COUNT keys whatever matches: on many keys of which
+    /// none match, a step answers nothing and a cursor to go on.
+    #[tokio::test]
+    async fn a_scan_step_examines_at_most_count_keys() {
+        let kv = store(0);
+        let pairs = (0..1000).map(|i| (format!("k{i:04}"), b("v"))).collect();
+        kv.mset(pairs).await.unwrap();
+        let options = ScanOptions::matching("nothing*").count(10);
+        let page = kv.scan(&ScanCursor::start(), &options).await.unwrap();
+        assert!(page.keys.is_empty());
+        assert_eq!(page.cursor, ScanCursor::new("k6b30303039"), "after k0009");
+        let pages = scan_pages(&(Arc::new(kv) as Arc<dyn KvStore>), &options).await;
+        assert_eq!(
+            pages.len(),
+            101,
+            "100 full steps and the one that finds the end"
+        );
+    }
+
+    #[tokio::test]
+    async fn subscriptions_end_when_the_store_is_dropped() {
+        let kv = store(0);
+        let mut sub = kv.subscribe(&["c".to_owned()]).await.unwrap();
+        kv.publish("c", b("last")).await.unwrap();
+        drop(kv);
+        assert_eq!(next_message(&mut sub).await.payload, b("last"));
+        assert!(sub.next().await.is_none(), "ended, without an error");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Redis-only behaviour of the key-value adapter, beyond the shared
 //! `kv_conformance` suite: connecting (refused password, unreachable or
-//! silent server), redaction, the key prefix, and pipelines.
+//! silent server), redaction, the key prefix, pipelines, and a
+//! subscription whose connection drops.
 //!
 //! The cases that need the real Redis run with `STRATA_TEST_FULL=1` (after
 //! `scripts/services.sh up`); the unreachable-server cases run always.
@@ -14,7 +15,9 @@ use bytes::Bytes;
 use strata::ErrorKind;
 use strata::config::{Config, KvConfig, RedisConfig, Secret, with_password};
 use strata::engines::kv::redis::RedisKv;
-use strata::engines::kv::{Command, KvStore, Reply};
+use strata::engines::kv::{
+    Command, KvStore, KvStoreExt, Reply, ScanCursor, ScanOptions, SubscriptionEvent,
+};
 
 /// The full profile's Redis settings, or `None` when it is not in use.
 fn full_redis() -> Option<RedisConfig> {
@@ -201,6 +204,17 @@ async fn tls_urls_are_understood() {
 }
 
 #[tokio::test]
+async fn zero_subscription_capacity_is_a_config_error() {
+    let config = RedisConfig {
+        subscription_capacity: 0,
+        ..RedisConfig::default()
+    };
+    let err = RedisKv::connect(&config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert_eq!(err.field(), Some("kv.subscription_capacity"), "{err}");
+}
+
+#[tokio::test]
 async fn zero_pool_size_is_a_config_error() {
     let config = RedisConfig {
         pool_size: 0,
@@ -258,6 +272,22 @@ async fn redis_stores_an_incr_by_float_beyond_f64_max() {
     assert!(stored.len() > 300, "a 309-digit decimal: {stored:?}");
 }
 
+/// The same for a hash field: stored in `long double`, read back as
+/// infinity.
+#[tokio::test]
+async fn redis_stores_an_hincr_by_float_beyond_f64_max() {
+    let Some(config) = full_redis() else {
+        return;
+    };
+    let (kv, _sweep) = isolated(config).await;
+    let max = Bytes::from(f64::MAX.to_string());
+    kv.hset("h", vec![("f".into(), max)]).await.unwrap();
+    let sum = kv.hincr_by_float("h", "f", f64::MAX).await.unwrap();
+    assert!(sum.is_infinite() && sum > 0.0, "{sum}");
+    let stored = kv.hget("h", "f").await.unwrap().expect("stored");
+    assert!(stored.len() > 300, "a 309-digit decimal: {stored:?}");
+}
+
 #[tokio::test]
 async fn pipeline_of_a_thousand_incrs_answers_each_in_order() {
     let Some(config) = full_redis() else {
@@ -304,10 +334,10 @@ async fn prefix_is_literal_even_with_glob_characters() {
     let other = RedisKv::connect(&plain).await.unwrap();
     other.set("k", Bytes::from("other's")).await.unwrap();
     // Unescaped, `{base}*:*` would also match `{base}zz:k`.
-    assert!(globbed.scan("*").await.unwrap().is_empty());
+    assert!(globbed.scan_all("*").await.unwrap().is_empty());
     assert_eq!(globbed.get("k").await.unwrap(), None);
     globbed.set("k", Bytes::from("mine")).await.unwrap();
-    assert_eq!(globbed.scan("*").await.unwrap(), ["k"]);
+    assert_eq!(globbed.scan_all("*").await.unwrap(), ["k"]);
     assert_eq!(other.get("k").await.unwrap(), Some(Bytes::from("other's")));
     assert_eq!(globbed.delete_pattern("*").await.unwrap(), 1);
     assert_eq!(other.delete_pattern("*").await.unwrap(), 1);
@@ -322,10 +352,14 @@ async fn subscription_channels_come_back_without_the_prefix() {
     let kv = Arc::new(kv);
     let mut sub = kv.subscribe(&["events".to_string()]).await.unwrap();
     assert_eq!(kv.publish("events", Bytes::from("x")).await.unwrap(), 1);
-    let message = tokio::time::timeout(Duration::from_secs(5), sub.next())
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.next())
         .await
         .expect("message within 5 s")
-        .expect("subscription open");
+        .expect("subscription open")
+        .expect("subscription not lost");
+    let SubscriptionEvent::Message(message) = event else {
+        panic!("expected a message, got {event:?}");
+    };
     assert_eq!(message.channel, "events");
     // A store with another prefix publishes to another channel.
     let Some(config) = full_redis() else {
@@ -455,4 +489,85 @@ async fn info_reports_the_server() {
     let info = kv.info().await.unwrap();
     assert!(info.keys >= 1, "{info:?}");
     assert!(info.used_memory > 0, "{info:?}");
+}
+
+/// A subscription whose connection is cut ends with `Unavailable` (after
+/// what it had buffered), then `None`: the caller learns it may have missed
+/// messages and can subscribe again, which works at once.
+#[tokio::test]
+async fn a_subscription_whose_connection_drops_ends_with_unavailable() {
+    let Some(mut config) = full_redis() else {
+        return;
+    };
+    let real = url::Url::parse(&config.url).unwrap();
+    let upstream = format!("{}:{}", real.host_str().unwrap(), real.port().unwrap());
+    let proxy = Proxy::start(upstream).await;
+    config.key_prefix = format!("{}:", common::unique_name("kvr"));
+    let _sweep = Sweep::new(&config);
+    config.url = format!("redis://default@127.0.0.1:{}/0", proxy.port);
+    let kv = RedisKv::connect(&config).await.unwrap();
+    let channel = ["events".to_string()];
+    let mut sub = kv.subscribe(&channel).await.unwrap();
+    assert_eq!(
+        kv.publish("events", Bytes::from("before")).await.unwrap(),
+        1
+    );
+    proxy.cut_all().await;
+    let mut events = Vec::new();
+    let end = loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("the loss is reported within 5 s");
+        match next {
+            Some(Ok(event)) => events.push(event),
+            Some(Err(e)) => break e,
+            None => panic!("ended without saying the connection was lost"),
+        }
+    };
+    assert_eq!(end.kind(), ErrorKind::Unavailable, "{end}");
+    assert!(end.is_retryable());
+    assert!(sub.next().await.is_none(), "nothing after the error");
+    // The message published before the cut was either read first or lost
+    // with the connection; nothing else came.
+    assert!(events.len() <= 1, "{events:?}");
+    // Subscribing again works (a new connection through the proxy).
+    let mut again = kv.subscribe(&channel).await.unwrap();
+    let mut reached = kv.publish("events", Bytes::from("after")).await;
+    if reached.is_err() {
+        // The publishing connection was cut too: it fails once, then is
+        // replaced.
+        reached = kv.publish("events", Bytes::from("after")).await;
+    }
+    assert_eq!(reached.unwrap(), 1);
+    let event = tokio::time::timeout(Duration::from_secs(5), again.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("open")
+        .expect("not lost");
+    assert!(
+        matches!(&event, SubscriptionEvent::Message(m) if m.payload == "after"),
+        "{event:?}"
+    );
+}
+
+/// Redis's cursors are its own numbers; the adapter refuses what is not
+/// one before sending it.
+#[tokio::test]
+async fn scan_cursors_are_redis_numbers() {
+    let Some(config) = full_redis() else {
+        return;
+    };
+    let (kv, _sweep) = isolated(config).await;
+    kv.set("k", Bytes::from("v")).await.unwrap();
+    let page = kv
+        .scan(&ScanCursor::start(), &ScanOptions::default().count(1))
+        .await
+        .unwrap();
+    assert!(page.cursor.as_str().bytes().all(|c| c.is_ascii_digit()));
+    let err = kv
+        .scan(&ScanCursor::new("k6b"), &ScanOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(err.message(), "ERR invalid cursor");
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bson::doc;
 use strata::config::SagasConfig;
-use strata::engines::Engines;
+use strata::engines::{Engines, KvStoreExt};
 use strata::platform::entities::RunStatus;
 use strata::platform::hybrid::{self, migrate};
 use strata::platform::registry::{self, NewArtifact, NewDataset, RunOutcome};

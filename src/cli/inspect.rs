@@ -16,7 +16,7 @@ use serde_json::json;
 use super::output;
 use crate::config::{Config, KvConfig, QueueConfig};
 use crate::engines::document::FindOptions;
-use crate::engines::kv::Ttl;
+use crate::engines::kv::{KvStoreExt, Ttl};
 use crate::engines::relational::map_db_err;
 use crate::engines::{self, DocumentStore};
 use crate::error::{Error, ErrorKind, Result};
@@ -300,7 +300,7 @@ pub(crate) async fn kv(config: &Config, command: KvCommand, json: bool) -> Resul
                 json!({"key": key, "ttl": format!("{d:?}"), "pttl": d.as_millis() as u64})
             }
         },
-        KvCommand::Keys { pattern } => json!(kv.scan(&pattern).await?),
+        KvCommand::Keys { pattern } => json!(kv.scan_all(&pattern).await?),
     };
     if json {
         output::print_json(&value)?;

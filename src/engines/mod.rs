@@ -20,7 +20,7 @@ pub mod queue;
 pub mod relational;
 
 pub use document::DocumentStore;
-pub use kv::KvStore;
+pub use kv::{KvStore, KvStoreExt};
 pub use queue::Broker;
 
 /// Every engine, opened from configuration. Cheap to clone.
@@ -85,6 +85,7 @@ pub async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>> {
         KvConfig::Embedded(e) => Ok(Arc::new(kv::embedded::EmbeddedKv::new(
             kv::embedded::EmbeddedKvOptions {
                 max_memory: e.max_memory.as_u64(),
+                subscription_capacity: e.subscription_capacity,
             },
         ))),
         KvConfig::Redis(redis) => Ok(Arc::new(kv::redis::RedisKv::connect(redis).await?)),

@@ -12,7 +12,7 @@ use strata::config::{Config, DocumentsConfig, KvConfig, RelationalConfig};
 use strata::engines::document::mongodb::MongoDocumentStore;
 use strata::engines::kv::redis::RedisKv;
 use strata::engines::queue::embedded::EmbeddedBroker;
-use strata::engines::{self, Engines};
+use strata::engines::{self, Engines, KvStoreExt};
 
 use super::TestDb;
 

@@ -12,7 +12,9 @@ use strata::engines::Engines;
 use strata::engines::document::{
     CollectionOptions, DocumentStore, FindOptions, IndexSpec, UpdateOptions, UpdateResult,
 };
-use strata::engines::kv::{Command, KvInfo, KvStore, Reply, Subscription};
+use strata::engines::kv::{
+    Command, KvInfo, KvStore, Reply, ScanCursor, ScanOptions, ScanPage, Subscription,
+};
 use strata::{Error, ErrorKind, Result};
 
 fn down(what: &str) -> Error {
@@ -206,9 +208,9 @@ impl KvStore for SwitchableKv {
         self.check()?;
         self.inner.pipeline(commands).await
     }
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+    async fn scan(&self, cursor: &ScanCursor, options: &ScanOptions) -> Result<ScanPage> {
         self.check()?;
-        self.inner.scan(pattern).await
+        self.inner.scan(cursor, options).await
     }
     async fn subscribe(&self, channels: &[String]) -> Result<Subscription> {
         self.check()?;

@@ -1,13 +1,30 @@
 //! The key-value engine: a Redis-shaped store of strings, hashes and sorted
-//! sets with expiry, pipelines and publish/subscribe.
+//! sets with expiry, pipelines, paged scans and publish/subscribe.
 //!
-//! Every operation is a [`Command`] answered by a [`Reply`]; a backend
-//! implements [`KvStore::execute`] and [`KvStore::pipeline`], and the typed
-//! methods (`get`, `set`, `zadd`, ...) are provided on top of them. This keeps
-//! the Redis adapter a thin mapping from `Command` to a Redis command and
-//! lets a pipeline carry any mix of operations.
+//! # Layout
+//!
+//! - this module: [`KvStore`], the small core a backend implements, and the
+//!   contracts every backend keeps;
+//! - `command`: [`Command`] and [`Reply`], the options of the commands that
+//!   take some, and the shapes of a paged scan;
+//! - `ext`: [`KvStoreExt`], the typed helpers (`get`, `set`, `zadd`,
+//!   `delete_pattern`, ...) every store has, built on the core alone;
+//! - `subscription`: the bounded buffer behind a [`Subscription`];
+//! - `pattern`: Redis's glob matching, for the embedded `SCAN MATCH`;
+//! - [`embedded`] and [`redis`]: the two backends.
+//!
+//! Every operation is a [`Command`] answered by a [`Reply`]: a backend
+//! implements [`KvStore::execute`] and [`KvStore::pipeline`] (plus `scan`,
+//! `subscribe`, `info`, `ping`), and everything typed is provided on top
+//! by [`KvStoreExt`], which no backend can override. A layer that wraps an
+//! `Arc<dyn KvStore>` (timeouts, retries, metrics, a circuit breaker)
+//! therefore sees every operation through the core methods.
 //!
 //! # Contracts every implementation keeps
+//!
+//! Redis 7 is the reference: an answer, an error's kind and an error's
+//! message (`ERR ...`, `WRONGTYPE ...`) are Redis's. The differences that
+//! remain are listed, each with its test, in `docs/engines.md`.
 //!
 //! - `get` of a missing or expired key is `Ok(None)`; `del` of a missing key
 //!   counts zero and succeeds.
@@ -16,774 +33,143 @@
 //!   [`ErrorKind::WrongType`](crate::error::ErrorKind::WrongType) and changes
 //!   nothing. Reading commands of the wrong type fail the same way, except
 //!   `mget`, which answers nil for a key that is not a string (as Redis
-//!   does); `compare_and_delete` on a non-string fails with `WrongType`.
+//!   does); `SET ... GET` on a non-string fails with `WrongType` and does
+//!   not write; `compare_and_delete` on a non-string fails with `WrongType`.
+//! - Arguments Redis refuses are refused with `InvalidInput` and Redis's
+//!   message, before anything changes, and in Redis's order of checks (an
+//!   incompatible flag combination before a bad score, a bad score before
+//!   the key's type): `ZADD` `NX`+`XX`, `GT`/`LT`/`NX` together, `INCR` with
+//!   several members; `PEXPIRE` `NX` with another flag, `GT`+`LT`; a `SCAN`
+//!   `COUNT` of 0; a NaN score; a cursor the store cannot read.
 //! - `incr_by` on a value that is not a base-10 64-bit integer, or that would
 //!   overflow, fails with `InvalidInput` and changes nothing; a missing key
-//!   counts as 0.
-//! - `set` without `keep_ttl` clears any expiry; `expire` on a missing key
-//!   answers `false`. An expired key is gone for every command.
+//!   counts as 0. The float increments refuse a NaN or infinite result.
+//! - Expiry: `set` without `keep_ttl` clears any expiry, `INCRBY`,
+//!   `APPEND` and collection writes keep it. `PEXPIRE` of a missing key
+//!   answers `false`; an expiry of zero deletes the key at once (answering
+//!   `true`) where `PEXPIRE` would have applied it, while `SET PX 0` and
+//!   `GETEX PX 0` are refused ("invalid expire time"), as in Redis; a
+//!   deadline beyond `i64::MAX` milliseconds of Unix time is refused too.
+//!   `GT`/`LT` compare deadlines, a key without expiry counting as an
+//!   infinite one. An expired key is gone for every command.
 //! - A hash or sorted set whose last field or member is removed is deleted.
 //! - `zrange` indexes are inclusive and may be negative (from the end), as
 //!   Redis's; members with equal scores order by member, bytewise.
+//!   `HGETALL`, `HKEYS` and `HVALS` answer sorted bytewise (Redis's own
+//!   order is its hash table's).
+//! - `MSETNX` writes all its keys or none, none when any of them exists
+//!   (of any type).
 //! - `pipeline` answers each command in order, in one round trip; a failing
 //!   command gets its own `Err` and does not stop the others.
 //! - `compare_and_delete` deletes the key only if it holds exactly the given
 //!   value, atomically.
+//! - `scan` is Redis's `SCAN`: a page per call, cursor `0` to start and as
+//!   the last page's cursor; a key present from the first call to the last
+//!   is returned at least once; a key added or removed meanwhile may or may
+//!   not be; `MATCH` and `TYPE` filter. Pages may be empty before the end.
 //! - `subscribe` returns once the subscription is active: a message published
-//!   after it returns is delivered.
+//!   after it returns is delivered. A subscription buffers a bounded number
+//!   of messages; a reader that falls behind loses the oldest and is told
+//!   how many (`Lagged`), and a subscription the backend lost ends with an
+//!   error (see [`Subscription::next`]). Memory never grows with a slow
+//!   reader.
 //! - Keys live in the store's namespace: an implementation may prefix them
 //!   (the Redis adapter's `key_prefix`), but callers never see the prefix.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use async_trait::async_trait;
-use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
+mod command;
 pub mod embedded;
+mod ext;
 pub mod pattern;
 pub mod redis;
+mod subscription;
 
-/// When a `set` writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SetCondition {
-    /// Always (plain `SET`).
-    #[default]
-    Always,
-    /// Only when the key does not exist (`NX`).
-    IfAbsent,
-    /// Only when the key exists (`XX`).
-    IfPresent,
-}
+pub use command::{
+    Command, ExpireOptions, GetExpiry, KeyType, KvInfo, Reply, ScanCursor, ScanOptions, ScanPage,
+    ScoreBound, SetCondition, SetOptions, Ttl, ZAddOptions,
+};
+pub use ext::{KvStoreExt, SCAN_PAGE};
+pub use subscription::{
+    DEFAULT_SUBSCRIPTION_CAPACITY, PubSubMessage, Subscription, SubscriptionEvent, SubscriptionFeed,
+};
 
-/// Options of `SET`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SetOptions {
-    /// Expire after this long (`EX`/`PX`; millisecond precision).
-    pub expiry: Option<Duration>,
-    /// `NX` / `XX`.
-    pub condition: SetCondition,
-    /// Keep the key's current expiry (`KEEPTTL`). Ignored when `expiry` is
-    /// set.
-    pub keep_ttl: bool,
-}
-
-impl SetOptions {
-    /// Expire after `ttl`.
-    pub fn ttl(ttl: Duration) -> Self {
-        SetOptions {
-            expiry: Some(ttl),
-            ..Default::default()
-        }
-    }
-
-    /// Write only if absent (`NX`).
-    pub fn if_absent(mut self) -> Self {
-        self.condition = SetCondition::IfAbsent;
-        self
-    }
-
-    /// Write only if present (`XX`).
-    pub fn if_present(mut self) -> Self {
-        self.condition = SetCondition::IfPresent;
-        self
-    }
-}
-
-/// Remaining time to live of a key (`PTTL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ttl {
-    /// The key does not exist (`-2`).
-    Missing,
-    /// The key exists without an expiry (`-1`).
-    Persistent,
-    /// The key expires after this long.
-    Expires(Duration),
-}
-
-/// One end of a score range (`ZRANGEBYSCORE`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ScoreBound {
-    /// `-inf`.
-    NegInfinity,
-    /// `+inf`.
-    PosInfinity,
-    /// The score itself is in range.
-    Inclusive(f64),
-    /// The score itself is out of range (`(score`).
-    Exclusive(f64),
-}
-
-impl ScoreBound {
-    /// Redis's syntax for the bound: `-inf`, `+inf`, `1.5`, `(1.5`.
-    pub fn to_redis_arg(self) -> String {
-        match self {
-            ScoreBound::NegInfinity => "-inf".into(),
-            ScoreBound::PosInfinity => "+inf".into(),
-            ScoreBound::Inclusive(s) => format!("{s}"),
-            ScoreBound::Exclusive(s) => format!("({s}"),
-        }
-    }
-
-    /// Whether `score` is at or above this bound taken as a minimum.
-    ///
-    /// `-inf` and `+inf` are inclusive, as in Redis: `+inf` as a minimum
-    /// admits a score of `+inf`, `-inf` as a maximum admits `-inf`.
-    pub fn admits_from_below(self, score: f64) -> bool {
-        match self {
-            ScoreBound::NegInfinity => true,
-            ScoreBound::PosInfinity => score >= f64::INFINITY,
-            ScoreBound::Inclusive(b) => score >= b,
-            ScoreBound::Exclusive(b) => score > b,
-        }
-    }
-
-    /// Whether `score` is at or below this bound taken as a maximum.
-    pub fn admits_from_above(self, score: f64) -> bool {
-        match self {
-            ScoreBound::NegInfinity => score <= f64::NEG_INFINITY,
-            ScoreBound::PosInfinity => true,
-            ScoreBound::Inclusive(b) => score <= b,
-            ScoreBound::Exclusive(b) => score < b,
-        }
-    }
-}
-
-/// The type of the value at a key (`TYPE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    /// No such key.
-    None,
-    /// A string (bytes).
-    String,
-    /// A hash.
-    Hash,
-    /// A sorted set.
-    ZSet,
-}
-
-impl KeyType {
-    /// Redis's name for the type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyType::None => "none",
-            KeyType::String => "string",
-            KeyType::Hash => "hash",
-            KeyType::ZSet => "zset",
-        }
-    }
-}
-
-/// A key-value command. Each variant is one Redis command.
-// The fields are the command's arguments, named as Redis's documentation
-// names them; a doc line on each would repeat the variant's.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Command {
-    /// `GET key` → `Reply::Value`.
-    Get { key: String },
-    /// `SET key value [PX ms] [NX|XX] [KEEPTTL]` → `Reply::Bool` (written).
-    Set {
-        key: String,
-        value: Bytes,
-        options: SetOptions,
-    },
-    /// `MGET keys...` → `Reply::Values`.
-    MGet { keys: Vec<String> },
-    /// `MSET k v ...` → `Reply::Ok`.
-    MSet { pairs: Vec<(String, Bytes)> },
-    /// `DEL keys...` → `Reply::Int` (deleted).
-    Del { keys: Vec<String> },
-    /// `EXISTS keys...` → `Reply::Int` (how many exist).
-    Exists { keys: Vec<String> },
-    /// `PEXPIRE key ms` → `Reply::Bool` (the key exists).
-    Expire { key: String, ttl: Duration },
-    /// `PTTL key` → `Reply::Ttl`.
-    Ttl { key: String },
-    /// `PERSIST key` → `Reply::Bool` (an expiry was removed).
-    Persist { key: String },
-    /// `TYPE key` → `Reply::Type`.
-    Type { key: String },
-    /// `INCRBY key delta` → `Reply::Int` (new value).
-    IncrBy { key: String, delta: i64 },
-    /// `INCRBYFLOAT key delta` → `Reply::Float` (new value).
-    IncrByFloat { key: String, delta: f64 },
-    /// `HSET key f v ...` → `Reply::Int` (fields added).
-    HSet {
-        key: String,
-        fields: Vec<(String, Bytes)>,
-    },
-    /// `HGET key field` → `Reply::Value`.
-    HGet { key: String, field: String },
-    /// `HMGET key fields...` → `Reply::Values`.
-    HMGet { key: String, fields: Vec<String> },
-    /// `HGETALL key` → `Reply::Hash`.
-    HGetAll { key: String },
-    /// `HDEL key fields...` → `Reply::Int` (removed).
-    HDel { key: String, fields: Vec<String> },
-    /// `HINCRBY key field delta` → `Reply::Int` (new value).
-    HIncrBy {
-        key: String,
-        field: String,
-        delta: i64,
-    },
-    /// `HLEN key` → `Reply::Int`.
-    HLen { key: String },
-    /// `ZADD key score member ...` → `Reply::Int` (members added).
-    ZAdd {
-        key: String,
-        members: Vec<(f64, String)>,
-    },
-    /// `ZINCRBY key delta member` → `Reply::Float` (new score).
-    ZIncrBy {
-        key: String,
-        delta: f64,
-        member: String,
-    },
-    /// `ZSCORE key member` → `Reply::Score`.
-    ZScore { key: String, member: String },
-    /// `ZRANK` / `ZREVRANK key member` → `Reply::Rank`.
-    ZRank {
-        key: String,
-        member: String,
-        rev: bool,
-    },
-    /// `ZRANGE key start stop [REV] WITHSCORES` → `Reply::Scored`.
-    ZRange {
-        key: String,
-        start: i64,
-        stop: i64,
-        rev: bool,
-    },
-    /// `ZRANGEBYSCORE key min max WITHSCORES [LIMIT offset count]` →
-    /// `Reply::Scored`, ascending.
-    ZRangeByScore {
-        key: String,
-        min: ScoreBound,
-        max: ScoreBound,
-        limit: Option<(u64, u64)>,
-    },
-    /// `ZREMRANGEBYSCORE key min max` → `Reply::Int` (removed).
-    ZRemRangeByScore {
-        key: String,
-        min: ScoreBound,
-        max: ScoreBound,
-    },
-    /// `ZREM key members...` → `Reply::Int` (removed).
-    ZRem { key: String, members: Vec<String> },
-    /// `ZCARD key` → `Reply::Int`.
-    ZCard { key: String },
-    /// Delete `key` only if its value equals `expected` (a lock release):
-    /// → `Reply::Bool` (deleted). Atomic.
-    CompareAndDelete { key: String, expected: Bytes },
-    /// `PUBLISH channel message` → `Reply::Int` (subscribers reached).
-    Publish { channel: String, message: Bytes },
-}
-
-impl Command {
-    /// The Redis command name, for errors and logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Get { .. } => "get",
-            Command::Set { .. } => "set",
-            Command::MGet { .. } => "mget",
-            Command::MSet { .. } => "mset",
-            Command::Del { .. } => "del",
-            Command::Exists { .. } => "exists",
-            Command::Expire { .. } => "pexpire",
-            Command::Ttl { .. } => "pttl",
-            Command::Persist { .. } => "persist",
-            Command::Type { .. } => "type",
-            Command::IncrBy { .. } => "incrby",
-            Command::IncrByFloat { .. } => "incrbyfloat",
-            Command::HSet { .. } => "hset",
-            Command::HGet { .. } => "hget",
-            Command::HMGet { .. } => "hmget",
-            Command::HGetAll { .. } => "hgetall",
-            Command::HDel { .. } => "hdel",
-            Command::HIncrBy { .. } => "hincrby",
-            Command::HLen { .. } => "hlen",
-            Command::ZAdd { .. } => "zadd",
-            Command::ZIncrBy { .. } => "zincrby",
-            Command::ZScore { .. } => "zscore",
-            Command::ZRank { rev: false, .. } => "zrank",
-            Command::ZRank { rev: true, .. } => "zrevrank",
-            Command::ZRange { .. } => "zrange",
-            Command::ZRangeByScore { .. } => "zrangebyscore",
-            Command::ZRemRangeByScore { .. } => "zremrangebyscore",
-            Command::ZRem { .. } => "zrem",
-            Command::ZCard { .. } => "zcard",
-            Command::CompareAndDelete { .. } => "compare_and_delete",
-            Command::Publish { .. } => "publish",
-        }
-    }
-}
-
-/// The answer to a [`Command`]; which variant each command gets is written on
-/// the command.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Reply {
-    /// `OK`.
-    Ok,
-    /// Yes/no outcome.
-    Bool(bool),
-    /// An integer.
-    Int(i64),
-    /// A float.
-    Float(f64),
-    /// A value or nil.
-    Value(Option<Bytes>),
-    /// Values or nils, in the order asked.
-    Values(Vec<Option<Bytes>>),
-    /// A whole hash, sorted by field.
-    Hash(BTreeMap<String, Bytes>),
-    /// A score or nil.
-    Score(Option<f64>),
-    /// A rank or nil.
-    Rank(Option<u64>),
-    /// Members with their scores, in range order.
-    Scored(Vec<(String, f64)>),
-    /// A time to live.
-    Ttl(Ttl),
-    /// A key's type.
-    Type(KeyType),
-}
-
-/// Memory and key counts of a store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KvInfo {
-    /// Keys held (Redis: `DBSIZE` of the database).
-    pub keys: u64,
-    /// Bytes used (Redis: `used_memory`; embedded: the weighed estimate).
-    pub used_memory: u64,
-    /// Memory limit in bytes, 0 for none.
-    pub max_memory: u64,
-    /// Keys evicted to stay within the memory limit since start.
-    pub evictions: u64,
-}
-
-/// A message received on a subscribed channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PubSubMessage {
-    /// The channel it was published on.
-    pub channel: String,
-    /// The payload.
-    pub payload: Bytes,
-}
-
-/// An active subscription. Dropping it unsubscribes.
-#[derive(Debug)]
-pub struct Subscription {
-    receiver: tokio::sync::mpsc::UnboundedReceiver<PubSubMessage>,
-    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
-}
-
-impl Subscription {
-    /// Wraps a receiver fed by the backend. `guard` is dropped with the
-    /// subscription and lets the backend unsubscribe.
-    pub fn new(
-        receiver: tokio::sync::mpsc::UnboundedReceiver<PubSubMessage>,
-        guard: Option<Box<dyn std::any::Any + Send + Sync>>,
-    ) -> Self {
-        Subscription {
-            receiver,
-            _guard: guard,
-        }
-    }
-
-    /// The next message, or `None` once the backend has closed the
-    /// subscription (connection lost for good, store dropped).
-    pub async fn next(&mut self) -> Option<PubSubMessage> {
-        self.receiver.recv().await
-    }
-}
-
-fn unexpected(command: &'static str, reply: Reply) -> Error {
-    Error::internal(format!("unexpected reply to {command}: {reply:?}")).with_operation(command)
-}
-
-macro_rules! expect_reply {
-    ($reply:expr, $name:literal, $pat:pat => $out:expr) => {
-        match $reply {
-            $pat => Ok($out),
-            other => Err(unexpected($name, other)),
-        }
-    };
-}
-
-/// A Redis-shaped key-value store.
+/// A Redis-shaped key-value store: the core a backend implements.
 ///
 /// Implementations: [`embedded::EmbeddedKv`] (in-process, moka-backed,
-/// memory-bounded, LRU) and the Redis adapter. The module documentation
-/// lists the contracts; `tests/kv_conformance.rs` checks them against every
-/// implementation.
+/// memory-bounded, LRU) and [`redis::RedisKv`]. Callers use the typed
+/// helpers of [`KvStoreExt`], which every `KvStore` has and none can
+/// override; the module documentation lists the contracts of the commands,
+/// and `tests/kv_conformance.rs` checks them against every implementation.
+///
+/// A store that wraps another (a timeout, retry or metrics layer) implements
+/// these methods by forwarding them; it then sees every operation.
 #[async_trait]
 pub trait KvStore: Send + Sync + std::fmt::Debug {
     /// The implementation: `"embedded"` or `"redis"`.
     fn kind(&self) -> &'static str;
 
-    /// Where it stores, for humans, with secrets redacted.
+    /// Where it stores, for humans. MUST NOT show a secret.
     fn target(&self) -> String;
 
     /// Checks that the store answers.
+    ///
+    /// MUST fail with `Unavailable` (or `AuthenticationFailed`, `Timeout`)
+    /// when a command would fail for the same reason.
     async fn ping(&self) -> Result<()>;
 
     /// Runs one command.
+    ///
+    /// MUST answer with the [`Reply`] variant the [`Command`] variant
+    /// documents (anything else is a bug the helpers report as `Internal`),
+    /// keep every contract of the module documentation, and refuse a
+    /// command it cannot run with `Unsupported` naming it, never ignoring
+    /// an option. An error carries the command's name as its operation.
     async fn execute(&self, command: Command) -> Result<Reply>;
 
-    /// Runs commands in order in one round trip; one result per command.
+    /// Runs commands in order, in one round trip where there is a trip.
+    ///
+    /// MUST answer one result per command, in order, each exactly what
+    /// [`execute`](KvStore::execute) would have answered at that point: a
+    /// failing command gets its own `Err` and the others still run. The
+    /// outer `Err` is for the pipeline as a whole (the connection failed).
+    /// Not a transaction: other clients' commands may interleave.
     async fn pipeline(&self, commands: Vec<Command>) -> Result<Vec<Result<Reply>>>;
 
-    /// Every key matching a Redis glob `pattern` (`*`, `?`, `[a-z]`, `[^x]`,
-    /// `\` escapes), sorted. Implementations iterate (`SCAN`), never block
-    /// the server with `KEYS`.
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>>;
+    /// One step of Redis's `SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]`:
+    /// the keys this step found and the cursor to continue from.
+    ///
+    /// MUST hold:
+    /// - `cursor` `0` starts a scan; the last page's cursor is `0`.
+    /// - A key that exists from the first step to the last is returned at
+    ///   least once (possibly more than once); a key added or removed
+    ///   meanwhile may or may not be.
+    /// - Only keys matching the glob `pattern` (`*`, `?`, `[a-z]`, `[^x]`,
+    ///   `\` escapes, byte-wise) and of type `key_type` are returned;
+    ///   expired keys never are.
+    /// - A step does a bounded amount of work (about `count` keys examined),
+    ///   so a step may return no key before the end, and never blocks the
+    ///   server or the store for long (no `KEYS`).
+    /// - A cursor the store cannot read, or a `count` of 0, is
+    ///   `InvalidInput` with Redis's message.
+    ///
+    /// [`KvStoreExt::scan_all`] collects every step;
+    /// [`KvStoreExt::delete_pattern`] deletes step by step.
+    async fn scan(&self, cursor: &ScanCursor, options: &ScanOptions) -> Result<ScanPage>;
 
-    /// Subscribes to channels; see the module contracts.
+    /// Subscribes one [`Subscription`] to `channels` (at least one, else
+    /// `InvalidInput`).
+    ///
+    /// MUST return only once the subscription is active, so a message
+    /// published afterwards is delivered; MUST buffer at most the store's
+    /// configured capacity of messages, reporting drops as
+    /// [`SubscriptionEvent::Lagged`]; MUST end the subscription with an
+    /// error when the backend loses it (a dropped connection), so the
+    /// caller can resubscribe. Dropping the subscription unsubscribes.
     async fn subscribe(&self, channels: &[String]) -> Result<Subscription>;
 
     /// Key count and memory use.
     async fn info(&self) -> Result<KvInfo>;
-
-    /// Deletes every key matching `pattern`; returns how many were deleted.
-    async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        let keys = self.scan(pattern).await?;
-        let mut deleted = 0;
-        for chunk in keys.chunks(500) {
-            deleted += self.del(chunk).await?;
-        }
-        Ok(deleted)
-    }
-
-    /// `GET`.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let reply = self.execute(Command::Get { key: key.into() }).await?;
-        expect_reply!(reply, "get", Reply::Value(v) => v)
-    }
-
-    /// `SET` with options; `false` when `NX`/`XX` prevented the write.
-    async fn set_with(&self, key: &str, value: Bytes, options: SetOptions) -> Result<bool> {
-        let command = Command::Set {
-            key: key.into(),
-            value,
-            options,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "set", Reply::Bool(b) => b)
-    }
-
-    /// Plain `SET`.
-    async fn set(&self, key: &str, value: Bytes) -> Result<()> {
-        self.set_with(key, value, SetOptions::default()).await?;
-        Ok(())
-    }
-
-    /// `MGET`.
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        let reply = self
-            .execute(Command::MGet {
-                keys: keys.to_vec(),
-            })
-            .await?;
-        expect_reply!(reply, "mget", Reply::Values(v) => v)
-    }
-
-    /// `MSET`.
-    async fn mset(&self, pairs: Vec<(String, Bytes)>) -> Result<()> {
-        let reply = self.execute(Command::MSet { pairs }).await?;
-        expect_reply!(reply, "mset", Reply::Ok => ())
-    }
-
-    /// `DEL`; how many keys were deleted.
-    async fn del(&self, keys: &[String]) -> Result<u64> {
-        let reply = self
-            .execute(Command::Del {
-                keys: keys.to_vec(),
-            })
-            .await?;
-        expect_reply!(reply, "del", Reply::Int(n) => n as u64)
-    }
-
-    /// `EXISTS`; how many of the keys exist.
-    async fn exists(&self, keys: &[String]) -> Result<u64> {
-        let reply = self
-            .execute(Command::Exists {
-                keys: keys.to_vec(),
-            })
-            .await?;
-        expect_reply!(reply, "exists", Reply::Int(n) => n as u64)
-    }
-
-    /// `PEXPIRE`; `false` when the key does not exist.
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        let reply = self
-            .execute(Command::Expire {
-                key: key.into(),
-                ttl,
-            })
-            .await?;
-        expect_reply!(reply, "pexpire", Reply::Bool(b) => b)
-    }
-
-    /// `PTTL`.
-    async fn ttl(&self, key: &str) -> Result<Ttl> {
-        let reply = self.execute(Command::Ttl { key: key.into() }).await?;
-        expect_reply!(reply, "pttl", Reply::Ttl(t) => t)
-    }
-
-    /// `PERSIST`; `true` when an expiry was removed.
-    async fn persist(&self, key: &str) -> Result<bool> {
-        let reply = self.execute(Command::Persist { key: key.into() }).await?;
-        expect_reply!(reply, "persist", Reply::Bool(b) => b)
-    }
-
-    /// `TYPE`.
-    async fn key_type(&self, key: &str) -> Result<KeyType> {
-        let reply = self.execute(Command::Type { key: key.into() }).await?;
-        expect_reply!(reply, "type", Reply::Type(t) => t)
-    }
-
-    /// `INCRBY`; the new value.
-    async fn incr_by(&self, key: &str, delta: i64) -> Result<i64> {
-        let reply = self
-            .execute(Command::IncrBy {
-                key: key.into(),
-                delta,
-            })
-            .await?;
-        expect_reply!(reply, "incrby", Reply::Int(n) => n)
-    }
-
-    /// `INCR`; the new value.
-    async fn incr(&self, key: &str) -> Result<i64> {
-        self.incr_by(key, 1).await
-    }
-
-    /// `INCRBYFLOAT`; the new value.
-    async fn incr_by_float(&self, key: &str, delta: f64) -> Result<f64> {
-        let reply = self
-            .execute(Command::IncrByFloat {
-                key: key.into(),
-                delta,
-            })
-            .await?;
-        expect_reply!(reply, "incrbyfloat", Reply::Float(f) => f)
-    }
-
-    /// `HSET` of many fields; how many were new.
-    async fn hset(&self, key: &str, fields: Vec<(String, Bytes)>) -> Result<u64> {
-        let reply = self
-            .execute(Command::HSet {
-                key: key.into(),
-                fields,
-            })
-            .await?;
-        expect_reply!(reply, "hset", Reply::Int(n) => n as u64)
-    }
-
-    /// `HGET`.
-    async fn hget(&self, key: &str, field: &str) -> Result<Option<Bytes>> {
-        let reply = self
-            .execute(Command::HGet {
-                key: key.into(),
-                field: field.into(),
-            })
-            .await?;
-        expect_reply!(reply, "hget", Reply::Value(v) => v)
-    }
-
-    /// `HMGET`.
-    async fn hmget(&self, key: &str, fields: &[String]) -> Result<Vec<Option<Bytes>>> {
-        let reply = self
-            .execute(Command::HMGet {
-                key: key.into(),
-                fields: fields.to_vec(),
-            })
-            .await?;
-        expect_reply!(reply, "hmget", Reply::Values(v) => v)
-    }
-
-    /// `HGETALL`, sorted by field; empty for a missing key.
-    async fn hgetall(&self, key: &str) -> Result<BTreeMap<String, Bytes>> {
-        let reply = self.execute(Command::HGetAll { key: key.into() }).await?;
-        expect_reply!(reply, "hgetall", Reply::Hash(h) => h)
-    }
-
-    /// `HDEL`; how many fields were removed.
-    async fn hdel(&self, key: &str, fields: &[String]) -> Result<u64> {
-        let reply = self
-            .execute(Command::HDel {
-                key: key.into(),
-                fields: fields.to_vec(),
-            })
-            .await?;
-        expect_reply!(reply, "hdel", Reply::Int(n) => n as u64)
-    }
-
-    /// `HINCRBY`; the new value.
-    async fn hincr_by(&self, key: &str, field: &str, delta: i64) -> Result<i64> {
-        let reply = self
-            .execute(Command::HIncrBy {
-                key: key.into(),
-                field: field.into(),
-                delta,
-            })
-            .await?;
-        expect_reply!(reply, "hincrby", Reply::Int(n) => n)
-    }
-
-    /// `HLEN`.
-    async fn hlen(&self, key: &str) -> Result<u64> {
-        let reply = self.execute(Command::HLen { key: key.into() }).await?;
-        expect_reply!(reply, "hlen", Reply::Int(n) => n as u64)
-    }
-
-    /// `ZADD`; how many members were new.
-    async fn zadd(&self, key: &str, members: Vec<(f64, String)>) -> Result<u64> {
-        let reply = self
-            .execute(Command::ZAdd {
-                key: key.into(),
-                members,
-            })
-            .await?;
-        expect_reply!(reply, "zadd", Reply::Int(n) => n as u64)
-    }
-
-    /// `ZINCRBY`; the new score.
-    async fn zincr_by(&self, key: &str, delta: f64, member: &str) -> Result<f64> {
-        let reply = self
-            .execute(Command::ZIncrBy {
-                key: key.into(),
-                delta,
-                member: member.into(),
-            })
-            .await?;
-        expect_reply!(reply, "zincrby", Reply::Float(f) => f)
-    }
-
-    /// `ZSCORE`.
-    async fn zscore(&self, key: &str, member: &str) -> Result<Option<f64>> {
-        let reply = self
-            .execute(Command::ZScore {
-                key: key.into(),
-                member: member.into(),
-            })
-            .await?;
-        expect_reply!(reply, "zscore", Reply::Score(s) => s)
-    }
-
-    /// `ZRANK` (ascending, from 0).
-    async fn zrank(&self, key: &str, member: &str) -> Result<Option<u64>> {
-        let command = Command::ZRank {
-            key: key.into(),
-            member: member.into(),
-            rev: false,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "zrank", Reply::Rank(r) => r)
-    }
-
-    /// `ZREVRANK` (descending, from 0).
-    async fn zrevrank(&self, key: &str, member: &str) -> Result<Option<u64>> {
-        let command = Command::ZRank {
-            key: key.into(),
-            member: member.into(),
-            rev: true,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "zrevrank", Reply::Rank(r) => r)
-    }
-
-    /// `ZRANGE ... WITHSCORES`, ascending.
-    async fn zrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<(String, f64)>> {
-        let command = Command::ZRange {
-            key: key.into(),
-            start,
-            stop,
-            rev: false,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "zrange", Reply::Scored(s) => s)
-    }
-
-    /// `ZREVRANGE ... WITHSCORES`, descending.
-    async fn zrevrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<(String, f64)>> {
-        let command = Command::ZRange {
-            key: key.into(),
-            start,
-            stop,
-            rev: true,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "zrange", Reply::Scored(s) => s)
-    }
-
-    /// `ZRANGEBYSCORE ... WITHSCORES [LIMIT]`.
-    async fn zrangebyscore(
-        &self,
-        key: &str,
-        min: ScoreBound,
-        max: ScoreBound,
-        limit: Option<(u64, u64)>,
-    ) -> Result<Vec<(String, f64)>> {
-        let command = Command::ZRangeByScore {
-            key: key.into(),
-            min,
-            max,
-            limit,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "zrangebyscore", Reply::Scored(s) => s)
-    }
-
-    /// `ZREMRANGEBYSCORE`; how many were removed.
-    async fn zremrangebyscore(&self, key: &str, min: ScoreBound, max: ScoreBound) -> Result<u64> {
-        let command = Command::ZRemRangeByScore {
-            key: key.into(),
-            min,
-            max,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "zremrangebyscore", Reply::Int(n) => n as u64)
-    }
-
-    /// `ZREM`; how many were removed.
-    async fn zrem(&self, key: &str, members: &[String]) -> Result<u64> {
-        let command = Command::ZRem {
-            key: key.into(),
-            members: members.to_vec(),
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "zrem", Reply::Int(n) => n as u64)
-    }
-
-    /// `ZCARD`.
-    async fn zcard(&self, key: &str) -> Result<u64> {
-        let reply = self.execute(Command::ZCard { key: key.into() }).await?;
-        expect_reply!(reply, "zcard", Reply::Int(n) => n as u64)
-    }
-
-    /// Deletes `key` only while it still holds `expected`; `true` if deleted.
-    async fn compare_and_delete(&self, key: &str, expected: Bytes) -> Result<bool> {
-        let command = Command::CompareAndDelete {
-            key: key.into(),
-            expected,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "compare_and_delete", Reply::Bool(b) => b)
-    }
-
-    /// `PUBLISH`; how many subscribers received it.
-    async fn publish(&self, channel: &str, message: Bytes) -> Result<u64> {
-        let command = Command::Publish {
-            channel: channel.into(),
-            message,
-        };
-        let reply = self.execute(command).await?;
-        expect_reply!(reply, "publish", Reply::Int(n) => n as u64)
-    }
 }

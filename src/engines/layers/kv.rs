@@ -1,12 +1,164 @@
 //! The layers around a [`KvStore`] (see [`super`] for their order).
+//!
+//! Reads are repeated after a transient failure, and so are the writes
+//! whose repetition changes neither the data nor the answer (a plain `SET`,
+//! `MSET`); a pipeline is repeated only when every command in it is.
+//! Counters, conditional writes, deletes (whose answer counts what was
+//! deleted), hash and sorted-set writes and publishes are not: a write that
+//! reached the store before its connection failed would be applied twice,
+//! or answered differently.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::Layers;
-use crate::engines::kv::KvStore;
+use crate::engines::kv::{
+    Command, KvInfo, KvStore, Reply, ScanCursor, ScanOptions, ScanPage, SetCondition, Subscription,
+};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A key-value store behind the layers.
+#[derive(Debug)]
+pub struct LayeredKv {
+    inner: Arc<dyn KvStore>,
+    layers: Arc<Layers>,
+}
 
 /// Wraps `inner` in `layers`.
 pub fn wrap(inner: Arc<dyn KvStore>, layers: Arc<Layers>) -> Arc<dyn KvStore> {
-    let _ = layers;
-    inner
+    Arc::new(LayeredKv { inner, layers })
+}
+
+/// Whether running `command` twice leaves the store and the answer as
+/// running it once would.
+pub fn repeatable(command: &Command) -> bool {
+    match command {
+        Command::Get { .. }
+        | Command::MGet { .. }
+        | Command::StrLen { .. }
+        | Command::Exists { .. }
+        | Command::Ttl { .. }
+        | Command::Type { .. }
+        | Command::HGet { .. }
+        | Command::HMGet { .. }
+        | Command::HGetAll { .. }
+        | Command::HKeys { .. }
+        | Command::HVals { .. }
+        | Command::HExists { .. }
+        | Command::HStrLen { .. }
+        | Command::HLen { .. }
+        | Command::ZScore { .. }
+        | Command::ZRank { .. }
+        | Command::ZRange { .. }
+        | Command::ZRangeByScore { .. }
+        | Command::ZCount { .. }
+        | Command::ZCard { .. }
+        | Command::MSet { .. } => true,
+        Command::Set { options, .. } => options.condition == SetCondition::Always,
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl KvStore for LayeredKv {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn target(&self) -> String {
+        self.inner.target()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.layers.call("ping", true, || self.inner.ping()).await
+    }
+
+    async fn execute(&self, command: Command) -> Result<Reply> {
+        let name = command.name();
+        if repeatable(&command) {
+            self.layers
+                .call(name, true, || self.inner.execute(command.clone()))
+                .await
+        } else {
+            let mut once = Some(command);
+            self.layers
+                .call(name, false, || {
+                    let command = once.take();
+                    async move {
+                        match command {
+                            Some(command) => self.inner.execute(command).await,
+                            None => Err(Error::new(
+                                ErrorKind::Internal,
+                                format!("{name} is not repeatable but was attempted twice"),
+                            )),
+                        }
+                    }
+                })
+                .await
+        }
+    }
+
+    async fn pipeline(&self, commands: Vec<Command>) -> Result<Vec<Result<Reply>>> {
+        let all_repeatable = commands.iter().all(repeatable);
+        if all_repeatable {
+            self.layers
+                .call("pipeline", true, || self.inner.pipeline(commands.clone()))
+                .await
+        } else {
+            let mut once = Some(commands);
+            self.layers
+                .call("pipeline", false, || {
+                    self.inner.pipeline(once.take().unwrap_or_default())
+                })
+                .await
+        }
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, options: &ScanOptions) -> Result<ScanPage> {
+        self.layers
+            .call("scan", true, || self.inner.scan(cursor, options))
+            .await
+    }
+
+    async fn subscribe(&self, channels: &[String]) -> Result<Subscription> {
+        self.layers
+            .call("subscribe", true, || self.inner.subscribe(channels))
+            .await
+    }
+
+    async fn info(&self) -> Result<KvInfo> {
+        self.layers.call("info", true, || self.inner.info()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::engines::kv::SetOptions;
+
+    #[test]
+    fn only_commands_safe_to_repeat_are_repeatable() {
+        let set = |options| Command::Set {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            options,
+        };
+        assert!(repeatable(&Command::Get { key: "k".into() }));
+        assert!(repeatable(&set(SetOptions::default())));
+        assert!(!repeatable(&set(SetOptions::default().if_absent())));
+        assert!(!repeatable(&Command::IncrBy {
+            key: "k".into(),
+            delta: 1
+        }));
+        assert!(!repeatable(&Command::Del {
+            keys: vec!["k".into()]
+        }));
+        assert!(!repeatable(&Command::Publish {
+            channel: "c".into(),
+            message: Bytes::new()
+        }));
+    }
 }

@@ -22,6 +22,7 @@ use bson::Bson;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
 
+use crate::engines::kv::KvStoreExt;
 use crate::engines::{DocumentStore, KvStore};
 use crate::error::{Error, Result};
 use crate::platform::configs;

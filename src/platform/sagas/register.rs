@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{Begun, Kind, Progress, Saga, SagaOutcome, Sagas, request_hash};
+use crate::engines::kv::KvStoreExt;
 use crate::engines::relational::begin_write;
 use crate::error::{Error, ErrorKind, Result};
 use crate::platform::entities::{run_tag, training_run};

@@ -5,16 +5,17 @@
 //! - `size` is the value's estimated bytes plus [`KEY_OVERHEAD`], kept up to
 //!   date by every mutation *before* the entry is re-inserted into the cache,
 //!   so that moka's weigher reads it in O(1) and re-weighs on re-insert.
-//! - `deadline` is in nanoseconds on the store's [`Clock`];
-//!   [`NO_DEADLINE`] means persistent. An entry whose deadline is at or before
-//!   now is gone for every command, whether or not moka has removed it yet.
+//! - `deadline` is in milliseconds on the store's [`Clock`], Redis's own
+//!   resolution; [`NO_DEADLINE`] means persistent. As in Redis, the key is
+//!   alive up to and including its deadline's millisecond and gone for
+//!   every command after it, whether or not moka has removed it yet.
 //! - Strings are immutable (`Bytes`) and replaced whole; hashes and sorted
 //!   sets are mutated in place under their own mutex, so a big sorted set is
 //!   never cloned to add a member.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use moka::Expiry;
@@ -29,42 +30,59 @@ pub(super) const NO_DEADLINE: u64 = u64::MAX;
 
 /// Estimated fixed cost of a key beyond its bytes and its value's: moka's
 /// map slot, entry info and LRU node, the `Arc<Entry>`, the key's `String`
-/// header and the two counters. An estimate: the bound is on this weighing,
-/// not on the allocator's exact figure.
-pub(super) const KEY_OVERHEAD: u64 = 128;
+/// header, the two counters, and the key's slot in the ordered key index.
+/// An estimate: the bound is on this weighing, not on the allocator's exact
+/// figure.
+pub(super) const KEY_OVERHEAD: u64 = 160;
 
-/// A store's monotonic clock: nanoseconds since the store was created.
+/// A store's monotonic clock: milliseconds since the store was created,
+/// anchored to the Unix time of that moment for Redis's limit on deadlines.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Clock {
     base: Instant,
+    /// Unix time of `base`, in milliseconds.
+    base_unix_ms: u64,
 }
 
 impl Clock {
     pub(super) fn new() -> Self {
+        let base_unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Clock {
             base: Instant::now(),
+            base_unix_ms,
         }
     }
 
-    /// Now, in nanoseconds since the base.
+    /// Now, in milliseconds since the base.
     pub(super) fn now(&self) -> u64 {
         self.at(Instant::now())
     }
 
-    /// `instant` in nanoseconds since the base (0 before it; saturating
-    /// below [`NO_DEADLINE`] some 584 years later).
+    /// `instant` in whole milliseconds since the base (0 before it).
     pub(super) fn at(&self, instant: Instant) -> u64 {
-        let nanos = instant.saturating_duration_since(self.base).as_nanos();
-        u64::try_from(nanos).unwrap_or(NO_DEADLINE - 1)
+        let millis = instant.saturating_duration_since(self.base).as_millis();
+        u64::try_from(millis).unwrap_or(NO_DEADLINE - 1)
     }
 
-    /// The deadline `ttl` after `now`, with Redis's millisecond precision
-    /// (sub-millisecond parts are dropped, as `PX` takes whole milliseconds).
-    /// `None` when the deadline is not representable (Redis: "invalid expire
-    /// time").
-    pub(super) fn deadline_after(now: u64, ttl_millis: u128) -> Option<u64> {
-        let nanos = u64::try_from(ttl_millis).ok()?.checked_mul(1_000_000)?;
-        now.checked_add(nanos).filter(|d| *d < NO_DEADLINE)
+    /// The deadline `ttl` after `now` (Redis's `PX`: whole milliseconds,
+    /// sub-millisecond parts dropped). `None` where Redis answers "invalid
+    /// expire time": past `i64::MAX` milliseconds of Unix time.
+    pub(super) fn deadline_after(&self, now: u64, ttl: Duration) -> Option<u64> {
+        let unix_now = self.base_unix_ms.saturating_add(now);
+        let room = (i64::MAX as u64).saturating_sub(unix_now);
+        let ttl = u64::try_from(ttl.as_millis())
+            .ok()
+            .filter(|ms| *ms <= room)?;
+        // now + ttl <= i64::MAX - base_unix_ms < NO_DEADLINE.
+        Some(now + ttl)
+    }
+
+    /// The instant just after `deadline`'s millisecond, when the key is gone.
+    fn end_of(&self, deadline: u64) -> Option<Instant> {
+        self.base
+            .checked_add(Duration::from_millis(deadline.checked_add(1)?))
     }
 }
 
@@ -113,7 +131,7 @@ impl Entry {
     }
 
     /// The weighed size of a string value (without its key).
-    pub(super) fn string_size(bytes: &Bytes) -> u64 {
+    pub(super) fn string_size(bytes: &[u8]) -> u64 {
         bytes.len() as u64 + KEY_OVERHEAD
     }
 
@@ -134,11 +152,18 @@ impl Entry {
             .store(value_bytes + KEY_OVERHEAD, Ordering::Relaxed);
     }
 
-    /// moka's weight: key bytes plus the running size, saturating at
-    /// `u32::MAX` (moka's weight type).
+    /// moka's weight: the running size plus the key's bytes twice (moka's
+    /// copy and the scan index's), saturating at `u32::MAX` (moka's weight
+    /// type).
     pub(super) fn weight(&self, key: &str) -> u32 {
-        let bytes = key.len() as u64 + self.size.load(Ordering::Relaxed);
+        let bytes = Self::key_bytes(key) + self.size.load(Ordering::Relaxed);
         u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    /// What a key's name weighs: it is held twice, by moka and by the scan
+    /// index.
+    pub(super) fn key_bytes(key: &str) -> u64 {
+        2 * key.len() as u64
     }
 
     /// The raw deadline ([`NO_DEADLINE`] when persistent).
@@ -152,11 +177,12 @@ impl Entry {
         self.deadline.store(deadline, Ordering::Release);
     }
 
-    /// Whether the entry is still alive at `now`. Persistent entries are
-    /// alive without reading the clock; callers pass a lazily read `now`.
+    /// Whether the entry is still alive at `now` (Redis: expired once
+    /// `now > deadline`). Persistent entries are alive without reading the
+    /// clock; callers pass a lazily read `now`.
     pub(super) fn is_live_at(&self, now: impl FnOnce() -> u64) -> bool {
         let deadline = self.deadline();
-        deadline == NO_DEADLINE || deadline > now()
+        deadline == NO_DEADLINE || now() <= deadline
     }
 
     /// The Redis type of the value.
@@ -194,9 +220,9 @@ impl DeadlineExpiry {
         if deadline == NO_DEADLINE {
             return None;
         }
-        Some(Duration::from_nanos(
-            deadline.saturating_sub(self.clock.at(at)),
-        ))
+        // A deadline too far for `Instant` is as good as none.
+        let end = self.clock.end_of(deadline)?;
+        Some(end.saturating_duration_since(at))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Hash commands: `HSET`, `HGET`, `HMGET`, `HGETALL`, `HDEL`, `HINCRBY`,
-//! `HLEN`.
+//! Hash commands: `HSET`, `HSETNX`, `HGET`, `HMGET`, `HGETALL`, `HKEYS`,
+//! `HVALS`, `HEXISTS`, `HSTRLEN`, `HDEL`, `HINCRBY`, `HINCRBYFLOAT`, `HLEN`.
 //!
 //! # What MUST hold
 //!
@@ -9,6 +9,15 @@
 //!   command changes nothing.
 //! - A hash whose last field is removed is deleted.
 //! - The key's expiry survives every hash write (Redis keeps it too).
+//! - `HKEYS` answers the fields in order (a `BTreeMap`'s, bytewise) and
+//!   `HVALS` the values sorted bytewise, so that both backends answer
+//!   alike (Redis's own order is its hash table's; the adapter sorts).
+//! - `HINCRBYFLOAT` checks as Redis does, in Redis's order: a NaN increment
+//!   is "not a valid float", an infinite one "value is NaN or Infinity"
+//!   (both before the key's type), a field that is not a number "hash
+//!   value is not a float", an infinite result "increment would produce
+//!   NaN or Infinity". It computes in `f64` like `INCRBYFLOAT` (see
+//!   `strings`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,7 +26,7 @@ use bytes::Bytes;
 
 use super::EmbeddedKv;
 use super::entry::{Collection, Value};
-use super::strings::{format_int, parse_redis_int};
+use super::strings::{format_float, format_int, parse_redis_float, parse_redis_int};
 use crate::engines::kv::Reply;
 use crate::error::{Error, Result};
 
@@ -114,6 +123,44 @@ impl EmbeddedKv {
         })
     }
 
+    pub(super) fn hsetnx(&self, key: &str, field: String, value: Bytes) -> Result<Reply> {
+        self.write_hash(key, |hash| {
+            if hash.fields.contains_key(&field) {
+                return Ok(Reply::Bool(false));
+            }
+            hash.insert(field, value);
+            Ok(Reply::Bool(true))
+        })
+    }
+
+    pub(super) fn hkeys(&self, key: &str) -> Result<Reply> {
+        self.read_hash(key, |hash| {
+            Reply::Fields(hash.map_or_else(Vec::new, |h| h.fields.keys().cloned().collect()))
+        })
+    }
+
+    pub(super) fn hvals(&self, key: &str) -> Result<Reply> {
+        self.read_hash(key, |hash| {
+            let mut values: Vec<Bytes> =
+                hash.map_or_else(Vec::new, |h| h.fields.values().cloned().collect());
+            values.sort_unstable();
+            Reply::Blobs(values)
+        })
+    }
+
+    pub(super) fn hexists(&self, key: &str, field: &str) -> Result<Reply> {
+        self.read_hash(key, |hash| {
+            Reply::Bool(hash.is_some_and(|h| h.fields.contains_key(field)))
+        })
+    }
+
+    pub(super) fn hstrlen(&self, key: &str, field: &str) -> Result<Reply> {
+        self.read_hash(key, |hash| {
+            let len = hash.and_then(|h| h.fields.get(field)).map_or(0, Bytes::len);
+            Reply::Int(len as i64)
+        })
+    }
+
     pub(super) fn hget(&self, key: &str, field: &str) -> Result<Reply> {
         self.read_hash(key, |hash| {
             Reply::Value(hash.and_then(|h| h.fields.get(field).cloned()))
@@ -169,6 +216,30 @@ impl EmbeddedKv {
                 .ok_or_else(|| Error::invalid("ERR increment or decrement would overflow"))?;
             hash.insert(field.to_owned(), format_int(new));
             Ok(Reply::Int(new))
+        })
+    }
+
+    pub(super) fn hincr_by_float(&self, key: &str, field: &str, delta: f64) -> Result<Reply> {
+        if delta.is_nan() {
+            return Err(Error::invalid("ERR value is not a valid float"));
+        }
+        if delta.is_infinite() {
+            return Err(Error::invalid("ERR value is NaN or Infinity"));
+        }
+        self.write_hash(key, |hash| {
+            let current = match hash.fields.get(field) {
+                None => 0.0,
+                Some(value) => parse_redis_float(value)
+                    .ok_or_else(|| Error::invalid("ERR hash value is not a float"))?,
+            };
+            let new = current + delta;
+            if !new.is_finite() {
+                return Err(Error::invalid(
+                    "ERR increment would produce NaN or Infinity",
+                ));
+            }
+            hash.insert(field.to_owned(), format_float(new));
+            Ok(Reply::Float(new))
         })
     }
 }

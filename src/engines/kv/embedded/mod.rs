@@ -4,6 +4,7 @@
 //!
 //! - `entry`: what a key holds (typed value, deadline, weighed size) and
 //!   moka's per-entry expiry.
+//! - `keys`: the ordered key index and `SCAN`.
 //! - `strings`: string and key commands; `hash`: hash commands; `zset`:
 //!   sorted-set commands; `pubsub`: the in-process channel registry.
 //!
@@ -21,6 +22,8 @@
 //!   grows past the whole bound by itself is evicted like any other key.
 //! - Expiry is exact to the millisecond: every command checks the key's
 //!   deadline itself; moka's timer only frees the memory.
+//! - Every key moka holds live is in the ordered key index (see `keys`),
+//!   so `SCAN` never misses a key that exists throughout a scan.
 //! - Atomicity: every write takes the key's stripe of a striped mutex
 //!   (256 stripes, chosen by a hash of the key), reads the current entry,
 //!   and writes the new one before letting go. Two writes of one key never
@@ -32,11 +35,17 @@
 //!   collection updates) uniformly, lets commands return typed replies and
 //!   errors directly, and costs one uncontended mutex per write. Reads take
 //!   no lock: strings are immutable `Bytes`, collections have their own
-//!   mutex.
+//!   mutex. `MSETNX` takes the stripes of all its keys, in stripe order (so
+//!   two never deadlock): all its keys are written or none, as a whole
+//!   with respect to other writers.
+//! - Nothing blocks the async runtime for long: every command is a few
+//!   map operations under short locks, and a `SCAN` step examines at most
+//!   `COUNT` keys.
 //! - Nothing is durable: the store is a cache and starts empty.
 
 mod entry;
 mod hash;
+mod keys;
 mod pubsub;
 mod strings;
 mod zset;
@@ -52,9 +61,12 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use self::entry::{Clock, Collection, DeadlineExpiry, Entry, lock_value};
+use self::keys::KeyIndex;
 use self::pubsub::PubSub;
-use super::pattern::glob_match;
-use super::{Command, KvInfo, KvStore, Reply, Subscription};
+use super::{
+    Command, DEFAULT_SUBSCRIPTION_CAPACITY, KvInfo, KvStore, Reply, ScanCursor, ScanOptions,
+    ScanPage, Subscription,
+};
 use crate::error::{Error, Result};
 
 /// How many write-lock stripes: well above the cores strata runs on, so
@@ -62,10 +74,23 @@ use crate::error::{Error, Result};
 const STRIPES: usize = 256;
 
 /// Options of an [`EmbeddedKv`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmbeddedKvOptions {
     /// Memory bound in bytes of weighed entries; 0 = unbounded.
     pub max_memory: u64,
+    /// Messages each subscription buffers for a slow reader before it drops
+    /// the oldest (at least 1; 0 is taken as 1).
+    pub subscription_capacity: usize,
+}
+
+impl Default for EmbeddedKvOptions {
+    /// Unbounded memory, [`DEFAULT_SUBSCRIPTION_CAPACITY`].
+    fn default() -> Self {
+        EmbeddedKvOptions {
+            max_memory: 0,
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+        }
+    }
 }
 
 /// The in-process [`KvStore`]: strings, hashes and sorted sets with
@@ -73,11 +98,11 @@ pub struct EmbeddedKvOptions {
 /// publish/subscribe. See the module docs for what it guarantees.
 ///
 /// ```
-/// use strata::engines::kv::KvStore;
+/// use strata::engines::kv::KvStoreExt;
 /// use strata::engines::kv::embedded::{EmbeddedKv, EmbeddedKvOptions};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let kv = EmbeddedKv::new(EmbeddedKvOptions { max_memory: 64 << 20 });
+/// let kv = EmbeddedKv::new(EmbeddedKvOptions { max_memory: 64 << 20, ..Default::default() });
 /// kv.set("greeting", "hello".into()).await?;
 /// assert_eq!(kv.get("greeting").await?, Some("hello".into()));
 /// assert_eq!(kv.incr("visits").await?, 1);
@@ -91,6 +116,7 @@ pub struct EmbeddedKv {
     clock: Clock,
     max_memory: u64,
     evictions: Arc<AtomicU64>,
+    index: Arc<KeyIndex>,
     pubsub: Arc<PubSub>,
 }
 
@@ -116,15 +142,22 @@ impl EmbeddedKv {
     pub fn new(options: EmbeddedKvOptions) -> Self {
         let clock = Clock::new();
         let evictions = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&evictions);
+        let index = Arc::new(KeyIndex::default());
+        let (counter, removed) = (Arc::clone(&evictions), Arc::clone(&index));
         let mut builder = Cache::<String, Arc<Entry>>::builder()
             .eviction_policy(EvictionPolicy::lru())
             .weigher(|key: &String, entry: &Arc<Entry>| entry.weight(key))
             .expire_after(DeadlineExpiry { clock })
-            .eviction_listener(move |_key, _entry, cause| {
-                if cause == RemovalCause::Size {
+            // Runs inside moka calls, possibly under a key's write lock: it
+            // only counts and queues (a leaf lock), never takes another.
+            .eviction_listener(move |key: Arc<String>, _entry, cause| match cause {
+                RemovalCause::Size => {
                     counter.fetch_add(1, Ordering::Relaxed);
+                    removed.note_removed(key.as_ref().clone());
                 }
+                RemovalCause::Expired => removed.note_removed(key.as_ref().clone()),
+                // Deletes update the index themselves; a replaced key stays.
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
             });
         if options.max_memory > 0 {
             builder = builder.max_capacity(options.max_memory);
@@ -136,7 +169,8 @@ impl EmbeddedKv {
             clock,
             max_memory: options.max_memory,
             evictions,
-            pubsub: Arc::default(),
+            index,
+            pubsub: Arc::new(PubSub::new(options.subscription_capacity.max(1))),
         }
     }
 
@@ -149,7 +183,10 @@ impl EmbeddedKv {
     /// Runs one command synchronously; [`KvStore::execute`] is this.
     pub fn execute_sync(&self, command: Command) -> Result<Reply> {
         let name = command.name();
-        self.dispatch(command).map_err(|e| e.with_operation(name))
+        let reply = self.dispatch(command).map_err(|e| e.with_operation(name));
+        // No write lock is held any more: forget the keys moka dropped.
+        self.settle_index();
+        reply
     }
 
     fn dispatch(&self, command: Command) -> Result<Reply> {
@@ -159,25 +196,49 @@ impl EmbeddedKv {
                 key,
                 value,
                 options,
-            } => self.set(&key, value, options),
+            } => self
+                .write_string(&key, value, options, false)
+                .map(|(written, _)| Reply::Bool(written)),
+            Command::SetGet {
+                key,
+                value,
+                options,
+            } => self
+                .write_string(&key, value, options, true)
+                .map(|(_, old)| Reply::Value(old)),
+            Command::GetDel { key } => self.getdel(&key),
+            Command::GetEx { key, expiry } => self.getex(&key, expiry),
             Command::MGet { keys } => self.mget(&keys),
             Command::MSet { pairs } => self.mset(pairs),
+            Command::MSetNx { pairs } => self.msetnx(pairs),
+            Command::Append { key, value } => self.append(&key, &value),
+            Command::StrLen { key } => self.strlen(&key),
             Command::Del { keys } => self.del(&keys),
             Command::Exists { keys } => self.exists(&keys),
-            Command::Expire { key, ttl } => self.expire(&key, ttl),
+            Command::Expire { key, ttl, options } => self.expire(&key, ttl, options),
             Command::Ttl { key } => self.ttl(&key),
             Command::Persist { key } => self.persist(&key),
             Command::Type { key } => self.key_type(&key),
             Command::IncrBy { key, delta } => self.incr_by(&key, delta),
             Command::IncrByFloat { key, delta } => self.incr_by_float(&key, delta),
             Command::HSet { key, fields } => self.hset(&key, fields),
+            Command::HSetNx { key, field, value } => self.hsetnx(&key, field, value),
             Command::HGet { key, field } => self.hget(&key, &field),
             Command::HMGet { key, fields } => self.hmget(&key, &fields),
             Command::HGetAll { key } => self.hgetall(&key),
+            Command::HKeys { key } => self.hkeys(&key),
+            Command::HVals { key } => self.hvals(&key),
+            Command::HExists { key, field } => self.hexists(&key, &field),
+            Command::HStrLen { key, field } => self.hstrlen(&key, &field),
             Command::HDel { key, fields } => self.hdel(&key, &fields),
             Command::HIncrBy { key, field, delta } => self.hincr_by(&key, &field, delta),
+            Command::HIncrByFloat { key, field, delta } => self.hincr_by_float(&key, &field, delta),
             Command::HLen { key } => self.hlen(&key),
-            Command::ZAdd { key, members } => self.zadd(&key, &members),
+            Command::ZAdd {
+                key,
+                members,
+                options,
+            } => self.zadd(&key, &members, options),
             Command::ZIncrBy { key, delta, member } => self.zincr_by(&key, delta, &member),
             Command::ZScore { key, member } => self.zscore(&key, &member),
             Command::ZRank { key, member, rev } => self.zrank(&key, &member, rev),
@@ -191,8 +252,10 @@ impl EmbeddedKv {
                 key,
                 min,
                 max,
+                rev,
                 limit,
-            } => self.zrange_by_score(&key, min, max, limit),
+            } => self.zrange_by_score(&key, min, max, rev, limit),
+            Command::ZCount { key, min, max } => self.zcount(&key, min, max),
             Command::ZRemRangeByScore { key, min, max } => self.zrem_range_by_score(&key, min, max),
             Command::ZRem { key, members } => self.zrem(&key, &members),
             Command::ZCard { key } => self.zcard(&key),
@@ -210,6 +273,30 @@ impl EmbeddedKv {
         self.cache
             .get(key)
             .filter(|entry| entry.is_live_at(|| self.clock.now()))
+    }
+
+    /// Stores `entry` at `key`, entering the key and its type in the scan
+    /// index first unless moka holds it live already with that type. The
+    /// caller holds `key`'s write lock, which is what keeps the index's
+    /// invariant (see `keys`). The lookup is a use for the LRU, as the write
+    /// is anyway.
+    fn store(&self, key: &str, entry: Arc<Entry>) {
+        let key_type = entry.key_type();
+        let indexed = self
+            .cache
+            .get(key)
+            .is_some_and(|current| current.key_type() == key_type);
+        if !indexed {
+            self.index.insert(key, key_type);
+        }
+        self.cache.insert(key.to_owned(), entry);
+    }
+
+    /// Deletes `key` (also an expired entry, freeing its weight now rather
+    /// than at moka's next timer run). The caller holds `key`'s write lock.
+    fn remove(&self, key: &str) {
+        self.cache.invalidate(key);
+        self.index.remove(key);
     }
 
     /// Runs `f` on the hash or sorted set at `key` (`None` when missing),
@@ -243,7 +330,7 @@ impl EmbeddedKv {
                 let mut value = C::default();
                 let out = f(&mut value)?;
                 if !value.is_empty() {
-                    self.cache.insert(key.to_owned(), Entry::collection(value));
+                    self.store(key, Entry::collection(value));
                 }
                 Ok(out)
             }
@@ -254,24 +341,43 @@ impl EmbeddedKv {
                 let (empty, bytes) = (value.is_empty(), value.bytes());
                 drop(value);
                 if empty {
-                    self.cache.invalidate(key);
+                    self.remove(key);
                 } else {
                     entry.set_value_bytes(bytes);
-                    self.cache.insert(key.to_owned(), entry);
+                    self.store(key, entry);
                 }
                 Ok(out)
             }
         }
     }
 
+    fn stripe(&self, key: &str) -> usize {
+        // The modulo keeps the index in range for any hash.
+        (self.stripe_hasher.hash_one(key) % STRIPES as u64) as usize
+    }
+
     /// The write lock of `key`'s stripe. It guards no data (`()`), so a
     /// poisoned stripe carries no broken state and is used as is.
     fn write_lock(&self, key: &str) -> MutexGuard<'_, ()> {
-        // The modulo keeps the index in range for any hash.
-        let stripe = (self.stripe_hasher.hash_one(key) % STRIPES as u64) as usize;
-        self.stripes[stripe]
+        self.stripes[self.stripe(key)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The write locks of all of `keys`, each stripe once, taken in stripe
+    /// order so that two multi-key writers cannot deadlock.
+    fn write_locks<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys.map(|key| self.stripe(key)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|stripe| {
+                self.stripes[stripe]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
+            .collect()
     }
 }
 
@@ -304,16 +410,9 @@ impl KvStore for EmbeddedKv {
             .collect())
     }
 
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
-        let now = self.clock.now();
-        let mut keys: Vec<String> = self
-            .cache
-            .iter()
-            .filter(|(key, entry)| entry.is_live_at(|| now) && glob_match(pattern, key))
-            .map(|(key, _)| key.as_ref().clone())
-            .collect();
-        keys.sort_unstable();
-        Ok(keys)
+    async fn scan(&self, cursor: &ScanCursor, options: &ScanOptions) -> Result<ScanPage> {
+        self.scan_page(cursor, options)
+            .map_err(|e| e.with_operation("scan"))
     }
 
     async fn subscribe(&self, channels: &[String]) -> Result<Subscription> {
@@ -331,6 +430,7 @@ impl KvStore for EmbeddedKv {
         // Evictions, removals and weight changes are applied lazily by moka;
         // settle them so the figures are current.
         self.cache.run_pending_tasks();
+        self.settle_index();
         let now = self.clock.now();
         let keys = self
             .cache
@@ -344,9 +444,56 @@ impl KvStore for EmbeddedKv {
             evictions: self.evictions.load(Ordering::Relaxed),
         })
     }
+}
 
-    /// Same as the provided `get`, without building a [`Command`].
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.get_sync(key)
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engines::kv::{KvStoreExt, SetOptions};
+
+    /// The scan index holds the live keys, not every key ever written: keys
+    /// evicted, expired and deleted leave it.
+    #[tokio::test]
+    async fn the_scan_index_forgets_keys_that_are_gone() {
+        let kv = EmbeddedKv::new(EmbeddedKvOptions {
+            max_memory: 64 * 1024,
+            ..Default::default()
+        });
+        let value = Bytes::from(vec![b'x'; 200]);
+        for i in 0..5_000 {
+            kv.set(&format!("fill:{i}"), value.clone()).await.unwrap();
+        }
+        let info = kv.info().await.unwrap();
+        assert!(info.evictions > 0, "{info:?}");
+        assert_eq!(kv.index.len() as u64, info.keys, "{info:?}");
+        assert!(kv.index.len() < 1_000, "{}", kv.index.len());
+
+        let kv = EmbeddedKv::new(EmbeddedKvOptions::default());
+        for i in 0..100 {
+            let key = format!("short:{i}");
+            kv.set_with(
+                &key,
+                value.clone(),
+                SetOptions::ttl(Duration::from_millis(1)),
+            )
+            .await
+            .unwrap();
+        }
+        kv.set("stays", value.clone()).await.unwrap();
+        kv.set("deleted", value.clone()).await.unwrap();
+        // The inherent `del` (the command itself) shadows the helper here.
+        KvStoreExt::del(&kv, &["deleted".into()]).await.unwrap();
+        assert_eq!(kv.index.len(), 101);
+        // Wait for the keys' deadlines, then let moka's housekeeping remove
+        // them (its expirations are what the index learns from).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while kv.index.len() > 1 {
+            assert!(std::time::Instant::now() < deadline, "{}", kv.index.len());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            kv.info().await.unwrap();
+        }
+        assert_eq!(kv.scan_all("*").await.unwrap(), ["stays"]);
     }
 }

@@ -7,36 +7,51 @@
 //! - `publish` answers how many subscriptions received the message; one
 //!   subscription counts once per channel even if it named the channel
 //!   twice (as one Redis client does).
+//! - Publishing never waits for a subscriber: each subscription has a
+//!   bounded buffer (the store's `subscription_capacity`), and a full one
+//!   drops its oldest message and tells its reader (`Lagged`); see
+//!   [`Subscription`]. A slow reader costs at most its buffer.
 //! - Dropping a [`Subscription`] unregisters it (its guard removes its
-//!   senders); `publish` also prunes senders whose receiver is gone, so a
-//!   leaked registration never counts as a reached subscriber.
-//! - Messages on one channel arrive in publish order: sending happens under
+//!   feeds); `publish` also prunes feeds whose reader is gone, so a leaked
+//!   registration never counts as a reached subscriber.
+//! - Messages on one channel arrive in publish order: pushing happens under
 //!   the registry lock.
+//! - Dropping the store ends its subscriptions: the registry holds the only
+//!   feeds, so readers get the buffered messages and then `None`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use crate::engines::kv::{PubSubMessage, Subscription};
+use crate::engines::kv::{PubSubMessage, Subscription, SubscriptionFeed};
 use crate::error::Result;
 
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
-    sender: UnboundedSender<PubSubMessage>,
+    feed: Arc<SubscriptionFeed>,
 }
 
 /// The channel registry of one store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct PubSub {
     channels: Mutex<HashMap<String, Vec<Subscriber>>>,
     next_id: AtomicU64,
+    capacity: usize,
 }
 
 impl PubSub {
+    /// A registry whose subscriptions buffer `capacity` messages each.
+    pub(super) fn new(capacity: usize) -> Self {
+        PubSub {
+            channels: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            capacity,
+        }
+    }
+
     /// The registry. Every change to it is a single insert or removal, so a
     /// panic elsewhere cannot leave it half-updated: a poisoned lock is
     /// safe to keep using.
@@ -50,28 +65,24 @@ impl PubSub {
             return Err(super::wrong_arity("subscribe"));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = unbounded_channel();
         let mut unique: Vec<String> = channels.to_vec();
         unique.sort();
         unique.dedup();
-        {
-            let mut registry = self.channels();
-            for channel in &unique {
-                registry
-                    .entry(channel.clone())
-                    .or_default()
-                    .push(Subscriber {
-                        id,
-                        sender: sender.clone(),
-                    });
-            }
-        }
         let guard = SubscriptionGuard {
             pubsub: Arc::downgrade(self),
             id,
-            channels: unique,
+            channels: unique.clone(),
         };
-        Ok(Subscription::new(receiver, Some(Box::new(guard))))
+        let (feed, subscription) = Subscription::channel(self.capacity, Some(Box::new(guard)));
+        let feed = Arc::new(feed);
+        let mut registry = self.channels();
+        for channel in unique {
+            registry.entry(channel).or_default().push(Subscriber {
+                id,
+                feed: Arc::clone(&feed),
+            });
+        }
+        Ok(subscription)
     }
 
     /// Delivers to every live subscriber of `channel`; how many got it.
@@ -86,7 +97,7 @@ impl PubSub {
                 channel: channel.to_owned(),
                 payload: payload.clone(),
             };
-            let delivered = subscriber.sender.send(message).is_ok();
+            let delivered = subscriber.feed.push(message);
             reached += u64::from(delivered);
             delivered
         });

@@ -1,5 +1,6 @@
-//! String and key commands: `GET`, `SET`, `MGET`, `MSET`, `DEL`, `EXISTS`,
-//! `PEXPIRE`, `PTTL`, `PERSIST`, `TYPE`, `INCRBY`, `INCRBYFLOAT`, and the
+//! String and key commands: `GET`, `SET` (with `GET`), `GETDEL`, `GETEX`,
+//! `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, `DEL`, `EXISTS`, `PEXPIRE`,
+//! `PTTL`, `PERSIST`, `TYPE`, `INCRBY`, `INCRBYFLOAT`, and the
 //! compare-and-delete of a lock release.
 //!
 //! # What MUST hold
@@ -7,25 +8,39 @@
 //! - Integers are parsed as Redis's `string2ll` does: optional `-`, no `+`,
 //!   no leading zeros, no spaces, 64-bit range. Anything else is "not an
 //!   integer" and the value is left unchanged.
-//! - `INCRBY`/`INCRBYFLOAT` keep the key's expiry; `SET` clears it unless
-//!   `keep_ttl`.
+//! - `INCRBY`/`INCRBYFLOAT`/`APPEND` keep the key's expiry; `SET` and
+//!   `MSET`/`MSETNX` clear it unless `KEEPTTL`.
 //! - `INCRBYFLOAT` computes in `f64` and stores the shortest decimal that
 //!   reads back as the result, without exponent (Redis's human format).
 //!   Redis computes in `long double`, so a result may differ from Redis in
 //!   the last digits (`0.1 + 0.2` is `0.30000000000000004` here, `0.3`
 //!   there).
+//! - Checks come in Redis's order, so the same bad command gets the same
+//!   error: `SET` refuses a bad expiry before looking at the key, then
+//!   (with `GET`) a non-string; `GETEX` answers nil for a missing key and
+//!   WRONGTYPE for a non-string before it judges the expiry; `PEXPIRE`
+//!   refuses bad flags, then an unrepresentable deadline, and only then
+//!   looks the key up.
+//! - `PEXPIRE` `GT`/`LT` compare deadlines in milliseconds, a key without
+//!   expiry counting as infinite (`GT` never applies, `LT` always does); an
+//!   expiry of zero that passes the conditions deletes the key and answers
+//!   `true`.
 //! - `MGET` answers nil for a key of another type (Redis does, no
 //!   WRONGTYPE); `compare_and_delete` on a non-string fails with WRONGTYPE
 //!   (as Redis's `GET` inside the release script does).
 //! - `MSET` and multi-key `DEL` take one key at a time: each key's write is
 //!   atomic, the command as a whole is not (Redis's is); a concurrent reader
-//!   may see some keys written and not others.
+//!   may see some keys written and not others. `MSETNX` holds all its keys'
+//!   write locks, so it is all or nothing with respect to writers; a reader
+//!   may still see it half done.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 
 use super::EmbeddedKv;
-use super::entry::{Clock, Entry, NO_DEADLINE, Value};
-use crate::engines::kv::{KeyType, Reply, SetCondition, SetOptions, Ttl};
+use super::entry::{Entry, NO_DEADLINE, Value};
+use crate::engines::kv::{ExpireOptions, GetExpiry, KeyType, Reply, SetCondition, SetOptions, Ttl};
 use crate::error::{Error, Result};
 
 /// Redis's `string2ll`: the strict base-10 form Redis itself writes.
@@ -45,7 +60,7 @@ pub(super) fn parse_redis_int(bytes: &[u8]) -> Option<i64> {
 
 /// Redis's `string2ld`: no leading space, the whole string a number, not
 /// NaN.
-fn parse_redis_float(bytes: &[u8]) -> Option<f64> {
+pub(super) fn parse_redis_float(bytes: &[u8]) -> Option<f64> {
     if bytes.first().is_none_or(u8::is_ascii_whitespace) {
         return None;
     }
@@ -58,12 +73,34 @@ pub(super) fn format_int(value: i64) -> Bytes {
     Bytes::from(value.to_string())
 }
 
+/// A float as the float increments store it: the shortest decimal that
+/// reads back as `value`, without exponent.
+pub(super) fn format_float(value: f64) -> Bytes {
+    Bytes::from(format!("{value}"))
+}
+
 fn not_an_integer() -> Error {
     Error::invalid("ERR value is not an integer or out of range")
 }
 
 fn overflow() -> Error {
     Error::invalid("ERR increment or decrement would overflow")
+}
+
+/// Redis's refusal of an expiry, naming the command as Redis does.
+fn invalid_expire_time(command: &str) -> Error {
+    Error::invalid(format!("ERR invalid expire time in '{command}' command"))
+}
+
+/// Whether `PEXPIRE`'s conditions keep `current` (a deadline, or
+/// [`NO_DEADLINE`]) from becoming `new`, as Redis's `expireGenericCommand`
+/// judges them: a key without expiry counts as an infinite one.
+fn expire_refused(options: ExpireOptions, current: u64, new: u64) -> bool {
+    let persistent = current == NO_DEADLINE;
+    (options.nx && !persistent)
+        || (options.xx && persistent)
+        || (options.gt && (persistent || new <= current))
+        || (options.lt && !persistent && new >= current)
 }
 
 impl EmbeddedKv {
@@ -80,8 +117,8 @@ impl EmbeddedKv {
     /// Fails when one value alone could never fit in `max_memory` (Redis
     /// answers OOM when eviction cannot make room). Checked before writing,
     /// so such a write changes nothing rather than being evicted at once.
-    fn check_fits(&self, key: &str, value: &Bytes) -> Result<()> {
-        let weight = key.len() as u64 + Entry::string_size(value);
+    fn check_fits(&self, key: &str, value: &[u8]) -> Result<()> {
+        let weight = Entry::key_bytes(key) + Entry::string_size(value);
         if self.max_memory > 0 && weight > self.max_memory {
             return Err(Error::invalid(format!(
                 "OOM a value of {weight} bytes cannot fit in max_memory of {} bytes",
@@ -92,35 +129,94 @@ impl EmbeddedKv {
         Ok(())
     }
 
-    pub(super) fn set(&self, key: &str, value: Bytes, options: SetOptions) -> Result<Reply> {
-        let ttl_millis = match options.expiry {
-            Some(ttl) if ttl.as_millis() == 0 => {
-                return Err(Error::invalid("ERR invalid expire time in 'set' command"));
-            }
-            other => other.map(|ttl| ttl.as_millis()),
-        };
+    /// The deadline `ttl` from now for `command`, refused as Redis refuses
+    /// it: zero (unless `zero_allowed`) or past Redis's range.
+    fn deadline_for(&self, ttl: Duration, command: &str, zero_allowed: bool) -> Result<u64> {
+        if !zero_allowed && ttl.as_millis() == 0 {
+            return Err(invalid_expire_time(command));
+        }
+        self.clock
+            .deadline_after(self.clock.now(), ttl)
+            .ok_or_else(|| invalid_expire_time(command))
+    }
+
+    /// `SET`, and `SET ... GET` when `get`: whether it wrote, and (with
+    /// `get`) the string that was there.
+    pub(super) fn write_string(
+        &self,
+        key: &str,
+        value: Bytes,
+        options: SetOptions,
+        get: bool,
+    ) -> Result<(bool, Option<Bytes>)> {
+        let deadline = options
+            .expiry
+            .map(|ttl| self.deadline_for(ttl, "set", false))
+            .transpose()?;
         self.check_fits(key, &value)?;
         let _guard = self.write_lock(key);
         // A plain SET needs nothing from the current entry: skip the lookup.
-        let needs_existing = options.condition != SetCondition::Always || options.keep_ttl;
+        let needs_existing = get || options.condition != SetCondition::Always || options.keep_ttl;
         let existing = if needs_existing { self.live(key) } else { None };
+        let old = match (get, existing.as_deref()) {
+            (
+                true,
+                Some(Entry {
+                    value: Value::String(bytes),
+                    ..
+                }),
+            ) => Some(bytes.clone()),
+            (true, Some(_)) => return Err(Error::wrong_type()),
+            _ => None,
+        };
         let allowed = match options.condition {
             SetCondition::Always => true,
             SetCondition::IfAbsent => existing.is_none(),
             SetCondition::IfPresent => existing.is_some(),
         };
         if !allowed {
-            return Ok(Reply::Bool(false));
+            return Ok((false, old));
         }
-        let deadline = match ttl_millis {
-            Some(ms) => Clock::deadline_after(self.clock.now(), ms)
-                .ok_or_else(|| Error::invalid("ERR invalid expire time in 'set' command"))?,
+        let deadline = match deadline {
+            Some(deadline) => deadline,
             None if options.keep_ttl => existing.map_or(NO_DEADLINE, |e| e.deadline()),
             None => NO_DEADLINE,
         };
-        self.cache
-            .insert(key.to_owned(), Entry::string(value, deadline));
-        Ok(Reply::Bool(true))
+        self.store(key, Entry::string(value, deadline));
+        Ok((true, old))
+    }
+
+    pub(super) fn getdel(&self, key: &str) -> Result<Reply> {
+        let _guard = self.write_lock(key);
+        let value = self.get_string(key)?;
+        if value.is_some() {
+            self.remove(key);
+        }
+        Ok(Reply::Value(value))
+    }
+
+    pub(super) fn getex(&self, key: &str, expiry: GetExpiry) -> Result<Reply> {
+        if expiry == GetExpiry::Unchanged {
+            return self.get_string(key).map(Reply::Value);
+        }
+        let _guard = self.write_lock(key);
+        let Some(entry) = self.live(key) else {
+            return Ok(Reply::Value(None));
+        };
+        let Value::String(bytes) = &entry.value else {
+            return Err(Error::wrong_type());
+        };
+        let value = bytes.clone();
+        let deadline = match expiry {
+            GetExpiry::After(ttl) => self.deadline_for(ttl, "getex", false)?,
+            GetExpiry::Persist | GetExpiry::Unchanged => NO_DEADLINE,
+        };
+        if entry.deadline() != deadline {
+            entry.set_deadline(deadline);
+            // Re-inserting lets moka's timer see the new deadline.
+            self.store(key, entry);
+        }
+        Ok(Reply::Value(Some(value)))
     }
 
     pub(super) fn mget(&self, keys: &[String]) -> Result<Reply> {
@@ -150,10 +246,50 @@ impl EmbeddedKv {
         }
         for (key, value) in pairs {
             let _guard = self.write_lock(&key);
-            let entry = Entry::string(value, NO_DEADLINE);
-            self.cache.insert(key, entry);
+            self.store(&key, Entry::string(value, NO_DEADLINE));
         }
         Ok(Reply::Ok)
+    }
+
+    pub(super) fn msetnx(&self, pairs: Vec<(String, Bytes)>) -> Result<Reply> {
+        if pairs.is_empty() {
+            return Err(super::wrong_arity("msetnx"));
+        }
+        for (key, value) in &pairs {
+            self.check_fits(key, value)?;
+        }
+        let _guards = self.write_locks(pairs.iter().map(|(key, _)| key.as_str()));
+        if pairs.iter().any(|(key, _)| self.live(key).is_some()) {
+            return Ok(Reply::Bool(false));
+        }
+        // A key named twice ends with its last value, as in Redis.
+        for (key, value) in pairs {
+            self.store(&key, Entry::string(value, NO_DEADLINE));
+        }
+        Ok(Reply::Bool(true))
+    }
+
+    pub(super) fn append(&self, key: &str, suffix: &Bytes) -> Result<Reply> {
+        let _guard = self.write_lock(key);
+        let (current, deadline) = self.string_for_update(key)?;
+        let value = match current {
+            None => suffix.clone(),
+            Some(current) => {
+                let mut joined = BytesMut::with_capacity(current.len() + suffix.len());
+                joined.extend_from_slice(&current);
+                joined.extend_from_slice(suffix);
+                joined.freeze()
+            }
+        };
+        self.check_fits(key, &value)?;
+        let len = value.len() as i64;
+        self.store(key, Entry::string(value, deadline));
+        Ok(Reply::Int(len))
+    }
+
+    pub(super) fn strlen(&self, key: &str) -> Result<Reply> {
+        let len = self.get_string(key)?.map_or(0, |v| v.len());
+        Ok(Reply::Int(len as i64))
     }
 
     pub(super) fn del(&self, keys: &[String]) -> Result<Reply> {
@@ -166,9 +302,7 @@ impl EmbeddedKv {
             if self.live(key).is_some() {
                 deleted += 1;
             }
-            // An expired entry goes too: it is dead already, and this frees
-            // its weight now rather than at moka's next timer run.
-            self.cache.invalidate(key.as_str());
+            self.remove(key);
         }
         Ok(Reply::Int(deleted))
     }
@@ -182,22 +316,25 @@ impl EmbeddedKv {
         Ok(Reply::Int(count as i64))
     }
 
-    pub(super) fn expire(&self, key: &str, ttl: std::time::Duration) -> Result<Reply> {
+    pub(super) fn expire(&self, key: &str, ttl: Duration, options: ExpireOptions) -> Result<Reply> {
+        options.check()?;
+        let now = self.clock.now();
+        let deadline = self.deadline_for(ttl, "pexpire", true)?;
         let _guard = self.write_lock(key);
         let Some(entry) = self.live(key) else {
             return Ok(Reply::Bool(false));
         };
-        let ms = ttl.as_millis();
-        if ms == 0 {
-            // Redis deletes a key given a non-positive expiry.
-            self.cache.invalidate(key);
+        if expire_refused(options, entry.deadline(), deadline) {
+            return Ok(Reply::Bool(false));
+        }
+        if deadline <= now {
+            // Redis deletes a key given an expiry that has already passed.
+            self.remove(key);
             return Ok(Reply::Bool(true));
         }
-        let deadline = Clock::deadline_after(self.clock.now(), ms)
-            .ok_or_else(|| Error::invalid("ERR invalid expire time in 'pexpire' command"))?;
         entry.set_deadline(deadline);
         // Re-inserting lets moka's timer see the new deadline.
-        self.cache.insert(key.to_owned(), entry);
+        self.store(key, entry);
         Ok(Reply::Bool(true))
     }
 
@@ -209,13 +346,9 @@ impl EmbeddedKv {
         if deadline == NO_DEADLINE {
             return Ok(Reply::Ttl(Ttl::Persistent));
         }
-        // Rounded up to the millisecond: a live key never reports 0, and a
-        // TTL read right after `PEXPIRE 100` reads 100, as Redis's does.
-        let nanos = deadline.saturating_sub(self.clock.now());
-        let millis = nanos.div_ceil(1_000_000);
-        Ok(Reply::Ttl(Ttl::Expires(std::time::Duration::from_millis(
-            millis,
-        ))))
+        // As Redis: 0 in the key's last millisecond.
+        let left = deadline.saturating_sub(self.clock.now());
+        Ok(Reply::Ttl(Ttl::Expires(Duration::from_millis(left))))
     }
 
     pub(super) fn persist(&self, key: &str) -> Result<Reply> {
@@ -227,7 +360,7 @@ impl EmbeddedKv {
             return Ok(Reply::Bool(false));
         }
         entry.set_deadline(NO_DEADLINE);
-        self.cache.insert(key.to_owned(), entry);
+        self.store(key, entry);
         Ok(Reply::Bool(true))
     }
 
@@ -257,8 +390,7 @@ impl EmbeddedKv {
             Some(bytes) => parse_redis_int(&bytes).ok_or_else(not_an_integer)?,
         };
         let new = current.checked_add(delta).ok_or_else(overflow)?;
-        self.cache
-            .insert(key.to_owned(), Entry::string(format_int(new), deadline));
+        self.store(key, Entry::string(format_int(new), deadline));
         Ok(Reply::Int(new))
     }
 
@@ -279,9 +411,7 @@ impl EmbeddedKv {
                 "ERR increment would produce NaN or Infinity",
             ));
         }
-        let stored = Bytes::from(format!("{new}"));
-        self.cache
-            .insert(key.to_owned(), Entry::string(stored, deadline));
+        self.store(key, Entry::string(format_float(new), deadline));
         Ok(Reply::Float(new))
     }
 
@@ -289,7 +419,7 @@ impl EmbeddedKv {
         let _guard = self.write_lock(key);
         let (current, _) = self.string_for_update(key)?;
         if current.as_ref() == Some(expected) {
-            self.cache.invalidate(key);
+            self.remove(key);
             return Ok(Reply::Bool(true));
         }
         Ok(Reply::Bool(false))
@@ -333,6 +463,49 @@ mod tests {
         assert_eq!(parse_redis_float(b"nan"), None);
         assert_eq!(parse_redis_float(b""), None);
         assert_eq!(parse_redis_float(b"x"), None);
+    }
+
+    /// The EXPIRE condition matrix; `kv_conformance`'s
+    /// `expire_condition_matrix_matches_redis` runs the same cases against
+    /// both backends.
+    #[test]
+    fn expire_conditions_follow_redis() {
+        let o = |nx, xx, gt, lt| ExpireOptions { nx, xx, gt, lt };
+        let (none, nx, xx) = (
+            o(false, false, false, false),
+            o(true, false, false, false),
+            o(false, true, false, false),
+        );
+        let (gt, lt) = (o(false, false, true, false), o(false, false, false, true));
+        let (xx_gt, xx_lt) = (o(false, true, true, false), o(false, true, false, true));
+        let persistent = NO_DEADLINE;
+        // (options, current, new, refused)
+        let cases = [
+            (none, persistent, 100, false),
+            (none, 100, 50, false),
+            (nx, persistent, 100, false),
+            (nx, 100, 200, true),
+            (xx, persistent, 100, true),
+            (xx, 100, 50, false),
+            (gt, persistent, 100, true),
+            (gt, 100, 100, true),
+            (gt, 100, 101, false),
+            (lt, persistent, 100, false),
+            (lt, 100, 100, true),
+            (lt, 100, 99, false),
+            (xx_gt, persistent, 100, true),
+            (xx_gt, 100, 200, false),
+            (xx_lt, persistent, 1, true),
+            (xx_lt, 100, 200, true),
+            (xx_lt, 100, 50, false),
+        ];
+        for (options, current, new, refused) in cases {
+            assert_eq!(
+                expire_refused(options, current, new),
+                refused,
+                "{options:?} current {current} new {new}"
+            );
+        }
     }
 
     #[test]

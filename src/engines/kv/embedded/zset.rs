@@ -1,13 +1,22 @@
-//! Sorted-set commands: `ZADD`, `ZINCRBY`, `ZSCORE`, `ZRANK`/`ZREVRANK`,
-//! `ZRANGE`, `ZRANGEBYSCORE`, `ZREMRANGEBYSCORE`, `ZREM`, `ZCARD`.
+//! Sorted-set commands: `ZADD` (with `NX XX GT LT CH INCR`), `ZINCRBY`,
+//! `ZSCORE`, `ZRANK`/`ZREVRANK`, `ZRANGE` by index and by score (with `REV`
+//! and `LIMIT`), `ZCOUNT`, `ZREMRANGEBYSCORE`, `ZREM`, `ZCARD`.
 //!
 //! # What MUST hold
 //!
 //! - Order is by score, then by member bytewise (Redis's order). `-0` is
 //!   stored as `0`, so the two tie like Redis's `<` comparison makes them.
 //! - A NaN score is rejected before anything changes ("not a valid float");
-//!   `±inf` scores are allowed, as in Redis, and a `ZINCRBY` that would
-//!   produce NaN (`inf + -inf`) fails and changes nothing.
+//!   `±inf` scores are allowed, as in Redis, and a `ZINCRBY` (or `ZADD
+//!   INCR`) that would produce NaN (`inf + -inf`) fails and changes nothing.
+//! - `ZADD` checks in Redis's order: the argument count and flag
+//!   combinations ([`ZAddOptions::check`]), then the scores, then the key's
+//!   type. Per member, as Redis's `zsetAdd`: an existing member is left
+//!   alone under `NX`; otherwise its new score (with `INCR`, old + given)
+//!   is applied unless `GT` and it is not higher, or `LT` and it is not
+//!   lower; an equal score changes nothing. A new member is added unless
+//!   `XX` (`GT`/`LT` do not stop it). `XX` on a missing key creates
+//!   nothing.
 //! - Writes mutate the set in place under its mutex and re-insert the entry
 //!   so moka re-weighs it; the whole set is never cloned. A set whose last
 //!   member is removed is deleted; its expiry survives other writes.
@@ -17,11 +26,12 @@
 //!   sizes strata keeps in process.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use super::EmbeddedKv;
 use super::entry::{Collection, Value};
-use crate::engines::kv::{Reply, ScoreBound};
+use crate::engines::kv::{Reply, ScoreBound, ZAddOptions};
 use crate::error::{Error, Result};
 
 /// Estimated cost of one member beyond its bytes: a hash-map slot, a
@@ -65,6 +75,19 @@ pub(crate) struct ZSetValue {
     bytes: u64,
 }
 
+/// What `ZADD` did to one member, with the member's score after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Applied {
+    /// A new member.
+    Added(f64),
+    /// An existing member got another score.
+    Updated(f64),
+    /// An existing member already had that score.
+    Unchanged(f64),
+    /// `NX`, `XX`, `GT` or `LT` left it alone.
+    Refused,
+}
+
 /// `-0` becomes `0` (adding `+0` does that and changes nothing else).
 fn normalise(score: f64) -> f64 {
     score + 0.0
@@ -105,6 +128,33 @@ impl ZSetValue {
         });
         self.scores.insert(name, score);
         true
+    }
+
+    /// One member of a `ZADD`, as Redis's `zsetAdd` applies it; a NaN
+    /// result (`INCR` of `inf` by `-inf`) is refused before any change.
+    fn apply(&mut self, member: &str, score: f64, options: ZAddOptions) -> Result<Applied> {
+        let Some(current) = self.scores.get(member).copied() else {
+            if options.xx {
+                return Ok(Applied::Refused);
+            }
+            self.insert(member, score);
+            return Ok(Applied::Added(normalise(score)));
+        };
+        if options.nx {
+            return Ok(Applied::Refused);
+        }
+        let new = if options.incr { current + score } else { score };
+        if new.is_nan() {
+            return Err(Error::invalid("ERR resulting score is not a number (NaN)"));
+        }
+        if (options.gt && new <= current) || (options.lt && new >= current) {
+            return Ok(Applied::Refused);
+        }
+        if new == current {
+            return Ok(Applied::Unchanged(current));
+        }
+        self.insert(member, new);
+        Ok(Applied::Updated(normalise(new)))
     }
 
     fn remove(&mut self, member: &str) -> bool {
@@ -153,6 +203,37 @@ impl ZSetValue {
         } else {
             self.order.iter().skip(skip).take(take).map(pair).collect()
         }
+    }
+
+    /// Members with `min <= score <= max` (per the bounds), descending:
+    /// the walk starts at the first member at or below `max`.
+    fn range_by_score_rev<'a>(
+        &'a self,
+        min: ScoreBound,
+        max: ScoreBound,
+    ) -> impl Iterator<Item = &'a Ranked> + 'a {
+        // Every member scored below the next float up from `max` (ties of
+        // `max` are all below it, whatever their name).
+        let above = match max {
+            ScoreBound::PosInfinity => None,
+            ScoreBound::NegInfinity => Some(f64::NEG_INFINITY.next_up()),
+            ScoreBound::Inclusive(s) | ScoreBound::Exclusive(s) => {
+                let s = normalise(s);
+                (s < f64::INFINITY).then(|| s.next_up())
+            }
+        };
+        let upper = match above {
+            None => Bound::Unbounded,
+            Some(score) => Bound::Excluded(Ranked {
+                score: Score(normalise(score)),
+                member: Arc::from(""),
+            }),
+        };
+        self.order
+            .range((Bound::Unbounded, upper))
+            .rev()
+            .skip_while(move |r| !max.admits_from_above(r.score.0))
+            .take_while(move |r| min.admits_from_below(r.score.0))
     }
 
     /// Members with `min <= score <= max` (per the bounds), ascending.
@@ -223,19 +304,39 @@ impl EmbeddedKv {
         self.write_collection(key, f)
     }
 
-    pub(super) fn zadd(&self, key: &str, members: &[(f64, String)]) -> Result<Reply> {
-        if members.is_empty() {
-            return Err(super::wrong_arity("zadd"));
-        }
+    pub(super) fn zadd(
+        &self,
+        key: &str,
+        members: &[(f64, String)],
+        options: ZAddOptions,
+    ) -> Result<Reply> {
+        options.check(members.len())?;
         if members.iter().any(|(score, _)| score.is_nan()) {
             return Err(not_a_float());
         }
         self.write_zset(key, |zset| {
-            let added = members
-                .iter()
-                .filter(|(score, member)| zset.insert(member, *score))
-                .count();
-            Ok(Reply::Int(added as i64))
+            let (mut added, mut changed, mut last) = (0, 0, None);
+            for (score, member) in members {
+                match zset.apply(member, *score, options)? {
+                    Applied::Added(s) => {
+                        added += 1;
+                        last = Some(s);
+                    }
+                    Applied::Updated(s) => {
+                        changed += 1;
+                        last = Some(s);
+                    }
+                    Applied::Unchanged(s) => last = Some(s),
+                    Applied::Refused => last = None,
+                }
+            }
+            Ok(if options.incr {
+                Reply::Score(last)
+            } else if options.ch {
+                Reply::Int(added + changed)
+            } else {
+                Reply::Int(added)
+            })
         })
     }
 
@@ -280,21 +381,32 @@ impl EmbeddedKv {
         key: &str,
         min: ScoreBound,
         max: ScoreBound,
+        rev: bool,
         limit: Option<(u64, u64)>,
     ) -> Result<Reply> {
         check_bounds(min, max)?;
         let (offset, count) = limit.unwrap_or((0, u64::MAX));
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
         let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let pair = |r: &Ranked| (r.member.to_string(), r.score.0);
         self.read_zset(key, |zset| {
             let scored = zset.map_or_else(Vec::new, |z| {
-                z.range_by_score(min, max)
-                    .skip(offset)
-                    .take(count)
-                    .map(|r| (r.member.to_string(), r.score.0))
-                    .collect()
+                if rev {
+                    let range = z.range_by_score_rev(min, max);
+                    range.skip(offset).take(count).map(pair).collect()
+                } else {
+                    let range = z.range_by_score(min, max);
+                    range.skip(offset).take(count).map(pair).collect()
+                }
             });
             Reply::Scored(scored)
+        })
+    }
+
+    pub(super) fn zcount(&self, key: &str, min: ScoreBound, max: ScoreBound) -> Result<Reply> {
+        check_bounds(min, max)?;
+        self.read_zset(key, |zset| {
+            Reply::Int(zset.map_or(0, |z| z.range_by_score(min, max).count()) as i64)
         })
     }
 
@@ -364,6 +476,94 @@ mod tests {
             .collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(z.scores.get("a").map(|s| s.is_sign_negative()), Some(false));
+    }
+
+    /// One member of ZADD under each flag, as Redis's `zsetAdd`; the
+    /// conformance suite's `zadd_condition_matrix_matches_redis` checks
+    /// whole commands against both backends.
+    #[test]
+    fn zadd_applies_each_member_as_redis_does() {
+        let flags = |s: &str| {
+            let mut o = ZAddOptions::default();
+            for f in s.split_whitespace() {
+                match f {
+                    "nx" => o.nx = true,
+                    "xx" => o.xx = true,
+                    "gt" => o.gt = true,
+                    "lt" => o.lt = true,
+                    "incr" => o.incr = true,
+                    _ => unreachable!("{f}"),
+                }
+            }
+            o
+        };
+        use Applied::*;
+        // (flags, member, score, outcome) on a set holding `a` at 5.
+        let cases = [
+            ("", "a", 7.0, Updated(7.0)),
+            ("", "a", 5.0, Unchanged(5.0)),
+            ("", "b", 1.0, Added(1.0)),
+            ("nx", "a", 7.0, Refused),
+            ("nx", "b", 1.0, Added(1.0)),
+            ("xx", "a", 7.0, Updated(7.0)),
+            ("xx", "b", 1.0, Refused),
+            ("gt", "a", 7.0, Updated(7.0)),
+            ("gt", "a", 5.0, Refused),
+            ("gt", "a", 3.0, Refused),
+            ("gt", "b", 1.0, Added(1.0)),
+            ("lt", "a", 3.0, Updated(3.0)),
+            ("lt", "a", 5.0, Refused),
+            ("lt", "b", 9.0, Added(9.0)),
+            ("incr", "a", 2.0, Updated(7.0)),
+            ("incr", "a", 0.0, Unchanged(5.0)),
+            ("incr", "b", 2.0, Added(2.0)),
+            ("incr gt", "a", -1.0, Refused),
+            ("incr lt", "a", -1.0, Updated(4.0)),
+            ("incr xx", "b", 2.0, Refused),
+            ("", "a", -0.0, Updated(0.0)),
+        ];
+        for (f, member, score, want) in cases {
+            let mut z = ZSetValue::default();
+            z.insert("a", 5.0);
+            let got = z.apply(member, score, flags(f)).unwrap();
+            assert_eq!(got, want, "ZADD {f} {score} {member}");
+            let stored = z.scores.get(member).copied();
+            match want {
+                Added(s) | Updated(s) | Unchanged(s) => assert_eq!(stored, Some(s)),
+                Refused => assert_eq!(stored, (member == "a").then_some(5.0)),
+            }
+            assert_eq!(z.order.len(), z.scores.len());
+        }
+        let mut z = ZSetValue::default();
+        z.insert("top", f64::INFINITY);
+        let err = z
+            .apply("top", f64::NEG_INFINITY, flags("incr"))
+            .unwrap_err();
+        assert_eq!(err.message(), "ERR resulting score is not a number (NaN)");
+        assert_eq!(z.scores.get("top"), Some(&f64::INFINITY));
+    }
+
+    #[test]
+    fn reverse_score_ranges_start_at_the_top_bound() {
+        let mut z = ZSetValue::default();
+        for (m, s) in [("a", 1.0), ("b", 2.0), ("c", 2.0), ("d", 3.0)] {
+            z.insert(m, s);
+        }
+        z.insert("top", f64::INFINITY);
+        z.insert("bottom", f64::NEG_INFINITY);
+        let names = |it: Vec<&Ranked>| it.iter().map(|r| r.member.to_string()).collect::<Vec<_>>();
+        use ScoreBound::*;
+        let rev = |min, max| names(z.range_by_score_rev(min, max).collect());
+        assert_eq!(rev(Inclusive(2.0), Inclusive(2.0)), ["c", "b"]);
+        assert_eq!(rev(Exclusive(1.0), Exclusive(3.0)), ["c", "b"]);
+        assert_eq!(rev(NegInfinity, PosInfinity).len(), 6);
+        assert_eq!(rev(PosInfinity, PosInfinity), ["top"]);
+        assert_eq!(rev(NegInfinity, NegInfinity), ["bottom"]);
+        assert_eq!(
+            rev(Inclusive(f64::INFINITY), Inclusive(f64::INFINITY)),
+            ["top"]
+        );
+        assert!(rev(Inclusive(3.0), Inclusive(2.0)).is_empty());
     }
 
     #[test]

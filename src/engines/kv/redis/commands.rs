@@ -17,7 +17,10 @@ use bb8_redis::redis::{Cmd, Value, cmd};
 use bytes::Bytes;
 
 use super::errors;
-use crate::engines::kv::{Command, KeyType, Reply, ScoreBound, SetCondition, Ttl};
+use crate::engines::kv::{
+    Command, ExpireOptions, GetExpiry, KeyType, Reply, ScanCursor, ScanOptions, ScoreBound,
+    SetCondition, SetOptions, Ttl, ZAddOptions,
+};
 use crate::error::{Error, Result};
 
 /// The compare-and-delete of a lock release. Atomic because Redis runs a
@@ -41,18 +44,31 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
         } => {
             let mut c = cmd("SET");
             c.arg(key(k)).arg(value.as_ref());
-            if let Some(ttl) = options.expiry {
-                c.arg("PX").arg(millis(ttl, "set")?);
-            } else if options.keep_ttl {
-                c.arg("KEEPTTL");
-            }
-            match options.condition {
-                SetCondition::Always => {}
-                SetCondition::IfAbsent => {
-                    c.arg("NX");
+            set_options(&mut c, options, "set")?;
+            c
+        }
+        Command::SetGet {
+            key: k,
+            value,
+            options,
+        } => {
+            let mut c = cmd("SET");
+            c.arg(key(k)).arg(value.as_ref());
+            set_options(&mut c, options, "set")?;
+            c.arg("GET");
+            c
+        }
+        Command::GetDel { key: k } => cmd("GETDEL").arg(key(k)).to_owned(),
+        Command::GetEx { key: k, expiry } => {
+            let mut c = cmd("GETEX");
+            c.arg(key(k));
+            match expiry {
+                GetExpiry::Unchanged => {}
+                GetExpiry::After(ttl) => {
+                    c.arg("PX").arg(millis(*ttl, "getex")?);
                 }
-                SetCondition::IfPresent => {
-                    c.arg("XX");
+                GetExpiry::Persist => {
+                    c.arg("PERSIST");
                 }
             }
             c
@@ -71,6 +87,17 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
             }
             c
         }
+        Command::MSetNx { pairs } => {
+            let mut c = cmd("MSETNX");
+            for (k, v) in pairs {
+                c.arg(key(k)).arg(v.as_ref());
+            }
+            c
+        }
+        Command::Append { key: k, value } => {
+            cmd("APPEND").arg(key(k)).arg(value.as_ref()).to_owned()
+        }
+        Command::StrLen { key: k } => cmd("STRLEN").arg(key(k)).to_owned(),
         Command::Del { keys } => {
             let mut c = cmd("DEL");
             for k in keys {
@@ -85,10 +112,16 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
             }
             c
         }
-        Command::Expire { key: k, ttl } => cmd("PEXPIRE")
-            .arg(key(k))
-            .arg(millis(*ttl, "pexpire")?)
-            .to_owned(),
+        Command::Expire {
+            key: k,
+            ttl,
+            options,
+        } => {
+            let mut c = cmd("PEXPIRE");
+            c.arg(key(k)).arg(millis(*ttl, "pexpire")?);
+            expire_flags(&mut c, options);
+            c
+        }
         Command::Ttl { key: k } => cmd("PTTL").arg(key(k)).to_owned(),
         Command::Persist { key: k } => cmd("PERSIST").arg(key(k)).to_owned(),
         Command::Type { key: k } => cmd("TYPE").arg(key(k)).to_owned(),
@@ -105,7 +138,29 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
             }
             c
         }
+        Command::HSetNx {
+            key: k,
+            field,
+            value,
+        } => cmd("HSETNX")
+            .arg(key(k))
+            .arg(field)
+            .arg(value.as_ref())
+            .to_owned(),
         Command::HGet { key: k, field } => cmd("HGET").arg(key(k)).arg(field).to_owned(),
+        Command::HKeys { key: k } => cmd("HKEYS").arg(key(k)).to_owned(),
+        Command::HVals { key: k } => cmd("HVALS").arg(key(k)).to_owned(),
+        Command::HExists { key: k, field } => cmd("HEXISTS").arg(key(k)).arg(field).to_owned(),
+        Command::HStrLen { key: k, field } => cmd("HSTRLEN").arg(key(k)).arg(field).to_owned(),
+        Command::HIncrByFloat {
+            key: k,
+            field,
+            delta,
+        } => cmd("HINCRBYFLOAT")
+            .arg(key(k))
+            .arg(field)
+            .arg(float_arg(*delta))
+            .to_owned(),
         Command::HMGet { key: k, fields } => cmd("HMGET").arg(key(k)).arg(fields).to_owned(),
         Command::HGetAll { key: k } => cmd("HGETALL").arg(key(k)).to_owned(),
         Command::HDel { key: k, fields } => cmd("HDEL").arg(key(k)).arg(fields).to_owned(),
@@ -115,9 +170,14 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
             delta,
         } => cmd("HINCRBY").arg(key(k)).arg(field).arg(*delta).to_owned(),
         Command::HLen { key: k } => cmd("HLEN").arg(key(k)).to_owned(),
-        Command::ZAdd { key: k, members } => {
+        Command::ZAdd {
+            key: k,
+            members,
+            options,
+        } => {
             let mut c = cmd("ZADD");
             c.arg(key(k));
+            zadd_flags(&mut c, options);
             for (score, member) in members {
                 c.arg(float_arg(*score)).arg(member);
             }
@@ -154,22 +214,37 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
             .arg(*stop)
             .arg("WITHSCORES")
             .to_owned(),
+        // `ZRANGE ... BYSCORE [REV]` (6.2) covers ZRANGEBYSCORE and
+        // ZREVRANGEBYSCORE; with REV, Redis reads the bounds high end first.
         Command::ZRangeByScore {
             key: k,
             min,
             max,
+            rev,
             limit,
         } => {
-            let mut c = cmd("ZRANGEBYSCORE");
-            c.arg(key(k))
-                .arg(bound_arg(*min))
-                .arg(bound_arg(*max))
-                .arg("WITHSCORES");
+            let mut c = cmd("ZRANGE");
+            c.arg(key(k));
+            if *rev {
+                c.arg(bound_arg(*max)).arg(bound_arg(*min));
+            } else {
+                c.arg(bound_arg(*min)).arg(bound_arg(*max));
+            }
+            c.arg("BYSCORE");
+            if *rev {
+                c.arg("REV");
+            }
             if let Some((offset, count)) = limit {
                 c.arg("LIMIT").arg(*offset).arg(*count);
             }
+            c.arg("WITHSCORES");
             c
         }
+        Command::ZCount { key: k, min, max } => cmd("ZCOUNT")
+            .arg(key(k))
+            .arg(bound_arg(*min))
+            .arg(bound_arg(*max))
+            .to_owned(),
         Command::ZRemRangeByScore { key: k, min, max } => cmd("ZREMRANGEBYSCORE")
             .arg(key(k))
             .arg(bound_arg(*min))
@@ -193,12 +268,63 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
 
 /// A duration as whole milliseconds, as `PX`/`PEXPIRE` take it. Below one
 /// millisecond it is 0, which Redis itself judges (`SET` refuses it,
-/// `PEXPIRE` deletes the key), so both engines agree.
+/// `PEXPIRE` deletes the key), so both engines agree. Beyond `i64::MAX`
+/// Redis could not be told; it would refuse any such deadline, and so
+/// does this, with its words.
 fn millis(ttl: std::time::Duration, command: &'static str) -> Result<i64> {
     i64::try_from(ttl.as_millis()).map_err(|_| {
-        Error::invalid(format!("{command}: time to live {ttl:?} is too long"))
+        Error::invalid(format!("ERR invalid expire time in '{command}' command"))
             .with_operation(command)
     })
+}
+
+/// `PX`, `KEEPTTL`, `NX`/`XX` of a `SET`.
+fn set_options(c: &mut Cmd, options: &SetOptions, command: &'static str) -> Result<()> {
+    if let Some(ttl) = options.expiry {
+        c.arg("PX").arg(millis(ttl, command)?);
+    } else if options.keep_ttl {
+        c.arg("KEEPTTL");
+    }
+    match options.condition {
+        SetCondition::Always => {}
+        SetCondition::IfAbsent => {
+            c.arg("NX");
+        }
+        SetCondition::IfPresent => {
+            c.arg("XX");
+        }
+    }
+    Ok(())
+}
+
+/// Every flag set, as given: Redis judges the combination.
+fn expire_flags(c: &mut Cmd, options: &ExpireOptions) {
+    for (set, flag) in [
+        (options.nx, "NX"),
+        (options.xx, "XX"),
+        (options.gt, "GT"),
+        (options.lt, "LT"),
+    ] {
+        if set {
+            c.arg(flag);
+        }
+    }
+}
+
+/// Every flag set, as given: Redis judges the combination.
+fn zadd_flags(c: &mut Cmd, options: &ZAddOptions) {
+    for (set, flag) in [
+        (options.nx, "NX"),
+        (options.xx, "XX"),
+        (options.gt, "GT"),
+        (options.lt, "LT"),
+        (options.ch, "CH"),
+        (options.incr, "INCR"),
+    ] {
+        if set {
+            c.arg(flag);
+        }
+    }
 }
 
 /// A float as Redis reads it: `inf`/`-inf` spelled out, `nan` passed on for
@@ -227,7 +353,11 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
         return Err(errors::from_server_error(e));
     }
     let reply = match command {
-        Command::Get { .. } | Command::HGet { .. } => Reply::Value(optional_bytes(value, name)?),
+        Command::Get { .. }
+        | Command::HGet { .. }
+        | Command::SetGet { .. }
+        | Command::GetDel { .. }
+        | Command::GetEx { .. } => Reply::Value(optional_bytes(value, name)?),
         Command::Set { .. } => match value {
             Value::Okay => Reply::Bool(true),
             Value::SimpleString(s) if s == "OK" => Reply::Bool(true),
@@ -255,13 +385,40 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
         | Command::HDel { .. }
         | Command::HIncrBy { .. }
         | Command::HLen { .. }
-        | Command::ZAdd { .. }
         | Command::ZRemRangeByScore { .. }
         | Command::ZRem { .. }
         | Command::ZCard { .. }
+        | Command::ZCount { .. }
+        | Command::Append { .. }
+        | Command::StrLen { .. }
+        | Command::HStrLen { .. }
         | Command::Publish { .. } => Reply::Int(integer(value, name)?),
-        Command::Expire { .. } | Command::Persist { .. } | Command::CompareAndDelete { .. } => {
-            Reply::Bool(integer(value, name)? != 0)
+        Command::ZAdd { options, .. } if options.incr => Reply::Score(match value {
+            Value::Nil => None,
+            other => Some(float(other, name)?),
+        }),
+        Command::ZAdd { .. } => Reply::Int(integer(value, name)?),
+        Command::Expire { .. }
+        | Command::Persist { .. }
+        | Command::CompareAndDelete { .. }
+        | Command::MSetNx { .. }
+        | Command::HSetNx { .. }
+        | Command::HExists { .. } => Reply::Bool(integer(value, name)? != 0),
+        Command::HKeys { .. } => {
+            let mut fields = array(value, name)?
+                .into_iter()
+                .map(|v| text(v, name))
+                .collect::<Result<Vec<_>>>()?;
+            fields.sort_unstable();
+            Reply::Fields(fields)
+        }
+        Command::HVals { .. } => {
+            let mut values = array(value, name)?
+                .into_iter()
+                .map(|v| bytes(v, name))
+                .collect::<Result<Vec<_>>>()?;
+            values.sort_unstable();
+            Reply::Blobs(values)
         }
         Command::Ttl { .. } => Reply::Ttl(match integer(value, name)? {
             -2 => Ttl::Missing,
@@ -290,7 +447,9 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
                 }
             })
         }
-        Command::IncrByFloat { .. } | Command::ZIncrBy { .. } => Reply::Float(float(value, name)?),
+        Command::IncrByFloat { .. } | Command::HIncrByFloat { .. } | Command::ZIncrBy { .. } => {
+            Reply::Float(float(value, name)?)
+        }
         Command::ZScore { .. } => Reply::Score(match value {
             Value::Nil => None,
             other => Some(float(other, name)?),
@@ -442,6 +601,51 @@ pub(super) fn info_text(value: Value) -> Result<String> {
     text(value, "info")
 }
 
+/// The position in Redis's keyspace a cursor stands for: Redis's own
+/// decimal number. Anything else is refused as Redis refuses it (Redis would
+/// also read a sign or surrounding text in ways no cursor it hands out has).
+pub(super) fn scan_cursor(cursor: &ScanCursor) -> Result<u64> {
+    let token = cursor.as_str();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid("ERR invalid cursor"));
+    }
+    token
+        .parse()
+        .map_err(|_| Error::invalid("ERR invalid cursor"))
+}
+
+/// One `SCAN` step under the key prefix.
+pub(super) fn scan_step(prefix: &str, cursor: u64, options: &ScanOptions) -> Cmd {
+    let mut c = cmd("SCAN");
+    c.arg(cursor).arg("MATCH").arg(prefixed_pattern(
+        prefix,
+        options.pattern.as_deref().unwrap_or("*"),
+    ));
+    if let Some(count) = options.count {
+        c.arg("COUNT").arg(count);
+    }
+    if let Some(key_type) = options.key_type {
+        c.arg("TYPE").arg(key_type.as_str());
+    }
+    c
+}
+
+/// A key from `SCAN` without the prefix.
+pub(super) fn unprefixed_key(prefix: &str, raw: Vec<u8>) -> Result<String> {
+    let key = String::from_utf8(raw).map_err(|e| {
+        Error::invalid(format!(
+            "a key under the prefix is not UTF-8: {}",
+            String::from_utf8_lossy(e.as_bytes())
+        ))
+    })?;
+    match key.strip_prefix(prefix) {
+        Some(name) => Ok(name.to_owned()),
+        None => Err(Error::internal(format!(
+            "SCAN answered {key}, outside the prefix {prefix}"
+        ))),
+    }
+}
+
 /// `pattern` with the glob metacharacters of `literal` escaped before it, so
 /// that `SCAN MATCH` reads the key prefix literally.
 pub(super) fn prefixed_pattern(literal: &str, pattern: &str) -> String {
@@ -459,7 +663,6 @@ pub(super) fn prefixed_pattern(literal: &str, pattern: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engines::kv::SetOptions;
     use std::time::Duration;
 
     fn args(c: &Cmd) -> Vec<String> {
@@ -494,6 +697,91 @@ mod tests {
     }
 
     #[test]
+    fn flags_are_sent_as_given() {
+        let zadd = Command::ZAdd {
+            key: "z".into(),
+            members: vec![(1.0, "m".into())],
+            options: ZAddOptions {
+                nx: true,
+                xx: true,
+                ch: true,
+                incr: true,
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            args(&encode("p:", &zadd).unwrap()),
+            ["ZADD", "p:z", "NX", "XX", "CH", "INCR", "1", "m"]
+        );
+        let expire = Command::Expire {
+            key: "k".into(),
+            ttl: Duration::from_secs(2),
+            options: ExpireOptions {
+                xx: true,
+                gt: true,
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            args(&encode("", &expire).unwrap()),
+            ["PEXPIRE", "k", "2000", "XX", "GT"]
+        );
+        let getex = Command::GetEx {
+            key: "k".into(),
+            expiry: GetExpiry::Persist,
+        };
+        assert_eq!(
+            args(&encode("", &getex).unwrap()),
+            ["GETEX", "k", "PERSIST"]
+        );
+        let set_get = Command::SetGet {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            options: SetOptions::default().if_absent(),
+        };
+        assert_eq!(
+            args(&encode("", &set_get).unwrap()),
+            ["SET", "k", "v", "NX", "GET"]
+        );
+        let too_far = Command::Expire {
+            key: "k".into(),
+            ttl: Duration::MAX,
+            options: ExpireOptions::default(),
+        };
+        let err = encode("", &too_far).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "ERR invalid expire time in 'pexpire' command"
+        );
+    }
+
+    #[test]
+    fn zadd_incr_and_hash_lists_decode() {
+        let incr = Command::ZAdd {
+            key: "z".into(),
+            members: vec![(1.0, "m".into())],
+            options: ZAddOptions {
+                incr: true,
+                ..Default::default()
+            },
+        };
+        assert_eq!(decode(&incr, Value::Nil).unwrap(), Reply::Score(None));
+        assert_eq!(
+            decode(&incr, Value::BulkString(b"2.5".to_vec())).unwrap(),
+            Reply::Score(Some(2.5))
+        );
+        let vals = Command::HVals { key: "h".into() };
+        let reply = Value::Array(vec![
+            Value::BulkString(b"b".to_vec()),
+            Value::BulkString(b"a".to_vec()),
+        ]);
+        assert_eq!(
+            decode(&vals, reply).unwrap(),
+            Reply::Blobs(vec![Bytes::from("a"), Bytes::from("b")])
+        );
+    }
+
+    #[test]
     fn score_bounds_and_limits() {
         let c = encode(
             "",
@@ -501,6 +789,7 @@ mod tests {
                 key: "z".into(),
                 min: ScoreBound::Exclusive(1.5),
                 max: ScoreBound::PosInfinity,
+                rev: false,
                 limit: Some((2, 3)),
             },
         )
@@ -508,15 +797,31 @@ mod tests {
         assert_eq!(
             args(&c),
             [
-                "ZRANGEBYSCORE",
+                "ZRANGE",
                 "z",
                 "(1.5",
                 "+inf",
-                "WITHSCORES",
+                "BYSCORE",
                 "LIMIT",
                 "2",
-                "3"
+                "3",
+                "WITHSCORES"
             ]
+        );
+        let c = encode(
+            "",
+            &Command::ZRangeByScore {
+                key: "z".into(),
+                min: ScoreBound::NegInfinity,
+                max: ScoreBound::Inclusive(4.0),
+                rev: true,
+                limit: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            args(&c),
+            ["ZRANGE", "z", "4", "-inf", "BYSCORE", "REV", "WITHSCORES"]
         );
         assert_eq!(float_arg(f64::NEG_INFINITY), "-inf");
         assert_eq!(float_arg(1e21), "1000000000000000000000");
@@ -579,6 +884,31 @@ mod tests {
             decode(&t, Value::Int(250)).unwrap(),
             Reply::Ttl(Ttl::Expires(Duration::from_millis(250)))
         );
+    }
+
+    #[test]
+    fn scan_steps_and_cursors() {
+        let options = ScanOptions::matching("user:*")
+            .count(50)
+            .of_type(KeyType::Hash);
+        assert_eq!(
+            args(&scan_step("p:", 17, &options)),
+            [
+                "SCAN", "17", "MATCH", "p:user:*", "COUNT", "50", "TYPE", "hash"
+            ]
+        );
+        assert_eq!(
+            args(&scan_step("p:", 0, &ScanOptions::default())),
+            ["SCAN", "0", "MATCH", "p:*"]
+        );
+        assert_eq!(scan_cursor(&ScanCursor::start()).unwrap(), 0);
+        assert_eq!(scan_cursor(&ScanCursor::new("123")).unwrap(), 123);
+        for bad in ["", "-1", "+1", "k61", "1 ", "18446744073709551616"] {
+            let err = scan_cursor(&ScanCursor::new(bad)).unwrap_err();
+            assert_eq!(err.message(), "ERR invalid cursor", "{bad:?}");
+        }
+        assert_eq!(unprefixed_key("p:", b"p:k".to_vec()).unwrap(), "k");
+        assert!(unprefixed_key("p:", b"q:k".to_vec()).is_err());
     }
 
     #[test]

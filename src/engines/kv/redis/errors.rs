@@ -5,7 +5,10 @@
 //! Redis reports most failures as a code (`WRONGTYPE`, `ERR`, `NOAUTH`)
 //! followed by free text; the code decides the kind, and for the generic
 //! `ERR` the text does — the phrases matched here are the ones Redis 6 and 7
-//! use for bad arguments (`t_string.c`, `object.c`, `t_zset.c`).
+//! use for bad arguments (`t_string.c`, `t_hash.c`, `object.c`, `t_zset.c`,
+//! `expire.c`, `db.c`). A syntax error counts as bad arguments too: strata
+//! sends what the caller asked for, so Redis refusing the form of a command
+//! (a `SCAN COUNT 0`, `ZADD` flags with no member) is the caller's input.
 
 use bb8_redis::bb8::RunError;
 use bb8_redis::redis::{RedisError, ServerError};
@@ -35,6 +38,10 @@ const INVALID_INPUT_PHRASES: &[&str] = &[
     "not a number",
     "invalid expire time",
     "wrong number of arguments",
+    "syntax error",
+    "not compatible",
+    "supports a single increment-element pair",
+    "invalid cursor",
 ];
 
 /// Phrases of `ERR` replies that mean the server cannot serve now.
@@ -161,7 +168,29 @@ mod tests {
                 Some("wrong number of arguments for 'del' command"),
                 ErrorKind::InvalidInput,
             ),
-            ("ERR", Some("syntax error"), ErrorKind::Internal),
+            ("ERR", Some("syntax error"), ErrorKind::InvalidInput),
+            (
+                "ERR",
+                Some("XX and NX options at the same time are not compatible"),
+                ErrorKind::InvalidInput,
+            ),
+            (
+                "ERR",
+                Some("INCR option supports a single increment-element pair"),
+                ErrorKind::InvalidInput,
+            ),
+            ("ERR", Some("invalid cursor"), ErrorKind::InvalidInput),
+            (
+                "ERR",
+                Some("hash value is not a float"),
+                ErrorKind::InvalidInput,
+            ),
+            (
+                "ERR",
+                Some("value is NaN or Infinity"),
+                ErrorKind::InvalidInput,
+            ),
+            ("ERR", Some("unknown command 'FOO'"), ErrorKind::Internal),
             (
                 "WRONGPASS",
                 Some("invalid username-password pair or user is disabled."),

@@ -13,7 +13,10 @@
 //! # What holds
 //!
 //! - Every key and channel is stored under `key_prefix`; callers never see
-//!   it (`scan` and received messages have it stripped).
+//!   it (`scan` and received messages have it stripped). `scan` is one
+//!   `SCAN cursor MATCH <prefix><pattern> [COUNT n] [TYPE t]` per call, its
+//!   cursor Redis's own number; a cursor that is not a number is refused
+//!   here with Redis's "invalid cursor" (Redis itself would read `-1`).
 //! - `connect` returns only after a `PING` answered, so a wrong password is
 //!   an [`ErrorKind::AuthenticationFailed`] at start, naming the engine and
 //!   the target with the password redacted; an unreachable server is
@@ -25,6 +28,8 @@
 //!   (no `MULTI`), and each command gets its own result, decoded exactly as
 //!   [`KvStore::execute`] decodes it.
 //! - The password never appears in `Debug`, `target()` or an error.
+//! - A subscription buffers at most `subscription_capacity` messages (see
+//!   `pubsub`), and ends with `Unavailable` when its connection drops.
 //!
 //! # The pool
 //!
@@ -45,7 +50,9 @@ use bb8_redis::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value,
 use tokio::time::error::Elapsed;
 
 use crate::config::{RedisConfig, redact_url, with_password};
-use crate::engines::kv::{Command, KvInfo, KvStore, Reply, Subscription};
+use crate::engines::kv::{
+    Command, KvInfo, KvStore, Reply, ScanCursor, ScanOptions, ScanPage, Subscription,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 mod commands;
@@ -55,10 +62,6 @@ mod pubsub;
 
 use errors::Phase;
 use pool::{Manager, PooledRedis, RedisPool};
-
-/// How many keys one `SCAN` step asks for: large enough to keep round trips
-/// few, small enough that no step blocks the server noticeably.
-const SCAN_COUNT: u64 = 1000;
 
 /// The Redis adapter: a bb8 pool of multiplexed connections to one Redis
 /// database.
@@ -71,6 +74,7 @@ pub struct RedisKv {
     key_prefix: String,
     connect_timeout: Duration,
     command_timeout: Duration,
+    subscription_capacity: usize,
     compare_and_delete: Script,
 }
 
@@ -83,6 +87,7 @@ impl fmt::Debug for RedisKv {
             .field("pool", &self.pool.state())
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("subscription_capacity", &self.subscription_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -95,7 +100,7 @@ impl RedisKv {
     ///
     /// `AuthenticationFailed` for a refused password, `Unavailable` when the
     /// server cannot be reached within `connect_timeout`, `Config` for a
-    /// malformed URL or a zero pool size or timeout.
+    /// malformed URL or a zero pool size, timeout or subscription capacity.
     pub async fn connect(config: &RedisConfig) -> Result<RedisKv> {
         let url = with_password(&config.url, config.password.as_ref())?;
         let target = redact_url(&url);
@@ -111,6 +116,15 @@ impl RedisKv {
             return Err(context(
                 Error::new(ErrorKind::Config, "pool_size must be at least 1")
                     .with_field("kv.pool_size"),
+            ));
+        }
+        if config.subscription_capacity == 0 {
+            return Err(context(
+                Error::new(
+                    ErrorKind::Config,
+                    "subscription_capacity must be at least 1",
+                )
+                .with_field("kv.subscription_capacity"),
             ));
         }
         for (field, value) in [
@@ -190,6 +204,7 @@ impl RedisKv {
             key_prefix: config.key_prefix.clone(),
             connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,
+            subscription_capacity: config.subscription_capacity,
             compare_and_delete: Script::new(commands::COMPARE_AND_DELETE),
         })
     }
@@ -343,56 +358,25 @@ impl KvStore for RedisKv {
             .collect())
     }
 
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+    async fn scan(&self, cursor: &ScanCursor, options: &ScanOptions) -> Result<ScanPage> {
         let operation = "scan";
-        let matching = commands::prefixed_pattern(&self.key_prefix, pattern);
+        let position = commands::scan_cursor(cursor).map_err(|e| self.context(e, operation))?;
+        let step = commands::scan_step(&self.key_prefix, position, options);
         let mut connection = self.connection(operation).await?;
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let step = cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&matching)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .to_owned();
-            let outcome = self
-                .within(step.query_async(&mut connection.connection))
-                .await;
-            let (next, batch): (u64, Vec<Vec<u8>>) =
-                self.settle(&mut connection, operation, outcome)?;
-            for raw in batch {
-                let key = String::from_utf8(raw).map_err(|e| {
-                    self.context(
-                        Error::invalid(format!(
-                            "a key under the prefix is not UTF-8: {}",
-                            String::from_utf8_lossy(e.as_bytes())
-                        )),
-                        operation,
-                    )
-                })?;
-                match key.strip_prefix(&self.key_prefix) {
-                    Some(name) => keys.push(name.to_owned()),
-                    None => {
-                        return Err(self.context(
-                            Error::internal(format!(
-                                "SCAN MATCH {matching} answered {key}, outside the prefix"
-                            )),
-                            operation,
-                        ));
-                    }
-                }
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        // SCAN may return a key more than once (during a rehash).
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        let outcome = self
+            .within(step.query_async(&mut connection.connection))
+            .await;
+        let (next, batch): (u64, Vec<Vec<u8>>) =
+            self.settle(&mut connection, operation, outcome)?;
+        let keys = batch
+            .into_iter()
+            .map(|raw| commands::unprefixed_key(&self.key_prefix, raw))
+            .collect::<Result<Vec<String>>>()
+            .map_err(|e| self.context(e, operation))?;
+        Ok(ScanPage {
+            cursor: ScanCursor::new(next.to_string()),
+            keys,
+        })
     }
 
     async fn subscribe(&self, channels: &[String]) -> Result<Subscription> {
@@ -402,6 +386,7 @@ impl KvStore for RedisKv {
             channels,
             self.connect_timeout,
             self.command_timeout,
+            self.subscription_capacity,
         )
         .await
         .map_err(|e| self.context(e, "subscribe"))

@@ -4,17 +4,31 @@
 //! [`Subscription`] gets its own connection, never one from the pool. The
 //! contract that a message published after `subscribe` returns is delivered
 //! holds because the driver's `subscribe` waits for Redis's confirmation of
-//! every channel before returning. A task forwards messages to the
-//! subscription's channel with the key prefix taken off the channel name;
-//! dropping the subscription aborts the task, which drops the connection,
-//! which is how Redis learns the subscriber is gone.
+//! every channel before returning. A task forwards messages into the
+//! subscription's bounded buffer with the key prefix taken off the channel
+//! name; dropping the subscription aborts the task, which drops the
+//! connection, which is how Redis learns the subscriber is gone.
+//!
+//! # Memory and loss
+//!
+//! The forwarding task never waits for the reader: it pushes into the
+//! subscription's buffer (`subscription_capacity` messages), which drops
+//! the oldest message when full and tells the reader (`Lagged`). So it
+//! keeps draining the driver's own queue (unbounded, fed by the socket) as
+//! fast as messages arrive, and neither that queue nor Redis's output
+//! buffer for this client grows behind a slow reader.
+//!
+//! When the connection drops (Redis restarted, the network failed, the
+//! client was killed), the driver's stream ends: the reader then gets one
+//! `Unavailable` error after the messages already buffered, and `None`
+//! after it. Messages published meanwhile are lost for good (Redis keeps no
+//! pub/sub backlog); the caller resubscribes.
 
 use std::time::Duration;
 
 use bb8_redis::redis::{Client, Msg};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::errors::{self, Phase};
@@ -32,14 +46,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Opens a connection, subscribes to `channels` (already prefixed) and
-/// returns once Redis has confirmed them.
+/// Opens a connection, subscribes to `channels` under `prefix` and returns
+/// once Redis has confirmed them; the subscription buffers `capacity`
+/// messages.
 pub(super) async fn subscribe(
     client: &Client,
     prefix: &str,
     channels: &[String],
     connect_timeout: Duration,
     command_timeout: Duration,
+    capacity: usize,
 ) -> Result<Subscription> {
     if channels.is_empty() {
         return Err(
@@ -65,26 +81,22 @@ pub(super) async fn subscribe(
             ));
         }
     }
-    let (sender, receiver) = mpsc::unbounded_channel();
     let prefix = prefix.to_owned();
     let mut messages = pubsub.into_on_message();
+    let (feed, subscription) = Subscription::channel(capacity, None);
     let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                message = messages.next() => {
-                    let Some(message) = message else { break };
-                    if sender.send(convert(&prefix, &message)).is_err() {
-                        break;
-                    }
-                }
-                () = sender.closed() => break,
+        while let Some(message) = messages.next().await {
+            if !feed.push(convert(&prefix, &message)) {
+                // The reader is gone (the abort is on its way).
+                return;
             }
         }
+        feed.fail(Error::new(
+            ErrorKind::Unavailable,
+            "the subscription's connection to Redis was lost; messages published since may be missed",
+        ));
     });
-    Ok(Subscription::new(
-        receiver,
-        Some(Box::new(AbortOnDrop(task))),
-    ))
+    Ok(subscription.with_guard(Box::new(AbortOnDrop(task))))
 }
 
 fn convert(prefix: &str, message: &Msg) -> PubSubMessage {
