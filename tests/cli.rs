@@ -219,6 +219,84 @@ fn config_redacts_every_secret() {
     }
 }
 
+/// Credentials in any URL form stay out of `strata config`, `--json
+/// config`, `doctor` and every error: query-string passwords in any case,
+/// a `#` that cuts a password, several MongoDB hosts.
+#[test]
+fn credentials_in_any_url_form_never_print() {
+    let world = World::new();
+    let quick = [
+        ("STRATA_RELATIONAL__CONNECT_TIMEOUT", "1s"),
+        ("STRATA_RELATIONAL__ACQUIRE_TIMEOUT", "1s"),
+    ];
+    // (environment, secrets that must not appear)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            vec![(
+                "STRATA_RELATIONAL__URL",
+                "postgres://strata@127.0.0.1:1/strata?password=qs-secret-1&sslmode=disable",
+            )],
+            &["qs-secret-1"],
+        ),
+        (
+            vec![(
+                "STRATA_RELATIONAL__URL",
+                "postgres://strata@127.0.0.1:1/strata?SSLPassword=qs-secret-2",
+            )],
+            &["qs-secret-2"],
+        ),
+        (
+            vec![(
+                "STRATA_RELATIONAL__URL",
+                "postgres://strata:hash#secret-3@127.0.0.1:1/strata",
+            )],
+            &["hash#secret-3", "secret-3"],
+        ),
+        (
+            vec![
+                ("STRATA_DOCUMENTS__KIND", "mongodb"),
+                (
+                    "STRATA_DOCUMENTS__URL",
+                    "mongodb://u:mongo-secret-4@127.0.0.1:1,127.0.0.1:2/?authSource=admin",
+                ),
+                ("STRATA_DOCUMENTS__CONNECT_TIMEOUT", "1s"),
+                ("STRATA_DOCUMENTS__SERVER_SELECTION_TIMEOUT", "1s"),
+            ],
+            &["mongo-secret-4"],
+        ),
+        (
+            vec![
+                ("STRATA_KV__KIND", "redis"),
+                (
+                    "STRATA_KV__URL",
+                    "redis://default:redis?secret-5@127.0.0.1:1/0",
+                ),
+            ],
+            &["redis?secret-5", "secret-5"],
+        ),
+    ];
+    for (env, secrets) in cases {
+        let env: Vec<(&str, &str)> = env.into_iter().chain(quick).collect();
+        for args in [
+            vec!["config"],
+            vec!["--json", "config"],
+            vec!["--json", "doctor"],
+            vec!["doctor"],
+        ] {
+            let out = world.run(&args, &env);
+            let shown = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(!shown.contains("panicked"), "{args:?}: {shown}");
+            for secret in secrets {
+                assert!(
+                    !shown.contains(secret),
+                    "{args:?} {env:?}: {secret} leaked: {shown}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn help_lists_every_command() {
     let world = World::new();
