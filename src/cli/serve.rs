@@ -1,7 +1,8 @@
 //! `strata serve`: the HTTP API on the configured engines.
 //!
 //! Prints `strata: listening on http://ADDR` to standard error once the
-//! socket is bound (with the real port when `:0` asked for any), and on
+//! socket is bound (with the real port when `:0` asked for any), serves
+//! within the bounds of the `api` section ([`crate::api::server`]), and on
 //! SIGINT or SIGTERM stops accepting, lets requests in flight finish, closes
 //! the relational pool and exits 0.
 
@@ -42,7 +43,7 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let address = listener.local_addr()?;
     eprintln!("strata: listening on http://{address}");
     let router = api::router(engines.clone(), &config.api);
-    api::serve(listener, router, shutdown_signal()).await?;
+    api::serve(listener, router, &config.api, shutdown_signal()).await?;
     eprintln!("strata: stopped");
     engines
         .relational
