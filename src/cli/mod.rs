@@ -81,7 +81,14 @@ enum Command {
     /// Inspect the key-value engine.
     #[command(subcommand)]
     Kv(inspect::KvCommand),
-    /// Run a read-only SQL query on the relational engine.
+    /// Run one read-only SQL statement on the relational engine.
+    ///
+    /// Nothing it runs can write: SQLite is opened read-only (an existing
+    /// database only; a missing data dir or database is reported, never
+    /// created), PostgreSQL runs it in a READ ONLY transaction. The
+    /// database's own parser must find exactly one statement. The statement
+    /// is stopped after --timeout, and at most --max-rows rows are printed
+    /// (the output says when it was cut).
     Sql(inspect::SqlArgs),
     /// Inspect the queue engine.
     #[command(subcommand)]
