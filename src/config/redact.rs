@@ -353,6 +353,17 @@ mod tests {
             &[":p@"],
         ),
         (
+            "mongodb://u:p@h1,h2/",
+            "mongodb://u:<redacted>@h1,h2/",
+            &[":p@"],
+        ),
+        (
+            "postgres://u:v6-pw@[::1]:5432/db",
+            "postgres://u:<redacted>@[::1]:5432/db",
+            &["v6-pw"],
+        ),
+        ("postgres://[::1]:5432/db", "postgres://[::1]:5432/db", &[]),
+        (
             "mongodb+srv://u:srv-pw@cluster0.example.net/db?retryWrites=true",
             "mongodb+srv://u:<redacted>@cluster0.example.net/db?retryWrites=true",
             &["srv-pw"],
