@@ -9,16 +9,21 @@
 //! 3. `config/<profile>.toml` when `--profile NAME` or `STRATA_PROFILE`
 //!    names one; a named profile whose file is missing is an error.
 //! 4. `STRATA_*` environment variables, `__` for nesting:
-//!    `STRATA_KV__URL=redis://...`, `STRATA_RELATIONAL__MAX_CONNECTIONS=20`.
+//!    `STRATA_KV__URL=redis://...`, `STRATA_RELATIONAL__MAX_CONNECTIONS=20`,
+//!    `STRATA_API__LISTEN=0.0.0.0:8080`. Every section can be set this way;
+//!    see [`Environment`] for the rules.
 //! 5. `--config FILE` (must exist).
 //! 6. Command-line flags (`--data-dir`, `--log-sql`).
 //!
 //! Each engine kind is chosen on its own: `relational.url` (`sqlite://` or
-//! `postgres://`), `documents.kind`, `kv.kind`, `queue.kind`. Unknown keys
-//! are errors, so a typo never silently falls back to a default.
+//! `postgres://`), `documents.kind`, `kv.kind`, `queue.kind`; a section
+//! that names no kind is `embedded`. Unknown keys are errors, so a typo
+//! never silently falls back to a default. An error names the key and the
+//! file or the variable it came from.
 //!
-//! Secrets (passwords, in their own keys or inside URLs) are redacted
-//! whenever configuration is printed or logged.
+//! Secrets (passwords, in their own keys or anywhere inside URLs) are
+//! redacted whenever configuration is printed or logged: [`redact_url`] is
+//! the one function that decides what of a URL may be shown.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,14 +31,18 @@ use std::time::Duration;
 
 use bytesize::ByteSize;
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::engines::kv::DEFAULT_SUBSCRIPTION_CAPACITY;
 use crate::error::{Error, ErrorKind, Result};
 
-/// The string printed in place of a secret.
-pub const REDACTED: &str = "<redacted>";
+mod env;
+mod redact;
+
+use env::EnvLayer;
+pub use env::Environment;
+pub use redact::{REDACTED, redact_url, scrub, url_secrets};
 
 /// The whole configuration of a strata process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +117,7 @@ impl Default for LayersConfig {
 pub struct BreakerConfig {
     /// Consecutive calls failing because the engine was unreachable or too
     /// slow that open the circuit; 0 turns the breaker off.
+    #[serde(deserialize_with = "lenient::u32")]
     pub failures: u32,
     /// How long the circuit stays open before a probe call goes through.
     #[serde(with = "humantime_serde")]
@@ -141,6 +151,7 @@ pub struct SagasConfig {
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     /// Take-overs after which a registration is undone instead of finished.
+    #[serde(deserialize_with = "lenient::u32")]
     pub max_takeovers: u32,
     /// Retries of one step that failed with an error a retry may help.
     pub retry: crate::retry::RetryPolicy,
@@ -173,6 +184,18 @@ pub struct ApiConfig {
     /// Time allowed to answer a request; a slower one is answered 503.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Time allowed for a request's headers to arrive, counted from when
+    /// the connection opens or, on a kept-alive connection, from the end
+    /// of the previous response; when it runs out the connection is
+    /// closed. So it also bounds how long an idle kept-alive connection is
+    /// held.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most connections served at once. Beyond it strata stops accepting:
+    /// new connections wait in the operating system's listen backlog until
+    /// a served one closes (and are refused by the OS once that is full).
+    #[serde(deserialize_with = "lenient::u32")]
+    pub max_connections: u32,
 }
 
 impl Default for ApiConfig {
@@ -181,6 +204,8 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8080".to_owned(),
             body_limit: ByteSize::mib(1),
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -224,8 +249,10 @@ pub struct RelationalConfig {
     /// Password, overriding any in the URL (`STRATA_RELATIONAL__PASSWORD`).
     pub password: Option<Secret>,
     /// Most pooled connections.
+    #[serde(deserialize_with = "lenient::u32")]
     pub max_connections: u32,
     /// Connections kept open when idle.
+    #[serde(deserialize_with = "lenient::u32")]
     pub min_connections: u32,
     /// Time allowed to open a connection.
     #[serde(with = "humantime_serde")]
@@ -240,6 +267,7 @@ pub struct RelationalConfig {
     #[serde(with = "humantime_serde")]
     pub max_lifetime: Duration,
     /// Log every SQL statement (target `sqlx::query`, shown with `--log-sql`).
+    #[serde(deserialize_with = "lenient::bool")]
     pub log_statements: bool,
 }
 
@@ -316,6 +344,7 @@ pub struct EmbeddedDocumentsConfig {
     pub path: Option<PathBuf>,
     /// fsync every acknowledged write (survives power loss, not just a
     /// crash of the process). Off by default.
+    #[serde(deserialize_with = "lenient::bool")]
     pub fsync: bool,
 }
 
@@ -330,8 +359,10 @@ pub struct MongoConfig {
     /// The database strata uses.
     pub database: String,
     /// Most pooled connections per server.
+    #[serde(deserialize_with = "lenient::u32")]
     pub max_pool_size: u32,
     /// Connections kept open.
+    #[serde(deserialize_with = "lenient::u32")]
     pub min_pool_size: u32,
     /// Time allowed to open a connection.
     #[serde(with = "humantime_serde")]
@@ -394,6 +425,7 @@ pub struct EmbeddedKvConfig {
     pub max_memory: ByteSize,
     /// Messages each subscription buffers for a slow reader; beyond it the
     /// oldest is dropped and the reader told it lagged. At least 1.
+    #[serde(deserialize_with = "lenient::usize")]
     pub subscription_capacity: usize,
 }
 
@@ -415,6 +447,7 @@ pub struct RedisConfig {
     /// Password, overriding any in the URL.
     pub password: Option<Secret>,
     /// Most pooled connections.
+    #[serde(deserialize_with = "lenient::u32")]
     pub pool_size: u32,
     /// Time allowed to open a connection.
     #[serde(with = "humantime_serde")]
@@ -427,6 +460,7 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Messages each subscription buffers for a slow reader; beyond it the
     /// oldest is dropped and the reader told it lagged. At least 1.
+    #[serde(deserialize_with = "lenient::usize")]
     pub subscription_capacity: usize,
 }
 
@@ -525,46 +559,44 @@ pub struct Sources {
     pub data_dir: Option<PathBuf>,
     /// `--log-sql`: turns `relational.log_statements` on.
     pub log_statements: bool,
-    /// Whether to read `STRATA_*` variables (tests turn this off).
-    pub skip_env: bool,
+    /// Where `STRATA_*` variables come from: the process (the default), or
+    /// a given set ([`Environment::none`] for none), so that tests can try
+    /// variables without changing the process environment.
+    pub environment: Environment,
 }
-
-/// Top-level keys that `STRATA_*` variables may set. Other `STRATA_`
-/// variables (`STRATA_PROFILE`, `STRATA_CONFIG_DIR`, `STRATA_TEST_FULL`) are
-/// not configuration keys.
-const ENV_SECTIONS: &[&str] = &[
-    "data_dir",
-    "relational",
-    "documents",
-    "kv",
-    "queue",
-    "api",
-    "sagas",
-    "layers",
-];
 
 impl Config {
     /// Loads the configuration from `sources`, in the documented order.
     pub fn load(sources: &Sources) -> Result<Config> {
-        let figment = Self::figment(sources)?;
-        let config: Config = figment.extract().map_err(config_error)?;
-        config.validate(&figment)?;
+        let (figment, env) = Self::layers(sources)?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| config_error(e, &figment, &env))?;
+        config.validate(&figment, &env)?;
         Ok(config)
     }
 
     /// The merged providers, before extraction.
     pub fn figment(sources: &Sources) -> Result<Figment> {
+        Ok(Self::layers(sources)?.0)
+    }
+
+    /// The merged providers, and the environment layer among them (which
+    /// knows the variable behind each key, for error messages).
+    fn layers(sources: &Sources) -> Result<(Figment, EnvLayer)> {
         let dir = sources
             .config_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("config"));
-        // Defaults come from `#[serde(default)]`, which keeps each tagged
-        // engine section's defaults with its own kind; a missing
-        // `default.toml` simply adds nothing.
-        let mut figment = Figment::new();
-        let defaults = dir.join("default.toml");
-        if defaults.is_file() {
-            figment = figment.merge(Toml::file_exact(defaults));
+        let defaults = default_tree()?;
+        // Other defaults come from `#[serde(default)]`, which keeps each
+        // tagged engine section's defaults with its own kind; only the kinds
+        // are layered, so that a section that names none is embedded and
+        // any later layer can switch it.
+        let mut figment = Figment::new().merge(Serialized::defaults(engine_kinds(&defaults)));
+        let default_file = dir.join("default.toml");
+        if default_file.is_file() {
+            figment = figment.merge(Toml::file_exact(default_file));
         }
         if let Some(profile) = sources.profile.as_deref().filter(|p| !p.is_empty()) {
             let file = dir.join(format!("{profile}.toml"));
@@ -576,16 +608,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        if !sources.skip_env {
-            figment = figment.merge(
-                Env::prefixed("STRATA_")
-                    .filter(|key| {
-                        let first = key.as_str().split("__").next().unwrap_or_default();
-                        ENV_SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
-                    })
-                    .split("__"),
-            );
-        }
+        let sections: Vec<String> = defaults
+            .as_table()
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        let env = EnvLayer::read(&sources.environment, &sections)?;
+        figment = figment.merge(&env);
         if let Some(file) = &sources.config_file {
             if !file.is_file() {
                 return Err(Error::new(
@@ -601,25 +629,43 @@ impl Config {
         if sources.log_statements {
             figment = figment.merge(Serialized::default("relational.log_statements", true));
         }
-        Ok(figment)
+        Ok((figment, env))
     }
 
-    fn validate(&self, figment: &Figment) -> Result<()> {
+    fn validate(&self, figment: &Figment, env: &EnvLayer) -> Result<()> {
+        let origin = |key: &str| origin_of(figment, env, key);
         let check = |key: &str, url: &str, schemes: &[&str]| -> Result<()> {
-            let origin = origin_of(figment, key);
             let parsed = url::Url::parse(url).map_err(|e| {
                 Error::new(
                     ErrorKind::Config,
-                    format!("{key}: malformed URL `{}`: {e}{origin}", redact_url(url)),
+                    format!(
+                        "{key}: malformed URL `{}`: {e}{}",
+                        redact_url(url),
+                        origin(key)
+                    ),
                 )
             })?;
             if !schemes.contains(&parsed.scheme()) {
                 return Err(Error::new(
                     ErrorKind::Config,
                     format!(
-                        "{key}: unsupported scheme `{}` (expected {}){origin}",
+                        "{key}: unsupported scheme `{}` (expected {}){}",
                         parsed.scheme(),
-                        schemes.join(", ")
+                        schemes.join(", "),
+                        origin(key)
+                    ),
+                ));
+            }
+            // `amqp:user:pw@host` parses as a URL with no host at all, and
+            // drivers quote such a string whole in their errors.
+            if parsed.cannot_be_a_base() && parsed.scheme() != "sqlite" {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{key}: malformed URL `{}`: expected {}://...{}",
+                        redact_url(url),
+                        parsed.scheme(),
+                        origin(key)
                     ),
                 ));
             }
@@ -645,7 +691,7 @@ impl Config {
                      a step still retrying when its lease ends would be taken over{}",
                     self.sagas.retry.max_elapsed,
                     self.sagas.lease,
-                    origin_of(figment, "sagas.lease")
+                    origin("sagas.lease")
                 ),
             ));
         }
@@ -658,7 +704,7 @@ impl Config {
                 ErrorKind::Config,
                 format!(
                     "kv.subscription_capacity must be at least 1{}",
-                    origin_of(figment, "kv.subscription_capacity")
+                    origin("kv.subscription_capacity")
                 ),
             ));
         }
@@ -669,9 +715,29 @@ impl Config {
                     "relational.min_connections ({}) exceeds relational.max_connections ({}){}",
                     self.relational.min_connections,
                     self.relational.max_connections,
-                    origin_of(figment, "relational.min_connections")
+                    origin("relational.min_connections")
                 ),
             ));
+        }
+        if self.api.max_connections == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "api.max_connections must be at least 1{}",
+                    origin("api.max_connections")
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("api.request_timeout", self.api.request_timeout),
+            ("api.header_read_timeout", self.api.header_read_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("{key} must be above zero{}", origin(key)),
+                ));
+            }
         }
         Ok(())
     }
@@ -706,35 +772,62 @@ impl Config {
     }
 }
 
+/// The built-in defaults as a tree: its top-level keys are the sections
+/// that `STRATA_*` variables may set.
+fn default_tree() -> Result<toml::Value> {
+    toml::Value::try_from(Config::default())
+        .map_err(|e| Error::internal(format!("cannot render the default configuration: {e}")))
+}
+
+/// `{section: {kind: ...}}` for each section of `defaults` that has a kind.
+fn engine_kinds(defaults: &toml::Value) -> toml::Table {
+    let mut kinds = toml::Table::new();
+    for (section, value) in defaults.as_table().into_iter().flatten() {
+        if let Some(kind) = value.get("kind") {
+            let mut table = toml::Table::new();
+            table.insert("kind".to_owned(), kind.clone());
+            kinds.insert(section.clone(), toml::Value::Table(table));
+        }
+    }
+    kinds
+}
+
 /// " (from SOURCE)" for a key, naming the file or variable that set it.
-fn origin_of(figment: &Figment, key: &str) -> String {
+fn origin_of(figment: &Figment, env: &EnvLayer, key: &str) -> String {
     let path: Vec<&str> = key.split('.').collect();
     match figment.find_metadata(key) {
-        Some(meta) => format!(" (from {})", describe_source(meta, &path)),
+        Some(meta) => format!(" (from {})", describe_source(meta, &path, env)),
         None => String::new(),
     }
 }
 
 /// The file, environment variable or other source that set `path`.
-fn describe_source(meta: &figment::Metadata, path: &[&str]) -> String {
+fn describe_source(meta: &figment::Metadata, path: &[&str], env: &EnvLayer) -> String {
     match &meta.source {
         Some(figment::Source::File(file)) => file.display().to_string(),
-        _ if meta.name.contains("environment") => {
-            format!(
-                "environment variable STRATA_{}",
+        _ if meta.name == env::SOURCE_NAME => match env.variable_for(path) {
+            Some(name) => format!("environment variable {name}"),
+            None => format!(
+                "environment variable {}{}",
+                env::PREFIX,
                 path.join("__").to_uppercase()
-            )
-        }
+            ),
+        },
         _ => meta.name.to_string(),
     }
 }
 
-fn config_error(error: figment::Error) -> Error {
+fn config_error(error: figment::Error, figment: &Figment, env: &EnvLayer) -> Error {
     let lines: Vec<String> = error
         .into_iter()
         .map(|e| {
+            let e = pinpoint(e, figment);
             let mut path: Vec<&str> = e.path.iter().map(String::as_str).collect();
-            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+            // figment's path ends at the unknown field for a plain
+            // section, at the section for one tagged by `kind`.
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind
+                && path.last() != Some(&field.as_str())
+            {
                 path.push(field);
             }
             let key = path.join(".");
@@ -747,7 +840,7 @@ fn config_error(error: figment::Error) -> Error {
                 format!("{key}: {what}")
             };
             if let Some(meta) = &e.metadata {
-                line.push_str(&format!(" (from {})", describe_source(meta, &path)));
+                line.push_str(&format!(" (from {})", describe_source(meta, &path, env)));
             }
             line
         })
@@ -755,24 +848,140 @@ fn config_error(error: figment::Error) -> Error {
     Error::new(ErrorKind::Config, lines.join("; "))
 }
 
-/// `url` with any password replaced by `<redacted>`. A string that does not
-/// parse as a URL is returned as it is only when it has no `@`, else whole
-/// redacted, so that nothing secret can leak through a malformed URL.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some(REDACTED));
-            }
-            // The URL encoder escapes the placeholder's angle brackets.
-            parsed.to_string().replacen("%3Credacted%3E", REDACTED, 1)
+/// Names the key behind an error inside an engine section. serde reads a
+/// section tagged by `kind` whole before choosing its variant, so a bad
+/// value there is reported against the section (`kv`), not the key
+/// (`kv.pool_size`), and so against the wrong file or variable. Each key
+/// of the section is tried alone with the section's kind; the first that
+/// fails is the culprit.
+fn pinpoint(mut error: figment::Error, figment: &Figment) -> figment::Error {
+    use figment::error::Kind;
+    if matches!(
+        error.kind,
+        Kind::UnknownField(..)
+            | Kind::UnknownVariant(..)
+            | Kind::MissingField(..)
+            | Kind::DuplicateField(..)
+    ) {
+        return error;
+    }
+    let section = error.path.join(".");
+    let Ok(figment::value::Value::Dict(_, keys)) = figment.find_value(&section) else {
+        return error;
+    };
+    let Some(kind) = keys.get("kind") else {
+        return error;
+    };
+    for (key, value) in keys.iter().filter(|(k, _)| k.as_str() != "kind") {
+        let probe = Figment::new()
+            .merge(Serialized::default(&format!("{section}.kind"), kind))
+            .merge(Serialized::default(&format!("{section}.{key}"), value));
+        if let Err(found) = probe.extract::<Config>() {
+            let full = format!("{section}.{key}");
+            error.metadata = figment.find_metadata(&full).cloned();
+            error.path.push(key.clone());
+            error.kind = found.kind;
+            return error;
         }
-        Err(_) if url.contains('@') => REDACTED.to_owned(),
-        Err(_) => url.to_owned(),
+    }
+    error
+}
+
+/// Numbers and booleans read from text as well: environment variables are
+/// text, and the engine sections (tagged by `kind`) are read through serde's
+/// buffer, which does not convert on its own.
+pub(crate) mod lenient {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+
+    /// A `u32` from a number, or from text holding one.
+    pub(crate) fn u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        struct Whole;
+        impl Visitor<'_> for Whole {
+            type Value = u32;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a whole number from 0 to {}", u32::MAX)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+                u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+                u32::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+                v.trim()
+                    .parse()
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_any(Whole)
+    }
+
+    /// A `usize` from a number, or from text holding one.
+    pub(crate) fn usize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+        let v = u32(deserializer)?;
+        Ok(v as usize)
+    }
+
+    /// An `f64` from a number, or from text holding one (finite).
+    pub(crate) fn f64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        struct Real;
+        impl Visitor<'_> for Real {
+            type Value = f64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a finite number")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+                if v.is_finite() {
+                    Ok(v)
+                } else {
+                    Err(E::invalid_value(Unexpected::Float(v), &self))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+                match v.trim().parse::<f64>() {
+                    Ok(x) if x.is_finite() => Ok(x),
+                    _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Real)
+    }
+
+    /// A `bool` from a boolean, or from the text `true` or `false` (any
+    /// case).
+    pub(crate) fn bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+        struct Flag;
+        impl Visitor<'_> for Flag {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+                Ok(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Flag)
     }
 }
 
-/// `url` with its password set to `password` (when given).
+/// `url` with its password set to `password` (when given). A password in
+/// the query string (`?password=`, `?pass=`) is dropped then: drivers read
+/// it after the userinfo, and the `password` key must win.
 pub fn with_password(url: &str, password: Option<&Secret>) -> Result<String> {
     let Some(password) = password else {
         return Ok(url.to_owned());
@@ -789,20 +998,46 @@ pub fn with_password(url: &str, password: Option<&Secret>) -> Result<String> {
             format!("URL `{}` cannot carry a password", redact_url(url)),
         )
     })?;
+    let is_password = |name: &str| matches!(name, "password" | "pass");
+    if parsed.query_pairs().any(|(name, _)| is_password(&name)) {
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(name, _)| !is_password(name))
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
     Ok(parsed.to_string())
 }
 
+/// Keys whose string values are secrets whatever they hold.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "token", "credential"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Redacts, at any depth, the values of secret-named keys and every string
+/// that is or looks like a URL.
 fn redact_value(value: &mut toml::Value) {
     match value {
         toml::Value::Table(table) => {
             for (key, v) in table.iter_mut() {
-                match (key.as_str(), &mut *v) {
-                    ("url", toml::Value::String(s)) => *s = redact_url(s),
-                    ("password", toml::Value::String(s)) => *s = REDACTED.to_owned(),
+                match v {
+                    toml::Value::String(s) if is_secret_key(key) => *s = REDACTED.to_owned(),
+                    toml::Value::String(s) if key == "url" || key.ends_with("_url") => {
+                        *s = redact_url(s);
+                    }
                     _ => redact_value(v),
                 }
             }
         }
+        toml::Value::String(s) if s.contains("://") => *s = redact_url(s),
         toml::Value::Array(items) => items.iter_mut().for_each(redact_value),
         _ => {}
     }
@@ -813,39 +1048,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_url_hides_only_the_password() {
-        assert_eq!(
-            redact_url("postgres://strata:hunter2@127.0.0.1:5432/strata"),
-            "postgres://strata:<redacted>@127.0.0.1:5432/strata"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(redact_url("not a url with a :secret@"), REDACTED);
-    }
-
-    #[test]
     fn secrets_never_print() {
         let mut config = Config::default();
         config.relational.password = Some(Secret::new("hunter2"));
+        config.relational.url = Some("postgres://u@h/db?sslpassword=qs-secret".into());
         config.kv = KvConfig::Redis(RedisConfig {
             url: "redis://default:topsecret@localhost:6379".into(),
             ..Default::default()
         });
+        config.documents = DocumentsConfig::Mongodb(MongoConfig {
+            url: "mongodb://u:mongo#pw@h1,h2/?authSource=admin".into(),
+            ..Default::default()
+        });
         let text = config.to_redacted_toml().unwrap();
+        let json = config.to_redacted_json().unwrap().to_string();
         let debug = format!("{config:?}");
-        for shown in [&text, &debug] {
-            assert!(!shown.contains("hunter2"), "{shown}");
-            assert!(!shown.contains("topsecret"), "{shown}");
+        for shown in [&text, &json, &debug] {
+            for secret in ["hunter2", "topsecret", "qs-secret", "mongo#pw", "pw@h1"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
         }
         assert!(text.contains("<redacted>"));
+        assert!(text.contains("authSource=admin"), "{text}");
     }
 
     #[test]
-    fn password_key_overrides_url_password() {
+    fn password_key_overrides_url_password_in_userinfo_and_query() {
         let url = with_password(
             "postgres://strata:old@localhost/strata",
+            Some(&Secret::new("n3w")),
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://strata:n3w@localhost/strata");
+        let url = with_password(
+            "postgres://strata@localhost/strata?password=old&sslmode=disable",
+            Some(&Secret::new("n3w")),
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://strata:n3w@localhost/strata?sslmode=disable"
+        );
+        let url = with_password(
+            "postgres://strata@localhost/strata?password=old",
             Some(&Secret::new("n3w")),
         )
         .unwrap();

@@ -35,11 +35,13 @@ pub struct RetryPolicy {
     #[serde(with = "humantime_serde")]
     pub base: Duration,
     /// How much the cap grows per attempt (at least 1).
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
     pub factor: f64,
     /// The largest cap of one wait.
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
     /// Attempts in all, the first included (at least 1).
+    #[serde(deserialize_with = "crate::config::lenient::u32")]
     pub max_attempts: u32,
     /// No retry starts later than this after the first attempt.
     #[serde(with = "humantime_serde")]

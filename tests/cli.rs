@@ -219,6 +219,84 @@ fn config_redacts_every_secret() {
     }
 }
 
+/// Credentials in any URL form stay out of `strata config`, `--json
+/// config`, `doctor` and every error: query-string passwords in any case,
+/// a `#` that cuts a password, several MongoDB hosts.
+#[test]
+fn credentials_in_any_url_form_never_print() {
+    let world = World::new();
+    let quick = [
+        ("STRATA_RELATIONAL__CONNECT_TIMEOUT", "1s"),
+        ("STRATA_RELATIONAL__ACQUIRE_TIMEOUT", "1s"),
+    ];
+    // (environment, secrets that must not appear)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            vec![(
+                "STRATA_RELATIONAL__URL",
+                "postgres://strata@127.0.0.1:1/strata?password=qs-secret-1&sslmode=disable",
+            )],
+            &["qs-secret-1"],
+        ),
+        (
+            vec![(
+                "STRATA_RELATIONAL__URL",
+                "postgres://strata@127.0.0.1:1/strata?SSLPassword=qs-secret-2",
+            )],
+            &["qs-secret-2"],
+        ),
+        (
+            vec![(
+                "STRATA_RELATIONAL__URL",
+                "postgres://strata:hash#secret-3@127.0.0.1:1/strata",
+            )],
+            &["hash#secret-3", "secret-3"],
+        ),
+        (
+            vec![
+                ("STRATA_DOCUMENTS__KIND", "mongodb"),
+                (
+                    "STRATA_DOCUMENTS__URL",
+                    "mongodb://u:mongo-secret-4@127.0.0.1:1,127.0.0.1:2/?authSource=admin",
+                ),
+                ("STRATA_DOCUMENTS__CONNECT_TIMEOUT", "1s"),
+                ("STRATA_DOCUMENTS__SERVER_SELECTION_TIMEOUT", "1s"),
+            ],
+            &["mongo-secret-4"],
+        ),
+        (
+            vec![
+                ("STRATA_KV__KIND", "redis"),
+                (
+                    "STRATA_KV__URL",
+                    "redis://default:redis?secret-5@127.0.0.1:1/0",
+                ),
+            ],
+            &["redis?secret-5", "secret-5"],
+        ),
+    ];
+    for (env, secrets) in cases {
+        let env: Vec<(&str, &str)> = env.into_iter().chain(quick).collect();
+        for args in [
+            vec!["config"],
+            vec!["--json", "config"],
+            vec!["--json", "doctor"],
+            vec!["doctor"],
+        ] {
+            let out = world.run(&args, &env);
+            let shown = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(!shown.contains("panicked"), "{args:?}: {shown}");
+            for secret in secrets {
+                assert!(
+                    !shown.contains(secret),
+                    "{args:?} {env:?}: {secret} leaked: {shown}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn help_lists_every_command() {
     let world = World::new();
@@ -235,54 +313,240 @@ fn help_lists_every_command() {
     }
 }
 
-#[test]
-fn sql_reads_and_refuses_to_write() {
-    let world = World::new();
-    // `strata sql` applies no schema: `seed` does.
-    let out = world.run(&["seed"], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = world.run(
-        &["--json", "sql", "SELECT version FROM seaql_migrations"],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows = json(&out);
-    let rows = rows.as_array().expect("rows");
-    assert!(!rows.is_empty(), "migrations were applied by seed");
-    assert!(rows[0]["version"].as_str().is_some());
+/// Where `strata sql` runs: a world, the arguments and variables that
+/// point it at its database, and that database (given its schema by
+/// `strata seed`: `strata sql` applies none).
+struct SqlTarget {
+    world: World,
+    args: Vec<&'static str>,
+    env: Vec<(String, String)>,
+    postgres: Option<common::TestDb>,
+}
 
-    let out = world.run(&["sql", "CREATE TABLE sneaky (a INTEGER)"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let out = world.run(
-        &[
-            "--json",
-            "sql",
-            "SELECT name FROM sqlite_master WHERE name = 'sneaky'",
-        ],
-        &[],
-    );
-    assert_eq!(json(&out), serde_json::json!([]), "nothing was written");
+impl SqlTarget {
+    fn sqlite() -> SqlTarget {
+        SqlTarget::prepared(World::new(), vec![], vec![], None)
+    }
 
-    let out = world.run(&["sql", "SELEC 1"], &[]);
+    /// A fresh PostgreSQL database of its own, with `STRATA_TEST_FULL=1`.
+    fn postgres() -> Option<SqlTarget> {
+        let world = full_world()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let db = runtime.block_on(common::TestDb::postgres("cli"))?;
+        let url = db.config.relational.url.clone().expect("a URL");
+        Some(SqlTarget::prepared(
+            world,
+            vec!["--profile", "full"],
+            vec![("STRATA_RELATIONAL__URL".to_owned(), url)],
+            Some(db),
+        ))
+    }
+
+    fn prepared(
+        world: World,
+        args: Vec<&'static str>,
+        env: Vec<(String, String)>,
+        postgres: Option<common::TestDb>,
+    ) -> SqlTarget {
+        let target = SqlTarget {
+            world,
+            args,
+            env,
+            postgres,
+        };
+        let out = target.run(&["seed"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        target
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let args: Vec<&str> = self
+            .args
+            .iter()
+            .copied()
+            .chain(args.iter().copied())
+            .collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.world.run(&args, &env)
+    }
+
+    fn rows(&self, query: &str) -> Value {
+        let out = self.run(&["--json", "sql", query]);
+        assert!(out.status.success(), "{query}: {}", stderr(&out));
+        json(&out)
+    }
+}
+
+/// What `strata sql` promises, on whichever database the target has: one
+/// statement as the database parses it, nothing written, the time and row
+/// bounds, the exit statuses.
+fn sql_contract(target: &SqlTarget) {
+    let is_postgres = target.postgres.is_some();
+    if is_postgres {
+        let name = target.rows("SELECT current_database() AS name");
+        let name = name[0]["name"].as_str().expect("a name");
+        assert!(
+            name.starts_with("t_"),
+            "the test's own database, not {name}"
+        );
+    }
+    let rows = target.rows("SELECT version FROM seaql_migrations");
+    assert!(!rows.as_array().expect("rows").is_empty(), "migrated");
+
+    // A `;` inside a string is not a second statement; a trailing one is fine.
+    assert_eq!(
+        target.rows("SELECT ';' AS s"),
+        serde_json::json!([{"s": ";"}])
+    );
+    assert_eq!(
+        target.rows("SELECT 1 AS one;"),
+        serde_json::json!([{"one": 1}])
+    );
+    for two in ["SELECT 1; SELECT 2", "SELECT ';'; SELECT 1"] {
+        let out = target.run(&["sql", two]);
+        assert_eq!(out.status.code(), Some(2), "{two}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("single statement"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    }
+
+    // Nothing can be written, whatever the statement says.
+    let mut writes = vec![
+        "CREATE TABLE sneaky (a INTEGER)",
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('sneaky', 1)",
+        "DELETE FROM seaql_migrations",
+    ];
+    if !is_postgres {
+        writes.extend(["PRAGMA user_version = 5", "PRAGMA journal_mode = DELETE"]);
+    }
+    for write in writes {
+        let out = target.run(&["sql", write]);
+        assert_eq!(out.status.code(), Some(2), "{write}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("read-only"),
+            "{write}: {}",
+            stderr(&out)
+        );
+    }
+    let tables = if is_postgres {
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'sneaky'"
+    } else {
+        "SELECT count(*) AS n FROM sqlite_master WHERE name = 'sneaky'"
+    };
+    assert_eq!(target.rows(tables), serde_json::json!([{"n": 0}]));
+    let versions =
+        target.rows("SELECT count(*) AS n FROM seaql_migrations WHERE version = 'sneaky'");
+    assert_eq!(versions, serde_json::json!([{"n": 0}]));
+    let all = target.rows("SELECT count(*) AS n FROM seaql_migrations");
+    assert!(
+        all[0]["n"].as_i64().expect("a count") > 0,
+        "nothing deleted"
+    );
+    if !is_postgres {
+        assert_eq!(
+            target.rows("PRAGMA user_version"),
+            serde_json::json!([{"user_version": 0}])
+        );
+    }
+
+    // The time bound stops a runaway query promptly and says so.
+    let started = std::time::Instant::now();
+    let out = target.run(&[
+        "sql",
+        "--timeout",
+        "500ms",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+    ]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--timeout 500ms"), "{}", stderr(&out));
+
+    // The row bound stops the fetch of an endless result and says so.
+    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+    let out = target.run(&["--json", "sql", "--max-rows", "5", endless]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out),
+        serde_json::json!([{"x": 1}, {"x": 2}, {"x": 3}, {"x": 4}, {"x": 5}])
+    );
+    assert!(stderr(&out).contains("--max-rows 5"), "{}", stderr(&out));
+    let out = target.run(&["sql", "--max-rows", "2", endless]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("output cut at --max-rows 2"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Bad SQL is the user's: exit 2, the database's own words.
+    let out = target.run(&["sql", "SELEC 1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("syntax error"), "{}", stderr(&out));
+    let out = target.run(&["sql", "--timeout", "soon", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn sql_contract_on_sqlite() {
+    let target = SqlTarget::sqlite();
+    sql_contract(&target);
+    // An ATTACH of a new file neither succeeds nor creates it.
+    let file = target.world.path("sneaky.db");
+    let attach = format!("ATTACH DATABASE '{}' AS sneaky", file.display());
+    let out = target.run(&["sql", &attach]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!file.exists(), "ATTACH created {}", file.display());
+}
+
+#[test]
+fn sql_contract_on_postgres() {
+    let Some(target) = SqlTarget::postgres() else {
+        return;
+    };
+    sql_contract(&target);
+}
+
+/// `strata sql` never creates what it reads: a data dir that does not
+/// exist, or one without a database, is reported and left as it was.
+#[test]
+fn sql_on_a_missing_data_dir_says_so_and_creates_nothing() {
+    let world = World::new();
+    let out = world.run(&["sql", "SELECT 1"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&world.path("data").display().to_string()));
+    assert!(!world.path("data").exists(), "the data dir was created");
+
+    std::fs::create_dir(world.path("data")).expect("data dir");
+    let out = world.run(&["sql", "SELECT 1"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no database"), "{}", stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(world.path("data"))
+        .expect("read data dir")
+        .collect();
+    assert!(left.is_empty(), "created {left:?}");
 }
 
 #[test]
 fn sql_keeps_every_value_type() {
-    let world = World::new();
-    let out = world.run(
-        &[
-            "--json",
-            "sql",
-            "SELECT 1 AS i, 2.5 AS f, 'x' AS s, NULL AS n",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let target = SqlTarget::sqlite();
     assert_eq!(
-        json(&out),
-        serde_json::json!([{"i": 1, "f": 2.5, "s": "x", "n": null}])
+        target.rows("SELECT 1 AS i, 2.5 AS f, 'x' AS s, NULL AS n, x'00ff' AS b"),
+        serde_json::json!([{"i": 1, "f": 2.5, "s": "x", "n": null, "b": {"$binary": {"base64": "AP8=", "subType": "00"}}}])
     );
 }
 

@@ -28,8 +28,9 @@
 //!   resource, over [`crate::platform::registry`] and
 //!   [`crate::platform::search`].
 //! - [`openapi`]: the OpenAPI document.
+//! - [`server`]: [`serve`], the HTTP server with its bounds on header
+//!   time, connections and shutdown.
 
-use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
@@ -39,10 +40,9 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
-use tokio::net::TcpListener;
 
 use crate::config::ApiConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind};
 use crate::platform::Platform;
 
 pub mod aliases;
@@ -54,8 +54,10 @@ pub mod models;
 pub mod openapi;
 pub mod runs;
 pub mod sagas;
+pub mod server;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use server::serve;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -116,19 +118,6 @@ pub fn router(platform: Platform, config: &ApiConfig) -> Router {
             config.request_timeout,
             request_timeout,
         ))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::from(e).with_operation("serve"))
 }
 
 /// The router and the list of its routes, built together so that they

@@ -6,18 +6,18 @@
 //! start empty, and the commands say so.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use bson::{Bson, Document};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use sea_orm::{ConnectionTrait, FromQueryResult, JsonValue, Statement, TransactionTrait};
 use serde_json::json;
 
 use super::output;
 use crate::config::{Config, KvConfig, QueueConfig};
 use crate::engines::document::FindOptions;
 use crate::engines::kv::{KvStoreExt, Ttl};
-use crate::engines::relational::map_db_err;
+use crate::engines::relational::read_only::{self, QueryLimits, QueryOutput};
 use crate::engines::{self, DocumentStore};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -106,6 +106,21 @@ pub(crate) enum KvCommand {
 pub(crate) struct SqlArgs {
     /// One read-only statement, e.g. `SELECT * FROM seaql_migrations`.
     pub(crate) query: String,
+    /// Stop the statement after this long (`500ms`, `10s`, `2m`).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Print at most this many rows; the output says when it was cut.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_rows: u64,
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let duration = humantime_serde::re::humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 500ms or 10s: {e}"))?;
+    if duration.is_zero() {
+        return Err("must be above zero".to_owned());
+    }
+    Ok(duration)
 }
 
 /// `strata queue ...`
@@ -343,37 +358,21 @@ fn print_plain(value: &serde_json::Value) {
 }
 
 pub(crate) async fn sql(config: &Config, args: SqlArgs, json: bool) -> Result<ExitCode> {
-    let statement = args.query.trim().trim_end_matches(';').trim();
-    if statement.is_empty() {
-        return Err(Error::invalid("QUERY is empty"));
-    }
-    if statement.contains(';') {
-        return Err(Error::invalid("QUERY must be a single statement"));
-    }
-    let db = engines::open_relational(config).await?;
-    let backend = db.get_database_backend();
-    // The transaction is read-only at the database's own level, so nothing
-    // a query says can write: SQLite's `query_only` pragma, PostgreSQL's
-    // READ ONLY transaction. It is always rolled back.
-    let txn = db.begin().await.map_err(map_db_err)?;
-    let guard = match backend {
-        sea_orm::DbBackend::Sqlite => "PRAGMA query_only = ON",
-        _ => "SET TRANSACTION READ ONLY",
+    let limits = QueryLimits {
+        timeout: args.timeout,
+        max_rows: args.max_rows,
     };
-    txn.execute_unprepared(guard).await.map_err(map_db_err)?;
-    let rows = query_json(&txn, backend, statement).await;
-    if backend == sea_orm::DbBackend::Sqlite {
-        txn.execute_unprepared("PRAGMA query_only = OFF")
-            .await
-            .map_err(map_db_err)?;
-    }
-    txn.rollback().await.map_err(map_db_err)?;
-    let rows = rows.map_err(|e| match e.kind() {
-        ErrorKind::Internal => Error::invalid(e.message().to_owned()).with_operation("sql"),
-        _ => e,
-    })?;
+    let QueryOutput { rows, truncated } =
+        read_only::query(&config.relational, &config.data_dir, &args.query, limits).await?;
+    let cut_note = format!(
+        "output cut at --max-rows {}: the query has more rows",
+        args.max_rows
+    );
     if json {
         output::print_json(&json!(rows))?;
+        if truncated {
+            eprintln!("note: {cut_note}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let columns: Vec<String> = rows
@@ -399,62 +398,12 @@ pub(crate) async fn sql(config: &Config, args: SqlArgs, json: bool) -> Result<Ex
         table.add_row(cells);
     }
     println!("{table}");
-    println!("({} rows)", rows.len());
+    if truncated {
+        println!("({} rows shown; {cut_note})", rows.len());
+    } else {
+        println!("({} rows)", rows.len());
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Rows as JSON objects, columns in order. PostgreSQL declares every
-/// column's type, and sea-orm's JSON conversion uses it; SQLite gives an
-/// expression's type only per value, so each value is decoded by its own
-/// storage class instead (integer, real, text, blob).
-async fn query_json(
-    txn: &sea_orm::DatabaseTransaction,
-    backend: sea_orm::DbBackend,
-    statement: &str,
-) -> Result<Vec<serde_json::Value>> {
-    let stmt = Statement::from_string(backend, statement);
-    if backend != sea_orm::DbBackend::Sqlite {
-        return JsonValue::find_by_statement(stmt)
-            .all(txn)
-            .await
-            .map_err(|e| map_db_err(e).with_operation("sql"));
-    }
-    let rows = txn
-        .query_all_raw(stmt)
-        .await
-        .map_err(|e| map_db_err(e).with_operation("sql"))?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let object: serde_json::Map<String, serde_json::Value> = row
-                .column_names()
-                .into_iter()
-                .enumerate()
-                .map(|(i, name)| (name, sqlite_value(row, i)))
-                .collect();
-            serde_json::Value::Object(object)
-        })
-        .collect())
-}
-
-fn sqlite_value(row: &sea_orm::QueryResult, index: usize) -> serde_json::Value {
-    if let Ok(v) = row.try_get_by_index::<Option<i64>>(index) {
-        return json!(v);
-    }
-    if let Ok(v) = row.try_get_by_index::<Option<f64>>(index) {
-        return json!(v);
-    }
-    if let Ok(v) = row.try_get_by_index::<Option<String>>(index) {
-        return json!(v);
-    }
-    match row.try_get_by_index::<Option<Vec<u8>>>(index) {
-        Ok(Some(bytes)) => Bson::Binary(bson::Binary {
-            subtype: bson::spec::BinarySubtype::Generic,
-            bytes,
-        })
-        .into_relaxed_extjson(),
-        _ => serde_json::Value::Null,
-    }
 }
 
 pub(crate) async fn queue(config: &Config, command: QueueCommand, json: bool) -> Result<ExitCode> {

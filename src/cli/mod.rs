@@ -81,7 +81,14 @@ enum Command {
     /// Inspect the key-value engine.
     #[command(subcommand)]
     Kv(inspect::KvCommand),
-    /// Run a read-only SQL query on the relational engine.
+    /// Run one read-only SQL statement on the relational engine.
+    ///
+    /// Nothing it runs can write: SQLite is opened read-only (an existing
+    /// database only; a missing data dir or database is reported, never
+    /// created), PostgreSQL runs it in a READ ONLY transaction. The
+    /// database's own parser must find exactly one statement. The statement
+    /// is stopped after --timeout, and at most --max-rows rows are printed
+    /// (the output says when it was cut).
     Sql(inspect::SqlArgs),
     /// Inspect the queue engine.
     #[command(subcommand)]
@@ -90,6 +97,12 @@ enum Command {
     /// experiments) idempotently; `--runs N` adds seeded synthetic runs.
     Seed(seed::SeedArgs),
     /// Serve the HTTP API (`--listen ADDR` overrides api.listen).
+    ///
+    /// Bounds from the `api` section: api.max_connections served at once
+    /// (more wait to be accepted), api.header_read_timeout for a request's
+    /// headers to arrive (also how long an idle kept-alive connection is
+    /// kept), api.body_limit, api.request_timeout. SIGINT or SIGTERM stop
+    /// accepting and let requests in flight finish.
     Serve(serve::ServeArgs),
     /// Copy training runs into the document engine, verify, reconcile.
     #[command(subcommand)]
@@ -130,11 +143,15 @@ fn exit_status(error: &Error) -> u8 {
 /// Logs go to standard error, filtered by `STRATA_LOG` (default `warn`,
 /// with lapin off: it logs expected outcomes such as an unroutable publish
 /// or a 404 on a passive declare at WARN/ERROR, and strata reports those
-/// itself as results or errors); `--log-sql` adds the statements sqlx logs
-/// under `sqlx::query`.
+/// itself as results or errors; and with sqlx's URL parser at `error`: it
+/// warns of an unknown URL parameter by printing its value, which may be a
+/// misspelt password); `--log-sql` adds the statements sqlx logs under
+/// `sqlx::query`.
 fn init_tracing(log_sql: bool) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,lapin=off,sqlx_postgres::options::parse=error")
+        });
     if log_sql && let Ok(directive) = "sqlx::query=info".parse() {
         filter = filter.add_directive(directive);
     }
@@ -152,7 +169,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         config_file: cli.global.config_file.clone(),
         data_dir: cli.global.data_dir.clone(),
         log_statements: cli.global.log_sql,
-        skip_env: false,
+        environment: Default::default(),
     };
     let config = Config::load(&sources)?;
     let json = cli.global.json;

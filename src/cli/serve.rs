@@ -1,10 +1,11 @@
 //! `strata serve`: the HTTP API on the configured engines.
 //!
 //! Prints `strata: listening on http://ADDR` to standard error once the
-//! socket is bound (with the real port when `:0` asked for any), finishes
-//! in the background the sagas that other processes left open, and on
-//! SIGINT or SIGTERM stops accepting, lets requests in flight finish and
-//! the sagas they started end (within `api.request_timeout`; any still
+//! socket is bound (with the real port when `:0` asked for any), serves
+//! within the bounds of the `api` section ([`crate::api::server`]),
+//! finishes in the background the sagas that other processes left open,
+//! and on SIGINT or SIGTERM stops accepting, lets requests in flight finish
+//! and the sagas they started end (within `api.request_timeout`; any still
 //! open are finished by the next strata process), closes the relational
 //! pool and exits 0.
 
@@ -45,7 +46,7 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     eprintln!("strata: listening on http://{address}");
     platform.start_background();
     let router = api::router(platform.clone(), &config.api);
-    api::serve(listener, router, shutdown_signal()).await?;
+    api::serve(listener, router, &config.api, shutdown_signal()).await?;
     platform.close(config.api.request_timeout).await?;
     eprintln!("strata: stopped");
     Ok(ExitCode::SUCCESS)

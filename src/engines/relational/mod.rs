@@ -5,6 +5,9 @@
 //!
 //! SQLite runs in WAL mode with foreign keys enforced, in a file in the data
 //! dir, so a committed transaction survives `kill -9` of the process.
+//!
+//! [`read_only`] runs one statement on a connection of its own that cannot
+//! write, bounded in time and rows (`strata sql`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +21,8 @@ use sea_orm::{
 use crate::config::{RelationalConfig, redact_url};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry::RetryPolicy;
+
+pub mod read_only;
 
 /// Opens a pool to the configured database. For SQLite, the data dir is
 /// created when missing.
