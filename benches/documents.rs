@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use bson::doc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
-use strata::engines::document::{DocumentStore, FindOptions, IndexSpec};
+use strata::engines::document::{DocumentStore, DocumentStoreExt, FindOptions, IndexSpec};
 
 const DOCUMENTS: i64 = 100_000;
 

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
 use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
-use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
+use strata::engines::document::{
+    CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec,
+};
 use strata::error::{ErrorKind, Result};
 
 mod common;
@@ -1394,6 +1396,70 @@ async fn updates_keep_indexes_current(store: Arc<dyn DocumentStore>) {
     assert_eq!(store.count("c", doc! {}).await.unwrap(), 15);
 }
 
+/// `find_batches` walks every matching document once, in `_id` order,
+/// across type brackets, in batches no larger than asked.
+async fn find_batches_walks_every_document_once(store: Arc<dyn DocumentStore>) {
+    use futures::TryStreamExt;
+
+    let ids = vec![
+        Bson::Null,
+        Bson::Int32(3),
+        Bson::Int64(8),
+        Bson::Double(8.5),
+        Bson::Int32(-2),
+        Bson::String("b".into()),
+        Bson::String("a".into()),
+        Bson::String(String::new()),
+        Bson::Document(doc! {"x": 1}),
+        Bson::ObjectId(ObjectId::parse_str("650000000000000000000002").unwrap()),
+        Bson::ObjectId(ObjectId::parse_str("650000000000000000000001").unwrap()),
+        Bson::Boolean(true),
+        Bson::Boolean(false),
+        Bson::DateTime(DateTime::from_millis(1_700_000_000_000)),
+        Bson::DateTime(DateTime::from_millis(-5)),
+    ];
+    let docs = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| doc! {"_id": id.clone(), "even": n % 2 == 0})
+        .collect();
+    seed(&store, "c", docs).await;
+    for (filter, batch) in [
+        (doc! {}, 1),
+        (doc! {}, 2),
+        (doc! {}, 4),
+        (doc! {}, 100),
+        (doc! {"even": true}, 2),
+        (doc! {"even": false}, 3),
+    ] {
+        let expected = store
+            .find("c", filter.clone(), FindOptions::sorted(doc! {"_id": 1}))
+            .await
+            .unwrap();
+        let batches: Vec<Vec<Document>> = store
+            .find_batches("c", filter.clone(), batch)
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(
+            batches
+                .iter()
+                .all(|b| !b.is_empty() && b.len() as u64 <= batch),
+            "{filter} by {batch}: {batches:?}"
+        );
+        let walked: Vec<Document> = batches.into_iter().flatten().collect();
+        assert_eq!(walked, expected, "{filter} by {batch}");
+    }
+    let none: Vec<Vec<Document>> = store
+        .find_batches("absent", doc! {}, 10)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let zero: Result<Vec<Vec<Document>>> = store.find_batches("c", doc! {}, 0).try_collect().await;
+    assert_eq!(err_kind(zero), ErrorKind::InvalidInput);
+}
+
 async fn natural_order_without_sort(store: Arc<dyn DocumentStore>) {
     let docs = [5, 3, 9, 1].iter().map(|i| doc! {"_id": *i}).collect();
     seed(&store, "c", docs).await;
@@ -1457,6 +1523,7 @@ macro_rules! document_conformance {
             collections_listed_sorted_and_dropped,
             updates_keep_indexes_current,
             natural_order_without_sort,
+            find_batches_walks_every_document_once,
         ]);
     };
     (@cases $backend:ident, $setup:expr, [$($case:ident),* $(,)?]) => {

@@ -18,7 +18,8 @@ use bson::{Bson, Document, doc};
 use sea_orm::ConnectionTrait;
 use strata::config::Config;
 use strata::engines::document::{
-    CollectionOptions, DocumentStore, FindOptions, IndexSpec, UpdateOptions, UpdateResult,
+    CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec, UpdateOptions,
+    UpdateResult,
 };
 use strata::engines::{self, Engines};
 use strata::platform::configs;

@@ -33,6 +33,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde::Serialize;
 
 use crate::engines::Engines;
+use crate::engines::document::DocumentStoreExt;
 use crate::error::{Error, Result};
 use crate::platform::configs;
 use crate::platform::entities::{dataset, run_tag, training_run};

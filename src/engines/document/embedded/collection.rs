@@ -11,12 +11,14 @@
 //!   contradicts the state.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use bson::{Bson, Document};
 
 use crate::engines::document::IndexSpec;
 use crate::engines::document::embedded::index::{Index, KeyPattern, OrdBson, compare_keys};
 use crate::engines::document::embedded::record::{self, Change};
+use crate::engines::document::query::compare::type_bracket;
 use crate::engines::document::query::schema::Validator;
 use crate::error::{Error, Result};
 
@@ -68,6 +70,71 @@ impl Collection {
     /// The slot of the document with this `_id`.
     pub(crate) fn slot_of_id(&self, id: &Bson) -> Option<u64> {
         self.ids.get(&OrdBson(id.clone())).copied()
+    }
+
+    /// Documents in `_id` order (descending when `ascending` is false),
+    /// starting from `lower`/`upper` (`(value, inclusive)`) and never leaving
+    /// the type bracket of a given end: a filter's `$gt: 5` matches numbers
+    /// only, so a walk bounded by it stops where the numbers stop.
+    pub(crate) fn documents_by_id<'a>(
+        &'a self,
+        lower: Option<(&Bson, bool)>,
+        upper: Option<(&Bson, bool)>,
+        ascending: bool,
+    ) -> Box<dyn Iterator<Item = (u64, &'a Document)> + 'a> {
+        let end = |bound: Option<(&Bson, bool)>| match bound {
+            None => Bound::Unbounded,
+            Some((v, true)) => Bound::Included(OrdBson(v.clone())),
+            Some((v, false)) => Bound::Excluded(OrdBson(v.clone())),
+        };
+        let (start, stop) = (end(lower), end(upper));
+        // BTreeMap::range panics on an inverted or empty-exclusive range;
+        // such bounds select nothing.
+        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
+            (&start, &stop)
+        {
+            let both_inclusive =
+                matches!(start, Bound::Included(_)) && matches!(stop, Bound::Included(_));
+            match s.cmp(e) {
+                std::cmp::Ordering::Greater => return Box::new(std::iter::empty()),
+                std::cmp::Ordering::Equal if !both_inclusive => {
+                    return Box::new(std::iter::empty());
+                }
+                _ => {}
+            }
+        }
+        let mut brackets = [lower, upper]
+            .into_iter()
+            .flatten()
+            .filter(|(v, _)| !matches!(v, Bson::MinKey | Bson::MaxKey))
+            .map(|(v, _)| type_bracket(v));
+        let bracket = brackets.next();
+        if bracket.is_some() && brackets.any(|b| Some(b) != bracket) {
+            // `$gt: 5, $lt: "a"`: no value is both a number and a string.
+            return Box::new(std::iter::empty());
+        }
+        // A bracket's ids are contiguous in the map: skip those before it
+        // (an unbounded start), stop at the first after it.
+        let in_bracket = move |id: &&OrdBson| bracket.is_none_or(|b| type_bracket(&id.0) == b);
+        let slots = &self.slots;
+        let found = move |(_, slot): (&OrdBson, &u64)| slots.get(slot).map(|s| (*slot, &s.doc));
+        let range = self.ids.range((start, stop));
+        if ascending {
+            Box::new(
+                range
+                    .skip_while(move |(id, _)| !in_bracket(id))
+                    .take_while(move |(id, _)| in_bracket(id))
+                    .filter_map(found),
+            )
+        } else {
+            Box::new(
+                range
+                    .rev()
+                    .skip_while(move |(id, _)| !in_bracket(id))
+                    .take_while(move |(id, _)| in_bracket(id))
+                    .filter_map(found),
+            )
+        }
     }
 
     /// Secondary indexes in creation order.

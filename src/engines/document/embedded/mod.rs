@@ -26,7 +26,9 @@
 //!   Readers run in parallel; writers are serialized, which is what makes
 //!   check-then-apply atomic.
 //! - Reads return documents in natural order unless sorted; sorts are
-//!   stable. A `limit` of 0 means no limit, as in MongoDB.
+//!   stable. A `limit` of 0 means no limit, as in MongoDB. A find sorted by
+//!   `_id` alone walks the `_id` map from the filter's `_id` bounds, so
+//!   keyset pages ([`DocumentStoreExt::find_batches`]) cost their own size.
 //!
 //! # Layout
 //!
@@ -36,6 +38,8 @@
 //!   collection; the database of collections.
 //! - `index`: secondary indexes and key extraction.
 //! - `plan`: picking candidates from an index.
+//!
+//! [`DocumentStoreExt::find_batches`]: crate::engines::document::DocumentStoreExt::find_batches
 
 mod collection;
 mod index;
@@ -54,6 +58,7 @@ use bson::{Bson, Document};
 
 use crate::engines::document::query::aggregate::Pipeline;
 use crate::engines::document::query::compare::bson_equal;
+use crate::engines::document::query::filter::FieldBounds;
 use crate::engines::document::query::path::set_path;
 use crate::engines::document::query::projection::Projection;
 use crate::engines::document::query::schema::Validator;
@@ -452,6 +457,73 @@ impl EmbeddedDocumentStore {
     }
 }
 
+impl EmbeddedDocumentStore {
+    /// Documents of `coll` matching `filter`, sorted, skipped and limited
+    /// (before projection).
+    fn select<'c>(
+        coll: &'c Collection,
+        filter: &Query,
+        sort: Option<(&SortSpec, &Document)>,
+        skip: usize,
+        limit: Option<usize>,
+    ) -> Vec<&'c Document> {
+        let Some((sort, sort_doc)) = sort else {
+            let stop = limit.map(|l| l.saturating_add(skip));
+            return plan::matching(coll, filter, stop)
+                .into_iter()
+                .skip(skip)
+                .map(|(_, d)| d)
+                .collect();
+        };
+        if let Some(ascending) = id_only_sort(sort_doc) {
+            // `_id` order is the `_id` map's order: walk it from the
+            // filter's `_id` bounds and stop at the limit, rather than
+            // collect and sort every match. Taken when there are such bounds
+            // (a keyset page), or when no index would narrow the search.
+            let walk = match filter.filter.bounds("_id") {
+                Some(FieldBounds::Range { lower, upper }) => Some((lower, upper)),
+                Some(FieldBounds::In(_)) => None,
+                None if limit.is_some() && !plan::narrows(coll, filter) => Some((None, None)),
+                None => None,
+            };
+            if let Some((lower, upper)) = walk {
+                fn end(b: &Option<(Bson, bool)>) -> Option<(&Bson, bool)> {
+                    b.as_ref().map(|(v, inc)| (v, *inc))
+                }
+                return coll
+                    .documents_by_id(end(&lower), end(&upper), ascending)
+                    .filter(|(_, d)| filter.filter.matches(d))
+                    .skip(skip)
+                    .take(limit.unwrap_or(usize::MAX))
+                    .map(|(_, d)| d)
+                    .collect();
+            }
+        }
+        let mut hits = plan::matching(coll, filter, None);
+        // Vec::sort_by is stable: ties keep natural order.
+        hits.sort_by(|a, b| sort.compare(a.1, b.1));
+        hits.into_iter()
+            .skip(skip)
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(_, d)| d)
+            .collect()
+    }
+}
+
+/// `Some(ascending)` when a sort is by `_id` alone.
+fn id_only_sort(sort: &Document) -> Option<bool> {
+    if sort.len() != 1 {
+        return None;
+    }
+    match sort.get("_id")? {
+        Bson::Int32(1) | Bson::Int64(1) => Some(true),
+        Bson::Int32(-1) | Bson::Int64(-1) => Some(false),
+        Bson::Double(d) if *d == 1.0 => Some(true),
+        Bson::Double(d) if *d == -1.0 => Some(false),
+        _ => None,
+    }
+}
+
 fn id_changed() -> Error {
     Error::invalid("the (immutable) field '_id' cannot be changed").with_field("_id")
 }
@@ -562,7 +634,7 @@ impl DocumentStore for EmbeddedDocumentStore {
         let sort = options
             .sort
             .as_ref()
-            .map(SortSpec::parse)
+            .map(|s| SortSpec::parse(s).map(|spec| (spec, s)))
             .transpose()
             .map_err(op)?;
         let projection = options
@@ -578,26 +650,11 @@ impl DocumentStore for EmbeddedDocumentStore {
             let Some(coll) = state.db.collection(collection) else {
                 return Ok(Vec::new());
             };
-            match &sort {
-                None => {
-                    let stop = limit.map(|l| l.saturating_add(skip));
-                    plan::matching(coll, &filter, stop)
-                        .into_iter()
-                        .skip(skip)
-                        .map(|(_, d)| d.clone())
-                        .collect()
-                }
-                Some(sort) => {
-                    let mut hits = plan::matching(coll, &filter, None);
-                    // Vec::sort_by is stable: ties keep natural order.
-                    hits.sort_by(|a, b| sort.compare(a.1, b.1));
-                    hits.into_iter()
-                        .skip(skip)
-                        .take(limit.unwrap_or(usize::MAX))
-                        .map(|(_, d)| d.clone())
-                        .collect()
-                }
-            }
+            let sort = sort.as_ref().map(|(spec, doc)| (spec, *doc));
+            Self::select(coll, &filter, sort, skip, limit)
+                .into_iter()
+                .cloned()
+                .collect()
         };
         Ok(match projection {
             Some(p) => found.iter().map(|d| p.apply(d)).collect(),
@@ -799,8 +856,10 @@ impl DocumentStore for EmbeddedDocumentStore {
 #[cfg(test)]
 mod tests {
     use bson::doc;
+    use proptest::prelude::*;
 
     use super::*;
+    use crate::engines::document::DocumentStoreExt;
 
     #[tokio::test]
     async fn log_compacts_itself_once_it_outgrows_the_data() {
@@ -896,5 +955,73 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::Unsupported);
         assert!(store.list_collections().await.unwrap().is_empty());
+    }
+
+    fn id_value() -> impl Strategy<Value = Bson> {
+        prop_oneof![
+            (-5i32..5).prop_map(Bson::Int32),
+            (-5i64..5).prop_map(|i| Bson::Double(i as f64 + 0.5)),
+            "[a-c]{0,2}".prop_map(Bson::String),
+            Just(Bson::Null),
+            any::<bool>().prop_map(Bson::Boolean),
+            (0i64..3).prop_map(|i| Bson::DateTime(bson::DateTime::from_millis(i))),
+        ]
+    }
+
+    fn id_filter() -> impl Strategy<Value = Document> {
+        prop_oneof![
+            Just(doc! {}),
+            id_value().prop_map(|v| doc! {"_id": {"$gt": v}}),
+            id_value().prop_map(|v| doc! {"_id": {"$lte": v}}),
+            (id_value(), id_value()).prop_map(|(a, b)| doc! {"_id": {"$gte": a, "$lt": b}}),
+            (id_value(), 0i32..3).prop_map(|(a, m)| doc! {"$and": [{"_id": {"$gt": a}}, {"m": m}]}),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A find sorted by `_id` alone (answered by walking the `_id` map)
+        /// returns what the general sort returns.
+        #[test]
+        fn id_order_walks_equal_sorting(
+            ids in proptest::collection::btree_set("[a-z]{0,3}|-?[0-9]", 0..12),
+            extra in proptest::collection::vec(id_value(), 0..10),
+            filter in id_filter(),
+            ascending in any::<bool>(),
+            skip in 0u64..3,
+            limit in 0u64..5,
+            indexed in any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+                if indexed {
+                    store.create_index("c", IndexSpec::new(doc! {"m": 1})).await.unwrap();
+                }
+                let mut all_ids: Vec<Bson> = ids.into_iter().map(|s| match s.parse::<i32>() {
+                    Ok(i) => Bson::Int32(i),
+                    Err(_) => Bson::String(s),
+                }).collect();
+                all_ids.extend(extra);
+                for (n, id) in all_ids.into_iter().enumerate() {
+                    // Duplicates (1 and 1.0, say) are refused; that is fine.
+                    let _ = store.insert_one("c", doc! {"_id": id, "m": (n % 3) as i32}).await;
+                }
+                let dir_ = if ascending { 1 } else { -1 };
+                let walked = store
+                    .find("c", filter.clone(), FindOptions::sorted(doc! {"_id": dir_}).skip(skip).limit(limit))
+                    .await
+                    .unwrap();
+                // A second sort key makes the store sort in general; `_id`
+                // is unique, so the order is the same.
+                let sorted = store
+                    .find("c", filter.clone(), FindOptions::sorted(doc! {"_id": dir_, "m": 1}).skip(skip).limit(limit))
+                    .await
+                    .unwrap();
+                prop_assert_eq!(walked, sorted, "filter {}", filter);
+                Ok(())
+            })?;
+        }
     }
 }
