@@ -456,7 +456,8 @@ enum Resume {
 
 /// Conditions selecting each type bracket an `_id` can be in, from its
 /// lowest value, in MongoDB's order with the bracket's rank. NaN sorts
-/// below every other number but no range selects it, so it has its own.
+/// below every other number but no range selects it, so it has its own;
+/// dates come in two parts.
 fn bracket_floor(i: usize) -> Option<(i32, Document)> {
     use bson::spec::BinarySubtype;
     let (rank, condition) = match i {
@@ -474,12 +475,15 @@ fn bracket_floor(i: usize) -> Option<(i32, Document)> {
             bson::doc! {"$gte": bson::oid::ObjectId::from_bytes([0; 12])},
         ),
         7 => (40, bson::doc! {"$gte": false}),
-        8 => (45, bson::doc! {"$gte": bson::DateTime::MIN}),
-        9 => (
+        // Dates in two halves around the epoch rather than from the
+        // smallest date, which some servers cannot take in a query.
+        8 => (45, bson::doc! {"$lt": bson::DateTime::from_millis(0)}),
+        9 => (45, bson::doc! {"$gte": bson::DateTime::from_millis(0)}),
+        10 => (
             47,
             bson::doc! {"$gte": bson::Timestamp { time: 0, increment: 0 }},
         ),
-        10 => (127, bson::doc! {"$eq": Bson::MaxKey}),
+        11 => (127, bson::doc! {"$eq": Bson::MaxKey}),
         _ => return None,
     };
     Some((rank, condition))
@@ -508,8 +512,9 @@ impl Resume {
     /// order this position covered is done.
     fn exhausted(&self) -> Option<Resume> {
         match self {
-            // The first page has no `_id` condition: it covered everything.
-            Resume::Start => None,
+            // The first page has no `_id` condition, and `$gt: MinKey`
+            // crosses brackets: either covered everything.
+            Resume::Start | Resume::After(Bson::MinKey) => None,
             Resume::After(last) => {
                 let rank = query::compare::type_bracket(last);
                 (0..)
@@ -518,6 +523,52 @@ impl Resume {
                     .map(|(i, _)| Resume::Floor(i))
             }
             Resume::Floor(i) => bracket_floor(i + 1).map(|_| Resume::Floor(i + 1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bson::doc;
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::engines::document::embedded::EmbeddedDocumentStore;
+
+    /// The brackets the conformance case leaves out (MongoDB servers differ
+    /// on them): MinKey, NaN, MaxKey, and `$gt: MinKey` crossing brackets.
+    #[tokio::test]
+    async fn find_batches_walks_min_max_and_nan_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+        let ids = [
+            Bson::MaxKey,
+            Bson::Double(f64::NAN),
+            Bson::Double(f64::NEG_INFINITY),
+            Bson::Int32(1),
+            Bson::MinKey,
+            Bson::String("a".into()),
+            Bson::Null,
+        ];
+        let docs = ids.iter().map(|id| doc! {"_id": id.clone()}).collect();
+        store.insert_many("c", docs).await.unwrap();
+        let expected = store
+            .find("c", doc! {}, FindOptions::sorted(doc! {"_id": 1}))
+            .await
+            .unwrap();
+        assert_eq!(expected.len(), ids.len());
+        for batch in 1..=8 {
+            let walked: Vec<Vec<Document>> = store
+                .find_batches("c", doc! {}, batch)
+                .try_collect()
+                .await
+                .unwrap();
+            let walked: Vec<Document> = walked.into_iter().flatten().collect();
+            // NaN is not equal to itself as f64, so compare as BSON order.
+            let ids_of = |docs: &[Document]| -> Vec<String> {
+                docs.iter().map(|d| format!("{:?}", d.get("_id"))).collect()
+            };
+            assert_eq!(ids_of(&walked), ids_of(&expected), "batch {batch}");
         }
     }
 }
