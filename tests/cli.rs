@@ -690,7 +690,7 @@ fn bad_json_exits_2_naming_the_argument() {
 
 #[test]
 fn docs_commands_read_what_is_stored() {
-    use strata::engines::document::DocumentStore;
+    use strata::engines::document::DocumentStoreExt;
     use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
 
     let world = World::new();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bson::{Bson, doc};
 use strata::ErrorKind;
-use strata::engines::document::{DocumentStore, FindOptions};
+use strata::engines::document::{DocumentStore, DocumentStoreExt, FindOptions};
 use strata::platform::configs::{self, EXPERIMENTS, MODEL_CONFIGS};
 
 use common::documents::{Backend, run_case};

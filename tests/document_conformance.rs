@@ -17,7 +17,9 @@ use std::sync::Arc;
 use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
 use strata::engines::document::embedded::{EmbeddedDocumentOptions, EmbeddedDocumentStore};
-use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
+use strata::engines::document::{
+    CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec,
+};
 use strata::error::{ErrorKind, Result};
 
 mod common;
@@ -2183,6 +2185,70 @@ async fn updates_keep_indexes_current(store: Arc<dyn DocumentStore>) {
     assert_eq!(store.count("c", doc! {}).await.unwrap(), 15);
 }
 
+/// `find_batches` walks every matching document once, in `_id` order,
+/// across type brackets, in batches no larger than asked.
+async fn find_batches_walks_every_document_once(store: Arc<dyn DocumentStore>) {
+    use futures::TryStreamExt;
+
+    let ids = vec![
+        Bson::Null,
+        Bson::Int32(3),
+        Bson::Int64(8),
+        Bson::Double(8.5),
+        Bson::Int32(-2),
+        Bson::String("b".into()),
+        Bson::String("a".into()),
+        Bson::String(String::new()),
+        Bson::Document(doc! {"x": 1}),
+        Bson::ObjectId(ObjectId::parse_str("650000000000000000000002").unwrap()),
+        Bson::ObjectId(ObjectId::parse_str("650000000000000000000001").unwrap()),
+        Bson::Boolean(true),
+        Bson::Boolean(false),
+        Bson::DateTime(DateTime::from_millis(1_700_000_000_000)),
+        Bson::DateTime(DateTime::from_millis(-5)),
+    ];
+    let docs = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| doc! {"_id": id.clone(), "even": n % 2 == 0})
+        .collect();
+    seed(&store, "c", docs).await;
+    for (filter, batch) in [
+        (doc! {}, 1),
+        (doc! {}, 2),
+        (doc! {}, 4),
+        (doc! {}, 100),
+        (doc! {"even": true}, 2),
+        (doc! {"even": false}, 3),
+    ] {
+        let expected = store
+            .find("c", filter.clone(), FindOptions::sorted(doc! {"_id": 1}))
+            .await
+            .unwrap();
+        let batches: Vec<Vec<Document>> = store
+            .find_batches("c", filter.clone(), batch)
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(
+            batches
+                .iter()
+                .all(|b| !b.is_empty() && b.len() as u64 <= batch),
+            "{filter} by {batch}: {batches:?}"
+        );
+        let walked: Vec<Document> = batches.into_iter().flatten().collect();
+        assert_eq!(walked, expected, "{filter} by {batch}");
+    }
+    let none: Vec<Vec<Document>> = store
+        .find_batches("absent", doc! {}, 10)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let zero: Result<Vec<Vec<Document>>> = store.find_batches("c", doc! {}, 0).try_collect().await;
+    assert_eq!(err_kind(zero), ErrorKind::InvalidInput);
+}
+
 async fn natural_order_without_sort(store: Arc<dyn DocumentStore>) {
     let docs = [5, 3, 9, 1].iter().map(|i| doc! {"_id": *i}).collect();
     seed(&store, "c", docs).await;
@@ -2256,6 +2322,7 @@ macro_rules! document_conformance {
             collections_listed_sorted_and_dropped,
             updates_keep_indexes_current,
             natural_order_without_sort,
+            find_batches_walks_every_document_once,
         ]);
     };
     (@cases $backend:ident, $setup:expr, [$($case:ident),* $(,)?]) => {
@@ -2283,6 +2350,7 @@ mod embedded_durability {
     use super::*;
 
     const LOG: &str = "documents.log";
+    const MANIFEST: &str = "documents.manifest";
 
     fn open(dir: &Path) -> Arc<dyn DocumentStore> {
         Arc::new(EmbeddedDocumentStore::open(dir, EmbeddedDocumentOptions::default()).unwrap())
@@ -2368,6 +2436,9 @@ mod embedded_durability {
             store.insert_one("c", doc! {"_id": i}).await.unwrap();
         }
         let good = store.log_len().unwrap();
+        // Whatever checkpoint the manifest holds now covers at most these
+        // records: it is what a crash during the next write would leave.
+        let manifest_before = std::fs::read(dir.path().join(MANIFEST)).unwrap();
         store
             .update_many("c", doc! {}, doc! {"$set": {"x": "y".repeat(100)}})
             .await
@@ -2375,7 +2446,9 @@ mod embedded_durability {
         let full = store.log_len().unwrap();
         drop(store);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), full);
-        // Cut the update_many record in half, as a crash mid-write would.
+        // Cut the update_many record in half, as a crash mid-write would,
+        // before the clean close's last checkpoint.
+        std::fs::write(dir.path().join(MANIFEST), &manifest_before).unwrap();
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(good + (full - good) / 2).unwrap();
         drop(file);
@@ -2393,27 +2466,120 @@ mod embedded_durability {
         assert_eq!(store.count("c", doc! {}).await.unwrap(), 4);
     }
 
+    /// A store holding documents, closed cleanly: its manifest records
+    /// every byte of its log.
+    async fn closed_store_with_data(dir: &Path) {
+        let store = open(dir);
+        store
+            .create_index("c", IndexSpec::new(doc! {"n": 1}))
+            .await
+            .unwrap();
+        let docs = (0..20).map(|i| doc! {"_id": i, "n": i}).collect();
+        store.insert_many("c", docs).await.unwrap();
+        store
+            .update_many("c", doc! {"n": {"$lt": 5}}, doc! {"$set": {"low": true}})
+            .await
+            .unwrap();
+    }
+
+    fn open_error(dir: &Path) -> String {
+        EmbeddedDocumentStore::open(dir, EmbeddedDocumentOptions::default())
+            .unwrap_err()
+            .to_string()
+    }
+
     #[tokio::test]
-    async fn damaged_record_in_the_middle_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        for i in 0..3 {
-            store
-                .insert_one("c", doc! {"_id": i, "pad": "p".repeat(50)})
-                .await
-                .unwrap();
-        }
+    async fn a_fresh_directory_is_an_empty_store() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("new");
+        let store = open(&dir);
+        assert!(store.list_collections().await.unwrap().is_empty());
         drop(store);
+        assert!(dir.join(MANIFEST).exists() && dir.join(LOG).exists());
+        let store = open(&dir);
+        assert!(store.list_collections().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_log_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        closed_store_with_data(dir.path()).await;
+        std::fs::remove_file(dir.path().join(LOG)).unwrap();
+        let err = open_error(dir.path());
+        assert!(err.contains("documents.log is missing"), "{err}");
+        assert!(err.contains("changes up to LSN 3"), "{err}");
+        // And it stays an error: nothing was replaced by an empty store.
+        let again = open_error(dir.path());
+        assert_eq!(err, again);
+    }
+
+    #[tokio::test]
+    async fn an_emptied_or_cut_log_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        closed_store_with_data(dir.path()).await;
         let path = dir.path().join(LOG);
-        let mut bytes = std::fs::read(&path).unwrap();
-        // Inside the first record's payload (after the 16-byte file header
-        // and the 12-byte record header).
-        bytes[16 + 12 + 20] ^= 0x55;
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0usize, 10, 16] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let err = open_error(dir.path());
+            assert!(
+                err.contains(&format!("documents.log is {cut} bytes, shorter than its"))
+                    && err.contains("emptied or cut"),
+                "{err}"
+            );
+        }
+        // Cut after a whole record: it looks like a shorter log, but the
+        // manifest knows how long it was.
+        let header = 40;
+        let first_record = header + 12 + u32::from_le_bytes(bytes[40..44].try_into().unwrap());
+        std::fs::write(&path, &bytes[..first_record as usize]).unwrap();
+        let err = open_error(dir.path());
+        assert!(
+            err.contains(&format!(
+                "documents.log is {first_record} bytes, shorter than the {} bytes",
+                bytes.len()
+            )) && err.contains("cut short or replaced"),
+            "{err}"
+        );
+        // The whole log again: all is well.
         std::fs::write(&path, &bytes).unwrap();
-        let err = EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default())
-            .unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains(LOG) && text.contains("offset 16"), "{text}");
+        let store = open(dir.path());
+        assert_eq!(store.count("c", doc! {"low": true}).await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn missing_snapshot_or_manifest_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        closed_store_with_data(dir.path()).await;
+        let store = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+        store.compact().await.unwrap();
+        drop(store);
+        let snapshot = dir.path().join("documents.snapshot");
+        let saved = std::fs::read(&snapshot).unwrap();
+        std::fs::remove_file(&snapshot).unwrap();
+        let err = open_error(dir.path());
+        assert!(
+            err.contains("documents.snapshot is missing") && err.contains("a snapshot of"),
+            "{err}"
+        );
+        std::fs::write(&snapshot, &saved).unwrap();
+        std::fs::remove_file(dir.path().join(MANIFEST)).unwrap();
+        let err = open_error(dir.path());
+        assert!(err.contains("documents.manifest is missing"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_log_from_another_store_is_refused() {
+        let ours = tempfile::tempdir().unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        closed_store_with_data(ours.path()).await;
+        closed_store_with_data(theirs.path()).await;
+        std::fs::copy(theirs.path().join(LOG), ours.path().join(LOG)).unwrap();
+        let err = open_error(ours.path());
+        assert!(
+            err.contains("documents.log belongs to store") && err.contains("names store"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -2451,7 +2617,7 @@ mod embedded_durability {
         let indexes = dyn_store.list_indexes("c").await.unwrap();
         let before = store.log_len().unwrap();
 
-        store.compact().unwrap();
+        store.compact().await.unwrap();
         assert!(store.log_len().unwrap() < before);
         assert!(dir.path().join("documents.snapshot").exists());
         let after_compaction = dyn_store
@@ -2504,35 +2670,49 @@ mod embedded_durability {
     }
 
     const WRITER_ENV: &str = "STRATA_DOCS_KILL9_WRITER_DIR";
-    const TEST_NAME: &str = "embedded_durability::kill_9_keeps_every_acknowledged_write";
+    const COMPACTING_WRITER_ENV: &str = "STRATA_DOCS_KILL9_COMPACTING_WRITER_DIR";
 
-    /// Run as the parent: spawns this test binary as a writer, SIGKILLs it
-    /// mid-stream, and checks every write it acknowledged. Run as the child
-    /// (with `WRITER_ENV` set): writes and acknowledges until killed.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn kill_9_keeps_every_acknowledged_write() {
-        if let Ok(dir) = std::env::var(WRITER_ENV) {
-            let store = open(Path::new(&dir));
+    /// Run as the child (with `env` set to its directory): writes and
+    /// acknowledges until killed, and with `compact` also compacts over and
+    /// over in another task, saying so after each compaction.
+    async fn write_until_killed(dir: &Path, compact: bool) {
+        let embedded =
+            EmbeddedDocumentStore::open(dir, EmbeddedDocumentOptions::default()).unwrap();
+        let store: Arc<dyn DocumentStore> = Arc::new(embedded.clone());
+        store
+            .create_index("c", IndexSpec::new(doc! {"n": 1}).unique())
+            .await
+            .unwrap();
+        if compact {
+            tokio::spawn(async move {
+                for n in 1.. {
+                    embedded.compact().await.unwrap();
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "compacted {n}").unwrap();
+                    out.flush().unwrap();
+                }
+            });
+        }
+        for i in 0..1_000_000 {
             store
-                .create_index("c", IndexSpec::new(doc! {"n": 1}).unique())
+                .insert_one("c", doc! {"_id": i, "n": i, "pad": "x".repeat(100)})
                 .await
                 .unwrap();
             let mut out = std::io::stdout().lock();
-            for i in 0..1_000_000 {
-                store
-                    .insert_one("c", doc! {"_id": i, "n": i, "pad": "x".repeat(100)})
-                    .await
-                    .unwrap();
-                writeln!(out, "acked {i}").unwrap();
-                out.flush().unwrap();
-            }
-            return;
+            writeln!(out, "acked {i}").unwrap();
+            out.flush().unwrap();
         }
+    }
 
+    /// Run as the parent: spawns this test binary as a writer (the test
+    /// `test_name`, with `env` set), SIGKILLs it once it acknowledged 500
+    /// writes (and compacted `compactions` times), and checks every write
+    /// it acknowledged.
+    async fn kill_9_mid_stream(test_name: &str, env: &str, compactions: u32) {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(WRITER_ENV, dir.path())
+            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(env, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -2540,26 +2720,28 @@ mod embedded_durability {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut last_acked: Option<i32> = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
+        let mut compacted = 0;
+        let note = |line: &str, last_acked: &mut Option<i32>, compacted: &mut u32| {
             if let Some(n) = line.strip_prefix("acked ") {
-                last_acked = Some(n.parse().unwrap());
-                if last_acked >= Some(500) {
-                    break;
-                }
+                *last_acked = Some(n.parse().unwrap());
+            } else if line.starts_with("compacted ") {
+                *compacted += 1;
+            }
+        };
+        for line in lines.by_ref() {
+            note(&line.unwrap(), &mut last_acked, &mut compacted);
+            if last_acked >= Some(500) && compacted >= compactions {
+                break;
             }
         }
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
         // Acknowledgements printed before the kill still count.
         for line in lines {
-            let line = line.unwrap();
-            if let Some(n) = line.strip_prefix("acked ") {
-                last_acked = Some(n.parse().unwrap());
-            }
+            note(&line.unwrap(), &mut last_acked, &mut compacted);
         }
         let last = last_acked.expect("the writer acknowledged nothing");
-        assert!(last >= 500);
+        assert!(last >= 500 && compacted >= compactions);
 
         let store = open(dir.path());
         let stored = store.count("c", doc! {}).await.unwrap() as i32;
@@ -2580,5 +2762,110 @@ mod embedded_durability {
         }
         let dup = store.insert_one("c", doc! {"n": 0}).await;
         assert_eq!(err_kind(dup), ErrorKind::Conflict);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kill_9_keeps_every_acknowledged_write() {
+        if let Ok(dir) = std::env::var(WRITER_ENV) {
+            return write_until_killed(Path::new(&dir), false).await;
+        }
+        kill_9_mid_stream(
+            "embedded_durability::kill_9_keeps_every_acknowledged_write",
+            WRITER_ENV,
+            0,
+        )
+        .await;
+    }
+
+    /// The kill lands while compactions run back to back: whichever step
+    /// of one it interrupts, the directory opens with every acknowledged
+    /// write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kill_9_during_compactions_keeps_every_acknowledged_write() {
+        if let Ok(dir) = std::env::var(COMPACTING_WRITER_ENV) {
+            return write_until_killed(Path::new(&dir), true).await;
+        }
+        kill_9_mid_stream(
+            "embedded_durability::kill_9_during_compactions_keeps_every_acknowledged_write",
+            COMPACTING_WRITER_ENV,
+            3,
+        )
+        .await;
+    }
+
+    /// Eight tasks write, update, replace and delete while compactions run;
+    /// the reopened store holds exactly what the last one showed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_and_compactions_then_reopen_agree() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let embedded =
+            EmbeddedDocumentStore::open(dir.path(), EmbeddedDocumentOptions::default()).unwrap();
+        let store: Arc<dyn DocumentStore> = Arc::new(embedded.clone());
+        store
+            .create_index("c", IndexSpec::new(doc! {"task": 1, "i": 1}).unique())
+            .await
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let compactor = tokio::spawn({
+            let stop = Arc::clone(&stop);
+            async move {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    embedded.compact().await.unwrap();
+                    n += 1;
+                }
+                n
+            }
+        });
+        let mut tasks = Vec::new();
+        for task in 0..8i32 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                for i in 0..100i32 {
+                    let id = task * 1000 + i;
+                    store
+                        .insert_one("c", doc! {"_id": id, "task": task, "i": i, "v": 0})
+                        .await
+                        .unwrap();
+                    if i % 3 == 2 {
+                        let r = store
+                            .update_one("c", doc! {"_id": id - 1}, doc! {"$inc": {"v": 1}}, false)
+                            .await
+                            .unwrap();
+                        assert_eq!(r.matched, 1);
+                    }
+                    if i % 5 == 4 {
+                        let n = store.delete_one("c", doc! {"_id": id - 4}).await.unwrap();
+                        assert_eq!(n, 1);
+                    }
+                    if i % 7 == 6 {
+                        store
+                            .replace_one(
+                                "c",
+                                doc! {"_id": id},
+                                doc! {"task": task, "i": i, "v": 7},
+                                false,
+                            )
+                            .await
+                            .unwrap();
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let compactions = compactor.await.unwrap();
+        assert!(compactions >= 1);
+        let before = all(&store, "c").await;
+        assert_eq!(before.len(), 8 * 80);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(all(&store, "c").await, before);
+        let indexes = index_names(&store, "c").await;
+        assert_eq!(indexes, vec!["_id_", "task_1_i_1"]);
     }
 }

@@ -21,7 +21,9 @@ use bson::{Bson, DateTime, Document, doc};
 use futures::{FutureExt, TryStreamExt};
 use strata::config::{DocumentsConfig, MongoConfig, Secret};
 use strata::engines::document::mongodb::MongoDocumentStore;
-use strata::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
+use strata::engines::document::{
+    CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec,
+};
 use strata::error::ErrorKind;
 
 mod common;

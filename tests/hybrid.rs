@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use bson::doc;
 use strata::ErrorKind;
 use strata::config::Config;
+use strata::engines::document::DocumentStoreExt;
 use strata::engines::document::FindOptions;
 use strata::engines::{self, Engines};
 use strata::platform::configs;

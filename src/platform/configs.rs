@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use bson::{Bson, Document, doc};
 use serde::Serialize;
 
-use crate::engines::document::{CollectionOptions, DocumentStore, FindOptions, IndexSpec};
+use crate::engines::document::{
+    CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec,
+};
 use crate::error::{Error, Result};
 
 /// The collection of model config documents.

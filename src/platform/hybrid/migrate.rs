@@ -31,11 +31,12 @@
 use std::collections::BTreeMap;
 
 use bson::{Bson, Document, doc};
+use futures::TryStreamExt;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 
 use crate::engines::Engines;
-use crate::engines::document::{DocumentStore, FindOptions, IndexSpec};
+use crate::engines::document::{DocumentStore, DocumentStoreExt, FindOptions, IndexSpec};
 use crate::error::{Error, Result};
 use crate::platform::entities::{dataset, training_run};
 use crate::platform::registry::{self, NewRun, db_err};
@@ -425,48 +426,44 @@ async fn run_checksums(engines: &Engines) -> Result<BTreeMap<i64, (String, Strin
 /// checksum of the canonical fields. Lists every drifted record.
 pub async fn verify(engines: &Engines) -> Result<VerifyReport> {
     let runs = run_checksums(engines).await?;
-    let docs = engines
-        .documents
-        .find(
-            MIGRATED,
-            doc! {},
-            FindOptions::sorted(doc! {"source_id": 1, "_id": 1}),
-        )
-        .await?;
     let mut report = VerifyReport {
         sql_count: runs.len() as u64,
-        doc_count: docs.len() as u64,
-        drift: Vec::new(),
+        ..Default::default()
     };
     let mut seen = BTreeMap::new();
     let mut extra = Vec::new();
     let mut changed = Vec::new();
-    for doc in &docs {
-        let source_id = opt_i64(doc, "source_id");
-        let document_id = doc
-            .get("_id")
-            .cloned()
-            .unwrap_or(Bson::Null)
-            .into_relaxed_extjson()
-            .to_string();
-        match source_id.and_then(|id| runs.get(&id).map(|r| (id, r))) {
-            // A second document for the same run is extra too.
-            Some((id, (model_id, expected))) if !seen.contains_key(&id) => {
-                seen.insert(id, ());
-                let found = checksum(&canonical_of_doc(doc));
-                if &found != expected {
-                    changed.push(Drift::Changed {
-                        source_id: id,
-                        model_id: model_id.clone(),
-                        expected: expected.clone(),
-                        found,
-                    });
+    // In `_id` order, one page at a time: the documents are never all held.
+    let mut pages = engines
+        .documents
+        .find_batches(MIGRATED, doc! {}, VERIFY_PAGE);
+    while let Some(page) = pages.try_next().await? {
+        report.doc_count += page.len() as u64;
+        for doc in &page {
+            let source_id = opt_i64(doc, "source_id");
+            let document_id = doc
+                .get("_id")
+                .cloned()
+                .unwrap_or(Bson::Null)
+                .into_relaxed_extjson()
+                .to_string();
+            match source_id.and_then(|id| runs.get(&id).map(|r| (id, r))) {
+                // A second document for the same run (a later `_id`) is
+                // extra too.
+                Some((id, (model_id, expected))) if !seen.contains_key(&id) => {
+                    seen.insert(id, ());
+                    let found = checksum(&canonical_of_doc(doc));
+                    if &found != expected {
+                        changed.push(Drift::Changed {
+                            source_id: id,
+                            model_id: model_id.clone(),
+                            expected: expected.clone(),
+                            found,
+                        });
+                    }
                 }
+                _ => extra.push((source_id, document_id)),
             }
-            _ => extra.push(Drift::Extra {
-                source_id,
-                document_id,
-            }),
         }
     }
     for (id, (model_id, _)) in &runs {
@@ -477,8 +474,21 @@ pub async fn verify(engines: &Engines) -> Result<VerifyReport> {
             });
         }
     }
+    // By source id, as documented (the walk went in `_id` order).
+    changed.sort_by_key(|d| match d {
+        Drift::Changed { source_id, .. } => *source_id,
+        _ => 0,
+    });
+    extra.sort();
     report.drift.extend(changed);
-    report.drift.extend(extra);
+    report.drift.extend(
+        extra
+            .into_iter()
+            .map(|(source_id, document_id)| Drift::Extra {
+                source_id,
+                document_id,
+            }),
+    );
     Ok(report)
 }
 
@@ -567,21 +577,13 @@ pub struct ReconcileReport {
 pub async fn reconcile(engines: &Engines) -> Result<ReconcileReport> {
     let docs = engines.documents.as_ref();
     ensure_collections(docs).await?;
-    let records = docs
-        .find(
-            DUAL_WRITE_FAILURES,
-            doc! {},
-            FindOptions::sorted(doc! {"source_id": 1}),
-        )
-        .await?;
-    let mut report = ReconcileReport {
-        recorded: records.len() as u64,
-        ..Default::default()
-    };
-    let mut ids: Vec<i64> = records
-        .iter()
-        .filter_map(|r| opt_i64(r, "source_id"))
-        .collect();
+    let mut report = ReconcileReport::default();
+    let mut ids: Vec<i64> = Vec::new();
+    let mut records = docs.find_batches(DUAL_WRITE_FAILURES, doc! {}, VERIFY_PAGE);
+    while let Some(page) = records.try_next().await? {
+        report.recorded += page.len() as u64;
+        ids.extend(page.iter().filter_map(|r| opt_i64(r, "source_id")));
+    }
     let drift = verify(engines).await?;
     for d in &drift.drift {
         match d {

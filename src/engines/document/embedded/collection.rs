@@ -11,12 +11,15 @@
 //!   contradicts the state.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
 
 use bson::{Bson, Document};
 
 use crate::engines::document::IndexSpec;
 use crate::engines::document::embedded::index::{Index, KeyPattern, OrdBson, compare_keys};
 use crate::engines::document::embedded::record::{self, Change};
+use crate::engines::document::query::compare::type_bracket;
 use crate::engines::document::query::schema::Validator;
 use crate::error::{Error, Result};
 
@@ -27,9 +30,13 @@ pub(crate) const ID_INDEX: &str = "_id_";
 const SNAPSHOT_BATCH: usize = 1000;
 
 /// A stored document and its encoded size.
+///
+/// The document is shared so that compaction can take a consistent image of
+/// a collection by copying pointers under a short read lock, then encode it
+/// while reads and writes go on.
 #[derive(Debug, Clone)]
 struct Slot {
-    doc: Document,
+    doc: Arc<Document>,
     size: u32,
 }
 
@@ -57,17 +64,82 @@ pub(crate) enum IndexPlan {
 impl Collection {
     /// Documents in natural order with their slots.
     pub(crate) fn documents(&self) -> impl Iterator<Item = (u64, &Document)> {
-        self.slots.iter().map(|(slot, s)| (*slot, &s.doc))
+        self.slots.iter().map(|(slot, s)| (*slot, &*s.doc))
     }
 
     /// The document in `slot`.
     pub(crate) fn get(&self, slot: u64) -> Option<&Document> {
-        self.slots.get(&slot).map(|s| &s.doc)
+        self.slots.get(&slot).map(|s| &*s.doc)
     }
 
     /// The slot of the document with this `_id`.
     pub(crate) fn slot_of_id(&self, id: &Bson) -> Option<u64> {
         self.ids.get(&OrdBson(id.clone())).copied()
+    }
+
+    /// Documents in `_id` order (descending when `ascending` is false),
+    /// starting from `lower`/`upper` (`(value, inclusive)`) and never leaving
+    /// the type bracket of a given end: a filter's `$gt: 5` matches numbers
+    /// only, so a walk bounded by it stops where the numbers stop.
+    pub(crate) fn documents_by_id<'a>(
+        &'a self,
+        lower: Option<(&Bson, bool)>,
+        upper: Option<(&Bson, bool)>,
+        ascending: bool,
+    ) -> Box<dyn Iterator<Item = (u64, &'a Document)> + 'a> {
+        let end = |bound: Option<(&Bson, bool)>| match bound {
+            None => Bound::Unbounded,
+            Some((v, true)) => Bound::Included(OrdBson(v.clone())),
+            Some((v, false)) => Bound::Excluded(OrdBson(v.clone())),
+        };
+        let (start, stop) = (end(lower), end(upper));
+        // BTreeMap::range panics on an inverted or empty-exclusive range;
+        // such bounds select nothing.
+        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
+            (&start, &stop)
+        {
+            let both_inclusive =
+                matches!(start, Bound::Included(_)) && matches!(stop, Bound::Included(_));
+            match s.cmp(e) {
+                std::cmp::Ordering::Greater => return Box::new(std::iter::empty()),
+                std::cmp::Ordering::Equal if !both_inclusive => {
+                    return Box::new(std::iter::empty());
+                }
+                _ => {}
+            }
+        }
+        let mut brackets = [lower, upper]
+            .into_iter()
+            .flatten()
+            .filter(|(v, _)| !matches!(v, Bson::MinKey | Bson::MaxKey))
+            .map(|(v, _)| type_bracket(v));
+        let bracket = brackets.next();
+        if bracket.is_some() && brackets.any(|b| Some(b) != bracket) {
+            // `$gt: 5, $lt: "a"`: no value is both a number and a string.
+            return Box::new(std::iter::empty());
+        }
+        // A bracket's ids are contiguous in the map: skip those before it
+        // (an unbounded start), stop at the first after it.
+        let in_bracket = move |id: &&OrdBson| bracket.is_none_or(|b| type_bracket(&id.0) == b);
+        let slots = &self.slots;
+        let found = move |(_, slot): (&OrdBson, &u64)| slots.get(slot).map(|s| (*slot, &*s.doc));
+        let range = self.ids.range((start, stop));
+        if ascending {
+            Box::new(
+                range
+                    .skip_while(move |(id, _)| !in_bracket(id))
+                    .take_while(move |(id, _)| in_bracket(id))
+                    .filter_map(found),
+            )
+        } else {
+            Box::new(
+                range
+                    .rev()
+                    .skip_while(move |(id, _)| !in_bracket(id))
+                    .take_while(move |(id, _)| in_bracket(id))
+                    .filter_map(found),
+            )
+        }
     }
 
     /// Secondary indexes in creation order.
@@ -255,6 +327,7 @@ impl Collection {
         }
         self.next_slot += 1;
         self.bytes += u64::from(size);
+        let doc = Arc::new(doc);
         self.slots.insert(slot, Slot { doc, size });
         Ok(())
     }
@@ -282,6 +355,7 @@ impl Collection {
             index.insert(slot, new_keys);
         }
         self.bytes = self.bytes - u64::from(old.size) + u64::from(size);
+        let doc = Arc::new(doc);
         self.slots.insert(slot, Slot { doc, size });
         Ok(())
     }
@@ -314,42 +388,60 @@ impl Collection {
         Ok(())
     }
 
-    /// The changes that recreate this collection, for a snapshot. Lazy, so
-    /// only one batch of documents is copied at a time.
-    fn snapshot<'a>(
-        &'a self,
-        name: &'a str,
-    ) -> impl Iterator<Item = Result<(Change, Vec<Vec<u8>>)>> + 'a {
-        let create = Change::CreateCollection {
-            collection: name.to_string(),
+    /// A consistent image of this collection for a snapshot: its options
+    /// and its documents in natural order, shared rather than copied.
+    fn image(&self, name: &str) -> CollectionImage {
+        CollectionImage {
+            name: name.to_string(),
             validator: self.validator().cloned(),
-        };
-        let indexes = self.indexes.iter().map(move |index| Change::CreateIndex {
-            collection: name.to_string(),
-            spec: index.spec().clone(),
-        });
-        let mut slots = self.slots.values().peekable();
-        let batches = std::iter::from_fn(move || {
-            slots.peek()?;
-            let documents: Vec<Document> = slots
-                .by_ref()
-                .take(SNAPSHOT_BATCH)
-                .map(|s| s.doc.clone())
-                .collect();
-            let encoded: Result<Vec<Vec<u8>>> =
-                documents.iter().map(record::encode_document).collect();
-            Some(encoded.map(|encoded| {
-                let change = Change::Insert {
-                    collection: name.to_string(),
-                    documents,
-                };
-                (change, encoded)
-            }))
-        });
-        std::iter::once(create)
-            .chain(indexes)
-            .map(|change| Ok((change, Vec::new())))
-            .chain(batches)
+            indexes: self.indexes.iter().map(|i| i.spec().clone()).collect(),
+            documents: self.slots.values().map(|s| Arc::clone(&s.doc)).collect(),
+        }
+    }
+}
+
+/// A collection as compaction writes it: taken under a read lock in the
+/// time it takes to copy one pointer per document, encoded afterwards.
+#[derive(Debug)]
+pub(crate) struct CollectionImage {
+    name: String,
+    validator: Option<Document>,
+    indexes: Vec<IndexSpec>,
+    documents: Vec<Arc<Document>>,
+}
+
+/// Every collection of the database, as of one log sequence number.
+#[derive(Debug, Default)]
+pub(crate) struct DatabaseImage {
+    collections: Vec<CollectionImage>,
+}
+
+impl DatabaseImage {
+    /// The payloads of the log records that recreate the database, stamped
+    /// with `lsn`: per collection its creation, its indexes, then its
+    /// documents in batches. Lazy, so one batch is encoded at a time.
+    pub(crate) fn records(&self, lsn: u64) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+        self.collections.iter().flat_map(move |c| {
+            let create = Change::CreateCollection {
+                collection: c.name.clone(),
+                validator: c.validator.clone(),
+            };
+            let indexes = c.indexes.iter().map(|spec| Change::CreateIndex {
+                collection: c.name.clone(),
+                spec: spec.clone(),
+            });
+            let metadata = std::iter::once(create)
+                .chain(indexes)
+                .map(move |change| record::encode(lsn, &change, &[]));
+            let batches = c.documents.chunks(SNAPSHOT_BATCH).map(move |batch| {
+                let encoded = batch
+                    .iter()
+                    .map(|d| record::encode_document(d))
+                    .collect::<Result<Vec<_>>>()?;
+                record::encode_insert(lsn, &c.name, &encoded)
+            });
+            metadata.chain(batches)
+        })
     }
 }
 
@@ -490,11 +582,15 @@ impl Database {
         Ok(())
     }
 
-    /// The changes that recreate the database, in order, for a snapshot.
-    pub(crate) fn snapshot(&self) -> impl Iterator<Item = Result<(Change, Vec<Vec<u8>>)>> + '_ {
-        self.collections
-            .iter()
-            .flat_map(|(name, c)| c.snapshot(name))
+    /// A consistent image of the database for a snapshot.
+    pub(crate) fn image(&self) -> DatabaseImage {
+        DatabaseImage {
+            collections: self
+                .collections
+                .iter()
+                .map(|(name, c)| c.image(name))
+                .collect(),
+        }
     }
 }
 

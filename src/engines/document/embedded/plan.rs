@@ -144,6 +144,24 @@ pub(crate) fn candidates(collection: &Collection, query: &Query) -> Option<Vec<u
     best_equality.or(best_range)
 }
 
+/// Whether the `_id` map or an index would narrow the documents `query`
+/// looks at (without looking anything up).
+pub(crate) fn narrows(collection: &Collection, query: &Query) -> bool {
+    let filter = &query.filter;
+    if matches!(filter.bounds("_id"), Some(FieldBounds::In(_))) {
+        return true;
+    }
+    collection.indexes().iter().any(|index| {
+        let path = index.pattern().first_path();
+        let bounds = if index.is_multikey() {
+            query.single_condition_bounds(path)
+        } else {
+            filter.bounds(path)
+        };
+        bounds.is_some()
+    })
+}
+
 /// Documents matching `query` in natural order, at most `limit` of them.
 pub(crate) fn matching<'c>(
     collection: &'c Collection,
