@@ -680,6 +680,7 @@ async fn aliases_resolve_and_move_with_audit() {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert!(again["moved"].is_null());
 
+    // Well formed, but the artifact does not fit the alias: a conflict.
     let (status, body) = api
         .send(
             Method::PUT,
@@ -687,7 +688,7 @@ async fn aliases_resolve_and_move_with_audit() {
             json!({ "artifact_id": artifact.id }),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_of(&body).2.as_deref(), Some("artifact_id"));
 
     let (status, body) = api
@@ -1082,7 +1083,8 @@ async fn model_config_input_is_only_ever_a_value() {
         "matched as a plain string, not as an operator"
     );
 
-    // A `$` key, a different model_id, a schema failure, a bad metric name.
+    // A `$` key, a schema failure, bad metric names, metrics that are not
+    // numbers, a config that is not an object: 400.
     let cases = [
         (
             Method::PUT,
@@ -1090,11 +1092,20 @@ async fn model_config_input_is_only_ever_a_value() {
         ),
         (
             Method::PUT,
-            json!({"model_id": "other", "model_name": "m", "framework": "f"}),
+            json!({"model_name": "m", "framework": "f", "deep": {"a.b": 1}}),
         ),
         (Method::PUT, json!({"model_name": "m"})),
+        (
+            Method::PUT,
+            json!({"model_name": "m", "framework": "f", "metrics": {"f1": "high"}}),
+        ),
+        (
+            Method::PUT,
+            json!({"model_name": "m", "framework": "f", "config": [1, 2]}),
+        ),
         (Method::PATCH, json!({"metrics": {"a.b": 1.0}})),
         (Method::PATCH, json!({"metrics": {"$inc": 1.0}})),
+        (Method::PATCH, json!({"metrics": {}})),
     ];
     for (method, body) in cases {
         let (status, answer) = api
@@ -1102,6 +1113,478 @@ async fn model_config_input_is_only_ever_a_value() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {body}: {answer}");
     }
+    // Another model's id in the body is well formed but names another
+    // document: a conflict.
+    let (status, answer) = api
+        .send(
+            Method::PUT,
+            "/v1/models/fraud-v1/config",
+            json!({"model_id": "other", "model_name": "m", "framework": "f"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(error_of(&answer).2.as_deref(), Some("model_id"));
     let (_, config) = api.get("/v1/models/fraud-v1/config").await;
     assert_eq!(config["framework"], "pytorch", "nothing was changed");
+}
+
+// ------------------------------------------------------- ids and names
+
+/// Model ids that do not match the pattern, as they go into a URL path:
+/// a NUL byte, too long, a leading dot, `..`, a space, a slash-free but
+/// non-ASCII id.
+fn bad_path_ids() -> Vec<(String, String)> {
+    [
+        ("a%00b".to_owned(), "a\u{0}b".to_owned()),
+        ("a".repeat(256), "a".repeat(256)),
+        (".hidden".to_owned(), ".hidden".to_owned()),
+        ("-x".to_owned(), "-x".to_owned()),
+        ("a%20b".to_owned(), "a b".to_owned()),
+        ("caf%C3%A9".to_owned(), "café".to_owned()),
+        ("tab%09".to_owned(), "tab\t".to_owned()),
+    ]
+    .into()
+}
+
+/// Asserts a 400 `invalid_input` naming `field` and the id pattern.
+fn assert_refused_id(status: StatusCode, body: &Value, field: &str, what: &str) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+    let (kind, message, named) = error_of(body);
+    assert_eq!(kind, "invalid_input", "{what}: {body}");
+    assert_eq!(named.as_deref(), Some(field), "{what}: {body}");
+    assert!(
+        message.contains(strata::platform::names::MODEL_ID_PATTERN),
+        "{what}: {message}"
+    );
+}
+
+/// Nothing of any refused request was stored, in any engine.
+async fn assert_nothing_stored(api: &Api) {
+    let (_, runs) = api.get("/v1/runs").await;
+    assert_eq!(runs["runs"], json!([]), "no run row");
+    let (_, configs) = api.get("/v1/models").await;
+    assert_eq!(configs, json!([]), "no config document");
+    let (_, sagas) = api.get("/v1/sagas").await;
+    assert_eq!(sagas, json!([]), "no saga");
+    let counted = api
+        .platform
+        .models()
+        .registrations("pytorch")
+        .await
+        .expect("read the counter");
+    assert_eq!(counted, 0, "no registration counted");
+}
+
+#[tokio::test]
+async fn model_ids_outside_the_pattern_are_400_on_every_route_and_nothing_is_stored() {
+    let api = setup().await;
+    api.dataset("d").await;
+    for (in_path, raw) in bad_path_ids() {
+        for (method, path, body) in [
+            (Method::GET, format!("/v1/runs/{in_path}"), None),
+            (Method::DELETE, format!("/v1/runs/{in_path}"), None),
+            (
+                Method::POST,
+                format!("/v1/runs/{in_path}/complete"),
+                Some(json!({ "accuracy": 0.5 })),
+            ),
+            (Method::GET, format!("/v1/models/{in_path}"), None),
+            (Method::GET, format!("/v1/models/{in_path}/config"), None),
+            (
+                Method::PUT,
+                format!("/v1/models/{in_path}/config"),
+                Some(json!({ "model_name": "m", "framework": "pytorch" })),
+            ),
+            (
+                Method::PATCH,
+                format!("/v1/models/{in_path}/config"),
+                Some(json!({ "metrics": { "f1": 0.5 } })),
+            ),
+        ] {
+            let what = format!("{method} {path}");
+            let (status, answer) = api
+                .raw(method, &path, body.map(|b| b.to_string().into_bytes()))
+                .await;
+            assert_refused_id(status, &answer, "model_id", &what);
+        }
+        let (status, answer) = api.get(&format!("/v1/sagas?subject={in_path}")).await;
+        assert_refused_id(status, &answer, "subject", &format!("subject {raw:?}"));
+
+        let (status, answer) = api
+            .post(
+                "/v1/runs",
+                json!({ "dataset": "d", "model_id": raw, "model_name": "m",
+                        "framework": "pytorch", "config": { "epochs": 3 } }),
+            )
+            .await;
+        assert_refused_id(status, &answer, "model_id", &format!("POST {raw:?}"));
+    }
+    // Empty cannot be a path segment, but can be a body's value or a query.
+    let (status, answer) = api
+        .post(
+            "/v1/runs",
+            json!({ "dataset": "d", "model_id": "", "model_name": "m", "framework": "pytorch" }),
+        )
+        .await;
+    assert_refused_id(status, &answer, "model_id", "POST empty");
+    let (status, answer) = api.get("/v1/sagas?subject=").await;
+    assert_refused_id(status, &answer, "subject", "empty subject");
+    // The config's own `model_id` is held to the pattern too.
+    let (status, answer) = api
+        .send(
+            Method::PUT,
+            "/v1/models/ok-1/config",
+            json!({ "model_id": "bad id", "model_name": "m", "framework": "pytorch" }),
+        )
+        .await;
+    assert_refused_id(status, &answer, "model_id", "PUT body model_id");
+    assert_nothing_stored(&api).await;
+
+    // The longest id, and the ids the seed and the demo use, pass.
+    for id in [
+        "a".repeat(255),
+        "synthetic-000001".to_owned(),
+        "demo-fraud-detector-v3".to_owned(),
+        "demo-saga-sql-run".to_owned(),
+        "v1.2_final-B".to_owned(),
+    ] {
+        let (status, body) = api
+            .post(
+                "/v1/runs",
+                json!({ "dataset": "d", "model_id": id, "model_name": "m", "framework": "f" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{id}: {body}");
+        assert_eq!(api.get(&format!("/v1/runs/{id}")).await.0, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn control_characters_in_names_are_400_naming_the_field() {
+    let api = setup().await;
+    api.dataset("d").await;
+    for bad in ["a\u{0}b", "line\nbreak", "bell\u{7}", "\u{9b}csi"] {
+        for (field, body) in [
+            ("name", json!({ "name": bad })),
+            ("description", json!({ "name": "ok", "description": bad })),
+            ("created_by", json!({ "name": "ok", "created_by": bad })),
+        ] {
+            let (status, answer) = api.post("/v1/datasets", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field} {bad:?}: {answer}");
+            assert_eq!(error_of(&answer).2.as_deref(), Some(field), "{answer}");
+        }
+        for (field, body) in [
+            (
+                "model_name",
+                json!({ "dataset": "d", "model_id": "m1", "model_name": bad, "framework": "f" }),
+            ),
+            (
+                "framework",
+                json!({ "dataset": "d", "model_id": "m1", "model_name": "m", "framework": bad }),
+            ),
+            (
+                "tags",
+                json!({ "dataset": "d", "model_id": "m1", "model_name": "m", "framework": "f",
+                        "tags": { "team": bad } }),
+            ),
+            (
+                "dataset",
+                json!({ "dataset": bad, "model_id": "m1", "model_name": "m", "framework": "f" }),
+            ),
+            (
+                "config",
+                json!({ "dataset": "d", "model_id": "m1", "model_name": "m", "framework": "f",
+                        "config": { bad: 1 } }),
+            ),
+        ] {
+            let (status, answer) = api.post("/v1/runs", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field} {bad:?}: {answer}");
+            assert_eq!(error_of(&answer).2.as_deref(), Some(field), "{answer}");
+        }
+        for (field, body) in [
+            ("model_name", json!({ "model_name": bad, "framework": "f" })),
+            ("framework", json!({ "model_name": "m", "framework": bad })),
+            (
+                "body",
+                json!({ "model_name": "m", "framework": "f", bad: 1 }),
+            ),
+        ] {
+            let (status, answer) = api.send(Method::PUT, "/v1/models/m1/config", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field} {bad:?}: {answer}");
+            assert_eq!(error_of(&answer).2.as_deref(), Some(field), "{answer}");
+        }
+        for (field, body) in [
+            ("moved_by", json!({ "artifact_id": 1, "moved_by": bad })),
+            ("reason", json!({ "artifact_id": 1, "reason": bad })),
+        ] {
+            let (status, answer) = api.send(Method::PUT, "/v1/aliases/m@champion", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{field} {bad:?}: {answer}");
+            assert_eq!(error_of(&answer).2.as_deref(), Some(field), "{answer}");
+        }
+    }
+    // In paths and queries too.
+    for (uri, field) in [
+        ("/v1/datasets/a%00b", "name"),
+        ("/v1/datasets/a%0Ab/stats", "name"),
+        ("/v1/aliases/m%00@champion", "model_name"),
+        ("/v1/aliases/m@champ%07ion", "alias"),
+        ("/v1/models?framework=py%00torch", "framework"),
+        ("/v1/datasets?page_token=a%00", "page_token"),
+        ("/v1/runs?filter=model_id%20%3D%20%27a%00%27", "filter"),
+    ] {
+        let (status, answer) = api.get(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {answer}");
+        assert_eq!(
+            error_of(&answer).2.as_deref(),
+            Some(field),
+            "{uri}: {answer}"
+        );
+    }
+    // Nothing was stored but the dataset `d`.
+    let (_, page) = api.get("/v1/datasets").await;
+    assert_eq!(page["datasets"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_nothing_stored(&api).await;
+    // Blank names are refused; any other text is a name.
+    let (status, answer) = api
+        .post("/v1/datasets", json!({ "name": "\u{3000} " }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = api
+        .post(
+            "/v1/datasets",
+            json!({ "name": "données d'entraînement ✓" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+/// Follows `$ref`s into `components.schemas`.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("unexpected $ref {reference}"));
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+fn types_of(schema: &Value) -> Vec<&str> {
+    match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Walks a request schema and lists what lacks a limit: strings without
+/// `maxLength` (or `enum`), objects with fixed properties that do not say
+/// what other properties may be, maps whose keys have no pattern.
+fn unlimited(
+    doc: &Value,
+    schema: &Value,
+    at: &str,
+    seen: &mut BTreeSet<String>,
+    out: &mut Vec<String>,
+) {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        // ConfigValue's strings are free-form values of a client's config,
+        // bounded only by api.body_limit; its keys are held to a pattern.
+        if !seen.insert(reference.to_owned()) {
+            return;
+        }
+    }
+    let schema = resolve(doc, schema);
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for (i, part) in schema[key].as_array().into_iter().flatten().enumerate() {
+            unlimited(doc, part, &format!("{at}/{key}/{i}"), seen, out);
+        }
+    }
+    let types = types_of(schema);
+    let free_form_value = types.len() >= 4;
+    if types.contains(&"string")
+        && !free_form_value
+        && schema.get("maxLength").is_none()
+        && schema.get("enum").is_none()
+    {
+        out.push(format!("{at}: a string without maxLength"));
+    }
+    if types.contains(&"object") {
+        if let Some(properties) = schema["properties"].as_object() {
+            if schema.get("additionalProperties").is_none() {
+                out.push(format!("{at}: says nothing of other properties"));
+            }
+            for (name, property) in properties {
+                unlimited(doc, property, &format!("{at}.{name}"), seen, out);
+            }
+        }
+        match &schema["additionalProperties"] {
+            Value::Object(_) => {
+                if schema["propertyNames"]["pattern"].as_str().is_none() {
+                    out.push(format!("{at}: map keys without a pattern"));
+                }
+                unlimited(
+                    doc,
+                    &schema["additionalProperties"],
+                    &format!("{at}.*"),
+                    seen,
+                    out,
+                );
+            }
+            Value::Bool(false) => {}
+            Value::Bool(true) => out.push(format!("{at}: any property allowed")),
+            _ => {
+                if schema["properties"].is_null() {
+                    out.push(format!("{at}: an object without properties or limits"));
+                }
+            }
+        }
+    }
+    if types.contains(&"array") {
+        unlimited(doc, &schema["items"], &format!("{at}[]"), seen, out);
+    }
+    if types.contains(&"integer")
+        && schema.get("minimum").is_none()
+        && schema.get("format").is_none()
+    {
+        out.push(format!("{at}: an integer without bounds"));
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_states_every_limit() {
+    let api = setup().await;
+    let (status, doc) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let id_pattern = strata::platform::names::MODEL_ID_PATTERN;
+    let mut missing = Vec::new();
+    let mut model_ids = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let here = format!("{} {path}", method.to_uppercase());
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().expect("parameter name");
+                // A path parameter is in the path; nothing else is.
+                assert_eq!(
+                    parameter["in"] == "path",
+                    path.contains(&format!("{{{name}}}")),
+                    "{here}: parameter {name} is in {}",
+                    parameter["in"]
+                );
+                let schema = resolve(&doc, &parameter["schema"]);
+                let at = format!("{here} parameter {name}");
+                let mut seen = BTreeSet::new();
+                unlimited(&doc, &parameter["schema"], &at, &mut seen, &mut missing);
+                if types_of(schema).contains(&"string") && schema.get("pattern").is_none() {
+                    missing.push(format!("{at}: a string without a pattern"));
+                }
+                if ["model_id", "subject"].contains(&name) {
+                    model_ids += 1;
+                    assert_eq!(schema["pattern"], id_pattern, "{at}");
+                    assert_eq!(schema["maxLength"], 255, "{at}");
+                }
+            }
+            if let Some(body) = operation.get("requestBody") {
+                let schema = &body["content"]["application/json"]["schema"];
+                let resolved = resolve(&doc, schema);
+                let mut seen = BTreeSet::new();
+                unlimited(
+                    &doc,
+                    schema,
+                    &format!("{here} body"),
+                    &mut seen,
+                    &mut missing,
+                );
+                if let Some(id) = resolved["properties"].get("model_id") {
+                    model_ids += 1;
+                    assert_eq!(resolve(&doc, id)["pattern"], id_pattern, "{here}");
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "limits missing from the document:\n{}",
+        missing.join("\n")
+    );
+    // Seven routes take a model id in the path, one in a query, two in a body.
+    assert_eq!(model_ids, 10);
+
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["ModelId"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains(id_pattern)),
+        "the pattern is documented"
+    );
+    let deny_unknown = [
+        "CreateDataset",
+        "CreateRun",
+        "CompleteRun",
+        "MoveAlias",
+        "MetricsPatch",
+    ];
+    for name in deny_unknown {
+        assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
+    }
+    let create_run: BTreeSet<&str> = schemas["CreateRun"]["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        create_run,
+        ["dataset", "framework", "model_id", "model_name"].into()
+    );
+    let complete = &schemas["CompleteRun"]["properties"];
+    assert_eq!(complete["accuracy"]["minimum"], 0);
+    assert_eq!(complete["accuracy"]["maximum"], 1);
+    assert_eq!(complete["training_time_seconds"]["minimum"], 0);
+    assert_eq!(
+        complete["status"]["enum"],
+        json!(["completed", "failed", null])
+    );
+    for (path, name, minimum, maximum) in [
+        ("/v1/runs", "page_size", 1, 1000),
+        ("/v1/datasets", "page_size", 1, 1000),
+        ("/v1/sagas", "limit", 1, 100),
+    ] {
+        let parameter = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} {name}"));
+        assert_eq!(parameter["schema"]["minimum"], minimum, "{path} {name}");
+        assert_eq!(parameter["schema"]["maximum"], maximum, "{path} {name}");
+    }
+}
+
+/// The walk above fails on a field without limits: fed a schema with one,
+/// it names it.
+#[test]
+fn the_limit_walk_names_a_field_without_limits() {
+    let doc = json!({ "components": { "schemas": {} } });
+    let schema = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "bounded": { "type": "string", "maxLength": 10, "pattern": "^a$" },
+            "unbounded": { "type": ["string", "null"] },
+            "count": { "type": "integer" },
+        },
+    });
+    let mut missing = Vec::new();
+    unlimited(&doc, &schema, "body", &mut BTreeSet::new(), &mut missing);
+    missing.sort();
+    assert_eq!(
+        missing,
+        [
+            "body.count: an integer without bounds",
+            "body.unbounded: a string without maxLength"
+        ]
+    );
 }

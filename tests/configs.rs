@@ -261,15 +261,24 @@ async fn operator_text_in_values_stays_a_value(store: Arc<dyn DocumentStore>) {
                 .is_none()
         );
     }
+    // Operator text is no model id: refused before the store is asked.
+    let mut refused = configs::seed_configs().remove(2);
+    refused.insert("model_id", r#"{"$gt": ""}"#);
+    let err = configs::insert_config(store.as_ref(), refused)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), strata::ErrorKind::InvalidInput);
+    assert_eq!(err.field(), Some("model_id"));
     // Stored as a value, it is found as that value and nothing else.
     let mut odd = configs::seed_configs().remove(2);
-    odd.insert("model_id", r#"{"$gt": ""}"#);
+    odd.insert("model_id", "odd-model");
     odd.insert("framework", "$where");
+    odd.insert("model_name", r#"{"$gt": ""}"#);
     configs::insert_config(store.as_ref(), odd).await.unwrap();
     let found = configs::configs_by_framework(store.as_ref(), "$where")
         .await
         .unwrap();
-    assert_eq!(ids(&found), [r#"{"$gt": ""}"#]);
+    assert_eq!(ids(&found), ["odd-model"]);
     let all = store
         .find(MODEL_CONFIGS, doc! {}, FindOptions::default())
         .await

@@ -341,7 +341,7 @@ async fn unrecorded_failure_is_still_repaired(engines: Engines) {
         &down,
         NewRun {
             dataset_id: fraud,
-            model_id: "lost?".into(),
+            model_id: "lost-1".into(),
             model_name: "dual".into(),
             framework: "pytorch".into(),
             ..Default::default()

@@ -615,7 +615,8 @@ async fn alias_moves_are_audited(db: DatabaseConnection) {
     let err = aliases::move_alias(&db, &other, a1, "alice", None)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(err.field(), Some("artifact_id"), "{err}");
     let err = aliases::move_alias(&db, &champion, 999_999, "alice", None)
         .await
         .unwrap_err();

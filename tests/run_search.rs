@@ -1164,6 +1164,16 @@ fn differential(rt: &tokio::runtime::Runtime, db: &DatabaseConnection, cases: u3
 
 // ---------------------------------------------------------------- parser properties
 
+/// A character a filter may hold: anything but the control characters other
+/// than tab, line feed and carriage return (which are refused, see
+/// `control_characters_are_refused`).
+const QUERY_CHAR: &str = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]";
+
+/// Up to `max` characters a filter may hold.
+fn query_text(max: usize) -> proptest::string::RegexGeneratorStrategy<String> {
+    proptest::string::string_regex(&format!("{QUERY_CHAR}{{0,{max}}}")).expect("a regex")
+}
+
 /// Any well-typed AST, with arbitrary text, numbers, timestamps and tag
 /// keys (not just the differential test's small domains).
 fn wide_literal(field: &Field) -> BoxedStrategy<Literal> {
@@ -1173,7 +1183,7 @@ fn wide_literal(field: &Field) -> BoxedStrategy<Literal> {
                 .prop_map(|s| Literal::Text(s.into()))
                 .boxed()
         }
-        FieldType::Text => ".{0,12}".prop_map(Literal::Text).boxed(),
+        FieldType::Text => query_text(12).prop_map(Literal::Text).boxed(),
         FieldType::Number | FieldType::Integer => prop_oneof![
             any::<f64>().prop_filter("finite", |f| f.is_finite()
                 && f.abs() < 1e30
@@ -1224,7 +1234,7 @@ fn wide_expr() -> impl Strategy<Value = Expr> {
             field: f3.clone(),
             negated,
         });
-        let like = (".{0,10}", any::<bool>()).prop_map(move |(mut pattern, negated)| {
+        let like = (query_text(10), any::<bool>()).prop_map(move |(mut pattern, negated)| {
             if pattern.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1 {
                 pattern.push('x');
             }
@@ -1320,6 +1330,22 @@ proptest! {
             prop_assert!(e.message().starts_with("filter: at column "), "{}", e.message());
         }
         let _ = parse_order_by(&text);
+    }
+
+    #[test]
+    fn control_characters_are_refused(
+        before in query_text(8),
+        control in "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]",
+    ) {
+        let text = format!("model_id = '{before}{control}'");
+        let e = parse_filter(&text).expect_err("a control character");
+        prop_assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let column = "model_id = '".chars().count() + before.chars().count() + 1;
+        prop_assert!(
+            e.message().starts_with(&format!("filter: at column {column}: control character")),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `name` is `model_name@alias` (split at the last `@`; `%40` works too).
 //! A move is audited in the registry's alias history in the same
 //! transaction; moving an alias to where it already points records
-//! nothing. A missing artifact is 404; an artifact of another model is 400.
+//! nothing. A missing artifact is 404; an artifact of another model is 409.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use super::{ApiState, limits};
 use crate::platform::entities::{alias_history, model_alias};
 use crate::platform::registry::aliases::AliasRef;
 
@@ -48,12 +48,16 @@ impl From<model_alias::Model> for Alias {
 #[serde(deny_unknown_fields)]
 pub struct MoveAlias {
     /// The artifact to point to; it must belong to a run of the same model.
+    #[serde(deserialize_with = "limits::deserialize_required_integer")]
+    #[schema(minimum = 1)]
     pub artifact_id: i64,
     /// Who moves it (default `api`).
     #[serde(default)]
+    #[schema(schema_with = limits::moved_by)]
     pub moved_by: Option<String>,
     /// Why, for the audit trail.
     #[serde(default)]
+    #[schema(schema_with = limits::reason)]
     pub reason: Option<String>,
 }
 
@@ -95,7 +99,7 @@ pub struct AliasMoved {
 
 /// Where the alias points.
 #[utoipa::path(get, path = "/v1/aliases/{name}", tag = "aliases",
-    params(("name" = String, Path, description = "`model_name@alias`")),
+    params(("name" = inline(limits::params::AliasName), Path, description = "`model_name@alias`")),
     responses(
         (status = 200, description = "Found", body = Alias),
         (status = 400, description = "Not `model_name@alias`", body = ErrorBody),
@@ -111,13 +115,13 @@ pub async fn resolve(
 
 /// Points the alias at an artifact, auditing the move.
 #[utoipa::path(put, path = "/v1/aliases/{name}", tag = "aliases",
-    params(("name" = String, Path, description = "`model_name@alias`")),
+    params(("name" = inline(limits::params::AliasName), Path, description = "`model_name@alias`")),
     request_body = MoveAlias,
     responses(
         (status = 200, description = "Moved (or already there)", body = AliasMoved),
-        (status = 400, description = "Invalid name or an artifact of another model", body = ErrorBody),
+        (status = 400, description = "Not `model_name@alias`, or a field outside its schema", body = ErrorBody),
         (status = 404, description = "No such artifact", body = ErrorBody),
-        (status = 409, description = "A concurrent first move won", body = ErrorBody)))]
+        (status = 409, description = "The artifact belongs to another model, or a concurrent first move won", body = ErrorBody)))]
 pub async fn move_to(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,

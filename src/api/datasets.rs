@@ -12,11 +12,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::{ApiState, limits};
 use crate::error::Error;
 use crate::platform::entities::dataset;
-use crate::platform::registry::NewDataset;
+use crate::platform::names::check_text;
+use crate::platform::registry::{DATASET_NAME_MAX, NewDataset};
 
 /// The largest page of datasets.
 pub const MAX_PAGE_SIZE: u64 = 1000;
@@ -27,18 +28,23 @@ const DEFAULT_PAGE_SIZE: u64 = 100;
 #[serde(deny_unknown_fields)]
 pub struct CreateDataset {
     /// Unique name, 1 to 255 characters.
+    #[schema(schema_with = limits::dataset_name)]
     pub name: String,
     /// What the data is.
     #[serde(default)]
+    #[schema(schema_with = limits::description)]
     pub description: Option<String>,
     /// Number of rows (not negative).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::deserialize_integer")]
+    #[schema(minimum = 0)]
     pub total_rows: Option<i64>,
     /// Number of features (not negative).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::deserialize_integer")]
+    #[schema(minimum = 0)]
     pub total_features: Option<i32>,
     /// Who registers it (at most 100 characters).
     #[serde(default)]
+    #[schema(schema_with = limits::created_by)]
     pub created_by: Option<String>,
 }
 
@@ -81,8 +87,10 @@ impl From<dataset::Model> for Dataset {
 #[into_params(parameter_in = Query)]
 pub struct ListDatasets {
     /// Datasets per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub page_size: Option<u64>,
     /// `next_page_token` of the previous page.
+    #[param(schema_with = limits::dataset_page_token)]
     pub page_token: Option<String>,
 }
 
@@ -124,7 +132,7 @@ pub struct DatasetStatistics {
 #[utoipa::path(post, path = "/v1/datasets", tag = "datasets", request_body = CreateDataset,
     responses(
         (status = 201, description = "Registered", body = Dataset),
-        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 400, description = "Invalid input: the field named is outside its schema", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
         (status = 413, description = "Body over api.body_limit", body = ErrorBody)))]
 pub async fn create(
@@ -159,6 +167,9 @@ pub async fn list(
         .with_field("page_size")
         .into());
     }
+    if let Some(token) = &query.page_token {
+        check_text("page_token", token, DATASET_NAME_MAX)?;
+    }
     let after = query.page_token.as_deref().filter(|t| !t.is_empty());
     let (rows, more) = state.platform.registry().datasets(after, page_size).await?;
     let next_page_token = if more {
@@ -174,28 +185,32 @@ pub async fn list(
 
 /// The dataset called `name`.
 #[utoipa::path(get, path = "/v1/datasets/{name}", tag = "datasets",
-    params(("name" = String, Path, description = "The dataset's name")),
+    params(("name" = inline(limits::params::DatasetName), Path, description = "The dataset's name")),
     responses(
         (status = 200, description = "Found", body = Dataset),
+        (status = 400, description = "Not a dataset name", body = ErrorBody),
         (status = 404, description = "No such dataset", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Dataset>, ApiError> {
+    limits::check_dataset_name(&name)?;
     let found = state.platform.registry().dataset(&name).await?;
     Ok(Json(found.into()))
 }
 
 /// The training statistics of the dataset called `name`.
 #[utoipa::path(get, path = "/v1/datasets/{name}/stats", tag = "datasets",
-    params(("name" = String, Path, description = "The dataset's name")),
+    params(("name" = inline(limits::params::DatasetName), Path, description = "The dataset's name")),
     responses(
         (status = 200, description = "Found", body = DatasetStatistics),
+        (status = 400, description = "Not a dataset name", body = ErrorBody),
         (status = 404, description = "No such dataset", body = ErrorBody)))]
 pub async fn stats(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<DatasetStatistics>, ApiError> {
+    limits::check_dataset_name(&name)?;
     let (dataset, s) = state.platform.registry().dataset_statistics(&name).await?;
     Ok(Json(DatasetStatistics {
         dataset: dataset.into(),

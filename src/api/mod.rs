@@ -18,6 +18,16 @@
 //! - `/openapi.json` documents exactly the routes the router serves: both
 //!   are built from one table ([`routes`]), and the tests request every
 //!   documented path.
+//! - The document states every limit the handlers and the platform
+//!   enforce (lengths, patterns, ranges, enums, required fields, unknown
+//!   fields refused): a request valid by the schema is never answered 400,
+//!   except where a query language's grammar (a run `filter`, `order_by`,
+//!   a page token) does not parse. What a schema cannot say (a dataset
+//!   that must exist, a `model_id` that must be free) is 404 or 409.
+//! - Every `{model_id}` in a path and every `model_id` in a body is a model
+//!   id ([`MODEL_ID_PATTERN`](crate::platform::names::MODEL_ID_PATTERN));
+//!   anything else is 400 with `field: "model_id"`, before any engine is
+//!   asked.
 //!
 //! # Layout
 //!
@@ -27,6 +37,9 @@
 //! - [`datasets`], [`runs`], [`aliases`], [`analytics`]: one module per
 //!   resource, over [`crate::platform::registry`] and
 //!   [`crate::platform::search`].
+//! - [`limits`]: the limits of every input, as schemas and as the
+//!   extractors and checks that enforce them (the model id pattern,
+//!   [`MODEL_ID_PATTERN`](crate::platform::names::MODEL_ID_PATTERN)).
 //! - [`openapi`]: the OpenAPI document.
 //! - [`server`]: [`serve`], the HTTP server with its bounds on header
 //!   time, connections and shutdown.
@@ -50,6 +63,7 @@ pub mod analytics;
 pub mod datasets;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod models;
 pub mod openapi;
 pub mod runs;

@@ -22,10 +22,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa::PartialSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+
 use super::ApiState;
 use super::datasets::Dataset;
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use super::limits::{self, ModelId};
 use crate::error::Error;
+use crate::platform::configs::CONFIG_KEY_PATTERN;
 use crate::platform::entities::training_run;
 
 /// The header naming the engines a degraded answer lacks.
@@ -34,8 +40,10 @@ pub const DEGRADED_HEADER: &str = "x-strata-degraded";
 /// Filters of `GET /v1/models`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ModelQuery {
     /// Only configs of this framework.
+    #[param(schema_with = limits::framework)]
     pub framework: Option<String>,
     /// Only configs whose `metrics.accuracy` is at least this.
     pub min_accuracy: Option<f64>,
@@ -45,10 +53,52 @@ pub struct ModelQuery {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsPatch {
-    /// Metric names (1 to 64 ASCII letters, digits or `_`) and finite
+    /// Metric names (1 to 64 ASCII letters, digits or `_`) and their
     /// values; other metrics stay.
+    #[schema(schema_with = limits::metrics)]
     pub metrics: BTreeMap<String, f64>,
 }
+
+/// A model's config to store (`PUT`): three fields every config has, then
+/// whatever its framework needs. `metrics`, when present, is an object of
+/// numbers by metric name; every other key, at any depth, is as
+/// [`ConfigObject`] requires. An `_id` is ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PutModelConfig(pub serde_json::Map<String, serde_json::Value>);
+
+impl PartialSchema for PutModelConfig {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "A model's config: `model_name` and `framework`, then whatever its framework \
+                 needs. Keys, at any depth, are as `ConfigObject` requires.",
+            ))
+            .property("model_id", RefOr::Ref(Ref::from_schema_name("ModelId")))
+            .property("model_name", limits::model_name())
+            .required("model_name")
+            .property("framework", limits::framework())
+            .required("framework")
+            .property("config", RefOr::Ref(Ref::from_schema_name("ConfigObject")))
+            .property("metrics", limits::metrics_stored())
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(CONFIG_KEY_PATTERN))
+                    .build(),
+            ))
+            .additional_properties(Some(RefOr::Ref(Ref::from_schema_name("ConfigValue"))));
+        object = object.examples([serde_json::json!({
+            "model_name": "Fraud Detector CNN",
+            "framework": "pytorch",
+            "config": {"layers": [64, 32]},
+            "metrics": {"accuracy": 0.98},
+        })]);
+        object.build().into()
+    }
+}
+
+impl ToSchema for PutModelConfig {}
 
 /// A model's config document: three fields every config has, then
 /// whatever its framework needs (layers, a tokenizer, booster
@@ -145,16 +195,14 @@ pub struct ModelInfo {
 /// (key-value). Degraded rather than failed when the document or the
 /// key-value engine cannot answer.
 #[utoipa::path(get, path = "/v1/models/{model_id}", tag = "models",
-    params(("model_id" = String, Path, description = "The model's id")),
+    params(("model_id" = ModelId, Path, description = "The model's id")),
     responses(
         (status = 200, description = "The model across engines; `X-Strata-Degraded` names the engines a degraded answer lacks", body = ModelInfo),
+        (status = 400, description = "Not a model id", body = ErrorBody),
         (status = 404, description = "No such model", body = ErrorBody),
         (status = 503, description = "The relational engine is unavailable", body = ErrorBody)))]
-pub async fn info(
-    State(state): State<ApiState>,
-    ApiPath(model_id): ApiPath<String>,
-) -> Result<Response, ApiError> {
-    let info = state.platform.models().info(&model_id).await?;
+pub async fn info(State(state): State<ApiState>, model_id: ModelId) -> Result<Response, ApiError> {
+    let info = state.platform.models().info(model_id.as_str()).await?;
     let config = match info.config {
         Some(value) => Some(serde_json::from_value(value).map_err(|e| {
             ApiError::from(Error::internal(format!(
@@ -186,58 +234,64 @@ pub async fn info(
 
 /// The model's config document.
 #[utoipa::path(get, path = "/v1/models/{model_id}/config", tag = "models",
-    params(("model_id" = String, Path, description = "The model's id")),
+    params(("model_id" = ModelId, Path, description = "The model's id")),
     responses(
         (status = 200, description = "The config", body = ModelConfig),
+        (status = 400, description = "Not a model id", body = ErrorBody),
         (status = 404, description = "No config for this model", body = ErrorBody)))]
 pub async fn get_config(
     State(state): State<ApiState>,
-    ApiPath(model_id): ApiPath<String>,
+    model_id: ModelId,
 ) -> Result<Json<ModelConfig>, ApiError> {
-    let config = state.platform.configs().get(&model_id).await?;
+    let config = state.platform.configs().get(model_id.as_str()).await?;
     Ok(Json(ModelConfig::from_document(config)?))
 }
 
 /// Creates or replaces the model's config. `model_id` comes from the path
-/// (a different one in the body is refused); `model_name` and `framework`
-/// are required.
+/// (a different one in the body is a conflict); `model_name` and
+/// `framework` are required.
 #[utoipa::path(put, path = "/v1/models/{model_id}/config", tag = "models",
-    params(("model_id" = String, Path, description = "The model's id")),
-    request_body = ModelConfig,
+    params(("model_id" = ModelId, Path, description = "The model's id")),
+    request_body = PutModelConfig,
     responses(
         (status = 200, description = "The stored config", body = ModelConfig),
-        (status = 400, description = "A missing field, a `$` or `.` in a key, or a `model_id` differing from the path's", body = ErrorBody)))]
+        (status = 400, description = "Not a model id, a missing field, or a key or value outside the schema", body = ErrorBody),
+        (status = 409, description = "The body's `model_id` differs from the path's", body = ErrorBody),
+        (status = 413, description = "Body over api.body_limit", body = ErrorBody)))]
 pub async fn put_config(
     State(state): State<ApiState>,
-    ApiPath(model_id): ApiPath<String>,
-    ApiJson(body): ApiJson<ModelConfig>,
+    model_id: ModelId,
+    ApiJson(body): ApiJson<PutModelConfig>,
 ) -> Result<Json<ModelConfig>, ApiError> {
-    // Plain serde conversion: extended-JSON forms such as `{"$date": ..}`
-    // stay ordinary (and, with their `$` key, refused) values.
-    let config = bson::serialize_to_document(&body)
-        .map_err(|e| Error::invalid(format!("config: {e}")).with_field("body"))?;
-    let stored = state.platform.configs().put(&model_id, config).await?;
+    // Value for value: extended-JSON forms such as `{"$date": ..}` stay
+    // ordinary (and, with their `$` key, refused) values.
+    let config = limits::json_object_to_document(&body.0);
+    let stored = state
+        .platform
+        .configs()
+        .put(model_id.as_str(), config)
+        .await?;
     Ok(Json(ModelConfig::from_document(stored)?))
 }
 
 /// Adds or overwrites metrics of the model's config with `$set` (others
 /// stay).
 #[utoipa::path(patch, path = "/v1/models/{model_id}/config", tag = "models",
-    params(("model_id" = String, Path, description = "The model's id")),
+    params(("model_id" = ModelId, Path, description = "The model's id")),
     request_body = MetricsPatch,
     responses(
         (status = 200, description = "The updated config", body = ModelConfig),
-        (status = 400, description = "A bad metric name or value", body = ErrorBody),
+        (status = 400, description = "Not a model id, or a bad metric name or value", body = ErrorBody),
         (status = 404, description = "No config for this model", body = ErrorBody)))]
 pub async fn patch_metrics(
     State(state): State<ApiState>,
-    ApiPath(model_id): ApiPath<String>,
+    model_id: ModelId,
     ApiJson(patch): ApiJson<MetricsPatch>,
 ) -> Result<Json<ModelConfig>, ApiError> {
     let stored = state
         .platform
         .configs()
-        .set_metrics(&model_id, &patch.metrics)
+        .set_metrics(model_id.as_str(), &patch.metrics)
         .await?;
     Ok(Json(ModelConfig::from_document(stored)?))
 }

@@ -6,7 +6,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{aliases, analytics, datasets, error, health, models, runs, sagas};
+use super::{aliases, analytics, datasets, error, health, limits, models, runs, sagas};
 
 /// The API's OpenAPI description.
 #[derive(Debug, OpenApi)]
@@ -21,7 +21,10 @@ use super::{aliases, analytics, datasets, error, health, models, runs, sagas};
         models::list, models::info, models::get_config, models::put_config, models::patch_metrics,
         sagas::list, sagas::get,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    components(schemas(
+        error::ErrorBody, error::ErrorDetail,
+        limits::ModelId, limits::ConfigObject, limits::ConfigValue,
+    )),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "datasets", description = "Training datasets"),

@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use super::limits::{self, ModelId};
 use super::sagas::{SagaStatus, accepted};
 use super::{ApiState, Deadline};
 use crate::error::{Error, ErrorKind};
@@ -34,25 +35,31 @@ const DEFAULT_PAGE_SIZE: u64 = 50;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
-    /// The name of the dataset it trains on (must exist).
+    /// The name of the dataset it trains on (must exist: 409 when not).
+    #[schema(schema_with = limits::dataset_name)]
     pub dataset: String,
-    /// Unique id of the run, 1 to 255 characters.
+    /// Unique id of the run, a model id.
+    #[schema(value_type = ModelId)]
     pub model_id: String,
     /// The model's name, 1 to 255 characters.
+    #[schema(schema_with = limits::model_name)]
     pub model_name: String,
     /// The framework, 1 to 50 characters.
+    #[schema(schema_with = limits::framework)]
     pub framework: String,
     /// Labels; keys are 1 to 255 ASCII letters, digits, `_`, `-` or `.`.
     #[serde(default)]
+    #[schema(schema_with = limits::tags)]
     pub tags: BTreeMap<String, String>,
     /// When training started (RFC 3339); now when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::deserialize_timestamp")]
+    #[schema(schema_with = limits::timestamp)]
     pub started_at: Option<DateTime<Utc>>,
     /// The framework-specific configuration (layers, tokenizer, booster
     /// parameters, ...), stored as `config` of the model's config document.
     /// Keys may not start with `$`.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = limits::config_or_null)]
     pub config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -62,18 +69,22 @@ pub struct CreateRun {
 pub struct CompleteRun {
     /// `completed` (default) or `failed`.
     #[serde(default)]
+    #[schema(schema_with = limits::run_end_status)]
     pub status: Option<String>,
     /// Final accuracy, in `[0, 1]`.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub accuracy: Option<f64>,
-    /// Final loss, finite.
+    /// Final loss.
     #[serde(default)]
     pub loss: Option<f64>,
     /// Training time in seconds (not negative).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::deserialize_integer")]
+    #[schema(minimum = 0)]
     pub training_time_seconds: Option<i64>,
     /// When it ended (RFC 3339); now when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::deserialize_timestamp")]
+    #[schema(schema_with = limits::timestamp)]
     pub completed_at: Option<DateTime<Utc>>,
 }
 
@@ -172,12 +183,16 @@ pub struct RunWithArtifacts {
 pub struct SearchRuns {
     /// Filter in the run search language, e.g.
     /// `framework IN ('pytorch') OR accuracy > 0.95`; empty: every run.
+    #[param(schema_with = limits::filter)]
     pub filter: Option<String>,
     /// Sort keys, e.g. `accuracy DESC, model_id`; empty: `started_at DESC`.
+    #[param(schema_with = limits::order_by)]
     pub order_by: Option<String>,
     /// Runs per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub page_size: Option<u64>,
     /// `next_page_token` of the previous page, with the same filter and order.
+    #[param(schema_with = limits::run_page_token)]
     pub page_token: Option<String>,
 }
 
@@ -199,8 +214,9 @@ pub struct RunPage {
     responses(
         (status = 201, description = "Registered in every engine", body = Run),
         (status = 202, description = "Still under way past the request's time; it finishes or is undone in the background: follow `Location`", body = SagaStatus),
-        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 400, description = "Invalid input: the field named is outside its schema", body = ErrorBody),
         (status = 409, description = "The model_id is taken, has an operation in progress, or the dataset does not exist", body = ErrorBody),
+        (status = 413, description = "Body over api.body_limit", body = ErrorBody),
         (status = 503, description = "An engine is unavailable; the registration was undone and nothing of it was kept", body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -209,11 +225,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     // Plain serde conversion: extended-JSON forms such as `{"$date": ..}`
     // stay ordinary (and, with their `$` key, refused) values.
-    let config = match &body.config {
-        None => Document::new(),
-        Some(map) => bson::serialize_to_document(map)
-            .map_err(|e| Error::invalid(format!("config: {e}")).with_field("config"))?,
-    };
+    let config = body
+        .config
+        .as_ref()
+        .map_or_else(Document::new, limits::json_object_to_document);
     let dataset = body.dataset.clone();
     let outcome = state
         .platform
@@ -285,15 +300,16 @@ pub async fn search(
 
 /// The run `model_id`, with its dataset's name, tags and artifacts.
 #[utoipa::path(get, path = "/v1/runs/{model_id}", tag = "runs",
-    params(("model_id" = String, Path, description = "The run's model_id")),
+    params(("model_id" = ModelId, Path, description = "The run's model_id")),
     responses(
         (status = 200, description = "Found", body = RunWithArtifacts),
+        (status = 400, description = "Not a model id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
-    ApiPath(model_id): ApiPath<String>,
+    model_id: ModelId,
 ) -> Result<Json<RunWithArtifacts>, ApiError> {
-    let details = state.platform.registry().run(&model_id).await?;
+    let details = state.platform.registry().run(model_id.as_str()).await?;
     Ok(Json(RunWithArtifacts {
         run: Run::new(details.run, details.dataset.name, details.tags),
         artifacts: details.artifacts.into_iter().map(Artifact::from).collect(),
@@ -304,16 +320,18 @@ pub async fn get(
 /// run row and tags, then its config document and its migrated copy. A
 /// run with artifacts is refused (409) and nothing is removed.
 #[utoipa::path(delete, path = "/v1/runs/{model_id}", tag = "runs",
-    params(("model_id" = String, Path, description = "The run's model_id")),
+    params(("model_id" = ModelId, Path, description = "The run's model_id")),
     responses(
         (status = 204, description = "Removed from every engine"),
         (status = 202, description = "The run row is gone or going; the rest is removed in the background: follow `Location`", body = SagaStatus),
+        (status = 400, description = "Not a model id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "The run has artifacts, or another operation on it is in progress", body = ErrorBody)))]
+        (status = 409, description = "The run has artifacts, or another operation on it is in progress", body = ErrorBody),
+        (status = 503, description = "An engine is unavailable; the removal goes on in the background", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     deadline: Deadline,
-    ApiPath(model_id): ApiPath<String>,
+    ModelId(model_id): ModelId,
 ) -> Result<Response, ApiError> {
     match state
         .platform
@@ -333,16 +351,16 @@ pub async fn delete(
 
 /// Records how the running run `model_id` ended, with its metrics.
 #[utoipa::path(post, path = "/v1/runs/{model_id}/complete", tag = "runs",
-    params(("model_id" = String, Path, description = "The run's model_id")),
+    params(("model_id" = ModelId, Path, description = "The run's model_id")),
     request_body = CompleteRun,
     responses(
         (status = 200, description = "Recorded", body = Run),
-        (status = 400, description = "Invalid metrics or status", body = ErrorBody),
+        (status = 400, description = "Not a model id, or a field outside its schema", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run already ended", body = ErrorBody)))]
 pub async fn complete(
     State(state): State<ApiState>,
-    ApiPath(model_id): ApiPath<String>,
+    ModelId(model_id): ModelId,
     ApiJson(body): ApiJson<CompleteRun>,
 ) -> Result<Json<Run>, ApiError> {
     let registry = state.platform.registry();

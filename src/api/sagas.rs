@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiState;
 use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use super::{ApiState, limits};
 use crate::error::Error;
 use crate::platform::sagas::{Saga, StepState};
 
@@ -107,6 +107,7 @@ pub(crate) fn accepted(saga: Box<Saga>) -> Response {
 #[into_params(parameter_in = Query)]
 pub struct ListSagas {
     /// Only sagas about this `model_id`.
+    #[param(schema_with = limits::model_id_query)]
     pub subject: Option<String>,
     /// Only sagas still running or compensating.
     pub open: Option<bool>,
@@ -117,14 +118,16 @@ pub struct ListSagas {
 
 /// The saga `id`.
 #[utoipa::path(get, path = "/v1/sagas/{id}", tag = "sagas",
-    params(("id" = String, Path, description = "The saga's id")),
+    params(("id" = inline(limits::params::SagaId), Path, description = "The saga's id")),
     responses(
         (status = 200, description = "Found", body = SagaStatus),
+        (status = 400, description = "Not a saga id", body = ErrorBody),
         (status = 404, description = "No such saga (or ended longer ago than sagas.retention)", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SagaStatus>, ApiError> {
+    limits::check_saga_id(&id)?;
     Ok(Json(state.platform.sagas().get(&id).await?.into()))
 }
 
@@ -132,7 +135,7 @@ pub async fn get(
 #[utoipa::path(get, path = "/v1/sagas", tag = "sagas", params(ListSagas),
     responses(
         (status = 200, description = "Newest first", body = Vec<SagaStatus>),
-        (status = 400, description = "A bad limit", body = ErrorBody)))]
+        (status = 400, description = "A bad limit, or a subject that is not a model id", body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ListSagas>,

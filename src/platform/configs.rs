@@ -18,6 +18,13 @@
 //!   `{"$gt": ""}` or `{"$where": ...}` is compared as text, never read as an
 //!   operator. Metric names are checked: no `$`, no `.`, not empty, since
 //!   they become field names.
+//! - Every `model_id` written or updated here is a model id
+//!   ([`MODEL_ID_PATTERN`](crate::platform::names::MODEL_ID_PATTERN)),
+//!   `model_name` and `framework` are names of at most 255 and 50
+//!   characters, and no key of a client's document holds a control
+//!   character or nests deeper than [`MAX_CONFIG_DEPTH`] levels, so the
+//!   embedded engine and MongoDB (whose limit is 100 levels) accept the
+//!   same documents.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +35,10 @@ use crate::engines::document::{
     CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec,
 };
 use crate::error::{Error, Result};
+use crate::platform::names::{METRIC_NAME_PATTERN, check_model_id, check_name};
+use crate::platform::registry::{FRAMEWORK_MAX, MODEL_NAME_MAX};
+
+pub use crate::platform::names::is_valid_metric_name;
 
 /// The collection of model config documents.
 pub const MODEL_CONFIGS: &str = "model_configs";
@@ -80,39 +91,127 @@ pub fn by_model_id(model_id: &str) -> Document {
     doc! {"model_id": {"$eq": model_id}}
 }
 
+/// How deep objects and arrays may nest in a client's config document,
+/// counting the document itself as level 1.
+pub const MAX_CONFIG_DEPTH: usize = 64;
+
+/// The pattern every key of a client's config matches (see
+/// [`check_config_keys`]).
+pub const CONFIG_KEY_PATTERN: &str = r"^[^$.\x00-\x1f\x7f-\x9f][^.\x00-\x1f\x7f-\x9f]*$";
+
+/// Whether `key` can be a key of a client's config ([`CONFIG_KEY_PATTERN`]).
+pub fn is_valid_config_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('$')
+        && !key.contains('.')
+        && !key.contains(char::is_control)
+}
+
 /// Checks every key of a client's config, at any depth: not empty, not
-/// starting with `$` (it would read as an operator) and without `.` (strata
+/// starting with `$` (it would read as an operator), without `.` (strata
 /// addresses nested fields by dotted paths, so such a key could never be
-/// reached). The error names the offending key's path under `field`.
+/// reached) and without control characters (BSON cannot hold U+0000 in a
+/// key); and that nothing nests deeper than [`MAX_CONFIG_DEPTH`]. The error
+/// names the offending key's path under `field`.
 pub fn check_config_keys(config: &Document, field: &str) -> Result<()> {
-    fn document(doc: &Document, path: &str, field: &str) -> Result<()> {
+    fn document(doc: &Document, path: &str, field: &str, depth: usize) -> Result<()> {
+        deep(path, field, depth)?;
         for (key, value) in doc {
             let here = if path.is_empty() {
                 key.clone()
             } else {
                 format!("{path}.{key}")
             };
-            if key.is_empty() || key.starts_with('$') || key.contains('.') {
+            if !is_valid_config_key(key) {
                 return Err(Error::invalid(format!(
-                    "config key `{here}` must not be empty, start with `$` or contain `.`"
+                    "config key `{}` must not be empty, start with `$` or contain `.` or control characters",
+                    here.escape_debug()
                 ))
                 .with_field(field));
             }
-            nested(value, &here, field)?;
+            nested(value, &here, field, depth)?;
         }
         Ok(())
     }
-    fn nested(value: &Bson, path: &str, field: &str) -> Result<()> {
+    fn nested(value: &Bson, path: &str, field: &str, depth: usize) -> Result<()> {
         match value {
-            Bson::Document(doc) => document(doc, path, field),
-            Bson::Array(items) => items
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, item)| nested(item, &format!("{path}.{i}"), field)),
+            Bson::Document(doc) => document(doc, path, field, depth + 1),
+            Bson::Array(items) => {
+                deep(path, field, depth + 1)?;
+                items.iter().enumerate().try_for_each(|(i, item)| {
+                    nested(item, &format!("{path}.{i}"), field, depth + 1)
+                })
+            }
             _ => Ok(()),
         }
     }
-    document(config, "", field)
+    fn deep(path: &str, field: &str, depth: usize) -> Result<()> {
+        if depth > MAX_CONFIG_DEPTH {
+            return Err(Error::invalid(format!(
+                "config nests deeper than {MAX_CONFIG_DEPTH} levels at `{}`",
+                path.escape_debug()
+            ))
+            .with_field(field));
+        }
+        Ok(())
+    }
+    document(config, "", field, 1)
+}
+
+/// Checks what every config holds: `model_id` a model id, `model_name`
+/// and `framework` names; `config`, when present, an object; `metrics`,
+/// when present, an object of finite numbers under metric names.
+fn check_config_fields(config: &Document) -> Result<()> {
+    match config.get("model_id") {
+        Some(Bson::String(id)) => check_model_id("model_id", id)?,
+        _ => return Err(needs_string("model_id")),
+    }
+    for (field, max) in [("model_name", MODEL_NAME_MAX), ("framework", FRAMEWORK_MAX)] {
+        match config.get(field) {
+            Some(Bson::String(value)) => check_name(field, value, max)?,
+            _ => return Err(needs_string(field)),
+        }
+    }
+    match config.get("config") {
+        None | Some(Bson::Document(_)) => {}
+        Some(_) => {
+            return Err(Error::invalid("`config` must be an object").with_field("config"));
+        }
+    }
+    match config.get("metrics") {
+        None => {}
+        Some(Bson::Document(metrics)) => {
+            for (name, value) in metrics {
+                let finite = match value {
+                    Bson::Double(d) => d.is_finite(),
+                    Bson::Int32(_) | Bson::Int64(_) => true,
+                    _ => false,
+                };
+                if !is_valid_metric_name(name) || !finite {
+                    return Err(bad_metric(name));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(
+                Error::invalid("`metrics` must be an object of numbers by name")
+                    .with_field("metrics"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn needs_string(field: &'static str) -> Error {
+    Error::invalid(format!("a model config needs `{field}` as a string")).with_field(field)
+}
+
+fn bad_metric(name: &str) -> Error {
+    Error::invalid(format!(
+        "metric `{}` needs a name matching {METRIC_NAME_PATTERN} (1 to 64 ASCII letters, digits or `_`) and a finite number",
+        name.escape_debug()
+    ))
+    .with_field("metrics")
 }
 
 /// Stores a new config document. It must carry `model_id`, `model_name` and
@@ -120,17 +219,7 @@ pub fn check_config_keys(config: &Document, field: &str) -> Result<()> {
 /// [`check_config_keys`] requires; a taken `model_id` is a conflict.
 pub async fn insert_config(docs: &dyn DocumentStore, config: Document) -> Result<()> {
     check_config_keys(&config, "config")?;
-    for field in ["model_id", "model_name", "framework"] {
-        match config.get(field) {
-            Some(Bson::String(s)) if !s.trim().is_empty() => {}
-            _ => {
-                return Err(Error::invalid(format!(
-                    "a model config needs `{field}` as a non-empty string"
-                ))
-                .with_field(field));
-            }
-        }
-    }
+    check_config_fields(&config)?;
     docs.insert_one(MODEL_CONFIGS, config).await?;
     Ok(())
 }
@@ -173,14 +262,6 @@ pub async fn configs_with_min_accuracy(
     .await
 }
 
-/// Whether `name` can be a metric's field name: 1 to 64 ASCII letters,
-/// digits or `_`, so it can never be an operator or a path.
-pub fn is_valid_metric_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 /// Adds or overwrites metrics of `model_id` with `$set` on `metrics.NAME`
 /// (other metrics stay; no schema change needed) and stamps `updated_at`.
 /// NotFound when there is no such config.
@@ -189,22 +270,14 @@ pub async fn set_metrics(
     model_id: &str,
     metrics: &BTreeMap<String, f64>,
 ) -> Result<()> {
+    check_model_id("model_id", model_id)?;
     if metrics.is_empty() {
         return Err(Error::invalid("no metrics to set").with_field("metrics"));
     }
     let mut set = Document::new();
     for (name, value) in metrics {
-        if !is_valid_metric_name(name) {
-            return Err(Error::invalid(format!(
-                "metric name `{name}` must be 1 to 64 ASCII letters, digits or `_`"
-            ))
-            .with_field("metrics"));
-        }
-        if !value.is_finite() {
-            return Err(
-                Error::invalid(format!("metric `{name}` must be a finite number"))
-                    .with_field("metrics"),
-            );
+        if !is_valid_metric_name(name) || !value.is_finite() {
+            return Err(bad_metric(name));
         }
         set.insert(format!("metrics.{name}"), *value);
     }
@@ -236,16 +309,12 @@ pub async fn add_experiment(
     params: Document,
     metrics: &BTreeMap<String, f64>,
 ) -> Result<Bson> {
-    if model_id.trim().is_empty() {
-        return Err(Error::invalid("`model_id` must not be empty").with_field("model_id"));
-    }
+    check_model_id("model_id", model_id)?;
+    check_config_keys(&params, "params")?;
     let mut m = Document::new();
     for (name, value) in metrics {
         if !is_valid_metric_name(name) || !value.is_finite() {
-            return Err(Error::invalid(format!(
-                "metric `{name}` needs a name of 1 to 64 ASCII letters, digits or `_` and a finite value"
-            ))
-            .with_field("metrics"));
+            return Err(bad_metric(name));
         }
         m.insert(name.clone(), *value);
     }
@@ -419,24 +488,30 @@ impl ModelConfigs {
     }
 
     /// Creates or replaces the config of `model_id` and returns it as
-    /// stored. `model_id` in `config` must be absent or equal to the
-    /// argument; `model_name` and `framework` are required strings (the
-    /// collection's validator), and keys as [`check_config_keys`] requires.
+    /// stored. `model_id` must be a model id, and the one in `config`
+    /// absent or equal to it (another is a conflict: the document would
+    /// not be the config of `model_id`); `model_name` and `framework` are
+    /// required names, `config` and `metrics` objects when present, and
+    /// keys as [`check_config_keys`] requires.
     pub async fn put(&self, model_id: &str, mut config: Document) -> Result<Document> {
+        check_model_id("model_id", model_id)?;
         match config.get("model_id") {
             None => {
                 config.insert("model_id", model_id);
             }
             Some(Bson::String(id)) if id == model_id => {}
-            Some(_) => {
-                return Err(Error::invalid(format!(
-                    "the body's `model_id` differs from the path's `{model_id}`"
+            Some(Bson::String(id)) => {
+                check_model_id("model_id", id)?;
+                return Err(Error::conflict(format!(
+                    "the body's `model_id` `{id}` differs from the path's `{model_id}`"
                 ))
                 .with_field("model_id"));
             }
+            Some(_) => return Err(needs_string("model_id")),
         }
         config.remove("_id");
         check_config_keys(&config, "body")?;
+        check_config_fields(&config)?;
         self.docs
             .replace_one(MODEL_CONFIGS, by_model_id(model_id), config, true)
             .await?;
@@ -462,6 +537,9 @@ impl ModelConfigs {
         framework: Option<&str>,
         min_accuracy: Option<f64>,
     ) -> Result<Vec<Document>> {
+        if let Some(framework) = framework {
+            check_name("framework", framework, FRAMEWORK_MAX)?;
+        }
         let docs = self.docs.as_ref();
         let mut found = match (min_accuracy, framework) {
             (Some(min), framework) => {

@@ -26,6 +26,8 @@
 //! # Layout
 //!
 //! - [`entities`]: the sea-orm entities of the relational tables.
+//! - [`names`]: what model ids, names and text may hold, as checks and as
+//!   the patterns the API publishes.
 //! - [`schema`]: the schema on every engine, applied at open.
 //! - [`registry`]: writes (create, complete, bulk upsert, alias moves) and
 //!   queries (rankings, statistics, lineage, keyset pages); the
@@ -55,6 +57,7 @@ pub mod configs;
 pub mod entities;
 pub mod health;
 pub mod hybrid;
+pub mod names;
 pub mod registry;
 pub mod sagas;
 pub mod schema;

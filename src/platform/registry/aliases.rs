@@ -3,7 +3,12 @@
 //!
 //! Contracts:
 //! - An alias only points to an artifact produced by a run of the same
-//!   model (`model_name`); anything else is invalid input.
+//!   model (`model_name`); an artifact of another model is a conflict (the
+//!   request is well formed; the artifact it names does not fit).
+//! - `model_name` is a name of 1 to 255 characters, the alias one of 1 to
+//!   100 characters without `@`, `moved_by` a name of 1 to 100 characters
+//!   and `reason` text of at most 1024 characters, all without control
+//!   characters ([`crate::platform::names`]).
 //! - A move updates (or creates) the alias and appends one `alias_history`
 //!   row in the same transaction: the pointer and its audit trail never
 //!   disagree.
@@ -24,11 +29,19 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{check_name, db_err};
+use super::{MODEL_NAME_MAX, db_err};
 use crate::engines::relational::begin_write;
 use crate::error::{Error, Result};
 use crate::platform::entities::{alias_history, model_alias, model_artifact, training_run};
+use crate::platform::names::{check_name, check_optional_text};
 use crate::platform::now;
+
+/// The longest alias, in characters.
+pub const ALIAS_MAX: usize = 100;
+/// The longest `moved_by`, in characters.
+pub const MOVED_BY_MAX: usize = 100;
+/// The longest `reason` of a move, in characters.
+pub const REASON_MAX: usize = 1024;
 
 /// A parsed `model_name@alias`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -40,15 +53,15 @@ pub struct AliasRef {
 }
 
 impl AliasRef {
-    /// Builds a reference, validating both parts: non-empty, at most 255 and
+    /// Builds a reference, validating both parts: names of at most 255 and
     /// 100 characters, and the alias without `@`.
     pub fn new(model_name: impl Into<String>, alias: impl Into<String>) -> Result<AliasRef> {
         let r = AliasRef {
             model_name: model_name.into(),
             alias: alias.into(),
         };
-        check_name("model_name", &r.model_name, 255)?;
-        check_name("alias", &r.alias, 100)?;
+        check_name("model_name", &r.model_name, MODEL_NAME_MAX)?;
+        check_name("alias", &r.alias, ALIAS_MAX)?;
         if r.alias.contains('@') {
             return Err(Error::invalid("an alias must not contain `@`").with_field("alias"));
         }
@@ -87,7 +100,8 @@ pub struct AliasMove {
 }
 
 /// Points `alias` at `artifact_id`, recording who moved it and why. See the
-/// module docs for the contracts. A missing artifact is NotFound.
+/// module docs for the contracts. A missing artifact is NotFound, one of
+/// another model a conflict.
 pub async fn move_alias<C>(
     db: &C,
     alias: &AliasRef,
@@ -98,7 +112,8 @@ pub async fn move_alias<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    check_name("moved_by", moved_by, 100)?;
+    check_name("moved_by", moved_by, MOVED_BY_MAX)?;
+    check_optional_text("reason", reason, REASON_MAX)?;
     let txn = begin_write(db).await.map_err(db_err("move_alias"))?;
     let (artifact, run) = model_artifact::Entity::find_by_id(artifact_id)
         .find_also_related(training_run::Entity)
@@ -112,7 +127,7 @@ where
         })?;
     let run_model = run.map(|r| r.model_name).unwrap_or_default();
     if run_model != alias.model_name {
-        return Err(Error::invalid(format!(
+        return Err(Error::conflict(format!(
             "artifact {} belongs to model `{run_model}`, not `{}`",
             artifact.id, alias.model_name
         ))

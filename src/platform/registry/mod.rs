@@ -3,8 +3,10 @@
 //!
 //! Contracts, on SQLite and PostgreSQL alike:
 //!
-//! - Input is validated before it reaches the database: empty or too long
-//!   names, unknown statuses, out-of-range metrics are
+//! - Input is validated before it reaches the database, by the rules of
+//!   [`crate::platform::names`]: a `model_id` that is not a model id, empty,
+//!   blank or too long names, control characters in any text, unknown
+//!   statuses, out-of-range metrics are
 //!   [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming the
 //!   field.
 //! - A duplicate unique value (dataset name, run `model_id`) or a reference
@@ -44,7 +46,10 @@ use crate::error::{Error, Result};
 use crate::platform::entities::{
     DeploymentStatus, RunStatus, dataset, deployment, model_artifact, run_tag, training_run,
 };
+use crate::platform::names::{TAG_KEY_PATTERN, check_model_id, check_optional_text, check_text};
 use crate::platform::now;
+
+pub use crate::platform::names::{check_name, is_valid_tag_key};
 
 pub mod aliases;
 pub mod analytics;
@@ -63,30 +68,6 @@ pub(crate) fn db_err(operation: &'static str) -> impl FnOnce(DbErr) -> Error {
     move |e| map_db_err(e).with_operation(operation)
 }
 
-/// A required name: non-empty after trimming, at most `max` characters.
-pub(crate) fn check_name(field: &'static str, value: &str, max: usize) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(Error::invalid(format!("`{field}` must not be empty")).with_field(field));
-    }
-    if value.chars().count() > max {
-        return Err(
-            Error::invalid(format!("`{field}` is longer than {max} characters")).with_field(field),
-        );
-    }
-    Ok(())
-}
-
-/// Optional text of bounded length.
-fn check_optional(field: &'static str, value: Option<&str>, max: usize) -> Result<()> {
-    match value {
-        Some(v) if v.chars().count() > max => Err(Error::invalid(format!(
-            "`{field}` is longer than {max} characters"
-        ))
-        .with_field(field)),
-        _ => Ok(()),
-    }
-}
-
 fn check_non_negative(field: &'static str, value: Option<i64>) -> Result<()> {
     match value {
         Some(v) if v < 0 => Err(
@@ -96,30 +77,31 @@ fn check_non_negative(field: &'static str, value: Option<i64>) -> Result<()> {
     }
 }
 
-/// Whether `key` can name a tag in a run filter (`tags.KEY`): ASCII letters,
-/// digits, `_`, `-` and `.`, at most 255 characters.
-pub fn is_valid_tag_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 255
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
+/// The longest dataset name, in characters.
+pub const DATASET_NAME_MAX: usize = 255;
+/// The longest dataset description, in characters.
+pub const DESCRIPTION_MAX: usize = 4096;
+/// The longest `created_by`, in characters.
+pub const CREATED_BY_MAX: usize = 100;
+/// The longest model name, in characters.
+pub const MODEL_NAME_MAX: usize = 255;
+/// The longest framework name, in characters.
+pub const FRAMEWORK_MAX: usize = 50;
+/// The longest tag value, in characters.
+pub const TAG_VALUE_MAX: usize = 1024;
 
 fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     for (key, value) in tags {
         if !is_valid_tag_key(key) {
             return Err(Error::invalid(format!(
-                "tag key `{key}` must be 1 to 255 ASCII letters, digits, `_`, `-` or `.`"
+                "tag key `{}` must match {TAG_KEY_PATTERN}: 1 to 255 ASCII letters, digits, `_`, `-` or `.`",
+                key.escape_debug()
             ))
             .with_field("tags"));
         }
-        if value.chars().count() > 1024 {
-            return Err(Error::invalid(format!(
-                "the value of tag `{key}` is longer than 1024 characters"
-            ))
-            .with_field("tags"));
-        }
+        check_text("tags", value, TAG_VALUE_MAX).map_err(|e| {
+            Error::invalid(format!("the value of tag `{key}`: {}", e.message())).with_field("tags")
+        })?;
     }
     Ok(())
 }
@@ -148,7 +130,7 @@ fn check_finite(field: &'static str, value: Option<f64>) -> Result<()> {
 pub struct NewDataset {
     /// Unique name, 1 to 255 characters.
     pub name: String,
-    /// What the data is.
+    /// What the data is (at most 4096 characters).
     pub description: Option<String>,
     /// Number of rows, when known (not negative).
     pub total_rows: Option<i64>,
@@ -160,8 +142,9 @@ pub struct NewDataset {
 
 impl NewDataset {
     fn validate(&self) -> Result<()> {
-        check_name("name", &self.name, 255)?;
-        check_optional("created_by", self.created_by.as_deref(), 100)?;
+        check_name("name", &self.name, DATASET_NAME_MAX)?;
+        check_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX)?;
+        check_optional_text("created_by", self.created_by.as_deref(), CREATED_BY_MAX)?;
         check_non_negative("total_rows", self.total_rows)?;
         check_non_negative("total_features", self.total_features.map(i64::from))
     }
@@ -252,7 +235,9 @@ where
 pub struct NewRun {
     /// The dataset it trains on (must exist).
     pub dataset_id: i64,
-    /// Unique id shared with the config document, 1 to 255 characters.
+    /// Unique id shared with the config document, as
+    /// [`MODEL_ID_PATTERN`](crate::platform::names::MODEL_ID_PATTERN)
+    /// requires.
     pub model_id: String,
     /// The model's name, 1 to 255 characters.
     pub model_name: String,
@@ -276,10 +261,13 @@ pub(crate) fn check_new_run(
     check_tags(tags)
 }
 
-fn check_run_names(model_id: &str, model_name: &str, framework: &str) -> Result<()> {
-    check_name("model_id", model_id, 255)?;
-    check_name("model_name", model_name, 255)?;
-    check_name("framework", framework, 50)
+/// Checks the id and names of a run: `model_id` as
+/// [`MODEL_ID_PATTERN`](crate::platform::names::MODEL_ID_PATTERN) requires,
+/// `model_name` and `framework` as names.
+pub(crate) fn check_run_names(model_id: &str, model_name: &str, framework: &str) -> Result<()> {
+    check_model_id("model_id", model_id)?;
+    check_name("model_name", model_name, MODEL_NAME_MAX)?;
+    check_name("framework", framework, FRAMEWORK_MAX)
 }
 
 /// Starts a run: inserts it as `running` with its tags, in one transaction.
@@ -459,7 +447,9 @@ pub async fn complete_run(
 pub struct RunUpsert {
     /// The dataset (must exist).
     pub dataset_id: i64,
-    /// Unique id; the conflict key.
+    /// Unique id, as
+    /// [`MODEL_ID_PATTERN`](crate::platform::names::MODEL_ID_PATTERN)
+    /// requires; the conflict key.
     pub model_id: String,
     /// The model's name.
     pub model_name: String,

@@ -367,8 +367,16 @@ impl Sagas {
         self.inner.settings
     }
 
-    /// The saga `id`, or NotFound.
+    /// The saga `id`, or NotFound; an id that is not a saga id
+    /// ([`SAGA_ID_PATTERN`]) is invalid input.
     pub async fn get(&self, id: &str) -> Result<Saga> {
+        if !is_valid_saga_id(id) {
+            return Err(Error::invalid(format!(
+                "`id` must be a saga id matching {SAGA_ID_PATTERN}: `{}` is not one",
+                id.escape_debug()
+            ))
+            .with_field("id"));
+        }
         let row = saga::Entity::find_by_id(id.to_owned())
             .one(&self.inner.db)
             .await
@@ -385,6 +393,9 @@ impl Sagas {
         open_only: bool,
         limit: u64,
     ) -> Result<Vec<Saga>> {
+        if let Some(subject) = subject {
+            crate::platform::names::check_model_id("subject", subject)?;
+        }
         let mut query = saga::Entity::find();
         if let Some(subject) = subject {
             query = query.filter(saga::Column::Subject.eq(subject));
@@ -818,6 +829,19 @@ fn open_states() -> [&'static str; 2] {
         SagaState::Running.as_str(),
         SagaState::Compensating.as_str(),
     ]
+}
+
+/// The pattern of a saga's id: a UUID as strata writes it, lower-case
+/// and hyphenated.
+pub const SAGA_ID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// Whether `id` can be a saga's id ([`SAGA_ID_PATTERN`]).
+pub fn is_valid_saga_id(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
+        })
 }
 
 fn new_saga_id() -> String {

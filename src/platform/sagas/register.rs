@@ -145,6 +145,12 @@ impl Sagas {
         configs::check_config_keys(&new.config, "config").map_err(fail)?;
         registry::check_new_run(&new.model_id, &new.model_name, &new.framework, &new.tags)
             .map_err(fail)?;
+        crate::platform::names::check_name(
+            "dataset",
+            &new.dataset_name,
+            registry::DATASET_NAME_MAX,
+        )
+        .map_err(fail)?;
         let db = &self.inner.db;
         let dataset = registry::dataset_by_name(db, &new.dataset_name)
             .await

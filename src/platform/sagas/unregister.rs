@@ -48,6 +48,7 @@ impl Sagas {
         deadline: Option<Instant>,
     ) -> Result<SagaOutcome<bool>> {
         let fail = |e: Error| e.with_operation(KIND);
+        crate::platform::names::check_model_id("model_id", model_id).map_err(fail)?;
         let db = &self.inner.db;
         let run = training_run::Entity::find()
             .filter(training_run::Column::ModelId.eq(model_id))

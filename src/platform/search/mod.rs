@@ -98,7 +98,7 @@ mod parser;
 mod token;
 
 pub use ast::{CmpOp, Direction, Expr, Field, FieldType, Filter, Literal, SortKey};
-pub use parser::{MAX_DEPTH, MAX_LEN, parse_filter, parse_order_by};
+pub use parser::{MAX_DEPTH, MAX_LEN, QUERY_TEXT_PATTERN, parse_filter, parse_order_by};
 use token::{PageToken, SortValue};
 
 /// The largest page [`search_runs`] serves.

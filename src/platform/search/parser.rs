@@ -16,8 +16,12 @@ use crate::platform::entities::RunStatus;
 /// Deepest nesting of parentheses and `NOT`s a filter may use.
 pub const MAX_DEPTH: usize = 64;
 
-/// Longest filter or `order_by` text accepted, in bytes.
+/// Longest filter or `order_by` text accepted, in characters.
 pub const MAX_LEN: usize = 16 * 1024;
+
+/// What a filter or `order_by` text may hold: any characters but the
+/// control characters other than tab, line feed and carriage return.
+pub const QUERY_TEXT_PATTERN: &str = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$";
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -71,14 +75,32 @@ fn error(what: &str, column: usize, message: impl std::fmt::Display) -> Error {
 }
 
 fn lex(what: &str, input: &str) -> Result<Vec<Token>> {
-    if input.len() > MAX_LEN {
+    let chars: Vec<char> = input.chars().collect();
+    if chars.len() > MAX_LEN {
         return Err(error(
             what,
             1,
-            format!("longer than {MAX_LEN} bytes ({} bytes)", input.len()),
+            format!(
+                "longer than {MAX_LEN} characters ({} characters)",
+                chars.len()
+            ),
         ));
     }
-    let chars: Vec<char> = input.chars().collect();
+    // Whitespace may be any; other control characters belong in no
+    // query (and PostgreSQL cannot compare text holding U+0000).
+    if let Some(at) = chars
+        .iter()
+        .position(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(error(
+            what,
+            at + 1,
+            format!(
+                "control character U+{:04X}: only tab, line feed and carriage return may appear",
+                u32::from(chars[at])
+            ),
+        ));
+    }
     let mut tokens = Vec::new();
     let mut i = 0;
     while i < chars.len() {

@@ -95,10 +95,14 @@ impl PageToken {
                 3 => {
                     let len = u32::from_be_bytes(r.array()?) as usize;
                     let raw = r.take(len)?;
-                    SortValue::Text(
-                        String::from_utf8(raw.to_vec())
-                            .map_err(|_| invalid("text is not UTF-8"))?,
-                    )
+                    let text = String::from_utf8(raw.to_vec())
+                        .map_err(|_| invalid("text is not UTF-8"))?;
+                    // No stored text holds U+0000, and PostgreSQL cannot
+                    // compare with it.
+                    if text.contains('\0') {
+                        return Err(invalid("text holds U+0000"));
+                    }
+                    SortValue::Text(text)
                 }
                 4 => {
                     let micros = i64::from_be_bytes(r.array()?);

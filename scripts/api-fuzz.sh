@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Fuzzes the HTTP API from its own OpenAPI document with schemathesis (v4):
+# seeds a fresh embedded data dir, serves it on a free port, runs every
+# check (scripts/schemathesis.toml says which are tuned and why), stops the
+# server. Needs `schemathesis` on PATH (`pip install schemathesis`) and a
+# built strata (STRATA_BIN, default target/debug/strata).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+strata=${STRATA_BIN:-$here/../target/debug/strata}
+data=$(mktemp -d)
+log=$data/serve.log
+server=
+cleanup() {
+    if [[ -n $server ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+    rm -rf "$data"
+}
+trap cleanup EXIT
+trap "exit 130" INT TERM
+
+# Only this script's settings: no STRATA_* from the caller's environment.
+run() { env $(env | sed -n 's/^\(STRATA_[^=]*\)=.*/-u \1/p') "$strata" --data-dir "$data/data" "$@"; }
+
+run seed --runs 200 >/dev/null
+run serve --listen 127.0.0.1:0 2>"$log" &
+server=$!
+address=
+for _ in $(seq 1 100); do
+    address=$(sed -n 's|^strata: listening on http://||p' "$log")
+    [[ -n $address ]] && break
+    sleep 0.1
+done
+[[ -n $address ]] || { cat "$log"; echo "strata serve did not start" >&2; exit 1; }
+
+schemathesis --config-file "$here/schemathesis.toml" run "http://$address/openapi.json" \
+    --checks all --seed "${SEED:-1}" "$@"
