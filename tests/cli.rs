@@ -620,6 +620,8 @@ fn seed_is_idempotent_and_adds_synthetic_runs() {
 #[test]
 fn doctor_reports_four_healthy_embedded_engines() {
     let world = World::new();
+    let out = world.run(&["migrate", "schema"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = world.run(&["--json", "doctor"], &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let rows = json(&out);
@@ -632,6 +634,106 @@ fn doctor_reports_four_healthy_embedded_engines() {
     }
     assert_eq!(rows[0]["kind"], "sqlite");
     assert_eq!(rows[1]["kind"], "embedded");
+}
+
+#[test]
+fn doctor_writes_nothing_and_reports_the_schema() {
+    let world = World::new();
+    let out = world.run(&["--json", "doctor"], &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !world.path("data").exists(),
+        "doctor created the data directory"
+    );
+    let rows = json(&out);
+    assert_eq!(rows[0]["schema"]["status"], "missing", "{}", rows[0]);
+    assert_eq!(
+        rows[0]["schema"]["pending"].as_array().map(Vec::len),
+        Some(strata::migration::known().len())
+    );
+    assert!(rows[0]["rtt_ms"].is_null(), "no round trip was made");
+    assert!(
+        rows[1]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("no store yet")),
+        "{}",
+        rows[1]
+    );
+
+    let out = world.run(&["seed", "--runs", "5"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = |dir: &str| -> Vec<(String, u64, std::time::SystemTime)> {
+        // SQLite's shared-memory index and write-ahead log appear beside
+        // a WAL database whenever a connection opens it, even a read-only
+        // one; the database file itself must not change.
+        let mut files: Vec<(String, u64, std::time::SystemTime)> =
+            std::fs::read_dir(world.path(dir))
+                .expect("a directory")
+                .map(|e| e.expect("an entry"))
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !name.ends_with("-shm") && !name.ends_with("-wal")
+                })
+                .map(|e| {
+                    let meta = e.metadata().expect("metadata");
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        meta.len(),
+                        meta.modified().expect("mtime"),
+                    )
+                })
+                .collect();
+        files.sort();
+        files
+    };
+    let before = (files("data"), files("data/documents"));
+    let out = world.run(&["--json", "doctor"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = json(&out);
+    assert_eq!(rows[0]["schema"]["status"], "current", "{}", rows[0]);
+    assert_eq!(rows[0]["schema"]["pending"], serde_json::json!([]));
+    assert!(rows[1]["note"].is_null(), "{}", rows[1]);
+    assert_eq!(
+        (files("data"), files("data/documents")),
+        before,
+        "doctor changed the data directory"
+    );
+}
+
+#[test]
+fn full_profile_doctor_leaves_an_empty_database_empty() {
+    let Some(world) = full_world() else { return };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let Some(db) = runtime.block_on(common::TestDb::postgres("cli")) else {
+        return;
+    };
+    let url = db.config.relational.url.clone().expect("a URL");
+    let env = [("STRATA_RELATIONAL__URL", url.as_str())];
+    let out = world.run(&["--profile", "full", "--json", "doctor"], &env);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let rows = json(&out);
+    assert_eq!(rows[0]["status"], "healthy", "{}", rows[0]);
+    assert_eq!(rows[0]["schema"]["status"], "missing", "{}", rows[0]);
+    let tables =
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'";
+    let out = world.run(&["--profile", "full", "--json", "sql", tables], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out),
+        serde_json::json!([{"n": 0}]),
+        "doctor created tables"
+    );
+
+    let out = world.run(&["--profile", "full", "--json", "migrate", "schema"], &env);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let applied: Vec<String> =
+        serde_json::from_value(json(&out)["applied"].clone()).expect("names");
+    assert_eq!(applied, strata::migration::known());
+    let out = world.run(&["--profile", "full", "--json", "doctor"], &env);
+    assert_eq!(json(&out)[0]["schema"]["status"], "current");
 }
 
 #[test]

@@ -1,5 +1,12 @@
 //! `strata doctor`: one row per engine, checked concurrently, each bounded
 //! by its connect timeout so that a dead service cannot hang the command.
+//!
+//! The doctor never writes: it creates no database, file or directory and
+//! applies no schema. On SQLite it reads through a read-only connection;
+//! the embedded document store is inspected (its manifest read, its lock
+//! probed), not opened. The relational row says whether the schema is
+//! current, has migrations pending or is missing (`strata migrate schema`
+//! applies it, as `serve`, `demo`, `seed` and every `migrate` do).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -10,7 +17,10 @@ use serde_json::json;
 use super::output;
 use crate::config::{Config, DocumentsConfig, KvConfig, QueueConfig, redact_url};
 use crate::engines;
+use crate::engines::document::embedded::{DirectoryState, EmbeddedDocumentStore};
+use crate::engines::relational::read_only::{self, QueryLimits};
 use crate::error::{Error, ErrorKind, Result};
+use crate::migration;
 
 /// The outcome of checking one engine.
 struct Row {
@@ -18,6 +28,44 @@ struct Row {
     kind: String,
     target: String,
     outcome: Result<Duration>,
+    /// What else was learnt (the schema's state, a store not created yet).
+    note: Option<String>,
+    /// The relational schema, on the relational row.
+    schema: Option<Schema>,
+}
+
+/// The relational schema as the doctor found it.
+struct Schema {
+    /// Migrations applied, by name.
+    applied: Vec<String>,
+    /// Migrations this strata has that are not applied, oldest first.
+    pending: Vec<String>,
+    /// No strata schema at all (no database, or no migration table).
+    missing: bool,
+}
+
+impl Schema {
+    fn status(&self) -> &'static str {
+        if self.missing {
+            "missing"
+        } else if self.pending.is_empty() {
+            "current"
+        } else {
+            "pending"
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.status() {
+            "missing" => "schema missing (`strata migrate schema` applies it)".into(),
+            "current" => format!("schema current ({} migrations)", self.applied.len()),
+            _ => format!(
+                "schema has {} pending migration(s) (`strata migrate schema` applies them): {}",
+                self.pending.len(),
+                self.pending.join(", ")
+            ),
+        }
+    }
 }
 
 pub(crate) async fn run(config: &Config, json: bool) -> Result<ExitCode> {
@@ -32,25 +80,51 @@ pub(crate) async fn run(config: &Config, json: bool) -> Result<ExitCode> {
     if json {
         let items: Vec<_> = rows
             .iter()
-            .map(|r| match &r.outcome {
-                Ok(rtt) => json!({
-                    "engine": r.engine, "kind": r.kind, "target": r.target,
-                    "status": "healthy", "rtt_ms": rtt.as_secs_f64() * 1000.0,
-                }),
-                Err(e) => json!({
-                    "engine": r.engine, "kind": r.kind, "target": r.target,
-                    "status": status_word(e), "error": e.to_string(),
-                }),
+            .map(|r| {
+                let mut item = match &r.outcome {
+                    // No round trip was made to a database not created yet.
+                    Ok(rtt) if rtt.is_zero() => json!({
+                        "engine": r.engine, "kind": r.kind, "target": r.target,
+                        "status": "healthy", "rtt_ms": null,
+                    }),
+                    Ok(rtt) => json!({
+                        "engine": r.engine, "kind": r.kind, "target": r.target,
+                        "status": "healthy", "rtt_ms": rtt.as_secs_f64() * 1000.0,
+                    }),
+                    Err(e) => json!({
+                        "engine": r.engine, "kind": r.kind, "target": r.target,
+                        "status": status_word(e), "error": e.to_string(),
+                    }),
+                };
+                if let Some(note) = &r.note {
+                    item["note"] = json!(note);
+                }
+                if let Some(schema) = &r.schema {
+                    item["schema"] = json!({
+                        "status": schema.status(),
+                        "applied": schema.applied,
+                        "pending": schema.pending,
+                    });
+                }
+                item
             })
             .collect();
         output::print_json(&json!(items))?;
     } else {
         let mut table = output::table(&["engine", "kind", "target", "status", "round trip"]);
         for r in &rows {
-            let (status, rtt) = match &r.outcome {
+            let (mut status, rtt) = match &r.outcome {
+                Ok(rtt) if rtt.is_zero() => ("healthy".to_owned(), "-".to_owned()),
                 Ok(rtt) => ("healthy".to_owned(), format_rtt(*rtt)),
                 Err(e) => (format!("{}: {}", status_word(e), e), "-".to_owned()),
             };
+            for extra in [r.note.clone(), r.schema.as_ref().map(Schema::describe)]
+                .into_iter()
+                .flatten()
+            {
+                status.push_str("; ");
+                status.push_str(&extra);
+            }
             table.add_row(vec![
                 r.engine.to_owned(),
                 r.kind.clone(),
@@ -86,9 +160,9 @@ fn format_rtt(rtt: Duration) -> String {
 }
 
 /// Runs `check` (open + ping) within `timeout`; the round trip is the ping's.
-async fn bounded<F>(timeout: Duration, check: F) -> Result<Duration>
+async fn bounded<T, F>(timeout: Duration, check: F) -> Result<T>
 where
-    F: Future<Output = Result<Duration>>,
+    F: Future<Output = Result<T>>,
 {
     match tokio::time::timeout(timeout, check).await {
         Ok(outcome) => outcome,
@@ -111,16 +185,86 @@ async fn check_relational(config: &Config) -> Row {
         "postgres"
     };
     let timeout = config.relational.connect_timeout + Duration::from_secs(1);
+    let limits = QueryLimits {
+        timeout,
+        max_rows: 10_000,
+    };
+    let read =
+        |sql: &'static str| read_only::query(&config.relational, &config.data_dir, sql, limits);
     let outcome = bounded(timeout, async {
-        let db = engines::open_relational(config).await?;
-        engines::relational::ping(&db).await
+        let started = Instant::now();
+        match read("SELECT 1 AS one").await {
+            Ok(_) => Ok(Some(started.elapsed())),
+            // SQLite: no data directory or no database file yet. Nothing
+            // is created to check it.
+            Err(e)
+                if config.relational.is_sqlite()
+                    && matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     })
     .await;
+    let (outcome, note, schema) = match outcome {
+        Ok(Some(rtt)) => {
+            let schema = match read("SELECT version FROM seaql_migrations").await {
+                Ok(out) => {
+                    let applied: Vec<String> = out
+                        .rows
+                        .iter()
+                        .filter_map(|row| row["version"].as_str().map(str::to_owned))
+                        .collect();
+                    let pending = migration::known()
+                        .into_iter()
+                        .filter(|name| !applied.contains(name))
+                        .collect();
+                    Some(Schema {
+                        applied,
+                        pending,
+                        missing: false,
+                    })
+                }
+                // No migration table: a database strata never migrated.
+                Err(e) if e.kind() == ErrorKind::InvalidInput => Some(Schema {
+                    applied: Vec::new(),
+                    pending: migration::known(),
+                    missing: true,
+                }),
+                Err(e) => return row_failed("relational", kind, url, e),
+            };
+            (Ok(rtt), None, schema)
+        }
+        Ok(None) => (
+            Ok(Duration::ZERO),
+            Some("no database yet (serve, seed, demo or migrate creates it)".to_owned()),
+            Some(Schema {
+                applied: Vec::new(),
+                pending: migration::known(),
+                missing: true,
+            }),
+        ),
+        Err(e) => (Err(e), None, None),
+    };
     Row {
         engine: "relational",
         kind: kind.into(),
         target: url,
         outcome,
+        note,
+        schema,
+    }
+}
+
+fn row_failed(engine: &'static str, kind: &str, target: String, error: Error) -> Row {
+    Row {
+        engine,
+        kind: kind.into(),
+        target,
+        outcome: Err(error),
+        note: None,
+        schema: None,
     }
 }
 
@@ -137,18 +281,54 @@ async fn check_documents(config: &Config) -> Row {
             m.connect_timeout.max(m.server_selection_timeout) + Duration::from_secs(1),
         ),
     };
-    let outcome = bounded(timeout, async {
-        let store = engines::open_documents(config).await?;
-        let started = Instant::now();
-        store.ping().await?;
-        Ok(started.elapsed())
-    })
-    .await;
+    let mut note = None;
+    let outcome = match &config.documents {
+        // Opening would create the directory, or replay and rewrite the
+        // files: the doctor only looks at them.
+        DocumentsConfig::Embedded(_) => {
+            let dir = config.documents_dir();
+            let started = Instant::now();
+            let inspected =
+                tokio::task::spawn_blocking(move || EmbeddedDocumentStore::inspect(&dir))
+                    .await
+                    .map_err(|e| {
+                        Error::internal(format!("inspecting the document store panicked: {e}"))
+                    })
+                    .and_then(|state| state);
+            inspected.map(|state| {
+                note = match state {
+                    DirectoryState::Absent => {
+                        Some("no store yet (created on first use)".to_owned())
+                    }
+                    DirectoryState::InUse => {
+                        Some("in use by a running strata process".to_owned())
+                    }
+                    DirectoryState::Idle { .. } => None,
+                    DirectoryState::Unmanifested => Some(
+                        "files without a manifest: an older format, rewritten on the next open, or a lost manifest, refused then"
+                            .to_owned(),
+                    ),
+                };
+                started.elapsed()
+            })
+        }
+        DocumentsConfig::Mongodb(_) => {
+            bounded(timeout, async {
+                let store = engines::open_documents(config).await?;
+                let started = Instant::now();
+                store.ping().await?;
+                Ok(started.elapsed())
+            })
+            .await
+        }
+    };
     Row {
         engine: "documents",
         kind: kind.into(),
         target,
         outcome,
+        note,
+        schema: None,
     }
 }
 
@@ -177,6 +357,8 @@ async fn check_kv(config: &Config) -> Row {
         kind: kind.into(),
         target,
         outcome,
+        note: None,
+        schema: None,
     }
 }
 
@@ -201,5 +383,7 @@ async fn check_queue(config: &Config) -> Row {
         kind: kind.into(),
         target,
         outcome,
+        note: None,
+        schema: None,
     }
 }

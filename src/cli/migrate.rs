@@ -1,5 +1,6 @@
-//! `strata migrate`: the runs-to-docs migration, its verification and the
-//! reconciliation of failed dual writes.
+//! `strata migrate`: the schema, the runs-to-docs migration, its
+//! verification and the reconciliation of failed dual writes. Every
+//! subcommand applies the schema first.
 //!
 //! Exit status as for every command (0 ok, 1 failure, 2 bad input), and
 //! `verify` exits 1 when it finds drift, after listing every drifted record.
@@ -18,6 +19,10 @@ use crate::platform::hybrid::migrate::{self, Drift, MAX_BATCH, MigrateOptions};
 /// `strata migrate ...`
 #[derive(Debug, Subcommand)]
 pub(crate) enum MigrateCommand {
+    /// Apply the schema (relational migrations, document collections,
+    /// validators and indexes) and list the migrations applied. `strata
+    /// doctor` reports pending ones; serve, seed and demo apply them too.
+    Schema,
     /// Copy training runs (with their dataset's name) into the
     /// training_runs_migrated collection; resumes after its checkpoint.
     RunsToDocs(RunsToDocsArgs),
@@ -43,6 +48,19 @@ pub(crate) struct RunsToDocsArgs {
 /// Runs a `strata migrate` command.
 pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) -> Result<ExitCode> {
     match command {
+        MigrateCommand::Schema => {
+            let platform = Platform::open_without_queue(config).await?;
+            let applied = platform.applied_migrations().await?;
+            if json {
+                output::print_json(&json!({"applied": applied}))?;
+            } else {
+                println!("schema current: {} migrations applied", applied.len());
+                for name in &applied {
+                    println!("  {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         MigrateCommand::RunsToDocs(args) => {
             // Checked before connecting: bad input answers 2 at once.
             if args.batch == 0 || args.batch > MAX_BATCH {

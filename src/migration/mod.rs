@@ -37,6 +37,15 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// The name of every migration this strata has, oldest first (the names
+/// `seaql_migrations` records).
+pub fn known() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}
+
 /// Key of the PostgreSQL advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x5354_5241_5441; // "STRATA"
 

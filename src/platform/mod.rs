@@ -185,6 +185,12 @@ impl Platform {
         &self.inner.sagas
     }
 
+    /// The relational migrations applied, oldest first (opening the
+    /// platform applied every pending one).
+    pub async fn applied_migrations(&self) -> Result<Vec<String>> {
+        crate::migration::applied(&self.inner.engines.relational).await
+    }
+
     /// The runs-to-documents migration.
     pub fn migration(&self) -> &Migration {
         &self.inner.migration

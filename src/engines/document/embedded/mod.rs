@@ -98,7 +98,7 @@ use crate::engines::document::query::update::Update;
 use crate::engines::document::{
     CollectionOptions, DocumentStore, FindOptions, IndexSpec, UpdateOptions, UpdateResult,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use collection::{Collection, Database, ID_INDEX, IndexPlan};
 use plan::Query;
 use record::Change;
@@ -107,6 +107,27 @@ use writer::{Ack, Command, Failure};
 /// The log is compacted once it is larger than this and than twice the live
 /// data: small stores are not worth rewriting.
 const COMPACT_MIN_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What a data directory holds, as [`EmbeddedDocumentStore::inspect`]
+/// sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryState {
+    /// No store yet: the first open creates it.
+    Absent,
+    /// A running strata process holds it (its files are not read).
+    InUse,
+    /// A store no process holds, its manifest readable.
+    Idle {
+        /// Log bytes known durable at the last checkpoint.
+        durable_log_bytes: u64,
+        /// The last change's sequence number at that checkpoint.
+        last_lsn: u64,
+    },
+    /// Files without a manifest: a store written by an older strata (the
+    /// next open rewrites it), or one whose manifest was lost (the next
+    /// open refuses it, naming the damage).
+    Unmanifested,
+}
 
 /// Options of [`EmbeddedDocumentStore::open`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -252,6 +273,55 @@ async fn durable(ack: Option<Ack>) -> Result<()> {
 }
 
 impl EmbeddedDocumentStore {
+    /// What `dir` holds, learnt without writing to it or creating
+    /// anything (for `strata doctor`): nothing yet, a directory a running
+    /// strata holds, or an idle store whose manifest reads. Damage beyond
+    /// the manifest is found by [`open`](Self::open) only.
+    ///
+    /// # Errors
+    ///
+    /// `Config` when `dir` is not a directory; `Internal` naming the
+    /// manifest when it cannot be parsed; I/O errors otherwise.
+    pub fn inspect(dir: &Path) -> Result<DirectoryState> {
+        let op = |e: Error| {
+            e.with_operation("inspect")
+                .with_target(dir.display().to_string())
+        };
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(op(Error::new(
+                    ErrorKind::Config,
+                    format!("{} is not a directory", dir.display()),
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(DirectoryState::Absent);
+            }
+            Err(e) => return Err(op(storage::io_error(e, "reading", dir))),
+        }
+        if storage::lock_held(dir).map_err(op)? {
+            return Ok(DirectoryState::InUse);
+        }
+        match manifest::read(dir).map_err(op)? {
+            Some(m) => Ok(DirectoryState::Idle {
+                durable_log_bytes: m.log.durable_bytes,
+                last_lsn: m.log.last_lsn,
+            }),
+            None => {
+                let empty = std::fs::read_dir(dir)
+                    .map_err(|e| op(storage::io_error(e, "listing", dir)))?
+                    .filter_map(|entry| entry.ok())
+                    .all(|entry| entry.file_name() == std::ffi::OsStr::new(storage::LOCK_FILE));
+                Ok(if empty {
+                    DirectoryState::Absent
+                } else {
+                    DirectoryState::Unmanifested
+                })
+            }
+        }
+    }
+
     /// Opens (creating when missing) the database stored in `dir`: checks
     /// the files against the manifest, loads the snapshot, replays the log
     /// and cuts off a torn tail left by a crash. Blocking: call it off the

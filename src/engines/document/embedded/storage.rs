@@ -42,7 +42,7 @@ pub(crate) const LOG_NEXT_FILE: &str = "documents.log.next";
 pub(crate) const SNAPSHOT_FILE: &str = "documents.snapshot";
 /// The next generation's snapshot while a compaction writes it.
 pub(crate) const SNAPSHOT_TMP_FILE: &str = "documents.snapshot.tmp";
-const LOCK_FILE: &str = "documents.lock";
+pub(crate) const LOCK_FILE: &str = "documents.lock";
 
 /// Format 1 had no manifest and no store id in its headers; it is read
 /// once, to upgrade a directory it wrote.
@@ -93,6 +93,23 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock> {
                 dir.display()
             ),
         )),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(e, "locking", &path)),
+    }
+}
+
+/// Whether a running strata process holds the directory's lock. Opens the
+/// lock file read-only and creates nothing: no lock file means no holder.
+pub(crate) fn lock_held(dir: &Path) -> Result<bool> {
+    let path = dir.join(LOCK_FILE);
+    let file = match OpenOptions::new().read(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(e, "opening", &path)),
+    };
+    match file.try_lock_shared() {
+        // Released when `file` is dropped.
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
         Err(std::fs::TryLockError::Error(e)) => Err(io_error(e, "locking", &path)),
     }
 }
