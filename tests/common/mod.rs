@@ -11,6 +11,8 @@
 pub mod documents;
 pub mod engines;
 pub mod faulty;
+pub mod outage;
+pub mod serve;
 
 /// `run_cases!(name, setup; case, ...)`: a module `name` with one
 /// `#[tokio::test]` per case, each `run_case(setup, super::case)` with the
