@@ -13,8 +13,9 @@
 //!   alone, and one bad publish cannot fail another's confirm.
 //! - Recovery is lazy: [`Connector::link`] checks the connection before each
 //!   operation and, when it is gone (broker restart, forced close, missed
-//!   heartbeats), opens a new one, retrying with exponential backoff (50 ms
-//!   doubling up to 1 s) until `connect_timeout` has passed since the first
+//!   heartbeats), opens a new one, retrying with exponential backoff and
+//!   full jitter ([`RetryPolicy`], caps of 50 ms doubling up to 1 s) until
+//!   `connect_timeout` has passed since the first
 //!   attempt; then the operation fails with `Unavailable`. One caller
 //!   reconnects at a time; callers that waited for a reconnect that failed
 //!   get its error at once instead of starting their own. Refused
@@ -39,6 +40,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 
 use super::error;
 use crate::error::{Error, ErrorKind, Result};
+use crate::retry::RetryPolicy;
 
 /// Idle channels kept per pool; more are closed when given back.
 const IDLE_CHANNELS: usize = 8;
@@ -244,32 +246,29 @@ impl Connector {
             .clone()
     }
 
-    /// Connects, retrying with backoff until `timeout` has passed.
+    /// Connects, retrying with backoff ([`RetryPolicy`]: full jitter, 50 ms
+    /// doubling up to 1 s) until `timeout` has passed.
     async fn reconnect(&self) -> Result<Arc<Link>> {
         let deadline = Instant::now() + self.timeout;
-        let mut pause = FIRST_BACKOFF;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let last = match tokio::time::timeout(remaining, self.open()).await {
-                Ok(Ok(connection)) => return Ok(Arc::new(Link::new(connection))),
-                Ok(Err(e)) if !e.is_retryable() => return Err(e),
-                Ok(Err(e)) => e,
-                Err(_) => Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "rabbitmq did not complete the connection within {:?}",
-                        self.timeout
-                    ),
-                )
-                .with_operation("connect")
-                .with_target(self.target.clone()),
-            };
-            if Instant::now() + pause >= deadline {
-                return Err(last);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_BACKOFF);
-        }
+        let policy = RetryPolicy::within(self.timeout).with_delays(FIRST_BACKOFF, MAX_BACKOFF);
+        policy
+            .run(|_| async {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, self.open()).await {
+                    Ok(Ok(connection)) => Ok(Arc::new(Link::new(connection))),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "rabbitmq did not complete the connection within {:?}",
+                            self.timeout
+                        ),
+                    )
+                    .with_operation("connect")
+                    .with_target(self.target.clone())),
+                }
+            })
+            .await
     }
 
     /// One connection attempt.
