@@ -571,3 +571,37 @@ async fn scan_cursors_are_redis_numbers() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert_eq!(err.message(), "ERR invalid cursor");
 }
+
+#[tokio::test]
+async fn a_refused_connection_fails_at_once_not_after_the_connect_timeout() {
+    let Some(mut config) = full_redis() else {
+        return;
+    };
+    let real = url::Url::parse(&config.url).unwrap();
+    let upstream = format!("{}:{}", real.host_str().unwrap(), real.port().unwrap());
+    let gate = common::outage::Gate::open(&upstream).await;
+    config.key_prefix = format!("{}:", common::unique_name("kvr"));
+    let _sweep = Sweep::new(&config);
+    config.url = format!("redis://default@127.0.0.1:{}/0", gate.port());
+    // Were a refusal waited out, three commands would take 90 s.
+    let connect_timeout = Duration::from_secs(30);
+    config.connect_timeout = connect_timeout;
+    config.pool_size = 1;
+    let kv = RedisKv::connect(&config).await.unwrap();
+    kv.set("k", Bytes::from("v")).await.unwrap();
+
+    gate.close().await;
+    let started = Instant::now();
+    for attempt in 0..3 {
+        let e = kv.get("k").await.expect_err("the gate refuses connections");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "attempt {attempt}: {e}");
+    }
+    assert!(
+        started.elapsed() < connect_timeout / 3,
+        "three commands against refused connections took {:?}",
+        started.elapsed()
+    );
+
+    gate.reopen().await;
+    assert_eq!(kv.get("k").await.unwrap(), Some(Bytes::from("v")));
+}

@@ -68,6 +68,8 @@ use pool::{Manager, PooledRedis, RedisPool};
 #[derive(Clone)]
 pub struct RedisKv {
     pool: RedisPool,
+    /// Where the pool's connect failures reach its waiters.
+    connect_failures: pool::ConnectFailures,
     /// For subscriptions, which need connections of their own.
     client: Client,
     target: String,
@@ -181,10 +183,12 @@ impl RedisKv {
 
         let manager = RedisConnectionManager::new(url.as_str())
             .map_err(|e| context(errors::from_redis(e, Phase::Connect)))?;
+        let connect_failures = pool::ConnectFailures::new();
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(config.connect_timeout)
             .retry_connection(false)
+            .error_sink(Box::new(connect_failures.clone()))
             .test_on_check_out(false)
             .build_unchecked(Manager::new(manager, config.command_timeout));
         // The pool is new and has room; should it refuse anyway, the
@@ -199,6 +203,7 @@ impl RedisKv {
 
         Ok(RedisKv {
             pool,
+            connect_failures,
             client,
             target,
             key_prefix: config.key_prefix.clone(),
@@ -215,11 +220,15 @@ impl RedisKv {
     }
 
     /// A connection from the pool.
+    /// A connection from the pool; fails as soon as a connection the pool
+    /// opens for it fails (a refusal), not only at `connect_timeout`.
     async fn connection(&self, operation: &'static str) -> Result<pool::Pooled<'_>> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| self.context(errors::from_pool(e), operation))
+        let mut failures = self.connect_failures.subscribe();
+        tokio::select! {
+            biased;
+            got = self.pool.get() => got.map_err(|e| self.context(errors::from_pool(e), operation)),
+            failure = failures.next() => Err(self.context(failure, operation)),
+        }
     }
 
     /// The outcome of a command run on `connection` under

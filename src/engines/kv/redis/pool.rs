@@ -16,8 +16,18 @@
 //! driver's default connect timeout of 1 s per attempt (the manager takes no
 //! options); `connect_timeout` bounds the first connection, which
 //! `RedisKv::connect` opens itself, and the wait for a pooled one.
+//!
+//! bb8 keeps a waiter waiting for the whole `connect_timeout` even when the
+//! connection it would get was refused at once. So the pool's connect
+//! failures go to [`ConnectFailures`], and a caller waiting for a connection
+//! fails with the first one that happens while it waits: a Redis that
+//! refuses connections is reported in the time the refusal takes.
 
 use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::error::{Error, ErrorKind};
 
 use bb8_redis::RedisConnectionManager;
 use bb8_redis::bb8::{self, ManageConnection};
@@ -90,4 +100,54 @@ pub(super) type Pooled<'a> = bb8::PooledConnection<'a, Manager>;
 /// error reply from the server, which is an answer on a healthy connection.
 pub(super) fn breaks_connection(error: &RedisError) -> bool {
     error.code().is_none()
+}
+
+/// The connect failures of a pool, told to every caller waiting for one of
+/// its connections (bb8's error sink).
+#[derive(Debug, Clone)]
+pub(super) struct ConnectFailures {
+    sender: broadcast::Sender<(ErrorKind, String)>,
+}
+
+impl ConnectFailures {
+    pub(super) fn new() -> Self {
+        // A waiter needs one failure; a burst beyond this is skipped.
+        let (sender, _) = broadcast::channel(16);
+        ConnectFailures { sender }
+    }
+
+    /// Failures from now on.
+    pub(super) fn subscribe(&self) -> FailureReceiver {
+        FailureReceiver(self.sender.subscribe())
+    }
+}
+
+impl bb8::ErrorSink<RedisError> for ConnectFailures {
+    fn sink(&self, error: RedisError) {
+        tracing::debug!("a pooled Redis connection could not be opened: {error}");
+        // Nobody waiting: nobody to tell.
+        let error = super::errors::from_redis(error, super::errors::Phase::Connect);
+        let _ = self.sender.send((error.kind(), error.message().to_owned()));
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<RedisError>> {
+        Box::new(self.clone())
+    }
+}
+
+/// Receives the connect failures of a pool.
+#[derive(Debug)]
+pub(super) struct FailureReceiver(broadcast::Receiver<(ErrorKind, String)>);
+
+impl FailureReceiver {
+    /// The next failure; pending forever once the pool is gone.
+    pub(super) async fn next(&mut self) -> Error {
+        loop {
+            match self.0.recv().await {
+                Ok((kind, message)) => return Error::new(kind, message),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
 }
