@@ -317,21 +317,31 @@ pub(crate) enum LogProbe {
     Found(LogHeader, u64),
 }
 
-/// Reads the header of the log at `path`; an error naming the file when it
-/// is not a strata document log or its header is damaged.
-pub(crate) fn probe_log(path: &Path) -> Result<LogProbe> {
+/// Opens `path` and reads its first `header_len` bytes (fewer when the file
+/// is shorter): the file, its size and those bytes; `Ok(None)` when there is
+/// no such file.
+fn open_with_head(path: &Path, header_len: u64) -> Result<Option<(File, u64, Vec<u8>)>> {
     let mut file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LogProbe::Missing),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(e, "opening", path)),
     };
-    let total = file
+    let size = file
         .metadata()
         .map_err(|e| io_error(e, "reading the size of", path))?
         .len();
-    let mut head = vec![0u8; LOG_HEADER_LEN.min(total) as usize];
+    let mut head = vec![0u8; header_len.min(size) as usize];
     file.read_exact(&mut head)
         .map_err(|e| io_error(e, "reading", path))?;
+    Ok(Some((file, size, head)))
+}
+
+/// Reads the header of the log at `path`; an error naming the file when it
+/// is not a strata document log or its header is damaged.
+pub(crate) fn probe_log(path: &Path) -> Result<LogProbe> {
+    let Some((_, total, head)) = open_with_head(path, LOG_HEADER_LEN)? else {
+        return Ok(LogProbe::Missing);
+    };
     if head.starts_with(LOG_MAGIC_V1) {
         return Ok(LogProbe::Found(LogHeader::Legacy, total));
     }
@@ -530,18 +540,9 @@ impl SnapshotFile {
     /// Opens the snapshot at `path` and reads its header: `Ok(None)` when
     /// there is none.
     pub(crate) fn open(path: &Path) -> Result<Option<SnapshotFile>> {
-        let mut file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(e, "opening", path)),
+        let Some((file, bytes, head)) = open_with_head(path, SNAPSHOT_HEADER_LEN)? else {
+            return Ok(None);
         };
-        let bytes = file
-            .metadata()
-            .map_err(|e| io_error(e, "reading the size of", path))?
-            .len();
-        let mut head = vec![0u8; SNAPSHOT_HEADER_LEN.min(bytes) as usize];
-        file.read_exact(&mut head)
-            .map_err(|e| io_error(e, "reading", path))?;
         let (header, header_len) =
             if head.starts_with(SNAPSHOT_MAGIC_V1) && bytes >= SNAPSHOT_HEADER_LEN_V1 {
                 let header = SnapshotHeader {
