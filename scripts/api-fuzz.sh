@@ -7,7 +7,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-strata=${STRATA_BIN:-$here/../target/debug/strata}
+strata=${STRATA_BIN:-${CARGO_TARGET_DIR:-$here/../target}/debug/strata}
 data=$(mktemp -d)
 log=$data/serve.log
 server=

@@ -181,7 +181,8 @@ pub struct ApiConfig {
     pub listen: String,
     /// Largest request body accepted; a larger one is answered 413.
     pub body_limit: ByteSize,
-    /// Time allowed to answer a request; a slower one is answered 503.
+    /// Time allowed to answer a request; a slower one is answered 503, or,
+    /// for registering or removing a run, 202 with its saga (at 90% of it).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Time allowed for a request's headers to arrive, counted from when

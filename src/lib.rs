@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //!
-//! Layers point down only: `api`/`cli` → services → `cache` → `engines`.
+//! Layers point down only: `api`/`cli` → services ([`platform`]) →
+//! `engines`.
 //!
 //! - [`error`]: the one error type, with kinds callers act on. Imported by
 //!   every layer.
@@ -22,14 +23,16 @@
 //!   ML; imports only `error` and `config`.
 //! - [`migration`]: the relational schema as sea-orm migrations, applied at
 //!   start. Imports `engines::relational` for error mapping.
-//! - [`platform`]: registry and tracking: datasets, runs, artifacts,
-//!   deployments and aliases on the relational engine, the run search
-//!   language, model configs and experiments on the document engine,
-//!   operations spanning engines (the register saga, model info, the
-//!   runs-to-documents migration) and the sample data. Imports `engines` and
-//!   `error`.
+//! - [`platform`]: the composition root ([`platform::Platform`]: engines
+//!   wrapped in their layers, the schema applied, typed services handed
+//!   out) and the services: registry and tracking (datasets, runs,
+//!   artifacts, deployments and aliases on the relational engine, the run
+//!   search language), model configs and experiments on the document
+//!   engine, operations spanning engines (the register and unregister
+//!   sagas, model info, the runs-to-documents migration) and the sample
+//!   data. Imports `engines`, `migration`, `retry` and `error`.
 //! - [`api`]: the HTTP API (axum) served by `strata serve`, with its OpenAPI
-//!   document. Imports `platform`, `engines`, `error` and `config`.
+//!   document. Imports `platform`, `error` and `config`, never `engines`.
 //! - [`cli`]: the `strata` command (clap), with `strata demo`, the main
 //!   job ([`cli::demo`]). May import everything.
 //!

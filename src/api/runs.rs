@@ -2,7 +2,7 @@
 //! remove one.
 //!
 //! Registering is the cross-engine register saga
-//! ([`hybrid::register_run`]): the run row, its config document and the
+//! ([`crate::platform::sagas`]): the run row, its config document and the
 //! framework's registration counter, all or none. The dataset is named, and
 //! a missing dataset or a taken `model_id` (in either engine) is 409. Search takes the run filter language
 //! ([`crate::platform::search`]): a malformed `filter`, `order_by`,
@@ -327,7 +327,7 @@ pub async fn get(
         (status = 400, description = "Not a model id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has artifacts, or another operation on it is in progress", body = ErrorBody),
-        (status = 503, description = "An engine is unavailable; the removal goes on in the background", body = ErrorBody)))]
+        (status = 503, description = "An engine is unavailable before anything was removed; nothing was removed", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<ApiState>,
     deadline: Deadline,

@@ -53,7 +53,9 @@ pub struct SagaStatus {
     pub result: Option<serde_json::Value>,
     /// The error that ended it, or the last one it met while open.
     pub error: Option<String>,
-    /// How many times a process took it over after its driver was gone.
+    /// How many times it was claimed again after its first run: taken over
+    /// once its driver's lease ran out, or picked up by a sweep after it
+    /// was left open for a later attempt.
     pub attempts: i32,
     /// When it began (UTC).
     pub created_at: DateTime<Utc>,

@@ -1,8 +1,9 @@
 //! `strata doctor`: one row per engine, checked concurrently, each bounded
 //! by its connect timeout so that a dead service cannot hang the command.
 //!
-//! The doctor never writes: it creates no database, file or directory and
-//! applies no schema. On SQLite it reads through a read-only connection;
+//! The doctor never writes: it creates no database or directory, changes
+//! no database file and applies no schema (SQLite itself may leave its
+//! `-wal` and `-shm` companions beside a WAL database it opened). On SQLite it reads through a read-only connection;
 //! the embedded document store is inspected (its manifest read, its lock
 //! probed), not opened. The relational row says whether the schema is
 //! current, has migrations pending or is missing (`strata migrate schema`

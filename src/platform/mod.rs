@@ -16,8 +16,8 @@
 //! # The composition root
 //!
 //! [`Platform::open`] connects to every configured engine, applies the
-//! schema ([`schema`]), finishes or compensates the sagas a previous
-//! process left open, and hands out typed services: [`Platform::registry`],
+//! schema ([`schema`]), finishes or compensates the open sagas whose lease
+//! has run out, and hands out typed services: [`Platform::registry`],
 //! [`Platform::configs`], [`Platform::models`], [`Platform::sagas`],
 //! [`Platform::migration`], [`Platform::seeder`] and
 //! [`Platform::health`]. It alone holds the engines; the API and the
@@ -101,8 +101,8 @@ struct Inner {
 
 impl Platform {
     /// Connects to every configured engine, applies the schema, and
-    /// finishes or compensates the sagas left open by a process that is
-    /// gone (see [`Platform::with_engines`]).
+    /// finishes or compensates the open sagas whose lease has run out (see
+    /// [`Platform::with_engines`]).
     pub async fn open(config: &Config) -> Result<Platform> {
         let engines = Engines::open(config).await?;
         Platform::assemble(engines, config).await

@@ -1,7 +1,9 @@
 //! The layers around a [`DocumentStore`] (see [`super`] for their order).
 //! Reads, index and collection management, replacements and deletes of
-//! every match are repeated after a transient failure; inserts, updates
-//! (an `$inc` must not run twice) and single deletes are not.
+//! every match are repeated after a transient failure: repeating one leaves
+//! the data as one run would, though a repetition after an answer was lost
+//! reports fewer documents changed than were. Inserts, updates (an `$inc`
+//! must not run twice) and single deletes are not repeated.
 
 use std::sync::Arc;
 

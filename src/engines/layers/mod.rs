@@ -20,7 +20,9 @@
 //!    input (`InvalidInput`, `Conflict`, ...) say nothing of the engine's
 //!    health and leave the breaker alone.
 //! 3. **retry**: an operation that is safe to repeat (a read, or a write
-//!    whose repetition changes nothing: `SET`, a delete, a declare) is
+//!    whose repetition leaves the data as one run would: a plain `SET`, a
+//!    document replacement or delete of every match, a declaration; each
+//!    engine's module lists its own) is
 //!    retried after `Unavailable` or `Timeout` by `layers.retry`, within
 //!    the breaker, so that a blip costs one slower call rather than an
 //!    error. Operations that are not safe to repeat (`INCRBY`, an insert, a
