@@ -309,6 +309,8 @@ fn config_only_id(k: usize) -> String {
 struct Tally {
     /// Route → status → answers.
     by_route: BTreeMap<&'static str, BTreeMap<u16, u32>>,
+    /// Route → latencies of its answers.
+    route_latencies: BTreeMap<&'static str, Vec<Duration>>,
     /// Requests that got no answer, and 5xx answers, described.
     failures: Vec<String>,
     /// model_id → run ids answered 201 to a registration.
@@ -503,6 +505,11 @@ fn record(
 ) -> Option<String> {
     let mut tally = tally.lock().expect("tally lock");
     tally.latencies.push(took);
+    tally
+        .route_latencies
+        .entry(op.route)
+        .or_default()
+        .push(took);
     let answer = match outcome {
         Ok(answer) => answer,
         Err(e) => {
@@ -681,9 +688,17 @@ async fn concurrent_writers_over_http(stack: Arc<Stack>) {
         latencies.last().copied().unwrap_or_default(),
     ));
     for (route, statuses) in &tally.by_route {
+        let mut took = tally
+            .route_latencies
+            .get(route)
+            .cloned()
+            .unwrap_or_default();
+        took.sort();
         report(&format!(
-            "hostile[{}]:   {route:<30} {statuses:?}",
-            stack.profile()
+            "hostile[{}]:   {route:<30} {statuses:?} p50 {:.1?} p99 {:.1?}",
+            stack.profile(),
+            percentile(&took, 0.5),
+            percentile(&took, 0.99),
         ));
     }
     assert!(
