@@ -197,3 +197,89 @@ async fn wrong_postgres_password_is_an_authentication_failure_without_the_secret
         "leaks the password: {text}"
     );
 }
+
+/// With PostgreSQL refusing connections (a gate in front of it, closed),
+/// the pool waits out `relational.acquire_timeout` on each query (sqlx
+/// retries a refused connection until that deadline), so the platform's
+/// relational circuit breaker is what fails calls at once: after
+/// `layers.breaker.failures` slow failures, calls fail in the time it takes
+/// to refuse them, saying when to try again, and once PostgreSQL is back a
+/// probe closes the circuit.
+#[tokio::test]
+async fn postgres_refusing_connections_opens_the_relational_breaker() {
+    use strata::platform::Platform;
+
+    let Some(stack) = common::serve::Stack::full("relational").await else {
+        return;
+    };
+    let mut config = stack.full_config().expect("the full profile");
+    let url = url::Url::parse(config.relational.url.as_deref().expect("a URL")).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let gate = common::outage::Gate::open(&upstream).await;
+    let mut gated = url.clone();
+    gated.set_port(Some(gate.port())).unwrap();
+    config.relational.url = Some(gated.to_string());
+    config.relational.min_connections = 0;
+    let acquire_timeout = std::time::Duration::from_secs(2);
+    config.relational.acquire_timeout = acquire_timeout;
+    config.layers.breaker.failures = 2;
+    config.layers.breaker.cooldown = std::time::Duration::from_millis(200);
+    let platform = Platform::open(&config).await.unwrap();
+    let registry = platform.registry();
+    let missing = registry.dataset("no-such-dataset").await.unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+
+    gate.close().await;
+    for attempt in 0..2 {
+        let e = registry.dataset("no-such-dataset").await.unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Unavailable),
+            "attempt {attempt}: {e}"
+        );
+    }
+    assert_eq!(
+        platform.health().breaker("relational").map(|b| b.as_str()),
+        Some("open")
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let e = registry.dataset("no-such-dataset").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.to_string().contains("circuit open"), "{e}");
+        assert!(e.retry_after().is_some(), "{e}");
+    }
+    assert!(
+        started.elapsed() < acquire_timeout,
+        "five calls on an open circuit took {:?}",
+        started.elapsed()
+    );
+
+    // Back: once the cooldown has passed, a probe goes through and closes
+    // the circuit. Each failed probe doubles the cooldown (up to 30 s), so
+    // the loop is bounded by what the breaker promises, not by a guess.
+    gate.reopen().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match registry.dataset("no-such-dataset").await {
+            Err(e) if e.kind() == ErrorKind::NotFound => break,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "never recovered: {e}");
+                tokio::time::sleep(
+                    e.retry_after()
+                        .unwrap_or(std::time::Duration::from_millis(50)),
+                )
+                .await;
+            }
+            Ok(d) => panic!("no such dataset, yet {d:?}"),
+        }
+    }
+    assert_eq!(
+        platform.health().breaker("relational").map(|b| b.as_str()),
+        Some("closed")
+    );
+    platform
+        .close(std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    stack.cleanup().await;
+}

@@ -55,7 +55,8 @@ pub struct EngineStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Its circuit breaker: `closed`, `open` (calls fail at once) or
-    /// `half_open` (a probe is due); absent for the relational engine.
+    /// `half_open` (a probe is due); absent when the engines run without
+    /// layers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit: Option<String>,
 }

@@ -42,11 +42,12 @@ impl Health {
         let _ = self.layers.set(layers);
     }
 
-    /// The circuit breaker of `engine` (`documents`, `kv`, `queue`), when
-    /// the engines run behind layers.
+    /// The circuit breaker of `engine` (`relational`, `documents`, `kv`,
+    /// `queue`), when the engines run behind layers.
     pub fn breaker(&self, engine: &str) -> Option<BreakerState> {
         let layers = self.layers.get()?;
         match engine {
+            "relational" => Some(layers.relational.breaker_state()),
             "documents" => Some(layers.documents.breaker_state()),
             "kv" => Some(layers.kv.breaker_state()),
             "queue" => Some(layers.queue.breaker_state()),
@@ -58,7 +59,7 @@ impl Health {
     pub fn operation_stats(&self) -> Vec<(&'static str, BTreeMap<&'static str, OpStats>)> {
         match self.layers.get() {
             None => Vec::new(),
-            Some(l) => [&l.documents, &l.kv, &l.queue]
+            Some(l) => [&l.relational, &l.documents, &l.kv, &l.queue]
                 .into_iter()
                 .map(|layers| (layers.engine(), layers.stats()))
                 .collect(),

@@ -51,6 +51,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::config::{Config, SagasConfig};
 use crate::engines::Engines;
+use crate::engines::layers::Layers;
 use crate::error::Result;
 
 pub mod configs;
@@ -110,7 +111,8 @@ impl Platform {
 
     async fn assemble(engines: Engines, config: &Config) -> Result<Platform> {
         let (engines, layers) = crate::engines::layers::wrap(engines, &config.layers);
-        let platform = Platform::with_engines(engines, config.sagas).await?;
+        let platform =
+            Platform::build(engines, config.sagas, Arc::clone(&layers.relational)).await?;
         platform.inner.health.set_layers(layers);
         Ok(platform)
     }
@@ -134,19 +136,41 @@ impl Platform {
     /// a moment ago are recovered once their lease runs out, by
     /// [`Platform::start_background`] or the next start.)
     pub async fn with_engines(engines: Engines, sagas: SagasConfig) -> Result<Platform> {
+        // No breaker either: the relational engine's calls go straight through.
+        let off = crate::config::LayersConfig {
+            breaker: crate::config::BreakerConfig {
+                failures: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Platform::build(engines, sagas, Layers::new("relational", &off)).await
+    }
+
+    async fn build(
+        engines: Engines,
+        sagas: SagasConfig,
+        relational: Arc<Layers>,
+    ) -> Result<Platform> {
         schema::apply(&engines).await?;
         let db = engines.relational.clone();
         let sagas = Sagas::new(
             db.clone(),
+            Arc::clone(&relational),
             engines.documents.clone(),
             engines.kv.clone(),
             sagas,
         );
         let platform = Platform {
             inner: Arc::new(Inner {
-                registry: Registry::new(db.clone()),
+                registry: Registry::new(db.clone(), Arc::clone(&relational)),
                 configs: ModelConfigs::new(engines.documents.clone()),
-                models: Models::new(db, engines.documents.clone(), engines.kv.clone()),
+                models: Models::new(
+                    db,
+                    relational,
+                    engines.documents.clone(),
+                    engines.kv.clone(),
+                ),
                 migration: Migration::new(engines.clone()),
                 seeder: Seeder::new(engines.clone()),
                 health: Health::new(engines.clone()),

@@ -50,6 +50,9 @@ pub mod queue;
 /// The layers of each wrapped engine, for their breakers and metrics.
 #[derive(Debug, Clone)]
 pub struct EngineLayers {
+    /// Around the relational engine's calls, made by the platform's
+    /// services: breaker and metrics only ([`Layers::guard`]).
+    pub relational: Arc<Layers>,
     /// Around the document store.
     pub documents: Arc<Layers>,
     /// Around the key-value store.
@@ -66,6 +69,7 @@ pub fn wrap(
     config: &LayersConfig,
 ) -> (crate::engines::Engines, EngineLayers) {
     let layers = EngineLayers {
+        relational: Layers::new("relational", config),
         documents: Layers::new("documents", config),
         kv: Layers::new("kv", config),
         queue: Layers::new("queue", config),
@@ -131,7 +135,8 @@ enum Admission {
 }
 
 impl Breaker {
-    /// A closed breaker for `engine` (`documents`, `kv`, `queue`).
+    /// A closed breaker for `engine` (`relational`, `documents`, `kv`,
+    /// `queue`).
     pub fn new(engine: &'static str, config: BreakerConfig) -> Breaker {
         Breaker {
             engine,
@@ -149,7 +154,7 @@ impl Breaker {
     /// Where it stands now.
     pub fn state(&self) -> BreakerState {
         let inner = self.lock();
-        if inner.state == BreakerState::Open && Instant::now() >= inner.open_until {
+        if inner.state != BreakerState::Closed && Instant::now() >= inner.open_until {
             // Due for a probe; the next call will be it.
             return BreakerState::HalfOpen;
         }
@@ -168,8 +173,11 @@ impl Breaker {
         let now = Instant::now();
         match inner.state {
             BreakerState::Closed => Ok(Admission::Call),
-            BreakerState::Open if now >= inner.open_until => {
+            // Due for a probe; or a probe went out and never reported (its
+            // caller was dropped), so another goes.
+            BreakerState::Open | BreakerState::HalfOpen if now >= inner.open_until => {
                 inner.state = BreakerState::HalfOpen;
+                inner.open_until = now + self.config.max_cooldown.max(inner.cooldown);
                 Ok(Admission::Probe)
             }
             BreakerState::Open | BreakerState::HalfOpen => {
@@ -185,6 +193,33 @@ impl Breaker {
                 .with_retry_after(wait.max(Duration::from_millis(1))))
             }
         }
+    }
+
+    /// Fails as [`admit`](Self::admit) would while the circuit is open,
+    /// without taking the probe's place when it is due.
+    fn refuse_if_open(&self, operation: &'static str) -> Result<()> {
+        if self.config.failures == 0 {
+            return Ok(());
+        }
+        let inner = self.lock();
+        let now = Instant::now();
+        if inner.state == BreakerState::Closed || now >= inner.open_until {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the {} engine is failing (circuit open after: {}); not trying",
+                self.engine, inner.last_error
+            ),
+        )
+        .with_operation(operation)
+        .with_retry_after(
+            inner
+                .open_until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1)),
+        ))
     }
 
     fn record(&self, admission: &Admission, outcome: std::result::Result<(), &Error>) {
@@ -288,6 +323,36 @@ impl Layers {
         self.breaker.state()
     }
 
+    /// Runs `work`, one operation on the relational engine (which the
+    /// layers do not wrap: it is sea-orm's pool), behind the breaker and
+    /// the metrics only. No retry, since a transaction is not safe to run
+    /// twice as a whole, and no timeout of the layers, since the pool
+    /// bounds the wait for a connection (`relational.acquire_timeout`) and
+    /// `api.request_timeout` the request.
+    pub async fn guard<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let outcome = async {
+            let admission = self.breaker.admit(operation)?;
+            let outcome = work.await;
+            self.breaker
+                .record(&admission, outcome.as_ref().map(|_| ()));
+            outcome
+        }
+        .await;
+        self.observe(operation, started.elapsed(), outcome.is_err());
+        outcome
+    }
+
+    /// Fails at once while the breaker is open; for an operation that
+    /// spans engines, whose failure would say nothing of this engine alone.
+    pub fn refuse_if_open(&self, operation: &'static str) -> Result<()> {
+        self.breaker.refuse_if_open(operation)
+    }
+
     /// Calls, errors and time per operation so far.
     pub fn stats(&self) -> BTreeMap<&'static str, OpStats> {
         let stats = self.stats.read().unwrap_or_else(PoisonError::into_inner);
@@ -385,6 +450,38 @@ mod tests {
 
     fn down() -> Error {
         Error::new(ErrorKind::Unavailable, "connection refused")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_whose_caller_is_dropped_does_not_hold_the_circuit_half_open() {
+        let layers = Layers::new("relational", &config(1));
+        let e = layers
+            .guard("q", async { Err::<(), _>(down()) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.message(), "connection refused");
+        assert_eq!(layers.breaker_state(), BreakerState::Open);
+        assert!(layers.refuse_if_open("saga").is_err());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // Due for a probe: a check alone does not take its place.
+        layers.refuse_if_open("saga").unwrap();
+        // The probe goes out, and its caller gives up on it.
+        let probe = layers.guard("q", std::future::pending::<Result<()>>());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), probe)
+                .await
+                .is_err()
+        );
+        let e = layers.guard("q", async { Ok(()) }).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Unavailable,
+            "others wait for the probe"
+        );
+        // Not for ever: after max_cooldown another probe goes, and closes it.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        layers.guard("q", async { Ok(()) }).await.unwrap();
+        assert_eq!(layers.breaker_state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,6 +23,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
 
 use crate::engines::kv::KvStoreExt;
+use crate::engines::layers::Layers;
 use crate::engines::{DocumentStore, KvStore};
 use crate::error::{Error, Result};
 use crate::platform::configs;
@@ -74,6 +75,8 @@ impl ModelInfo {
 #[derive(Debug, Clone)]
 pub struct Models {
     db: DatabaseConnection,
+    /// The relational engine's breaker and metrics.
+    relational: Arc<Layers>,
     docs: Arc<dyn DocumentStore>,
     kv: Arc<dyn KvStore>,
 }
@@ -81,26 +84,33 @@ pub struct Models {
 impl Models {
     pub(crate) fn new(
         db: DatabaseConnection,
+        relational: Arc<Layers>,
         docs: Arc<dyn DocumentStore>,
         kv: Arc<dyn KvStore>,
     ) -> Models {
-        Models { db, docs, kv }
+        Models {
+            db,
+            relational,
+            docs,
+            kv,
+        }
     }
 
     /// The run with its dataset, the config document and the KV counters
     /// of `model_id`, in one call (see the module docs for what happens
     /// when an engine is down). NotFound when there is no such run.
     pub async fn info(&self, model_id: &str) -> Result<ModelInfo> {
-        let (run, dataset) = training_run::Entity::find()
-            .filter(training_run::Column::ModelId.eq(model_id))
-            .find_also_related(dataset::Entity)
-            .one(&self.db)
-            .await
-            .map_err(db_err("model_info"))?
-            .ok_or_else(|| {
-                Error::not_found(format!("no model with model_id `{model_id}`"))
-                    .with_field("model_id")
-            })?;
+        let found = self.relational.guard("model_info", async {
+            training_run::Entity::find()
+                .filter(training_run::Column::ModelId.eq(model_id))
+                .find_also_related(dataset::Entity)
+                .one(&self.db)
+                .await
+                .map_err(db_err("model_info"))
+        });
+        let (run, dataset) = found.await?.ok_or_else(|| {
+            Error::not_found(format!("no model with model_id `{model_id}`")).with_field("model_id")
+        })?;
         let dataset = dataset.ok_or_else(|| {
             Error::internal(format!("run `{model_id}` has no dataset")).with_operation("model_info")
         })?;

@@ -1,7 +1,11 @@
 //! [`Registry`]: the registry as a service over the relational engine, as
 //! the API and the command line use it. Each method is the function of the
 //! same purpose in [`crate::platform::registry`], with the connection held
-//! here.
+//! here, behind the relational engine's circuit breaker
+//! ([`Layers::guard`]): once the engine is known to be down, calls fail at
+//! once instead of each waiting out the pool's acquire timeout.
+
+use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
@@ -10,6 +14,7 @@ use super::analytics::{self, DatasetStats, FrameworkStats, RankedRun, TopModel};
 use super::lineage::{self, DatasetLineage};
 use super::pages::{self, RunCursor, RunList};
 use super::{NewDataset, RunDetails, RunOutcome};
+use crate::engines::layers::Layers;
 use crate::engines::relational::backend_name;
 use crate::error::Result;
 use crate::platform::entities::{alias_history, dataset, model_alias, training_run};
@@ -19,11 +24,13 @@ use crate::platform::search::{self, RunPage};
 #[derive(Debug, Clone)]
 pub struct Registry {
     db: DatabaseConnection,
+    /// The relational engine's breaker and metrics.
+    relational: Arc<Layers>,
 }
 
 impl Registry {
-    pub(crate) fn new(db: DatabaseConnection) -> Registry {
-        Registry { db }
+    pub(crate) fn new(db: DatabaseConnection, relational: Arc<Layers>) -> Registry {
+        Registry { db, relational }
     }
 
     /// The relational backend's name: `sqlite` or `postgres`.
@@ -33,12 +40,16 @@ impl Registry {
 
     /// Registers a dataset; a taken name is a conflict.
     pub async fn create_dataset(&self, new: NewDataset) -> Result<dataset::Model> {
-        super::create_dataset(&self.db, new).await
+        self.relational
+            .guard("create_dataset", super::create_dataset(&self.db, new))
+            .await
     }
 
     /// The dataset called `name`, or NotFound.
     pub async fn dataset(&self, name: &str) -> Result<dataset::Model> {
-        super::dataset_by_name(&self.db, name).await
+        self.relational
+            .guard("dataset", super::dataset_by_name(&self.db, name))
+            .await
     }
 
     /// Datasets by name after `after`, at most `page_size`, and whether
@@ -48,22 +59,33 @@ impl Registry {
         after: Option<&str>,
         page_size: u64,
     ) -> Result<(Vec<dataset::Model>, bool)> {
-        super::list_datasets(&self.db, after, page_size).await
+        self.relational
+            .guard("datasets", super::list_datasets(&self.db, after, page_size))
+            .await
     }
 
     /// A dataset with its training statistics.
     pub async fn dataset_statistics(&self, name: &str) -> Result<(dataset::Model, DatasetStats)> {
-        analytics::dataset_statistics(&self.db, name).await
+        self.relational
+            .guard(
+                "dataset_statistics",
+                analytics::dataset_statistics(&self.db, name),
+            )
+            .await
     }
 
     /// A dataset with its runs, their artifacts and deployments.
     pub async fn lineage(&self, name: &str) -> Result<DatasetLineage> {
-        lineage::dataset_lineage(&self.db, name).await
+        self.relational
+            .guard("lineage", lineage::dataset_lineage(&self.db, name))
+            .await
     }
 
     /// The run `model_id` with its dataset, tags and artifacts.
     pub async fn run(&self, model_id: &str) -> Result<RunDetails> {
-        super::run_details(&self.db, model_id).await
+        self.relational
+            .guard("run", super::run_details(&self.db, model_id))
+            .await
     }
 
     /// Records how the running run `model_id` ended.
@@ -72,7 +94,12 @@ impl Registry {
         model_id: &str,
         outcome: RunOutcome,
     ) -> Result<training_run::Model> {
-        super::complete_run(&self.db, model_id, outcome).await
+        self.relational
+            .guard(
+                "complete_run",
+                super::complete_run(&self.db, model_id, outcome),
+            )
+            .await
     }
 
     /// One page of runs matching a filter of the run search language.
@@ -83,32 +110,50 @@ impl Registry {
         page_size: u64,
         page_token: Option<&str>,
     ) -> Result<RunPage> {
-        search::search_runs(&self.db, filter, order_by, page_size, page_token).await
+        self.relational
+            .guard(
+                "search_runs",
+                search::search_runs(&self.db, filter, order_by, page_size, page_token),
+            )
+            .await
     }
 
     /// Runs by `(started_at, id)` after a cursor: keyset pages.
     pub async fn runs_page(&self, after: Option<RunCursor>, limit: u64) -> Result<RunList> {
-        pages::list_runs(&self.db, after, limit).await
+        self.relational
+            .guard("runs_page", pages::list_runs(&self.db, after, limit))
+            .await
     }
 
     /// The best `n` completed runs by accuracy, with their dataset.
     pub async fn top_models(&self, n: u64) -> Result<Vec<TopModel>> {
-        analytics::top_models_by_accuracy(&self.db, n).await
+        self.relational
+            .guard("top_models", analytics::top_models_by_accuracy(&self.db, n))
+            .await
     }
 
     /// Runs and accuracy per framework.
     pub async fn framework_comparison(&self) -> Result<Vec<FrameworkStats>> {
-        analytics::framework_comparison(&self.db).await
+        self.relational
+            .guard(
+                "framework_comparison",
+                analytics::framework_comparison(&self.db),
+            )
+            .await
     }
 
     /// Completed runs ranked overall and within their framework.
     pub async fn rank_runs(&self) -> Result<Vec<RankedRun>> {
-        analytics::rank_runs(&self.db).await
+        self.relational
+            .guard("rank_runs", analytics::rank_runs(&self.db))
+            .await
     }
 
     /// Where `model@alias` points now, or NotFound.
     pub async fn resolve_alias(&self, alias: &AliasRef) -> Result<model_alias::Model> {
-        aliases::resolve_alias(&self.db, alias).await
+        self.relational
+            .guard("resolve_alias", aliases::resolve_alias(&self.db, alias))
+            .await
     }
 
     /// Points `model@alias` at an artifact of that model, recording the
@@ -120,11 +165,18 @@ impl Registry {
         moved_by: &str,
         reason: Option<&str>,
     ) -> Result<AliasMove> {
-        aliases::move_alias(&self.db, alias, artifact_id, moved_by, reason).await
+        self.relational
+            .guard(
+                "move_alias",
+                aliases::move_alias(&self.db, alias, artifact_id, moved_by, reason),
+            )
+            .await
     }
 
     /// Every move of `model@alias`, oldest first.
     pub async fn alias_history(&self, alias: &AliasRef) -> Result<Vec<alias_history::Model>> {
-        aliases::alias_history(&self.db, alias).await
+        self.relational
+            .guard("alias_history", aliases::alias_history(&self.db, alias))
+            .await
     }
 }

@@ -66,6 +66,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::SagasConfig;
 use crate::engines::document::DocumentStore;
 use crate::engines::kv::KvStore;
+use crate::engines::layers::Layers;
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
 use crate::platform::entities::saga;
@@ -260,6 +261,9 @@ pub struct Sagas {
 #[derive(Clone)]
 struct Inner {
     db: DatabaseConnection,
+    /// The relational engine's breaker: a saga does not begin while it is
+    /// open.
+    relational: Arc<Layers>,
     docs: Arc<dyn DocumentStore>,
     kv: Arc<dyn KvStore>,
     settings: SagasConfig,
@@ -325,6 +329,7 @@ impl Sagas {
     /// Sagas over these engines, driven by this process.
     pub(crate) fn new(
         db: DatabaseConnection,
+        relational: Arc<Layers>,
         docs: Arc<dyn DocumentStore>,
         kv: Arc<dyn KvStore>,
         settings: SagasConfig,
@@ -333,6 +338,7 @@ impl Sagas {
         Sagas {
             inner: Arc::new(Inner {
                 db,
+                relational,
                 docs,
                 kv,
                 settings,

@@ -142,6 +142,7 @@ impl Sagas {
         deadline: Option<Instant>,
     ) -> Result<SagaOutcome<Registered>> {
         let fail = |e: Error| e.with_operation(KIND);
+        self.inner.relational.refuse_if_open(KIND).map_err(fail)?;
         configs::check_config_keys(&new.config, "config").map_err(fail)?;
         registry::check_new_run(&new.model_id, &new.model_name, &new.framework, &new.tags)
             .map_err(fail)?;

@@ -49,6 +49,7 @@ impl Sagas {
     ) -> Result<SagaOutcome<bool>> {
         let fail = |e: Error| e.with_operation(KIND);
         crate::platform::names::check_model_id("model_id", model_id).map_err(fail)?;
+        self.inner.relational.refuse_if_open(KIND).map_err(fail)?;
         let db = &self.inner.db;
         let run = training_run::Entity::find()
             .filter(training_run::Column::ModelId.eq(model_id))
