@@ -181,16 +181,7 @@ impl Breaker {
                 Ok(Admission::Probe)
             }
             BreakerState::Open | BreakerState::HalfOpen => {
-                let wait = inner.open_until.saturating_duration_since(now);
-                Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "the {} engine is failing (circuit open after: {}); not trying",
-                        self.engine, inner.last_error
-                    ),
-                )
-                .with_operation(operation)
-                .with_retry_after(wait.max(Duration::from_millis(1))))
+                Err(self.refusal(&inner, operation, now))
             }
         }
     }
@@ -206,7 +197,13 @@ impl Breaker {
         if inner.state == BreakerState::Closed || now >= inner.open_until {
             return Ok(());
         }
-        Err(Error::new(
+        Err(self.refusal(&inner, operation, now))
+    }
+
+    /// The error a call refused by an open circuit gets.
+    fn refusal(&self, inner: &BreakerInner, operation: &'static str, now: Instant) -> Error {
+        let wait = inner.open_until.saturating_duration_since(now);
+        Error::new(
             ErrorKind::Unavailable,
             format!(
                 "the {} engine is failing (circuit open after: {}); not trying",
@@ -214,12 +211,7 @@ impl Breaker {
             ),
         )
         .with_operation(operation)
-        .with_retry_after(
-            inner
-                .open_until
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1)),
-        ))
+        .with_retry_after(wait.max(Duration::from_millis(1)))
     }
 
     fn record(&self, admission: &Admission, outcome: std::result::Result<(), &Error>) {
