@@ -25,7 +25,8 @@
 //!   start. Imports `engines::relational` for error mapping.
 //! - [`platform`]: the composition root ([`platform::Platform`]: engines
 //!   wrapped in their layers, the schema applied, typed services handed
-//!   out) and the services: registry and tracking (datasets, runs,
+//!   out) and the services, which hand out the platform's own records
+//!   ([`platform::records`]): registry and tracking (datasets, runs,
 //!   artifacts, deployments and aliases on the relational engine, the run
 //!   search language), model configs and experiments on the document
 //!   engine, operations spanning engines (the register and unregister

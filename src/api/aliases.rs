@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use super::{ApiState, limits};
-use crate::platform::entities::{alias_history, model_alias};
+use crate::platform::records::{self, AliasChange};
 use crate::platform::registry::aliases::AliasRef;
 
 /// Who moves aliases when the request does not say.
@@ -32,8 +32,8 @@ pub struct Alias {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<model_alias::Model> for Alias {
-    fn from(m: model_alias::Model) -> Alias {
+impl From<records::Alias> for Alias {
+    fn from(m: records::Alias) -> Alias {
         Alias {
             model_name: m.model_name,
             alias: m.alias,
@@ -76,8 +76,8 @@ pub struct AliasHistoryEntry {
     pub reason: Option<String>,
 }
 
-impl From<alias_history::Model> for AliasHistoryEntry {
-    fn from(h: alias_history::Model) -> AliasHistoryEntry {
+impl From<AliasChange> for AliasHistoryEntry {
+    fn from(h: AliasChange) -> AliasHistoryEntry {
         AliasHistoryEntry {
             from_artifact_id: h.from_artifact_id,
             to_artifact_id: h.to_artifact_id,

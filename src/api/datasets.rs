@@ -15,8 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use super::{ApiState, limits};
 use crate::error::Error;
-use crate::platform::entities::dataset;
 use crate::platform::names::check_text;
+use crate::platform::records;
 use crate::platform::registry::{DATASET_NAME_MAX, NewDataset};
 
 /// The largest page of datasets.
@@ -67,8 +67,8 @@ pub struct Dataset {
     pub created_by: Option<String>,
 }
 
-impl From<dataset::Model> for Dataset {
-    fn from(m: dataset::Model) -> Dataset {
+impl From<records::Dataset> for Dataset {
+    fn from(m: records::Dataset) -> Dataset {
         Dataset {
             id: m.id,
             name: m.name,

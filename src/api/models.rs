@@ -32,7 +32,7 @@ use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use super::limits::{self, ModelId};
 use crate::error::Error;
 use crate::platform::configs::CONFIG_KEY_PATTERN;
-use crate::platform::entities::training_run;
+use crate::platform::records;
 
 /// The header naming the engines a degraded answer lacks.
 pub const DEGRADED_HEADER: &str = "x-strata-degraded";
@@ -154,8 +154,8 @@ pub struct ModelRun {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl From<training_run::Model> for ModelRun {
-    fn from(run: training_run::Model) -> ModelRun {
+impl From<records::Run> for ModelRun {
+    fn from(run: records::Run) -> ModelRun {
         ModelRun {
             id: run.id,
             model_id: run.model_id,

@@ -25,7 +25,7 @@ use super::limits::{self, ModelId};
 use super::sagas::{SagaStatus, accepted};
 use super::{ApiState, Deadline};
 use crate::error::{Error, ErrorKind};
-use crate::platform::entities::{RunStatus, model_artifact, training_run};
+use crate::platform::records::{self, RunStatus};
 use crate::platform::registry::RunOutcome;
 use crate::platform::sagas::{RegisterRun, SagaOutcome};
 
@@ -118,7 +118,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn new(run: training_run::Model, dataset: String, tags: BTreeMap<String, String>) -> Run {
+    fn new(run: records::Run, dataset: String, tags: BTreeMap<String, String>) -> Run {
         Run {
             id: run.id,
             model_id: run.model_id,
@@ -153,8 +153,8 @@ pub struct Artifact {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<model_artifact::Model> for Artifact {
-    fn from(a: model_artifact::Model) -> Artifact {
+impl From<records::Artifact> for Artifact {
+    fn from(a: records::Artifact) -> Artifact {
         Artifact {
             id: a.id,
             uri: a.uri,

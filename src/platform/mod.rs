@@ -59,6 +59,7 @@ pub mod entities;
 pub mod health;
 pub mod hybrid;
 pub mod names;
+pub mod records;
 pub mod registry;
 pub mod sagas;
 pub mod schema;

@@ -3,8 +3,8 @@
 use super::{DEMO_MODEL, Out};
 use crate::error::Result;
 use crate::platform::Platform;
-use crate::platform::entities::RunStatus;
 use crate::platform::hybrid::migrate::{Drift, MigrateOptions};
+use crate::platform::records::RunStatus;
 use crate::platform::registry::RunOutcome;
 
 /// Verifies the migration and prints the counts.

@@ -28,6 +28,7 @@ use crate::engines::{DocumentStore, KvStore};
 use crate::error::{Error, Result};
 use crate::platform::configs;
 use crate::platform::entities::{dataset, training_run};
+use crate::platform::records::{Dataset, Run};
 use crate::platform::registry::db_err;
 
 pub mod migrate;
@@ -48,9 +49,9 @@ fn counter_value(raw: &[u8]) -> Option<i64> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
     /// The SQL run.
-    pub run: training_run::Model,
+    pub run: Run,
     /// The dataset it trained on.
-    pub dataset: dataset::Model,
+    pub dataset: Dataset,
     /// The config document, as relaxed extended JSON without its `_id`;
     /// `None` when the model has none, or when the document engine could
     /// not answer (then `unavailable` names it).
@@ -156,8 +157,8 @@ impl Models {
             Err(e) => return Err(e.with_operation("model_info")),
         };
         Ok(ModelInfo {
-            run,
-            dataset,
+            run: run.into(),
+            dataset: dataset.into(),
             config,
             counters,
             unavailable,

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::platform::entities::{alias_history, model_alias, model_artifact, training_run};
 use crate::platform::names::{check_name, check_optional_text};
 use crate::platform::now;
+use crate::platform::records::{Alias, AliasChange};
 
 /// The longest alias, in characters.
 pub const ALIAS_MAX: usize = 100;
@@ -94,9 +95,9 @@ impl fmt::Display for AliasRef {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AliasMove {
     /// The alias as it now is.
-    pub alias: model_alias::Model,
+    pub alias: Alias,
     /// The audit row written; `None` when the alias already pointed there.
-    pub history: Option<alias_history::Model>,
+    pub history: Option<AliasChange>,
 }
 
 /// Points `alias` at `artifact_id`, recording who moved it and why. See the
@@ -144,7 +145,7 @@ where
     {
         txn.commit().await.map_err(db_err("move_alias"))?;
         return Ok(AliasMove {
-            alias: current.clone(),
+            alias: current.clone().into(),
             history: None,
         });
     }
@@ -184,8 +185,8 @@ where
     .map_err(db_err("move_alias"))?;
     txn.commit().await.map_err(db_err("move_alias"))?;
     Ok(AliasMove {
-        alias: updated,
-        history: Some(history),
+        alias: updated.into(),
+        history: Some(history.into()),
     })
 }
 

@@ -9,13 +9,14 @@ use serde::Serialize;
 
 use super::{dataset_by_name, db_err};
 use crate::error::Result;
-use crate::platform::entities::{dataset, deployment, model_artifact, training_run};
+use crate::platform::entities::{deployment, model_artifact, training_run};
+use crate::platform::records::{Artifact, Dataset, Deployment, Run};
 
 /// A dataset and everything trained from it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatasetLineage {
     /// The dataset.
-    pub dataset: dataset::Model,
+    pub dataset: Dataset,
     /// Its runs, by id.
     pub runs: Vec<RunLineage>,
 }
@@ -24,7 +25,7 @@ pub struct DatasetLineage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunLineage {
     /// The run.
-    pub run: training_run::Model,
+    pub run: Run,
     /// Its artifacts, by id.
     pub artifacts: Vec<ArtifactLineage>,
 }
@@ -33,9 +34,9 @@ pub struct RunLineage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArtifactLineage {
     /// The artifact.
-    pub artifact: model_artifact::Model,
+    pub artifact: Artifact,
     /// Its deployments, by id.
-    pub deployments: Vec<deployment::Model>,
+    pub deployments: Vec<Deployment>,
 }
 
 /// The lineage tree of the dataset called `name`, or NotFound.
@@ -69,15 +70,23 @@ pub async fn dataset_lineage(db: &impl ConnectionTrait, name: &str) -> Result<Da
         .into_iter()
         .zip(artifacts)
         .map(|(run, artifacts)| RunLineage {
-            run,
+            run: run.into(),
             artifacts: artifacts
                 .into_iter()
                 .map(|artifact| ArtifactLineage {
-                    artifact,
-                    deployments: deployments.next().unwrap_or_default(),
+                    artifact: artifact.into(),
+                    deployments: deployments
+                        .next()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
                 })
                 .collect(),
         })
         .collect();
-    Ok(DatasetLineage { dataset, runs })
+    Ok(DatasetLineage {
+        dataset: dataset.into(),
+        runs,
+    })
 }

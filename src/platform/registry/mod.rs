@@ -48,6 +48,7 @@ use crate::platform::entities::{
 };
 use crate::platform::names::{TAG_KEY_PATTERN, check_model_id, check_optional_text, check_text};
 use crate::platform::now;
+use crate::platform::records::{Artifact, Dataset, Run};
 
 pub use crate::platform::names::{check_name, is_valid_tag_key};
 
@@ -672,13 +673,13 @@ pub async fn create_deployment(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunDetails {
     /// The run.
-    pub run: training_run::Model,
+    pub run: Run,
     /// Its dataset.
-    pub dataset: dataset::Model,
+    pub dataset: Dataset,
     /// Its tags, by key.
     pub tags: BTreeMap<String, String>,
     /// Its artifacts, oldest first.
-    pub artifacts: Vec<model_artifact::Model>,
+    pub artifacts: Vec<Artifact>,
 }
 
 /// Runs (all, or those of `dataset_id`) with their dataset, tags and
@@ -746,10 +747,10 @@ async fn load_details(db: &impl ConnectionTrait, filter: Condition) -> Result<Ve
         .zip(datasets)
         .zip(tags.into_iter().zip(artifacts))
         .map(|((run, dataset), (tags, artifacts))| RunDetails {
-            run,
-            dataset,
+            run: run.into(),
+            dataset: dataset.into(),
             tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
-            artifacts,
+            artifacts: artifacts.into_iter().map(Into::into).collect(),
         })
         .collect())
 }

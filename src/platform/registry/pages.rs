@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::db_err;
 use crate::error::{Error, Result};
 use crate::platform::entities::training_run;
+use crate::platform::records::Run;
 
 /// Where a page of runs ended: the sort key and id of its last run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +28,7 @@ pub struct RunCursor {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunList {
     /// At most the requested number of runs, newest first.
-    pub runs: Vec<training_run::Model>,
+    pub runs: Vec<Run>,
     /// The cursor for the next page; `None` on the last page.
     pub next: Option<RunCursor>,
 }
@@ -76,5 +77,8 @@ pub async fn list_runs(
     } else {
         None
     };
-    Ok(RunList { runs, next })
+    Ok(RunList {
+        runs: runs.into_iter().map(Into::into).collect(),
+        next,
+    })
 }

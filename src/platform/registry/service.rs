@@ -17,7 +17,7 @@ use super::{NewDataset, RunDetails, RunOutcome};
 use crate::engines::layers::Layers;
 use crate::engines::relational::backend_name;
 use crate::error::Result;
-use crate::platform::entities::{alias_history, dataset, model_alias, training_run};
+use crate::platform::records::{Alias, AliasChange, Dataset, Run};
 use crate::platform::search::{self, RunPage};
 
 /// Datasets, runs, aliases and their analytics. Cheap to clone.
@@ -39,17 +39,19 @@ impl Registry {
     }
 
     /// Registers a dataset; a taken name is a conflict.
-    pub async fn create_dataset(&self, new: NewDataset) -> Result<dataset::Model> {
+    pub async fn create_dataset(&self, new: NewDataset) -> Result<Dataset> {
         self.relational
             .guard("create_dataset", super::create_dataset(&self.db, new))
             .await
+            .map(Dataset::from)
     }
 
     /// The dataset called `name`, or NotFound.
-    pub async fn dataset(&self, name: &str) -> Result<dataset::Model> {
+    pub async fn dataset(&self, name: &str) -> Result<Dataset> {
         self.relational
             .guard("dataset", super::dataset_by_name(&self.db, name))
             .await
+            .map(Dataset::from)
     }
 
     /// Datasets by name after `after`, at most `page_size`, and whether
@@ -58,20 +60,22 @@ impl Registry {
         &self,
         after: Option<&str>,
         page_size: u64,
-    ) -> Result<(Vec<dataset::Model>, bool)> {
+    ) -> Result<(Vec<Dataset>, bool)> {
         self.relational
             .guard("datasets", super::list_datasets(&self.db, after, page_size))
             .await
+            .map(|(page, more)| (page.into_iter().map(Dataset::from).collect(), more))
     }
 
     /// A dataset with its training statistics.
-    pub async fn dataset_statistics(&self, name: &str) -> Result<(dataset::Model, DatasetStats)> {
+    pub async fn dataset_statistics(&self, name: &str) -> Result<(Dataset, DatasetStats)> {
         self.relational
             .guard(
                 "dataset_statistics",
                 analytics::dataset_statistics(&self.db, name),
             )
             .await
+            .map(|(dataset, stats)| (dataset.into(), stats))
     }
 
     /// A dataset with its runs, their artifacts and deployments.
@@ -89,17 +93,14 @@ impl Registry {
     }
 
     /// Records how the running run `model_id` ended.
-    pub async fn complete_run(
-        &self,
-        model_id: &str,
-        outcome: RunOutcome,
-    ) -> Result<training_run::Model> {
+    pub async fn complete_run(&self, model_id: &str, outcome: RunOutcome) -> Result<Run> {
         self.relational
             .guard(
                 "complete_run",
                 super::complete_run(&self.db, model_id, outcome),
             )
             .await
+            .map(Run::from)
     }
 
     /// One page of runs matching a filter of the run search language.
@@ -150,10 +151,11 @@ impl Registry {
     }
 
     /// Where `model@alias` points now, or NotFound.
-    pub async fn resolve_alias(&self, alias: &AliasRef) -> Result<model_alias::Model> {
+    pub async fn resolve_alias(&self, alias: &AliasRef) -> Result<Alias> {
         self.relational
             .guard("resolve_alias", aliases::resolve_alias(&self.db, alias))
             .await
+            .map(Alias::from)
     }
 
     /// Points `model@alias` at an artifact of that model, recording the
@@ -174,9 +176,10 @@ impl Registry {
     }
 
     /// Every move of `model@alias`, oldest first.
-    pub async fn alias_history(&self, alias: &AliasRef) -> Result<Vec<alias_history::Model>> {
+    pub async fn alias_history(&self, alias: &AliasRef) -> Result<Vec<AliasChange>> {
         self.relational
             .guard("alias_history", aliases::alias_history(&self.db, alias))
             .await
+            .map(|moves| moves.into_iter().map(AliasChange::from).collect())
     }
 }

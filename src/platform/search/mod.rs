@@ -90,6 +90,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::platform::entities::{dataset, run_tag, training_run};
+use crate::platform::records::Run;
 use crate::platform::registry::db_err;
 
 mod ast;
@@ -108,7 +109,7 @@ pub const MAX_PAGE_SIZE: u64 = 1000;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunHit {
     /// The run.
-    pub run: training_run::Model,
+    pub run: Run,
     /// The name of its dataset.
     pub dataset: String,
     /// Its tags, by key.
@@ -480,7 +481,7 @@ pub async fn search_runs(
             .zip(datasets)
             .zip(tags)
             .map(|((run, dataset), tags)| RunHit {
-                run,
+                run: run.into(),
                 dataset,
                 tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
             })
