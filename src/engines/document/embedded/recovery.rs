@@ -17,7 +17,8 @@
 //!   records the snapshot already holds (they are skipped), but a gap
 //!   between the snapshot and the log, or inside the log, is damage.
 //! - A torn tail after the checkpoint is the write a crash interrupted: it
-//!   is cut off with a warning saying how many bytes went. Damage before the
+//!   is cut off with a warning saying what went: the one incomplete record
+//!   and its bytes. Damage before the
 //!   checkpoint, or followed by intact data, is an error naming the file and
 //!   offset.
 //! - Compaction moves from generation `g` to `g + 1` by renaming the new
@@ -515,9 +516,10 @@ fn replay_log(
                 tracing::warn!(
                     file = %path.display(),
                     offset,
+                    dropped_records = 1,
                     dropped_bytes = total - offset,
                     last_lsn,
-                    "dropping {} bytes at the end of the document log: an incomplete record (or zeros) a crash left after LSN {last_lsn}",
+                    "dropping 1 incomplete record ({} bytes) at the end of the document log: a write a crash cut short after LSN {last_lsn}; every record before it is kept",
                     total - offset
                 );
                 break;
