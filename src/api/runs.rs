@@ -230,6 +230,7 @@ pub async fn create(
         .as_ref()
         .map_or_else(Document::new, limits::json_object_to_document);
     let dataset = body.dataset.clone();
+    let tags = body.tags.clone();
     let outcome = state
         .platform
         .sagas()
@@ -256,13 +257,9 @@ pub async fn create(
         })?;
     match outcome {
         SagaOutcome::Done(registered) => {
-            // The stored row, as every other read of a run shows it.
-            let details = state
-                .platform
-                .registry()
-                .run(&registered.run.model_id)
-                .await?;
-            let run = Run::new(details.run, details.dataset.name, details.tags);
+            // The run this registration wrote (with the tags it wrote), even
+            // when another request has changed or removed it since.
+            let run = Run::new(registered.run, registered.dataset, tags);
             Ok((StatusCode::CREATED, Json(run)).into_response())
         }
         SagaOutcome::Pending(saga) => Ok(accepted(saga)),

@@ -30,6 +30,7 @@ use crate::engines::kv::KvStoreExt;
 use crate::engines::relational::begin_write;
 use crate::error::{Error, ErrorKind, Result};
 use crate::platform::entities::{run_tag, training_run};
+use crate::platform::records::{Run, RunStatus};
 use crate::platform::registry::{self, NewRun, db_err};
 use crate::platform::{configs, now};
 
@@ -74,8 +75,9 @@ pub struct RegisterRun {
 /// What a registration wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registered {
-    /// The SQL run row.
-    pub run: training_run::Model,
+    /// The run as stored now; as it was registered when another request
+    /// has removed it since.
+    pub run: Run,
     /// The name of its dataset.
     pub dataset: String,
     /// The framework's registration count once this one was counted.
@@ -260,20 +262,24 @@ impl Sagas {
     }
 
     /// The registration a completed saga's result describes, with the run
-    /// as it is stored now.
+    /// as it is stored now, or as it was registered when another request
+    /// has removed it since (the registration did happen).
     async fn registered(&self, result: &serde_json::Value) -> Result<Registered> {
         let field = |name: &str| result.get(name).cloned().unwrap_or_default();
         let run_id = field("run_id").as_i64().ok_or_else(|| {
             Error::internal("a completed registration without its run id").with_operation(KIND)
         })?;
-        let run = training_run::Entity::find_by_id(run_id)
+        let stored = training_run::Entity::find_by_id(run_id)
             .one(&self.inner.db)
             .await
-            .map_err(db_err(KIND))?
-            .ok_or_else(|| {
+            .map_err(db_err(KIND))?;
+        let run = match stored {
+            Some(run) => Run::from(run),
+            None => as_registered(run_id, result).ok_or_else(|| {
                 Error::not_found(format!("the registered run #{run_id} was removed since"))
                     .with_operation(KIND)
-            })?;
+            })?,
+        };
         Ok(Registered {
             run,
             dataset: field("dataset").as_str().unwrap_or_default().to_owned(),
@@ -414,11 +420,76 @@ pub(super) fn result(run: &Progress) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "run_id": output("sql_run", "run_id"),
         "dataset": request.dataset,
+        "dataset_id": request.dataset_id,
+        "model_id": request.model_id,
+        "model_name": request.model_name,
+        "framework": request.framework,
+        "started_at": request.started_at,
         "framework_runs": output("registration_counter", "framework_runs"),
         "saga_id": run.id(),
     }))
 }
 
+/// The run as a completed registration wrote it, from the saga's result
+/// (`None` for a result recorded without the run's fields).
+fn as_registered(run_id: i64, result: &serde_json::Value) -> Option<Run> {
+    let text = |name: &str| result.get(name)?.as_str().map(str::to_owned);
+    Some(Run {
+        id: run_id,
+        dataset_id: result.get("dataset_id")?.as_i64()?,
+        model_id: text("model_id")?,
+        model_name: text("model_name")?,
+        framework: text("framework")?,
+        status: RunStatus::Running,
+        accuracy: None,
+        loss: None,
+        training_time_seconds: None,
+        started_at: serde_json::from_value(result.get("started_at")?.clone()).ok()?,
+        completed_at: None,
+    })
+}
+
 fn unknown_step(step: &str) -> Error {
     Error::internal(format!("`{KIND}` has no step `{step}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_describes_the_run_as_registered() {
+        let started_at = Utc::now().trunc_subsecs(6);
+        let result = serde_json::json!({
+            "run_id": 19,
+            "dataset": "fraud-train-v1",
+            "dataset_id": 3,
+            "model_id": "fd-19",
+            "model_name": "fraud-detector",
+            "framework": "xgboost",
+            "started_at": started_at,
+            "framework_runs": 4,
+            "saga_id": "s",
+        });
+        let run = as_registered(19, &result).expect("a run");
+        assert_eq!(
+            run,
+            Run {
+                id: 19,
+                dataset_id: 3,
+                model_id: "fd-19".into(),
+                model_name: "fraud-detector".into(),
+                framework: "xgboost".into(),
+                status: RunStatus::Running,
+                accuracy: None,
+                loss: None,
+                training_time_seconds: None,
+                started_at,
+                completed_at: None,
+            }
+        );
+        // A result recorded without the run's fields describes no run.
+        let older = serde_json::json!({"run_id": 19, "dataset": "d", "saga_id": "s"});
+        assert_eq!(as_registered(19, &older), None);
+    }
 }
