@@ -46,6 +46,15 @@ struct Schema {
 }
 
 impl Schema {
+    /// No strata schema: every migration pending.
+    fn missing() -> Schema {
+        Schema {
+            applied: Vec::new(),
+            pending: migration::known(),
+            missing: true,
+        }
+    }
+
     fn status(&self) -> &'static str {
         if self.missing {
             "missing"
@@ -192,59 +201,50 @@ async fn check_relational(config: &Config) -> Row {
     };
     let read =
         |sql: &'static str| read_only::query(&config.relational, &config.data_dir, sql, limits);
+    // One statement both checks the connection and reads the schema.
     let outcome = bounded(timeout, async {
         let started = Instant::now();
-        match read("SELECT 1 AS one").await {
-            Ok(_) => Ok(Some(started.elapsed())),
+        match read("SELECT version FROM seaql_migrations").await {
+            Ok(out) => {
+                let applied: Vec<String> = out
+                    .rows
+                    .iter()
+                    .filter_map(|row| row["version"].as_str().map(str::to_owned))
+                    .collect();
+                let pending = migration::known()
+                    .into_iter()
+                    .filter(|name| !applied.contains(name))
+                    .collect();
+                let schema = Schema {
+                    applied,
+                    pending,
+                    missing: false,
+                };
+                Ok((Some(started.elapsed()), schema))
+            }
+            // Connected, but no migration table: a database strata never
+            // migrated.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                Ok((Some(started.elapsed()), Schema::missing()))
+            }
             // SQLite: no data directory or no database file yet. Nothing
             // is created to check it.
             Err(e)
                 if config.relational.is_sqlite()
                     && matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Config) =>
             {
-                Ok(None)
+                Ok((None, Schema::missing()))
             }
             Err(e) => Err(e),
         }
     })
     .await;
     let (outcome, note, schema) = match outcome {
-        Ok(Some(rtt)) => {
-            let schema = match read("SELECT version FROM seaql_migrations").await {
-                Ok(out) => {
-                    let applied: Vec<String> = out
-                        .rows
-                        .iter()
-                        .filter_map(|row| row["version"].as_str().map(str::to_owned))
-                        .collect();
-                    let pending = migration::known()
-                        .into_iter()
-                        .filter(|name| !applied.contains(name))
-                        .collect();
-                    Some(Schema {
-                        applied,
-                        pending,
-                        missing: false,
-                    })
-                }
-                // No migration table: a database strata never migrated.
-                Err(e) if e.kind() == ErrorKind::InvalidInput => Some(Schema {
-                    applied: Vec::new(),
-                    pending: migration::known(),
-                    missing: true,
-                }),
-                Err(e) => return row_failed("relational", kind, url, e),
-            };
-            (Ok(rtt), None, schema)
-        }
-        Ok(None) => (
+        Ok((Some(rtt), schema)) => (Ok(rtt), None, Some(schema)),
+        Ok((None, schema)) => (
             Ok(Duration::ZERO),
             Some("no database yet (serve, seed, demo or migrate creates it)".to_owned()),
-            Some(Schema {
-                applied: Vec::new(),
-                pending: migration::known(),
-                missing: true,
-            }),
+            Some(schema),
         ),
         Err(e) => (Err(e), None, None),
     };
@@ -255,17 +255,6 @@ async fn check_relational(config: &Config) -> Row {
         outcome,
         note,
         schema,
-    }
-}
-
-fn row_failed(engine: &'static str, kind: &str, target: String, error: Error) -> Row {
-    Row {
-        engine,
-        kind: kind.into(),
-        target,
-        outcome: Err(error),
-        note: None,
-        schema: None,
     }
 }
 
