@@ -679,6 +679,45 @@ async fn loading_details_issues_a_fixed_number_of_statements(t: &TestDb) {
     assert_eq!(few, 3, "runs joined to datasets, then tags, then artifacts");
 }
 
+/// Writers racing to create the same aliases: each alias is created once
+/// and every move is answered and audited (on PostgreSQL a first move
+/// locks a row that does not exist yet, so the creation itself must be
+/// serialised).
+async fn concurrent_first_moves_of_an_alias_all_succeed(db: DatabaseConnection) {
+    seed(&db).await;
+    let (a1, a2) = artifacts_and_deployments(&db).await;
+    const ALIASES: usize = 20;
+    const WRITERS: usize = 8;
+    let tasks = (0..WRITERS).map(|w| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            for k in 0..ALIASES {
+                let alias: aliases::AliasRef = format!("fraud-detector@race-{k}").parse().unwrap();
+                let artifact = if (w + k) % 2 == 0 { a1 } else { a2 };
+                aliases::move_alias(&db, &alias, artifact, &format!("w{w}"), None)
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w}, {alias}: {e}"));
+            }
+        })
+    });
+    for task in futures::future::join_all(tasks).await {
+        task.expect("a writer panicked");
+    }
+    for k in 0..ALIASES {
+        let alias: aliases::AliasRef = format!("fraud-detector@race-{k}").parse().unwrap();
+        let current = aliases::resolve_alias(&db, &alias).await.unwrap();
+        let history = aliases::alias_history(&db, &alias).await.unwrap();
+        assert!(!history.is_empty(), "{alias} has no history");
+        assert_eq!(history[0].from_artifact_id, None, "{alias}: one creation");
+        assert!(history[1..].iter().all(|h| h.from_artifact_id.is_some()));
+        assert_eq!(
+            history.last().map(|h| h.to_artifact_id),
+            Some(current.artifact_id),
+            "{alias}: the last move is where it points"
+        );
+    }
+}
+
 macro_rules! registry_cases {
     ($backend:ident, $setup:expr; $($case:ident),* $(,)?; $($raw:ident),* $(,)?) => {
         mod $backend {
@@ -718,7 +757,8 @@ macro_rules! all_cases {
             keyset_pages_are_stable_under_inserts,
             bulk_upserts_insert_then_update,
             lineage_walks_dataset_to_deployments,
-            alias_moves_are_audited;
+            alias_moves_are_audited,
+            concurrent_first_moves_of_an_alias_all_succeed;
             loading_details_issues_a_fixed_number_of_statements,
         );
     };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 use crate::config::{RelationalConfig, redact_url};
@@ -102,6 +102,30 @@ where
         ..Default::default()
     })
     .await
+}
+
+/// Serialises, until `txn` ends, the write transactions that lock the same
+/// `key`, including over rows that do not exist yet (which `SELECT ... FOR
+/// UPDATE` cannot lock): a transaction-scoped advisory lock on PostgreSQL.
+/// On SQLite a write transaction from [`begin_write`] already holds the
+/// database's write lock, so there is nothing more to take.
+pub async fn lock_key<C>(txn: &C, key: &str) -> std::result::Result<(), DbErr>
+where
+    C: ConnectionTrait,
+{
+    /// The advisory lock space of these keys (two-key form, apart from
+    /// the migration's single-key lock).
+    const SPACE: i32 = 0x5354_4b59; // "STKY"
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        [SPACE.into(), key.into()],
+    ))
+    .await
+    .map(|_| ())
 }
 
 /// Whether `error` is SQLite's `SQLITE_BUSY` (primary result code 5,

@@ -30,7 +30,7 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::{MODEL_NAME_MAX, db_err};
-use crate::engines::relational::begin_write;
+use crate::engines::relational::{begin_write, lock_key};
 use crate::error::{Error, Result};
 use crate::platform::entities::{alias_history, model_alias, model_artifact, training_run};
 use crate::platform::names::{check_name, check_optional_text};
@@ -135,6 +135,11 @@ where
         .with_field("artifact_id")
         .with_operation("move_alias"));
     }
+    // Two first moves of one alias would both find no row to lock, and
+    // both insert it.
+    lock_key(&txn, &format!("alias:{}@{}", alias.model_name, alias.alias))
+        .await
+        .map_err(db_err("move_alias"))?;
     let current = model_alias::Entity::find_by_id((alias.model_name.clone(), alias.alias.clone()))
         .lock_exclusive()
         .one(&txn)
