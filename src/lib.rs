@@ -44,6 +44,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod engines;
