@@ -65,6 +65,8 @@ pub struct Config {
     /// Timeout, retry and circuit breaker around the document, key-value
     /// and queue engines (`engines::layers`).
     pub layers: LayersConfig,
+    /// The three-tier cache: every cache's defaults (`crate::cache`).
+    pub cache: crate::cache::CacheSettings,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             sagas: SagasConfig::default(),
             layers: LayersConfig::default(),
+            cache: crate::cache::CacheSettings::default(),
         }
     }
 }

@@ -426,6 +426,9 @@ async fn run_is_fetched_with_its_artifacts() {
     )
     .await
     .expect("artifact");
+    // Written straight to the engine, behind the registry's back: say so
+    // to the caches, as the registry's own writes do.
+    api.platform.rows().model_changed("xgb-high").await;
     let (status, body) = api.get("/v1/runs/xgb-high").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["model_id"], "xgb-high");

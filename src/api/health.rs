@@ -121,3 +121,25 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Readines
         }),
     )
 }
+
+/// The answer of `/v1/cache`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CacheReport {
+    /// This instance's end of the backplane that carries invalidations
+    /// between instances.
+    pub backplane: crate::cache::BackplaneStatus,
+    /// Each cache's counters since this process started, by name.
+    pub caches: Vec<crate::cache::CacheStats>,
+}
+
+/// The counters of this instance's caches (hits per tier, loads, stale
+/// serves, L2 errors, backplane messages and resets).
+#[utoipa::path(get, path = "/v1/cache", tag = "health",
+    responses((status = 200, description = "This instance's caches", body = CacheReport)))]
+pub async fn cache(State(state): State<ApiState>) -> Json<CacheReport> {
+    let caches = state.platform.caches();
+    Json(CacheReport {
+        backplane: caches.backplane().status(),
+        caches: caches.stats(),
+    })
+}

@@ -33,7 +33,7 @@
 //!
 //! - [`error`]: the JSON error shape, and extractors mapping axum's
 //!   rejections into it.
-//! - [`health`]: `/healthz`, `/readyz`.
+//! - [`health`]: `/healthz`, `/readyz`, and `/v1/cache` (the caches' counters).
 //! - [`datasets`], [`runs`], [`aliases`], [`analytics`]: one module per
 //!   resource, over [`crate::platform::registry`] and
 //!   [`crate::platform::search`].
@@ -164,6 +164,7 @@ fn route_table(table: RouteTable) -> RouteTable {
         .add(Method::GET, "/healthz", health::healthz)
         .add(Method::GET, "/readyz", health::readyz)
         .add(Method::GET, "/openapi.json", openapi::openapi_json)
+        .add(Method::GET, "/v1/cache", health::cache)
         .add(Method::POST, "/v1/datasets", datasets::create)
         .add(Method::GET, "/v1/datasets", datasets::list)
         .add(Method::GET, "/v1/datasets/{name}", datasets::get)

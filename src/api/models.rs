@@ -37,6 +37,10 @@ use crate::platform::records;
 /// The header naming the engines a degraded answer lacks.
 pub const DEGRADED_HEADER: &str = "x-strata-degraded";
 
+/// The header naming the cache tier that answered: `l1`, `l2`, `loaded` or
+/// `stale` (per part when an answer has several).
+pub const CACHE_HEADER: &str = "x-strata-cache";
+
 /// Filters of `GET /v1/models`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -197,7 +201,7 @@ pub struct ModelInfo {
 #[utoipa::path(get, path = "/v1/models/{model_id}", tag = "models",
     params(("model_id" = ModelId, Path, description = "The model's id")),
     responses(
-        (status = 200, description = "The model across engines; `X-Strata-Degraded` names the engines a degraded answer lacks", body = ModelInfo),
+        (status = 200, description = "The model across engines; `X-Strata-Degraded` names the engines a degraded answer lacks, `X-Strata-Cache` the tier that answered for the run and the config (`run=l1,config=l2`: `l1`, `l2`, `loaded` or `stale`)", body = ModelInfo),
         (status = 400, description = "Not a model id", body = ErrorBody),
         (status = 404, description = "No such model", body = ErrorBody),
         (status = 503, description = "The relational engine is unavailable", body = ErrorBody)))]
@@ -222,6 +226,15 @@ pub async fn info(State(state): State<ApiState>, model_id: ModelId) -> Result<Re
         unavailable,
     };
     let mut response = Json(body).into_response();
+    let served = match info.served_by.config {
+        Some(config) => format!("run={},config={config}", info.served_by.run),
+        None => format!("run={}", info.served_by.run),
+    };
+    if let Ok(value) = HeaderValue::from_str(&served) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(CACHE_HEADER), value);
+    }
     if !header.is_empty()
         && let Ok(value) = HeaderValue::from_str(&header)
     {

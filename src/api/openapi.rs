@@ -13,7 +13,7 @@ use super::{aliases, analytics, datasets, error, health, limits, models, runs, s
 #[openapi(
     info(title = "strata", description = "The data plane of an ML platform: datasets, training runs, aliases and analytics."),
     paths(
-        health::healthz, health::readyz, openapi_json,
+        health::healthz, health::readyz, health::cache, openapi_json,
         datasets::create, datasets::list, datasets::get, datasets::stats,
         runs::create, runs::search, runs::get, runs::delete, runs::complete,
         aliases::resolve, aliases::move_to,

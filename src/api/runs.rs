@@ -299,18 +299,29 @@ pub async fn search(
 #[utoipa::path(get, path = "/v1/runs/{model_id}", tag = "runs",
     params(("model_id" = ModelId, Path, description = "The run's model_id")),
     responses(
-        (status = 200, description = "Found", body = RunWithArtifacts),
+        (status = 200, description = "Found; `X-Strata-Cache` names the cache tier that answered (`l1`, `l2`, `loaded`, `stale`)", body = RunWithArtifacts),
         (status = 400, description = "Not a model id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
     model_id: ModelId,
-) -> Result<Json<RunWithArtifacts>, ApiError> {
-    let details = state.platform.registry().run(model_id.as_str()).await?;
-    Ok(Json(RunWithArtifacts {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let (details, tier) = state
+        .platform
+        .registry()
+        .run_cached(model_id.as_str())
+        .await?;
+    let mut response = Json(RunWithArtifacts {
         run: Run::new(details.run, details.dataset.name, details.tags),
         artifacts: details.artifacts.into_iter().map(Artifact::from).collect(),
-    }))
+    })
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::HeaderName::from_static(super::models::CACHE_HEADER),
+        axum::http::HeaderValue::from_static(tier.as_str()),
+    );
+    Ok(response)
 }
 
 /// Removes the model `model_id` from every engine, as a durable saga: the

@@ -34,7 +34,9 @@ use serde::Serialize;
 use crate::engines::document::{
     CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec,
 };
+use crate::cache::Lookup;
 use crate::error::{Error, Result};
+use crate::platform::rows::{CachedDocument, RowCaches};
 use crate::platform::names::{METRIC_NAME_PATTERN, check_model_id, check_name};
 use crate::platform::registry::{FRAMEWORK_MAX, MODEL_NAME_MAX};
 
@@ -469,22 +471,37 @@ pub fn seed_configs() -> Vec<Document> {
 #[derive(Debug, Clone)]
 pub struct ModelConfigs {
     docs: std::sync::Arc<dyn DocumentStore>,
+    /// Configs by model id, cached.
+    rows: RowCaches,
 }
 
 impl ModelConfigs {
-    pub(crate) fn new(docs: std::sync::Arc<dyn DocumentStore>) -> ModelConfigs {
-        ModelConfigs { docs }
+    pub(crate) fn new(docs: std::sync::Arc<dyn DocumentStore>, rows: RowCaches) -> ModelConfigs {
+        ModelConfigs { docs, rows }
     }
 
     /// The config of `model_id` (without its `_id`), or NotFound.
     pub async fn get(&self, model_id: &str) -> Result<Document> {
-        config_of(self.docs.as_ref(), model_id)
+        self.get_cached(model_id)
             .await?
-            .map(|mut d| {
-                d.remove("_id");
-                d
-            })
+            .value
+            .map(|d| d.0)
             .ok_or_else(|| no_config(model_id))
+    }
+
+    /// The config of `model_id` (without its `_id`) through the `configs`
+    /// cache: `None` when it has none.
+    pub async fn get_cached(&self, model_id: &str) -> Result<Lookup<CachedDocument>> {
+        let docs = std::sync::Arc::clone(&self.docs);
+        let id = model_id.to_owned();
+        self.rows
+            .config(model_id, move || async move {
+                Ok(config_of(docs.as_ref(), &id).await?.map(|mut d| {
+                    d.remove("_id");
+                    CachedDocument(d)
+                }))
+            })
+            .await
     }
 
     /// Creates or replaces the config of `model_id` and returns it as
@@ -515,6 +532,7 @@ impl ModelConfigs {
         self.docs
             .replace_one(MODEL_CONFIGS, by_model_id(model_id), config, true)
             .await?;
+        self.rows.model_changed(model_id).await;
         self.get(model_id).await
     }
 
@@ -526,6 +544,7 @@ impl ModelConfigs {
         metrics: &BTreeMap<String, f64>,
     ) -> Result<Document> {
         set_metrics(self.docs.as_ref(), model_id, metrics).await?;
+        self.rows.model_changed(model_id).await;
         self.get(model_id).await
     }
 

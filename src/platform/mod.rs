@@ -49,6 +49,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+use crate::cache::{Backplane, CacheSettings, Caches};
 use crate::config::{Config, SagasConfig};
 use crate::engines::Engines;
 use crate::engines::layers::Layers;
@@ -61,6 +62,7 @@ pub mod hybrid;
 pub mod names;
 pub mod records;
 pub mod registry;
+pub mod rows;
 pub mod sagas;
 pub mod schema;
 pub mod search;
@@ -71,8 +73,13 @@ pub use health::Health;
 pub use hybrid::Models;
 pub use hybrid::migrate::Migration;
 pub use registry::Registry;
+pub use rows::RowCaches;
 pub use sagas::Sagas;
 pub use seed::Seeder;
+
+/// How long opening the platform waits for the cache backplane's
+/// subscription before going on without it (it keeps trying).
+const BACKPLANE_WAIT: Duration = Duration::from_secs(2);
 
 /// The current time in UTC, truncated to microseconds (PostgreSQL's
 /// precision) so that what is written reads back identically on both
@@ -98,6 +105,8 @@ struct Inner {
     migration: Migration,
     seeder: Seeder,
     health: Health,
+    caches: Caches,
+    rows: RowCaches,
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -112,8 +121,13 @@ impl Platform {
 
     async fn assemble(engines: Engines, config: &Config) -> Result<Platform> {
         let (engines, layers) = crate::engines::layers::wrap(engines, &config.layers);
-        let platform =
-            Platform::build(engines, config.sagas, Arc::clone(&layers.relational)).await?;
+        let platform = Platform::build(
+            engines,
+            config.sagas,
+            config.cache,
+            Arc::clone(&layers.relational),
+        )
+        .await?;
         platform.inner.health.set_layers(layers);
         Ok(platform)
     }
@@ -145,38 +159,54 @@ impl Platform {
             },
             ..Default::default()
         };
-        Platform::build(engines, sagas, Layers::new("relational", &off)).await
+        let cache = CacheSettings::default();
+        Platform::build(engines, sagas, cache, Layers::new("relational", &off)).await
     }
 
     async fn build(
         engines: Engines,
         sagas: SagasConfig,
+        cache: CacheSettings,
         relational: Arc<Layers>,
     ) -> Result<Platform> {
         schema::apply(&engines).await?;
         let db = engines.relational.clone();
+        // Invalidations reach every instance sharing the key-value engine.
+        let backplane = Backplane::start(
+            engines.kv.clone(),
+            crate::cache::CHANNEL,
+            crate::retry::RetryPolicy::default(),
+        );
+        if !backplane.connected(BACKPLANE_WAIT).await {
+            tracing::warn!(
+                "the cache backplane is not subscribed yet (the key-value engine does not answer); \
+                 caches serve from this instance and the loaders until it is"
+            );
+        }
+        let caches = Caches::new(Some(engines.kv.clone()), backplane, cache);
+        let rows = RowCaches::new(&caches, cache)?;
         let sagas = Sagas::new(
             db.clone(),
             Arc::clone(&relational),
             engines.documents.clone(),
             engines.kv.clone(),
             sagas,
+            rows.clone(),
         );
+        let registry = Registry::new(db.clone(), Arc::clone(&relational), rows.clone());
+        let configs = ModelConfigs::new(engines.documents.clone(), rows.clone());
         let platform = Platform {
             inner: Arc::new(Inner {
-                registry: Registry::new(db.clone(), Arc::clone(&relational)),
-                configs: ModelConfigs::new(engines.documents.clone()),
-                models: Models::new(
-                    db,
-                    relational,
-                    engines.documents.clone(),
-                    engines.kv.clone(),
-                ),
+                models: Models::new(registry.clone(), configs.clone(), engines.kv.clone()),
+                registry,
+                configs,
                 migration: Migration::new(engines.clone()),
-                seeder: Seeder::new(engines.clone()),
+                seeder: Seeder::new(engines.clone(), rows.clone()),
                 health: Health::new(engines.clone()),
                 sagas,
                 engines,
+                caches,
+                rows,
                 sweeper: Mutex::new(None),
             }),
         };
@@ -229,6 +259,30 @@ impl Platform {
     /// Each engine's health.
     pub fn health(&self) -> &Health {
         &self.inner.health
+    }
+
+    /// The process's caches: their counters, the backplane, and new caches
+    /// for the services above the platform.
+    pub fn caches(&self) -> &Caches {
+        &self.inner.caches
+    }
+
+    /// The caches of runs and configs by id; a service that changes them
+    /// from outside the platform says so here.
+    pub fn rows(&self) -> &RowCaches {
+        &self.inner.rows
+    }
+
+    /// The key-value engine (with its layers), for the services above the
+    /// platform (serving); they name no backend.
+    pub fn kv(&self) -> Arc<dyn crate::engines::KvStore> {
+        self.inner.engines.kv.clone()
+    }
+
+    /// The document engine (with its layers), for the services above the
+    /// platform.
+    pub fn documents(&self) -> Arc<dyn crate::engines::DocumentStore> {
+        self.inner.engines.documents.clone()
     }
 
     /// The kind of each engine, for people: `(relational, documents, kv,

@@ -5,7 +5,7 @@
 //! rows stay inside the platform.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::entities::{
     alias_history, dataset, deployment, model_alias, model_artifact, training_run,
@@ -18,7 +18,7 @@ pub use super::entities::deployment::DeploymentStatus;
 macro_rules! record {
     ($(#[$meta:meta])* $name:ident from $row:path { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
         }

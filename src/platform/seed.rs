@@ -21,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::platform::rows::RowCaches;
 use crate::engines::Engines;
 use crate::error::{Error, ErrorKind, Result};
 use crate::platform::configs;
@@ -491,16 +492,20 @@ pub async fn seed_synthetic(
 #[derive(Debug, Clone)]
 pub struct Seeder {
     engines: Engines,
+    /// Emptied after seeding: rows changed in bulk.
+    rows: RowCaches,
 }
 
 impl Seeder {
-    pub(crate) fn new(engines: Engines) -> Seeder {
-        Seeder { engines }
+    pub(crate) fn new(engines: Engines, rows: RowCaches) -> Seeder {
+        Seeder { engines, rows }
     }
 
     /// The seed scenario, added where missing ([`seed_scenario`]).
     pub async fn scenario(&self) -> Result<SeedReport> {
-        seed_scenario(&self.engines).await
+        let report = seed_scenario(&self.engines).await;
+        self.rows.clear().await;
+        report
     }
 
     /// Synthetic runs 1 to `n` of `seed` ([`seed_synthetic`]).
@@ -510,6 +515,8 @@ impl Seeder {
         seed: u64,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64> {
-        seed_synthetic(&self.engines, n, seed, progress).await
+        let added = seed_synthetic(&self.engines, n, seed, progress).await;
+        self.rows.clear().await;
+        added
     }
 }

@@ -19,17 +19,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bson::Bson;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Serialize;
 
+use crate::cache::Tier;
+use crate::engines::KvStore;
 use crate::engines::kv::KvStoreExt;
-use crate::engines::layers::Layers;
-use crate::engines::{DocumentStore, KvStore};
 use crate::error::{Error, Result};
-use crate::platform::configs;
-use crate::platform::entities::{dataset, training_run};
+use crate::platform::configs::ModelConfigs;
 use crate::platform::records::{Dataset, Run};
-use crate::platform::registry::db_err;
+use crate::platform::registry::Registry;
 
 pub mod migrate;
 
@@ -48,6 +46,9 @@ fn counter_value(raw: &[u8]) -> Option<i64> {
 /// Everything strata knows of one model, gathered from every engine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
+    /// Which tier answered for the run and for the config (`l1`, `l2`,
+    /// `loaded`, `stale`): the counters are always read live.
+    pub served_by: ServedBy,
     /// The SQL run.
     pub run: Run,
     /// The dataset it trained on.
@@ -64,6 +65,15 @@ pub struct ModelInfo {
     pub unavailable: Vec<&'static str>,
 }
 
+/// Which cache tier answered each cached part of a [`ModelInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServedBy {
+    /// The run and its dataset.
+    pub run: Tier,
+    /// The config document; `None` when it could not be read.
+    pub config: Option<Tier>,
+}
+
 impl ModelInfo {
     /// Whether a part of the answer is missing because its engine could
     /// not answer.
@@ -75,24 +85,16 @@ impl ModelInfo {
 /// A model across engines, as a service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Models {
-    db: DatabaseConnection,
-    /// The relational engine's breaker and metrics.
-    relational: Arc<Layers>,
-    docs: Arc<dyn DocumentStore>,
+    registry: Registry,
+    configs: ModelConfigs,
     kv: Arc<dyn KvStore>,
 }
 
 impl Models {
-    pub(crate) fn new(
-        db: DatabaseConnection,
-        relational: Arc<Layers>,
-        docs: Arc<dyn DocumentStore>,
-        kv: Arc<dyn KvStore>,
-    ) -> Models {
+    pub(crate) fn new(registry: Registry, configs: ModelConfigs, kv: Arc<dyn KvStore>) -> Models {
         Models {
-            db,
-            relational,
-            docs,
+            registry,
+            configs,
             kv,
         }
     }
@@ -101,32 +103,31 @@ impl Models {
     /// of `model_id`, in one call (see the module docs for what happens
     /// when an engine is down). NotFound when there is no such run.
     pub async fn info(&self, model_id: &str) -> Result<ModelInfo> {
-        let found = self.relational.guard("model_info", async {
-            training_run::Entity::find()
-                .filter(training_run::Column::ModelId.eq(model_id))
-                .find_also_related(dataset::Entity)
-                .one(&self.db)
-                .await
-                .map_err(db_err("model_info"))
-        });
-        let (run, dataset) = found.await?.ok_or_else(|| {
-            Error::not_found(format!("no model with model_id `{model_id}`")).with_field("model_id")
-        })?;
-        let dataset = dataset.ok_or_else(|| {
-            Error::internal(format!("run `{model_id}` has no dataset")).with_operation("model_info")
+        // The run and its dataset, from the `runs` cache (a miss reads the
+        // relational engine, behind its breaker).
+        let (details, run_tier) = self.registry.run_cached(model_id).await.map_err(|e| {
+            if e.kind() == crate::ErrorKind::NotFound {
+                Error::not_found(format!("no model with model_id `{model_id}`"))
+                    .with_field("model_id")
+            } else {
+                e
+            }
         })?;
         // The other two engines are independent: ask them at once.
         let counters_key = model_counters_key(model_id);
         let (config, counters) = futures::join!(
-            configs::config_of(self.docs.as_ref(), model_id),
+            self.configs.get_cached(model_id),
             self.kv.hgetall(&counters_key),
         );
         let mut unavailable = Vec::new();
+        let mut config_tier = None;
         let config = match config {
-            Ok(found) => found.map(|mut d| {
-                d.remove("_id");
-                Bson::Document(d).into_relaxed_extjson()
-            }),
+            Ok(found) => {
+                config_tier = Some(found.tier);
+                found
+                    .value
+                    .map(|d| Bson::Document(d.0).into_relaxed_extjson())
+            }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(model_id, "model info without its config: {e}");
                 unavailable.push("documents");
@@ -157,8 +158,12 @@ impl Models {
             Err(e) => return Err(e.with_operation("model_info")),
         };
         Ok(ModelInfo {
-            run: run.into(),
-            dataset: dataset.into(),
+            served_by: ServedBy {
+                run: run_tier,
+                config: config_tier,
+            },
+            run: details.run,
+            dataset: details.dataset,
             config,
             counters,
             unavailable,

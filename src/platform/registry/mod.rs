@@ -670,7 +670,7 @@ pub async fn create_deployment(
 }
 
 /// A run with its dataset, tags and artifacts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunDetails {
     /// The run.
     pub run: Run,
@@ -700,11 +700,23 @@ pub async fn runs_with_details(
 /// The run `model_id` with its dataset, tags and artifacts (the same three
 /// statements as [`runs_with_details`]). NotFound when there is no such run.
 pub async fn run_details(db: &impl ConnectionTrait, model_id: &str) -> Result<RunDetails> {
+    find_run_details(db, model_id)
+        .await?
+        .ok_or_else(|| no_run(model_id))
+}
+
+/// [`run_details`], `None` when there is no such run.
+pub async fn find_run_details(
+    db: &impl ConnectionTrait,
+    model_id: &str,
+) -> Result<Option<RunDetails>> {
     let filter = Condition::all().add(training_run::Column::ModelId.eq(model_id));
-    load_details(db, filter).await?.pop().ok_or_else(|| {
-        Error::not_found(format!("no training run with model_id `{model_id}`"))
-            .with_field("model_id")
-    })
+    Ok(load_details(db, filter).await?.pop())
+}
+
+/// NotFound naming the missing run.
+pub(crate) fn no_run(model_id: &str) -> Error {
+    Error::not_found(format!("no training run with model_id `{model_id}`")).with_field("model_id")
 }
 
 /// Runs matching `filter`, by id, with their dataset, tags and artifacts.

@@ -14,9 +14,11 @@ use super::analytics::{self, DatasetStats, FrameworkStats, RankedRun, TopModel};
 use super::lineage::{self, DatasetLineage};
 use super::pages::{self, RunCursor, RunList};
 use super::{NewDataset, RunDetails, RunOutcome};
+use crate::cache::Tier;
 use crate::engines::layers::Layers;
 use crate::engines::relational::backend_name;
 use crate::error::Result;
+use crate::platform::rows::RowCaches;
 use crate::platform::records::{Alias, AliasChange, Dataset, Run};
 use crate::platform::search::{self, RunPage};
 
@@ -26,11 +28,17 @@ pub struct Registry {
     db: DatabaseConnection,
     /// The relational engine's breaker and metrics.
     relational: Arc<Layers>,
+    /// Runs by id, cached.
+    rows: RowCaches,
 }
 
 impl Registry {
-    pub(crate) fn new(db: DatabaseConnection, relational: Arc<Layers>) -> Registry {
-        Registry { db, relational }
+    pub(crate) fn new(db: DatabaseConnection, relational: Arc<Layers>, rows: RowCaches) -> Registry {
+        Registry {
+            db,
+            relational,
+            rows,
+        }
     }
 
     /// The relational backend's name: `sqlite` or `postgres`.
@@ -87,20 +95,37 @@ impl Registry {
 
     /// The run `model_id` with its dataset, tags and artifacts.
     pub async fn run(&self, model_id: &str) -> Result<RunDetails> {
-        self.relational
-            .guard("run", super::run_details(&self.db, model_id))
-            .await
+        self.run_cached(model_id).await.map(|(run, _)| run)
+    }
+
+    /// [`Registry::run`] through the `runs` cache, with the tier that
+    /// answered.
+    pub async fn run_cached(&self, model_id: &str) -> Result<(RunDetails, Tier)> {
+        let (db, relational, id) = (self.db.clone(), Arc::clone(&self.relational), model_id.to_owned());
+        let lookup = self
+            .rows
+            .run(model_id, move || async move {
+                relational
+                    .guard("run", super::find_run_details(&db, &id))
+                    .await
+            })
+            .await?;
+        let details = lookup.value.ok_or_else(|| super::no_run(model_id))?;
+        Ok((details, lookup.tier))
     }
 
     /// Records how the running run `model_id` ended.
     pub async fn complete_run(&self, model_id: &str, outcome: RunOutcome) -> Result<Run> {
-        self.relational
+        let run = self
+            .relational
             .guard(
                 "complete_run",
                 super::complete_run(&self.db, model_id, outcome),
             )
             .await
-            .map(Run::from)
+            .map(Run::from)?;
+        self.rows.model_changed(model_id).await;
+        Ok(run)
     }
 
     /// One page of runs matching a filter of the run search language.

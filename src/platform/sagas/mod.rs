@@ -63,6 +63,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::platform::rows::RowCaches;
 use crate::config::SagasConfig;
 use crate::engines::document::DocumentStore;
 use crate::engines::kv::KvStore;
@@ -271,6 +272,8 @@ struct Inner {
     owner: String,
     faults: Option<Faults>,
     tasks: TaskTracker,
+    /// What a saga's end invalidates.
+    rows: RowCaches,
 }
 
 impl fmt::Debug for Sagas {
@@ -333,6 +336,7 @@ impl Sagas {
         docs: Arc<dyn DocumentStore>,
         kv: Arc<dyn KvStore>,
         settings: SagasConfig,
+        rows: RowCaches,
     ) -> Sagas {
         let owner = format!("pid{}-{:08x}", std::process::id(), rand::random::<u32>());
         Sagas {
@@ -345,6 +349,7 @@ impl Sagas {
                 owner,
                 faults: None,
                 tasks: TaskTracker::new(),
+                rows,
             }),
         }
     }
@@ -661,9 +666,13 @@ impl Sagas {
         loop {
             match run.state {
                 SagaState::Completed => {
+                    // The model appeared or went: drop what the caches
+                    // hold of it (a cached "not found" included).
+                    self.inner.rows.model_changed(&row.subject).await;
                     return Ok(run.result.clone().unwrap_or(serde_json::Value::Null));
                 }
                 SagaState::Compensated => {
+                    self.inner.rows.model_changed(&row.subject).await;
                     return Err(run.final_error(kind));
                 }
                 SagaState::Running => self.roll_forward(kind, &mut run).await?,
