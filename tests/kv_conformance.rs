@@ -313,6 +313,7 @@ macro_rules! kv_conformance {
                 scan_matches_glob_patterns,
                 delete_pattern_deletes_only_matches,
                 pipeline_answers_in_order_with_failure_in_middle,
+                pipeline_isolates_a_command_refused_before_sending,
                 compare_and_delete_needs_matching_value,
                 publish_reaches_subscriber,
                 dropped_subscription_stops_counting,
@@ -1052,6 +1053,36 @@ async fn pipeline_answers_in_order_with_failure_in_middle(t: TestKv) {
     );
     assert_eq!(results[4].as_ref().unwrap(), &Reply::Int(6));
     assert_eq!(results[5].as_ref().unwrap(), &Reply::Value(Some(b("text"))));
+}
+
+/// A command refused before it reaches the store (here an expiry Redis
+/// could not be sent) gets its own error in a pipeline; the others run.
+async fn pipeline_isolates_a_command_refused_before_sending(t: TestKv) {
+    let kv = t.store();
+    let (n, k) = (t.key("n"), t.key("k"));
+    let too_far = Command::Expire {
+        key: k.clone(),
+        ttl: Duration::MAX,
+        options: ExpireOptions::default(),
+    };
+    let incr = Command::IncrBy {
+        key: n.clone(),
+        delta: 1,
+    };
+    let results = kv
+        .pipeline(vec![incr.clone(), too_far.clone(), incr])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap(), &Reply::Int(1));
+    let err = results[1].as_ref().unwrap_err();
+    assert_invalid(err, "ERR invalid expire time in 'pexpire' command");
+    assert_eq!(err.operation(), Some("pexpire"));
+    assert_eq!(results[2].as_ref().unwrap(), &Reply::Int(2));
+    // Nothing to send at all.
+    let results = kv.pipeline(vec![too_far]).await.unwrap();
+    assert_eq!(results.len(), 1);
+    assert!(results[0].is_err());
 }
 
 async fn compare_and_delete_needs_matching_value(t: TestKv) {

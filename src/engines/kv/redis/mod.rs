@@ -26,7 +26,9 @@
 //!   is bounded by `connect_timeout` ([`ErrorKind::Unavailable`]).
 //! - A pipeline is one Redis pipeline: one round trip, not a transaction
 //!   (no `MULTI`), and each command gets its own result, decoded exactly as
-//!   [`KvStore::execute`] decodes it.
+//!   [`KvStore::execute`] decodes it; a command refused before it is sent
+//!   (an expiry Redis could not be told) gets its error and is left out,
+//!   the others still run.
 //! - The password never appears in `Debug`, `target()` or an error.
 //! - A subscription buffers at most `subscription_capacity` messages (see
 //!   `pubsub`), and ends with `Unavailable` when its connection drops.
@@ -338,30 +340,47 @@ impl KvStore for RedisKv {
         // Each command's error reply stays in its own slot instead of
         // failing the whole pipeline.
         pipeline.ignore_errors();
+        // A command refused before sending (an expiry Redis could not be
+        // told) gets its error in its slot too, and is not sent.
+        let mut refused: Vec<Option<Error>> = Vec::with_capacity(commands.len());
         for command in &commands {
-            let encoded = commands::encode(&self.key_prefix, command)
-                .map_err(|e| self.context(e, command.name()))?;
-            pipeline.add_command(encoded);
+            match commands::encode(&self.key_prefix, command) {
+                Ok(encoded) => {
+                    pipeline.add_command(encoded);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(self.context(e, command.name()))),
+            }
         }
-        let mut connection = self.connection("pipeline").await?;
-        let outcome = self
-            .within(pipeline.query_async(&mut connection.connection))
-            .await;
-        let values: Vec<Value> = self.settle(&mut connection, "pipeline", outcome)?;
-        if values.len() != commands.len() {
+        let sent = refused.iter().filter(|r| r.is_none()).count();
+        let values: Vec<Value> = if sent == 0 {
+            Vec::new()
+        } else {
+            let mut connection = self.connection("pipeline").await?;
+            let outcome = self
+                .within(pipeline.query_async(&mut connection.connection))
+                .await;
+            self.settle(&mut connection, "pipeline", outcome)?
+        };
+        if values.len() != sent {
             return Err(self.context(
                 Error::internal(format!(
-                    "{} replies to a pipeline of {} commands",
+                    "{} replies to a pipeline of {sent} commands",
                     values.len(),
-                    commands.len()
                 )),
                 "pipeline",
             ));
         }
+        let mut values = values.into_iter();
         Ok(commands
             .iter()
-            .zip(values)
-            .map(|(command, value)| {
+            .zip(refused)
+            .map(|(command, refused)| {
+                if let Some(error) = refused {
+                    return Err(error);
+                }
+                // As many values as commands sent: checked above.
+                let value = values.next().unwrap_or_default();
                 commands::decode(command, value).map_err(|e| self.context(e, command.name()))
             })
             .collect())
