@@ -17,24 +17,39 @@ use bb8_redis::redis::{Cmd, Value, cmd};
 use bytes::Bytes;
 
 use super::errors;
+use super::scripts::{Lua, ScriptCall};
 use crate::engines::kv::{
     Command, ExpireOptions, GetExpiry, KeyType, Reply, ScanCursor, ScanOptions, ScoreBound,
     SetCondition, SetOptions, Ttl, ZAddOptions,
 };
 use crate::error::{Error, Result};
 
-/// The compare-and-delete of a lock release. Atomic because Redis runs a
-/// script without interleaving other commands.
-pub(super) const COMPARE_AND_DELETE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/// How a command is sent.
+#[derive(Debug)]
+pub(super) enum Encoded {
+    /// One Redis command.
+    Plain(Cmd),
+    /// A Lua script (see `scripts`): `EVALSHA` when sent alone, `EVAL` in
+    /// a pipeline.
+    Script(ScriptCall),
+}
 
-/// The Redis command for `command`, every key prefixed with `prefix`.
-///
-/// `CompareAndDelete` becomes an `EVAL` of [`COMPARE_AND_DELETE`], which is
-/// what a pipeline needs (one reply, no `NOSCRIPT` round trip); a single
-/// command uses `EVALSHA` through [`redis::Script`](bb8_redis::redis::Script)
-/// instead.
+/// The one Redis command for `command`, every key prefixed with `prefix`:
+/// a script becomes its `EVAL`, which is what a pipeline needs (one reply,
+/// no `NOSCRIPT` round trip).
 pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
+    Ok(match encode_call(prefix, command)? {
+        Encoded::Plain(c) => c,
+        Encoded::Script(call) => call.eval(),
+    })
+}
+
+/// How to send `command`, every key prefixed with `prefix`: one Redis
+/// command, or a script that a single command runs by `EVALSHA` through
+/// [`redis::Script`](bb8_redis::redis::Script) (loading it on `NOSCRIPT`).
+pub(super) fn encode_call(prefix: &str, command: &Command) -> Result<Encoded> {
     let key = |k: &str| format!("{prefix}{k}");
+    let script = |call: ScriptCall| Ok(Encoded::Script(call));
     let c = match command {
         Command::Get { key: k } => cmd("GET").arg(key(k)).to_owned(),
         Command::Set {
@@ -252,18 +267,19 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
             .to_owned(),
         Command::ZRem { key: k, members } => cmd("ZREM").arg(key(k)).arg(members).to_owned(),
         Command::ZCard { key: k } => cmd("ZCARD").arg(key(k)).to_owned(),
-        Command::CompareAndDelete { key: k, expected } => cmd("EVAL")
-            .arg(COMPARE_AND_DELETE)
-            .arg(1)
-            .arg(key(k))
-            .arg(expected.as_ref())
-            .to_owned(),
+        Command::CompareAndDelete { key: k, expected } => {
+            return script(
+                ScriptCall::new(Lua::CompareAndDelete)
+                    .key(key(k))
+                    .arg(expected),
+            );
+        }
         Command::Publish { channel, message } => cmd("PUBLISH")
             .arg(key(channel))
             .arg(message.as_ref())
             .to_owned(),
     };
-    Ok(c)
+    Ok(Encoded::Plain(c))
 }
 
 /// A duration as whole milliseconds, as `PX`/`PEXPIRE` take it. Below one
@@ -778,6 +794,25 @@ mod tests {
         assert_eq!(
             decode(&vals, reply).unwrap(),
             Reply::Blobs(vec![Bytes::from("a"), Bytes::from("b")])
+        );
+    }
+
+    #[test]
+    fn a_script_command_prefixes_its_keys() {
+        let command = Command::CompareAndDelete {
+            key: "l".into(),
+            expected: Bytes::from_static(b"t"),
+        };
+        let Encoded::Script(call) = encode_call("p:", &command).unwrap() else {
+            panic!("not a script");
+        };
+        assert_eq!(call.lua, Lua::CompareAndDelete);
+        assert_eq!(call.keys, ["p:l"]);
+        assert_eq!(call.args, [b"t".to_vec()]);
+        // In a pipeline: EVAL source numkeys keys... args...
+        assert_eq!(
+            args(&encode("p:", &command).unwrap()),
+            ["EVAL", Lua::CompareAndDelete.source(), "1", "p:l", "t"]
         );
     }
 
