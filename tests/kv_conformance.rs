@@ -342,6 +342,10 @@ macro_rules! kv_conformance {
                 pipeline_carries_the_newer_commands,
                 slow_subscriber_is_told_how_many_it_missed,
                 concurrent_msetnx_writes_one_whole_set,
+                lock_acquire_takes_a_free_lock_and_counts_fences,
+                lock_acquire_changes_nothing_when_it_fails,
+                lock_extend_needs_the_token,
+                concurrent_lock_holders_never_overlap,
             );
         }
     };
@@ -2228,6 +2232,182 @@ async fn concurrent_incr_is_atomic(t: TestKv) {
         task.await.unwrap();
     }
     assert_eq!(t.store().get(&k).await.unwrap(), Some(b("8000")));
+}
+
+// ---------------------------------------------------------------------------
+// Atomic commands: fenced locks
+
+async fn lock_acquire_takes_a_free_lock_and_counts_fences(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(kv.get(&lock).await.unwrap(), Some(b("a")));
+    let left = kv.ttl(&lock).await.unwrap();
+    assert!(
+        expires_within(left, Duration::from_secs(25), ttl),
+        "{left:?}"
+    );
+    // Held, by another token or by the same one: nothing changes.
+    assert_eq!(
+        kv.lock_acquire(&lock, "b", ttl, &fence).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap(),
+        None
+    );
+    assert_eq!(kv.get(&lock).await.unwrap(), Some(b("a")));
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b("1")));
+    assert_eq!(kv.ttl(&fence).await.unwrap(), Ttl::Persistent);
+    // Released by its token only, then taken with the next fence.
+    assert!(!kv.compare_and_delete(&lock, b("b")).await.unwrap());
+    assert!(kv.compare_and_delete(&lock, b("a")).await.unwrap());
+    assert_eq!(
+        kv.lock_acquire(&lock, "b", ttl, &fence).await.unwrap(),
+        Some(2)
+    );
+    // Another lock on the same counter continues its numbers.
+    let other = t.key("other");
+    let short = Duration::from_millis(50);
+    assert_eq!(
+        kv.lock_acquire(&other, "c", short, &fence).await.unwrap(),
+        Some(3)
+    );
+    // Letting the lock's ttl pass is what this step is about.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(kv.get(&other).await.unwrap(), None);
+    assert_eq!(
+        kv.lock_acquire(&other, "d", ttl, &fence).await.unwrap(),
+        Some(4)
+    );
+    // A key of any type is a held lock.
+    let h = t.key("h");
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    assert_eq!(kv.lock_acquire(&h, "a", ttl, &fence).await.unwrap(), None);
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b("4")));
+    // The counter never expires and only increases.
+    assert_eq!(kv.ttl(&fence).await.unwrap(), Ttl::Persistent);
+}
+
+async fn lock_acquire_changes_nothing_when_it_fails(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let ttl = Duration::from_secs(30);
+    // A counter that is not an integer: refused, the lock not taken.
+    kv.set(&fence, b("many")).await.unwrap();
+    let err = kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap_err();
+    assert_invalid(&err, "ERR value is not an integer or out of range");
+    assert_eq!(err.operation(), Some("lock_acquire"));
+    assert_eq!(kv.exists(std::slice::from_ref(&lock)).await.unwrap(), 0);
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b("many")));
+    // A counter of another type.
+    let hash_fence = t.key("hash-fence");
+    kv.hset(&hash_fence, vec![("f".into(), b("1"))])
+        .await
+        .unwrap();
+    assert_wrong_type(
+        kv.lock_acquire(&lock, "a", ttl, &hash_fence).await,
+        "lock_acquire on a hash counter",
+    );
+    assert_eq!(kv.exists(std::slice::from_ref(&lock)).await.unwrap(), 0);
+    // A counter at its maximum.
+    kv.set(&fence, b(&i64::MAX.to_string())).await.unwrap();
+    let err = kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap_err();
+    assert_invalid(&err, "ERR increment or decrement would overflow");
+    assert_eq!(kv.exists(std::slice::from_ref(&lock)).await.unwrap(), 0);
+    // An expiry SET refuses, before the counter is looked at.
+    let fresh = t.key("fresh-fence");
+    for bad in [Duration::ZERO, Duration::from_micros(999)] {
+        let err = kv.lock_acquire(&lock, "a", bad, &fresh).await.unwrap_err();
+        assert_invalid(&err, "ERR invalid expire time in 'set' command");
+    }
+    assert_eq!(kv.exists(&[lock.clone(), fresh.clone()]).await.unwrap(), 0);
+    // The lock and its counter must be two keys.
+    let err = kv.lock_acquire(&lock, "a", ttl, &lock).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("fence key"), "{err}");
+    assert!(t.all_keys().await.iter().all(|k| *k != lock));
+}
+
+async fn lock_extend_needs_the_token(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let long = Duration::from_secs(300);
+    assert!(!kv.lock_extend(&lock, "a", long).await.unwrap(), "missing");
+    kv.lock_acquire(&lock, "a", Duration::from_secs(10), &fence)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(!kv.lock_extend(&lock, "b", long).await.unwrap());
+    let left = kv.ttl(&lock).await.unwrap();
+    assert!(
+        expires_within(left, Duration::ZERO, Duration::from_secs(10)),
+        "{left:?}"
+    );
+    assert!(kv.lock_extend(&lock, "a", long).await.unwrap());
+    let left = kv.ttl(&lock).await.unwrap();
+    assert!(
+        expires_within(left, Duration::from_secs(290), long),
+        "{left:?}"
+    );
+    assert_eq!(kv.get(&lock).await.unwrap(), Some(b("a")));
+    // As PEXPIRE: an expiry of zero deletes the lock, once the token matched.
+    assert!(!kv.lock_extend(&lock, "b", Duration::ZERO).await.unwrap());
+    assert!(kv.lock_extend(&lock, "a", Duration::ZERO).await.unwrap());
+    assert_eq!(kv.get(&lock).await.unwrap(), None);
+    // A lock key of another type.
+    let h = t.key("h");
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    assert_wrong_type(kv.lock_extend(&h, "a", long).await, "lock_extend");
+    assert_eq!(kv.ttl(&h).await.unwrap(), Ttl::Persistent);
+}
+
+/// 8 tasks × 150 attempts at one lock: while a task holds it nobody else
+/// does, and the fences, read in the order the lock was held, increase
+/// by one each time.
+async fn concurrent_lock_holders_never_overlap(t: TestKv) {
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let holders = Arc::new(AtomicU64::new(0));
+    let last_fence = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let kv = t.store();
+            let (lock, fence) = (lock.clone(), fence.clone());
+            let (holders, last_fence) = (Arc::clone(&holders), Arc::clone(&last_fence));
+            tokio::spawn(async move {
+                let mut taken = 0u64;
+                for attempt in 0..150 {
+                    let token = format!("{task}:{attempt}");
+                    let ttl = Duration::from_secs(60);
+                    let Some(number) = kv.lock_acquire(&lock, &token, ttl, &fence).await.unwrap()
+                    else {
+                        continue;
+                    };
+                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    let previous = last_fence.swap(number, Ordering::SeqCst);
+                    assert_eq!(number, previous + 1, "fences in the order held");
+                    assert_eq!(kv.get(&lock).await.unwrap(), Some(b(&token)));
+                    assert!(kv.lock_extend(&lock, &token, ttl).await.unwrap());
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    assert!(kv.compare_and_delete(&lock, b(&token)).await.unwrap());
+                    taken += 1;
+                }
+                taken
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    for task in tasks {
+        taken += task.await.unwrap();
+    }
+    assert!(taken > 0);
+    let kv = t.store();
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b(&taken.to_string())));
+    assert_eq!(last_fence.load(Ordering::SeqCst), taken);
 }
 
 // ---------------------------------------------------------------------------

@@ -576,6 +576,31 @@ pub enum Command {
     /// Delete `key` only if its value equals `expected` (a lock release):
     /// → `Reply::Bool` (deleted). Atomic.
     CompareAndDelete { key: String, expected: Bytes },
+    /// Take a fenced lock, in one atomic step: when `key` does not exist,
+    /// `SET key token PX ttl` and `INCR fence_key` → `Reply::Fence` with the
+    /// new fence number; when `key` exists (held by anyone, even by
+    /// `token`, of any type) nothing changes → `Reply::Fence(None)`.
+    ///
+    /// The counter at `fence_key` is never given an expiry, so fence numbers
+    /// only increase (from 1); a bad expiry (`SET`'s "invalid expire time")
+    /// or a counter that is not an integer (`INCR`'s errors) fails and
+    /// changes nothing. `fence_key` must differ from `key`. Release with
+    /// [`CompareAndDelete`](Command::CompareAndDelete).
+    LockAcquire {
+        key: String,
+        token: String,
+        ttl: Duration,
+        fence_key: String,
+    },
+    /// Extend a lock, atomically: `PEXPIRE key ttl` only if `key` holds
+    /// exactly `token` → `Reply::Bool` (extended). As `PEXPIRE`, an expiry
+    /// of zero deletes the key (answering `true`); a key of another type
+    /// fails with WRONGTYPE.
+    LockExtend {
+        key: String,
+        token: String,
+        ttl: Duration,
+    },
     /// `PUBLISH channel message` → `Reply::Int` (subscribers reached).
     Publish { channel: String, message: Bytes },
 }
@@ -625,9 +650,37 @@ impl Command {
             Command::ZRem { .. } => "zrem",
             Command::ZCard { .. } => "zcard",
             Command::CompareAndDelete { .. } => "compare_and_delete",
+            Command::LockAcquire { .. } => "lock_acquire",
+            Command::LockExtend { .. } => "lock_extend",
             Command::Publish { .. } => "publish",
         }
     }
+
+    /// The checks of the arguments of the commands that are strata's own
+    /// (not Redis's): every backend runs them first, so the same bad
+    /// command is refused alike, before anything is read or sent. The
+    /// other commands are judged as Redis judges them, by each backend.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Command::LockAcquire { key, fence_key, .. } if key == fence_key => Err(Error::invalid(
+                "lock_acquire: the fence key must differ from the lock key",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A fence number as `lock_acquire` answers it: the counter after its
+/// `INCR`, which starts at 1 unless something else wrote the counter.
+pub(crate) fn fence_number(counter: i64) -> Result<u64> {
+    u64::try_from(counter)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "the fence counter went to {counter}: something other than lock_acquire wrote it"
+            ))
+        })
 }
 
 /// The answer to a [`Command`]; which variant each command gets is written on
@@ -663,6 +716,8 @@ pub enum Reply {
     Ttl(Ttl),
     /// A key's type.
     Type(KeyType),
+    /// A fence number, or nil when the lock was not taken.
+    Fence(Option<u64>),
 }
 
 /// Memory and key counts of a store.

@@ -584,6 +584,44 @@ pub trait KvStoreExt: KvStore {
         ask!(self, command, "compare_and_delete", Reply::Bool(b) => b)
     }
 
+    /// Takes the lock at `key` for `token` for `ttl` when nobody holds it,
+    /// counting a fence at `fence_key` in the same atomic step: the new
+    /// fence number (from 1, increasing with every lock taken), or `None`
+    /// when the lock is held (also by `token`). Release with
+    /// [`compare_and_delete`](KvStoreExt::compare_and_delete) of the token;
+    /// extend with [`lock_extend`](KvStoreExt::lock_extend).
+    fn lock_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+        fence_key: &str,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send {
+        let command = Command::LockAcquire {
+            key: key.into(),
+            token: token.into(),
+            ttl,
+            fence_key: fence_key.into(),
+        };
+        ask!(self, command, "lock_acquire", Reply::Fence(f) => f)
+    }
+
+    /// Sets the lock at `key` to expire `ttl` from now while it still holds
+    /// `token`; `true` if it did.
+    fn lock_extend(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let command = Command::LockExtend {
+            key: key.into(),
+            token: token.into(),
+            ttl,
+        };
+        ask!(self, command, "lock_extend", Reply::Bool(b) => b)
+    }
+
     /// `PUBLISH`; how many subscribers received it.
     fn publish(&self, channel: &str, message: Bytes) -> impl Future<Output = Result<u64>> + Send {
         let command = Command::Publish {

@@ -34,7 +34,9 @@
 //!   nothing. Reading commands of the wrong type fail the same way, except
 //!   `mget`, which answers nil for a key that is not a string (as Redis
 //!   does); `SET ... GET` on a non-string fails with `WrongType` and does
-//!   not write; `compare_and_delete` on a non-string fails with `WrongType`.
+//!   not write; `compare_and_delete` and `lock_extend` on a non-string fail
+//!   with `WrongType`. `lock_acquire` answers `None` for a lock key of any
+//!   type.
 //! - Arguments Redis refuses are refused with `InvalidInput` and Redis's
 //!   message, before anything changes, and in Redis's order of checks (an
 //!   incompatible flag combination before a bad score, a bad score before
@@ -63,6 +65,19 @@
 //!   command gets its own `Err` and does not stop the others.
 //! - `compare_and_delete` deletes the key only if it holds exactly the given
 //!   value, atomically.
+//! - The atomic commands below are strata's own, each ONE atomic step on
+//!   every backend (a Lua script on Redis; one critical section under the
+//!   write locks of all their keys in the embedded store): no other
+//!   command's write interleaves with them. Their own argument checks
+//!   (`Command::check`) come first and are alike everywhere; a failure
+//!   after them (a key of another type, a stored number that is not an
+//!   integer) changes nothing.
+//!   - `lock_acquire` takes a lock that nobody holds (`SET NX PX`) and
+//!     counts a fence number at a second key (`INCR`) together; a lock
+//!     held, even by the same token, answers `None` and changes nothing.
+//!     The fence counter never expires and only increases, so fence
+//!     numbers order the holders. `lock_extend` is `PEXPIRE` while the
+//!     lock holds the token; release is `compare_and_delete`.
 //! - `scan` is Redis's `SCAN`: a page per call, cursor `0` to start and as
 //!   the last page's cursor; a key present from the first call to the last
 //!   is returned at least once; a key added or removed meanwhile may or may

@@ -2,11 +2,11 @@
 //!
 //! Reads are repeated after a transient failure, and so are the writes
 //! whose repetition changes neither the data nor the answer (a plain `SET`,
-//! `MSET`); a pipeline is repeated only when every command in it is.
-//! Counters, conditional writes, deletes (whose answer counts what was
-//! deleted), hash and sorted-set writes and publishes are not: a write that
-//! reached the store before its connection failed would be applied twice,
-//! or answered differently.
+//! `MSET`, `lock_extend`); a pipeline is repeated only when every command
+//! in it is. Counters, conditional writes, deletes (whose answer counts
+//! what was deleted), hash and sorted-set writes, `lock_acquire` and
+//! publishes are not: a write that reached the store before its connection
+//! failed would be applied twice, or answered differently.
 
 use std::sync::Arc;
 
@@ -56,6 +56,14 @@ pub fn repeatable(command: &Command) -> bool {
         | Command::ZCard { .. }
         | Command::MSet { .. } => true,
         Command::Set { options, .. } => options.condition == SetCondition::Always,
+        // Still held: extended again, from the repeat (what was asked: the
+        // ttl counts from when it applies), and `true` again; not held:
+        // `false` both times. An expiry of zero deletes the lock, though,
+        // and its repeat answers `false`.
+        Command::LockExtend { ttl, .. } => ttl.as_millis() > 0,
+        // A repeat after a taken lock finds it held (nil, and a lost
+        // fence number to the caller).
+        Command::LockAcquire { .. } => false,
         _ => false,
     }
 }
@@ -159,6 +167,28 @@ mod tests {
         assert!(!repeatable(&Command::Publish {
             channel: "c".into(),
             message: Bytes::new()
+        }));
+    }
+
+    #[test]
+    fn atomic_commands_are_repeatable_only_when_idempotent() {
+        let ttl = std::time::Duration::from_secs(1);
+        assert!(!repeatable(&Command::LockAcquire {
+            key: "l".into(),
+            token: "t".into(),
+            ttl,
+            fence_key: "f".into(),
+        }));
+        let extend = |ttl| Command::LockExtend {
+            key: "l".into(),
+            token: "t".into(),
+            ttl,
+        };
+        assert!(repeatable(&extend(ttl)));
+        assert!(!repeatable(&extend(std::time::Duration::from_micros(999))));
+        assert!(!repeatable(&Command::CompareAndDelete {
+            key: "l".into(),
+            expected: Bytes::from_static(b"t"),
         }));
     }
 }

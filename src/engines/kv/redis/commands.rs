@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use super::errors;
 use super::scripts::{Lua, ScriptCall};
+use crate::engines::kv::command::fence_number;
 use crate::engines::kv::{
     Command, ExpireOptions, GetExpiry, KeyType, Reply, ScanCursor, ScanOptions, ScoreBound,
     SetCondition, SetOptions, Ttl, ZAddOptions,
@@ -47,7 +48,9 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
 /// How to send `command`, every key prefixed with `prefix`: one Redis
 /// command, or a script that a single command runs by `EVALSHA` through
 /// [`redis::Script`](bb8_redis::redis::Script) (loading it on `NOSCRIPT`).
+/// strata's own checks ([`Command::check`]) come first.
 pub(super) fn encode_call(prefix: &str, command: &Command) -> Result<Encoded> {
+    command.check()?;
     let key = |k: &str| format!("{prefix}{k}");
     let script = |call: ScriptCall| Ok(Encoded::Script(call));
     let c = match command {
@@ -274,6 +277,28 @@ pub(super) fn encode_call(prefix: &str, command: &Command) -> Result<Encoded> {
                     .arg(expected),
             );
         }
+        Command::LockAcquire {
+            key: k,
+            token,
+            ttl,
+            fence_key,
+        } => {
+            return script(
+                ScriptCall::new(Lua::LockAcquire)
+                    .key(key(k))
+                    .key(key(fence_key))
+                    .arg(token)
+                    .arg(millis(*ttl, "set")?.to_string()),
+            );
+        }
+        Command::LockExtend { key: k, token, ttl } => {
+            return script(
+                ScriptCall::new(Lua::LockExtend)
+                    .key(key(k))
+                    .arg(token)
+                    .arg(millis(*ttl, "pexpire")?.to_string()),
+            );
+        }
         Command::Publish { channel, message } => cmd("PUBLISH")
             .arg(key(channel))
             .arg(message.as_ref())
@@ -414,9 +439,14 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
             other => Some(float(other, name)?),
         }),
         Command::ZAdd { .. } => Reply::Int(integer(value, name)?),
+        Command::LockAcquire { .. } => Reply::Fence(match value {
+            Value::Nil | Value::Boolean(false) => None,
+            other => Some(fence_number(integer(other, name)?).map_err(|e| e.with_operation(name))?),
+        }),
         Command::Expire { .. }
         | Command::Persist { .. }
         | Command::CompareAndDelete { .. }
+        | Command::LockExtend { .. }
         | Command::MSetNx { .. }
         | Command::HSetNx { .. }
         | Command::HExists { .. } => Reply::Bool(integer(value, name)? != 0),
@@ -798,22 +828,73 @@ mod tests {
     }
 
     #[test]
-    fn a_script_command_prefixes_its_keys() {
-        let command = Command::CompareAndDelete {
+    fn every_key_of_a_script_is_prefixed() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (
+                Command::CompareAndDelete {
+                    key: "l".into(),
+                    expected: Bytes::from_static(b"t"),
+                },
+                Lua::CompareAndDelete,
+                vec!["p:l"],
+                vec!["t"],
+            ),
+            (
+                Command::LockAcquire {
+                    key: "l".into(),
+                    token: "t".into(),
+                    ttl: ms(1500),
+                    fence_key: "f".into(),
+                },
+                Lua::LockAcquire,
+                vec!["p:l", "p:f"],
+                vec!["t", "1500"],
+            ),
+            (
+                Command::LockExtend {
+                    key: "l".into(),
+                    token: "t".into(),
+                    ttl: ms(250),
+                },
+                Lua::LockExtend,
+                vec!["p:l"],
+                vec!["t", "250"],
+            ),
+        ];
+        for (command, lua, keys, argv) in cases {
+            let Encoded::Script(call) = encode_call("p:", &command).unwrap() else {
+                panic!("{command:?} is not a script");
+            };
+            assert_eq!(call.lua, lua);
+            assert_eq!(call.keys, keys, "{command:?}");
+            let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+            assert_eq!(call.args, argv, "{command:?}");
+            // In a pipeline: EVAL source numkeys keys... args...
+            let eval = args(&encode("p:", &command).unwrap());
+            assert_eq!(eval[0], "EVAL");
+            assert_eq!(eval[1], lua.source());
+            assert_eq!(eval[2], keys.len().to_string());
+            assert_eq!(eval[3..3 + keys.len()], keys[..], "{command:?}");
+        }
+    }
+
+    #[test]
+    fn script_replies_decode() {
+        let lock = Command::LockAcquire {
             key: "l".into(),
-            expected: Bytes::from_static(b"t"),
+            token: "t".into(),
+            ttl: Duration::from_secs(1),
+            fence_key: "f".into(),
         };
-        let Encoded::Script(call) = encode_call("p:", &command).unwrap() else {
-            panic!("not a script");
-        };
-        assert_eq!(call.lua, Lua::CompareAndDelete);
-        assert_eq!(call.keys, ["p:l"]);
-        assert_eq!(call.args, [b"t".to_vec()]);
-        // In a pipeline: EVAL source numkeys keys... args...
+        assert_eq!(decode(&lock, Value::Nil).unwrap(), Reply::Fence(None));
         assert_eq!(
-            args(&encode("p:", &command).unwrap()),
-            ["EVAL", Lua::CompareAndDelete.source(), "1", "p:l", "t"]
+            decode(&lock, Value::Boolean(false)).unwrap(),
+            Reply::Fence(None)
         );
+        assert_eq!(decode(&lock, Value::Int(3)).unwrap(), Reply::Fence(Some(3)));
+        let err = decode(&lock, Value::Int(0)).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Internal, "{err}");
     }
 
     #[test]

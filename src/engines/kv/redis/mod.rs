@@ -7,7 +7,7 @@
 //! - `commands`: each [`Command`] as a Redis command or script, each reply
 //!   as a [`Reply`];
 //! - `scripts`: the Lua scripts of the atomic commands
-//!   (`compare_and_delete`);
+//!   (`compare_and_delete`, `lock_acquire`, `lock_extend`);
 //! - `pool`: the bb8 pool and its broken-connection tracking;
 //! - `pubsub`: subscriptions on dedicated connections;
 //! - `errors`: Redis errors as strata [`ErrorKind`]s.
@@ -32,8 +32,8 @@
 //! - A pipeline is one Redis pipeline: one round trip, not a transaction
 //!   (no `MULTI`), and each command gets its own result, decoded exactly as
 //!   [`KvStore::execute`] decodes it; a command refused before it is sent
-//!   (an expiry Redis could not be told) gets its error and is left out,
-//!   the others still run.
+//!   (strata's own checks, an expiry Redis could not be told) gets its
+//!   error and is left out, the others still run.
 //! - The password never appears in `Debug`, `target()` or an error.
 //! - A subscription buffers at most `subscription_capacity` messages (see
 //!   `pubsub`), and ends with `Unavailable` when its connection drops.
@@ -353,8 +353,9 @@ impl KvStore for RedisKv {
         // Each command's error reply stays in its own slot instead of
         // failing the whole pipeline.
         pipeline.ignore_errors();
-        // A command refused before sending (an expiry Redis could not be
-        // told) gets its error in its slot too, and is not sent.
+        // A command refused before sending (strata's own checks, an expiry
+        // Redis could not be told) gets its error in its slot too, and is
+        // not sent.
         let mut refused: Vec<Option<Error>> = Vec::with_capacity(commands.len());
         for command in &commands {
             match commands::encode(&self.key_prefix, command) {

@@ -4,11 +4,17 @@
 //!
 //! - Each script is atomic because Redis runs a script without
 //!   interleaving any other command.
+//! - A script reads and checks everything it needs (the keys' types, the
+//!   stored integers) before its first write, so a failing command changes
+//!   nothing; the one write that can fail after another (`lock_acquire`'s
+//!   `INCR`, after its `SET NX`) is undone before the error is answered.
+//! - The reads that can fail go through `redis.pcall`, and their error is
+//!   answered as it is: the same words as the command itself (and as the
+//!   embedded store), without the "script: ..." Redis adds to an error
+//!   raised by `redis.call`.
 //! - Every key a script touches is one of its `KEYS`, prefixed with the
-//!   store's `key_prefix` like every other key; values are `ARGV`.
-//! - A command alone runs its script by `EVALSHA`, loading it on
-//!   `NOSCRIPT`; a pipeline sends `EVAL` with the source (one reply, no
-//!   `NOSCRIPT` round trip).
+//!   store's `key_prefix` like every other key; fields, members, tokens and
+//!   numbers are `ARGV`.
 
 use bb8_redis::redis::{Cmd, Script, cmd};
 
@@ -16,20 +22,51 @@ use bb8_redis::redis::{Cmd, Script, cmd};
 /// KEYS: lock. ARGV: expected value.
 pub(super) const COMPARE_AND_DELETE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
+/// A fenced lock: `SET NX PX` judges the expiry and the lock at once; the
+/// counter's `INCR` comes second and, should it fail (not an integer,
+/// overflow, another type), the lock just set is deleted again, which
+/// restores the state before (`NX` proved it absent).
+/// KEYS: lock, fence counter. ARGV: token, ttl in milliseconds.
+/// Answers the fence number, or nil when the lock is held.
+pub(super) const LOCK_ACQUIRE: &str = r#"
+local set = redis.pcall('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+if type(set) == 'table' and set.err then return set end
+if not set then return false end
+local fence = redis.pcall('INCR', KEYS[2])
+if type(fence) == 'table' and fence.err then
+  redis.call('DEL', KEYS[1])
+  return fence
+end
+return fence
+"#;
+
+/// `PEXPIRE` while the lock holds the token.
+/// KEYS: lock. ARGV: token, ttl in milliseconds. Answers 1 or 0.
+pub(super) const LOCK_EXTEND: &str = r#"
+local held = redis.pcall('GET', KEYS[1])
+if type(held) == 'table' and held.err then return held end
+if held ~= ARGV[1] then return 0 end
+return redis.pcall('PEXPIRE', KEYS[1], ARGV[2])
+"#;
+
 /// The scripts, each one [`Command`](crate::engines::kv::Command)'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lua {
     CompareAndDelete,
+    LockAcquire,
+    LockExtend,
 }
 
 impl Lua {
     /// Every script, in the order of [`Scripts`].
-    const ALL: [Lua; 1] = [Lua::CompareAndDelete];
+    const ALL: [Lua; 3] = [Lua::CompareAndDelete, Lua::LockAcquire, Lua::LockExtend];
 
     /// The script's source.
     pub(super) fn source(self) -> &'static str {
         match self {
             Lua::CompareAndDelete => COMPARE_AND_DELETE,
+            Lua::LockAcquire => LOCK_ACQUIRE,
+            Lua::LockExtend => LOCK_EXTEND,
         }
     }
 }
@@ -101,8 +138,8 @@ mod tests {
         }
         let scripts = Scripts::new();
         assert_eq!(
-            scripts.get(Lua::CompareAndDelete).get_hash(),
-            Script::new(COMPARE_AND_DELETE).get_hash()
+            scripts.get(Lua::LockAcquire).get_hash(),
+            Script::new(LOCK_ACQUIRE).get_hash()
         );
     }
 }
