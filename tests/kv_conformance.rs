@@ -346,6 +346,9 @@ macro_rules! kv_conformance {
                 lock_acquire_changes_nothing_when_it_fails,
                 lock_extend_needs_the_token,
                 concurrent_lock_holders_never_overlap,
+                rate_limit_allows_the_burst_then_refuses,
+                rate_limit_refuses_what_it_cannot_limit,
+                concurrent_rate_limit_allows_exactly_the_limit,
             );
         }
     };
@@ -2235,7 +2238,7 @@ async fn concurrent_incr_is_atomic(t: TestKv) {
 }
 
 // ---------------------------------------------------------------------------
-// Atomic commands: fenced locks
+// Atomic commands: fenced locks, rate limits
 
 async fn lock_acquire_takes_a_free_lock_and_counts_fences(t: TestKv) {
     let kv = t.store();
@@ -2408,6 +2411,135 @@ async fn concurrent_lock_holders_never_overlap(t: TestKv) {
     let kv = t.store();
     assert_eq!(kv.get(&fence).await.unwrap(), Some(b(&taken.to_string())));
     assert_eq!(last_fence.load(Ordering::SeqCst), taken);
+}
+
+async fn rate_limit_allows_the_burst_then_refuses(t: TestKv) {
+    let kv = t.store();
+    let (key, other) = (t.key("rate"), t.key("other"));
+    let (limit, period) = (5, Duration::from_secs(60));
+    let interval = period / limit;
+    // Cost 0 on a fresh key reports a full limiter and writes nothing.
+    let report = kv.rate_limit(&key, limit, period, 0).await.unwrap();
+    assert!(report.allowed);
+    assert_eq!(report.remaining, limit);
+    assert_eq!(report.retry_after, Duration::ZERO);
+    assert_eq!(report.reset_after, Duration::ZERO);
+    assert_eq!(kv.exists(std::slice::from_ref(&key)).await.unwrap(), 0);
+    for left in (0..limit).rev() {
+        let reply = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+        assert!(reply.allowed, "{reply:?}");
+        assert_eq!(reply.remaining, left, "{reply:?}");
+        assert_eq!(reply.retry_after, Duration::ZERO);
+        assert!(reply.reset_after <= period, "{reply:?}");
+    }
+    let refused = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+    assert!(!refused.allowed, "{refused:?}");
+    assert_eq!(refused.remaining, 0);
+    assert!(
+        refused.retry_after > Duration::ZERO && refused.retry_after <= interval,
+        "{refused:?}"
+    );
+    assert!(
+        refused.reset_after > period - interval && refused.reset_after <= period,
+        "{refused:?}"
+    );
+    // The key holds the state and vanishes when the limiter is full again.
+    let left = kv.ttl(&key).await.unwrap();
+    assert!(expires_within(left, period - interval, period), "{left:?}");
+    // A refusal consumes nothing: refused again the same way, and a report
+    // still sees the limiter as it was.
+    let again = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+    assert!(
+        !again.allowed && again.retry_after <= refused.retry_after,
+        "{again:?}"
+    );
+    let report = kv.rate_limit(&key, limit, period, 0).await.unwrap();
+    assert_eq!((report.allowed, report.remaining), (true, 0), "{report:?}");
+    // Another key is another limiter.
+    let reply = kv.rate_limit(&other, limit, period, 1).await.unwrap();
+    assert_eq!(
+        (reply.allowed, reply.remaining),
+        (true, limit - 1),
+        "{reply:?}"
+    );
+    // A cost counts several requests; a refused one takes none of them.
+    let costly = t.key("costly");
+    let reply = kv.rate_limit(&costly, limit, period, 3).await.unwrap();
+    assert_eq!((reply.allowed, reply.remaining), (true, 2), "{reply:?}");
+    let reply = kv.rate_limit(&costly, limit, period, 3).await.unwrap();
+    assert!(!reply.allowed, "{reply:?}");
+    assert!(reply.retry_after > Duration::ZERO && reply.retry_after <= interval);
+    assert_eq!(reply.remaining, 2);
+    let reply = kv.rate_limit(&costly, limit, period, 2).await.unwrap();
+    assert_eq!((reply.allowed, reply.remaining), (true, 0), "{reply:?}");
+    // A cost of the whole limit is allowed on a fresh key.
+    let whole = t.key("whole");
+    let reply = kv.rate_limit(&whole, limit, period, limit).await.unwrap();
+    assert_eq!((reply.allowed, reply.remaining), (true, 0), "{reply:?}");
+}
+
+async fn rate_limit_refuses_what_it_cannot_limit(t: TestKv) {
+    let kv = t.store();
+    let key = t.key("rate");
+    let second = Duration::from_secs(1);
+    let refusals = [
+        (0, second, 0, "limit of 0"),
+        (5, Duration::ZERO, 1, "period must be above zero"),
+        (5, second, 6, "could never be allowed"),
+        (2_000_000, second, 1, "below one microsecond per request"),
+        (
+            5,
+            Duration::from_secs(200 * 365 * 86_400),
+            1,
+            "out of range",
+        ),
+    ];
+    for (limit, period, cost, words) in refusals {
+        let err = kv.rate_limit(&key, limit, period, cost).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.message().contains(words), "{words:?}: {err}");
+        assert_eq!(err.operation(), Some("rate_limit"));
+    }
+    assert!(t.all_keys().await.is_empty());
+    // State that is not a limiter's.
+    kv.set(&key, b("soon")).await.unwrap();
+    let err = kv.rate_limit(&key, 5, second, 1).await.unwrap_err();
+    assert_invalid(&err, "ERR value is not an integer or out of range");
+    assert_eq!(kv.get(&key).await.unwrap(), Some(b("soon")));
+    let h = t.key("h");
+    kv.hset(&h, vec![("f".into(), b("1"))]).await.unwrap();
+    assert_wrong_type(kv.rate_limit(&h, 5, second, 1).await, "rate_limit");
+}
+
+/// 16 tasks × 40 calls against a limit of 100 per hour: exactly 100 are
+/// allowed (no time passes that would let one more in).
+async fn concurrent_rate_limit_allows_exactly_the_limit(t: TestKv) {
+    let key = t.key("rate");
+    let (limit, period) = (100, Duration::from_secs(3600));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let kv = t.store();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let mut allowed = 0u32;
+                for _ in 0..40 {
+                    let reply = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+                    if reply.allowed {
+                        allowed += 1;
+                    } else {
+                        assert_eq!(reply.remaining, 0, "{reply:?}");
+                        assert!(reply.retry_after > Duration::ZERO, "{reply:?}");
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        allowed += task.await.unwrap();
+    }
+    assert_eq!(allowed, limit);
 }
 
 // ---------------------------------------------------------------------------

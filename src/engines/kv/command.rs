@@ -601,6 +601,25 @@ pub enum Command {
         token: String,
         ttl: Duration,
     },
+    /// One decision of a rate limiter (the generic cell rate algorithm),
+    /// atomically → `Reply::RateLimit`.
+    ///
+    /// `limit` requests per `period`, all of which may come at once (the
+    /// burst); each request costs `cost` of them. `key` holds the
+    /// theoretical arrival time (integer microseconds of Unix time) and
+    /// expires once the limiter is full again, so an idle key vanishes. A
+    /// refused request consumes nothing; a `cost` of 0 only reports.
+    /// Refused before anything is read (`InvalidInput`): a `limit` or
+    /// `period` of 0, a period below one microsecond per request or above
+    /// 2^52 microseconds, a `cost` above `limit` (it could never be
+    /// allowed). The clock is the store's: Redis's `TIME`, the embedded
+    /// store's system clock.
+    RateLimit {
+        key: String,
+        limit: u32,
+        period: Duration,
+        cost: u32,
+    },
     /// `PUBLISH channel message` → `Reply::Int` (subscribers reached).
     Publish { channel: String, message: Bytes },
 }
@@ -652,6 +671,7 @@ impl Command {
             Command::CompareAndDelete { .. } => "compare_and_delete",
             Command::LockAcquire { .. } => "lock_acquire",
             Command::LockExtend { .. } => "lock_extend",
+            Command::RateLimit { .. } => "rate_limit",
             Command::Publish { .. } => "publish",
         }
     }
@@ -665,9 +685,55 @@ impl Command {
             Command::LockAcquire { key, fence_key, .. } if key == fence_key => Err(Error::invalid(
                 "lock_acquire: the fence key must differ from the lock key",
             )),
+            Command::RateLimit {
+                limit,
+                period,
+                cost,
+                ..
+            } => {
+                rate_interval(*limit, *period)?;
+                if cost > limit {
+                    return Err(Error::invalid(format!(
+                        "rate_limit: a cost of {cost} is above the limit of {limit}, so it could never be allowed"
+                    )));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// The longest rate-limit period, in microseconds: 2^52 (about 142 years),
+/// so that a theoretical arrival time (Unix time plus at most one period)
+/// stays an exact integer in a double, the only number type of Redis's Lua.
+const MAX_RATE_PERIOD_MICROS: u64 = 1 << 52;
+
+/// The emission interval of a rate limit of `limit` requests per `period`:
+/// whole microseconds per request (rounded down, so that `limit` requests
+/// always fit in the period). Refuses what could not be limited.
+pub(crate) fn rate_interval(limit: u32, period: Duration) -> Result<u64> {
+    if limit == 0 {
+        return Err(Error::invalid(
+            "rate_limit: a limit of 0 allows nothing; the limit must be at least 1",
+        ));
+    }
+    if period.is_zero() {
+        return Err(Error::invalid("rate_limit: the period must be above zero"));
+    }
+    let micros = u64::try_from(period.as_micros()).unwrap_or(u64::MAX);
+    if micros > MAX_RATE_PERIOD_MICROS {
+        return Err(Error::invalid(format!(
+            "rate_limit: a period of {period:?} is out of range (at most 2^52 microseconds, about 142 years)"
+        )));
+    }
+    let interval = micros / u64::from(limit);
+    if interval == 0 {
+        return Err(Error::invalid(format!(
+            "rate_limit: a period of {period:?} for a limit of {limit} is below one microsecond per request"
+        )));
+    }
+    Ok(interval)
 }
 
 /// A fence number as `lock_acquire` answers it: the counter after its
@@ -681,6 +747,20 @@ pub(crate) fn fence_number(counter: i64) -> Result<u64> {
                 "the fence counter went to {counter}: something other than lock_acquire wrote it"
             ))
         })
+}
+
+/// The answer of a rate limiter ([`Command::RateLimit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitReply {
+    /// Whether the request is allowed (and was counted).
+    pub allowed: bool,
+    /// How many requests of cost 1 would still be allowed right now, after
+    /// this one.
+    pub remaining: u32,
+    /// How long until the same request would be allowed; zero when it was.
+    pub retry_after: Duration,
+    /// How long until the limiter is full again (`remaining` = `limit`).
+    pub reset_after: Duration,
 }
 
 /// The answer to a [`Command`]; which variant each command gets is written on
@@ -718,6 +798,8 @@ pub enum Reply {
     Type(KeyType),
     /// A fence number, or nil when the lock was not taken.
     Fence(Option<u64>),
+    /// A rate limiter's decision.
+    RateLimit(RateLimitReply),
 }
 
 /// Memory and key counts of a store.

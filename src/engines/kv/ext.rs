@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    Command, ExpireOptions, GetExpiry, KeyType, KvStore, Reply, ScanCursor, ScanOptions,
-    ScoreBound, SetOptions, Ttl, ZAddOptions,
+    Command, ExpireOptions, GetExpiry, KeyType, KvStore, RateLimitReply, Reply, ScanCursor,
+    ScanOptions, ScoreBound, SetOptions, Ttl, ZAddOptions,
 };
 use crate::error::{Error, Result};
 
@@ -620,6 +620,25 @@ pub trait KvStoreExt: KvStore {
             ttl,
         };
         ask!(self, command, "lock_extend", Reply::Bool(b) => b)
+    }
+
+    /// One request of `cost` against at most `limit` per `period` (all of
+    /// which may come at once), tracked at `key`: allowed or not, and what
+    /// is left. See [`Command::RateLimit`].
+    fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        period: Duration,
+        cost: u32,
+    ) -> impl Future<Output = Result<RateLimitReply>> + Send {
+        let command = Command::RateLimit {
+            key: key.into(),
+            limit,
+            period,
+            cost,
+        };
+        ask!(self, command, "rate_limit", Reply::RateLimit(r) => r)
     }
 
     /// `PUBLISH`; how many subscribers received it.

@@ -34,9 +34,9 @@
 //!   nothing. Reading commands of the wrong type fail the same way, except
 //!   `mget`, which answers nil for a key that is not a string (as Redis
 //!   does); `SET ... GET` on a non-string fails with `WrongType` and does
-//!   not write; `compare_and_delete` and `lock_extend` on a non-string fail
-//!   with `WrongType`. `lock_acquire` answers `None` for a lock key of any
-//!   type.
+//!   not write; `compare_and_delete`, `lock_extend` and `rate_limit` on a
+//!   non-string fail with `WrongType`. `lock_acquire` answers `None` for a
+//!   lock key of any type.
 //! - Arguments Redis refuses are refused with `InvalidInput` and Redis's
 //!   message, before anything changes, and in Redis's order of checks (an
 //!   incompatible flag combination before a bad score, a bad score before
@@ -78,6 +78,14 @@
 //!     The fence counter never expires and only increases, so fence
 //!     numbers order the holders. `lock_extend` is `PEXPIRE` while the
 //!     lock holds the token; release is `compare_and_delete`.
+//!   - `rate_limit` is the generic cell rate algorithm: `limit` requests
+//!     per `period`, all of which may come at once, then one per
+//!     `period / limit`. The key holds the theoretical arrival time and
+//!     expires when the limiter is full again. A refused request consumes
+//!     nothing; cost 0 only reports. The clock is the store's (Redis's
+//!     `TIME`, the embedded store's system clock). A limit or period of
+//!     0, a period below one microsecond per request, a cost above the
+//!     limit are `InvalidInput`.
 //! - `scan` is Redis's `SCAN`: a page per call, cursor `0` to start and as
 //!   the last page's cursor; a key present from the first call to the last
 //!   is returned at least once; a key added or removed meanwhile may or may
@@ -103,8 +111,8 @@ pub mod redis;
 mod subscription;
 
 pub use command::{
-    Command, ExpireOptions, GetExpiry, KeyType, KvInfo, Reply, ScanCursor, ScanOptions, ScanPage,
-    ScoreBound, SetCondition, SetOptions, Ttl, ZAddOptions,
+    Command, ExpireOptions, GetExpiry, KeyType, KvInfo, RateLimitReply, Reply, ScanCursor,
+    ScanOptions, ScanPage, ScoreBound, SetCondition, SetOptions, Ttl, ZAddOptions,
 };
 pub use ext::{KvStoreExt, SCAN_PAGE};
 pub use subscription::{

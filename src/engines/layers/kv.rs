@@ -2,11 +2,12 @@
 //!
 //! Reads are repeated after a transient failure, and so are the writes
 //! whose repetition changes neither the data nor the answer (a plain `SET`,
-//! `MSET`, `lock_extend`); a pipeline is repeated only when every command
-//! in it is. Counters, conditional writes, deletes (whose answer counts
-//! what was deleted), hash and sorted-set writes, `lock_acquire` and
-//! publishes are not: a write that reached the store before its connection
-//! failed would be applied twice, or answered differently.
+//! `MSET`, `lock_extend`, a `rate_limit` of cost 0); a pipeline is repeated
+//! only when every command in it is. Counters, conditional writes, deletes
+//! (whose answer counts what was deleted), hash and sorted-set writes,
+//! `lock_acquire`, `rate_limit` and publishes are not: a write that reached
+//! the store before its connection failed would be applied twice, or
+//! answered differently.
 
 use std::sync::Arc;
 
@@ -61,6 +62,8 @@ pub fn repeatable(command: &Command) -> bool {
         // `false` both times. An expiry of zero deletes the lock, though,
         // and its repeat answers `false`.
         Command::LockExtend { ttl, .. } => ttl.as_millis() > 0,
+        // Cost 0 only reports; any other cost counts once per run.
+        Command::RateLimit { cost, .. } => *cost == 0,
         // A repeat after a taken lock finds it held (nil, and a lost
         // fence number to the caller).
         Command::LockAcquire { .. } => false,
@@ -173,6 +176,12 @@ mod tests {
     #[test]
     fn atomic_commands_are_repeatable_only_when_idempotent() {
         let ttl = std::time::Duration::from_secs(1);
+        let rate = |cost| Command::RateLimit {
+            key: "r".into(),
+            limit: 10,
+            period: ttl,
+            cost,
+        };
         assert!(!repeatable(&Command::LockAcquire {
             key: "l".into(),
             token: "t".into(),
@@ -186,6 +195,8 @@ mod tests {
         };
         assert!(repeatable(&extend(ttl)));
         assert!(!repeatable(&extend(std::time::Duration::from_micros(999))));
+        assert!(!repeatable(&rate(1)));
+        assert!(repeatable(&rate(0)));
         assert!(!repeatable(&Command::CompareAndDelete {
             key: "l".into(),
             expected: Bytes::from_static(b"t"),

@@ -6,8 +6,8 @@
 //!   moka's per-entry expiry.
 //! - `keys`: the ordered key index and `SCAN`.
 //! - `strings`: string and key commands, and the locks; `hash`: hash
-//!   commands; `zset`: sorted-set commands; `pubsub`: the in-process
-//!   channel registry.
+//!   commands; `zset`: sorted-set commands; `rate`: the rate limiter;
+//!   `pubsub`: the in-process channel registry.
 //!
 //! # What MUST hold (beyond the [`KvStore`] contracts)
 //!
@@ -40,9 +40,9 @@
 //!   two never deadlock): all its keys are written or none, as a whole
 //!   with respect to other writers. So do the atomic commands of two keys
 //!   (`lock_acquire`: the lock and its fence counter); the others
-//!   (`lock_extend`, `compare_and_delete`) hold their one key's stripe from
-//!   the read to the write. Every one of them checks everything before its
-//!   first write, so a failure changes nothing.
+//!   (`lock_extend`, `rate_limit`, `compare_and_delete`) hold their one
+//!   key's stripe from the read to the write. Every one of them checks
+//!   everything before its first write, so a failure changes nothing.
 //! - Nothing blocks the async runtime for long: every command is a few
 //!   map operations under short locks, and a `SCAN` step examines at most
 //!   `COUNT` keys.
@@ -52,6 +52,7 @@ mod entry;
 mod hash;
 mod keys;
 mod pubsub;
+mod rate;
 mod strings;
 mod zset;
 
@@ -273,6 +274,12 @@ impl EmbeddedKv {
                 fence_key,
             } => self.lock_acquire(&key, token, ttl, &fence_key),
             Command::LockExtend { key, token, ttl } => self.lock_extend(&key, &token, ttl),
+            Command::RateLimit {
+                key,
+                limit,
+                period,
+                cost,
+            } => self.rate_limit(&key, limit, period, cost),
             Command::Publish { channel, message } => {
                 Ok(Reply::Int(self.pubsub.publish(&channel, message) as i64))
             }

@@ -384,7 +384,7 @@ impl EmbeddedKv {
 
     /// Reads the string at `key` for a read-modify-write, under the caller's
     /// write lock: its bytes (`None` when missing) and its deadline.
-    fn string_for_update(&self, key: &str) -> Result<(Option<Bytes>, u64)> {
+    pub(super) fn string_for_update(&self, key: &str) -> Result<(Option<Bytes>, u64)> {
         match self.live(key) {
             None => Ok((None, NO_DEADLINE)),
             Some(entry) => match &entry.value {

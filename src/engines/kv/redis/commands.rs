@@ -18,10 +18,10 @@ use bytes::Bytes;
 
 use super::errors;
 use super::scripts::{Lua, ScriptCall};
-use crate::engines::kv::command::fence_number;
+use crate::engines::kv::command::{fence_number, rate_interval};
 use crate::engines::kv::{
-    Command, ExpireOptions, GetExpiry, KeyType, Reply, ScanCursor, ScanOptions, ScoreBound,
-    SetCondition, SetOptions, Ttl, ZAddOptions,
+    Command, ExpireOptions, GetExpiry, KeyType, RateLimitReply, Reply, ScanCursor, ScanOptions,
+    ScoreBound, SetCondition, SetOptions, Ttl, ZAddOptions,
 };
 use crate::error::{Error, Result};
 
@@ -299,6 +299,20 @@ pub(super) fn encode_call(prefix: &str, command: &Command) -> Result<Encoded> {
                     .arg(millis(*ttl, "pexpire")?.to_string()),
             );
         }
+        Command::RateLimit {
+            key: k,
+            limit,
+            period,
+            cost,
+        } => {
+            return script(
+                ScriptCall::new(Lua::RateLimit)
+                    .key(key(k))
+                    .arg(rate_interval(*limit, *period)?.to_string())
+                    .arg(limit.to_string())
+                    .arg(cost.to_string()),
+            );
+        }
         Command::Publish { channel, message } => cmd("PUBLISH")
             .arg(key(channel))
             .arg(message.as_ref())
@@ -443,6 +457,7 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
             Value::Nil | Value::Boolean(false) => None,
             other => Some(fence_number(integer(other, name)?).map_err(|e| e.with_operation(name))?),
         }),
+        Command::RateLimit { .. } => Reply::RateLimit(rate_limit_reply(value, name)?),
         Command::Expire { .. }
         | Command::Persist { .. }
         | Command::CompareAndDelete { .. }
@@ -515,6 +530,29 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
         Command::HGetAll { .. } => Reply::Hash(hash(value, name)?),
     };
     Ok(reply)
+}
+
+/// The rate limiter's `{allowed, remaining, retry after µs, reset after
+/// µs}`.
+fn rate_limit_reply(value: Value, name: &'static str) -> Result<RateLimitReply> {
+    let numbers = array(value, name)?
+        .into_iter()
+        .map(|v| integer(v, name))
+        .collect::<Result<Vec<i64>>>()?;
+    let [allowed, remaining, retry, reset] = numbers[..] else {
+        return Err(Error::internal(format!(
+            "the rate limiter answered {} numbers, not 4",
+            numbers.len()
+        ))
+        .with_operation(name));
+    };
+    let micros = |n: i64| std::time::Duration::from_micros(n.max(0).unsigned_abs());
+    Ok(RateLimitReply {
+        allowed: allowed != 0,
+        remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+        retry_after: micros(retry),
+        reset_after: micros(reset),
+    })
 }
 
 fn unexpected(value: &Value, name: &'static str) -> Error {
@@ -861,6 +899,17 @@ mod tests {
                 vec!["p:l"],
                 vec!["t", "250"],
             ),
+            (
+                Command::RateLimit {
+                    key: "r".into(),
+                    limit: 4,
+                    period: ms(1000),
+                    cost: 2,
+                },
+                Lua::RateLimit,
+                vec!["p:r"],
+                vec!["250000", "4", "2"],
+            ),
         ];
         for (command, lua, keys, argv) in cases {
             let Encoded::Script(call) = encode_call("p:", &command).unwrap() else {
@@ -895,6 +944,29 @@ mod tests {
         assert_eq!(decode(&lock, Value::Int(3)).unwrap(), Reply::Fence(Some(3)));
         let err = decode(&lock, Value::Int(0)).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Internal, "{err}");
+
+        let rate = Command::RateLimit {
+            key: "r".into(),
+            limit: 5,
+            period: Duration::from_secs(10),
+            cost: 1,
+        };
+        let reply = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(1_500_000),
+            Value::Int(10_000_000),
+        ]);
+        assert_eq!(
+            decode(&rate, reply).unwrap(),
+            Reply::RateLimit(RateLimitReply {
+                allowed: false,
+                remaining: 0,
+                retry_after: Duration::from_millis(1500),
+                reset_after: Duration::from_secs(10),
+            })
+        );
+        assert!(decode(&rate, Value::Array(vec![Value::Int(1)])).is_err());
     }
 
     #[test]

@@ -15,8 +15,40 @@
 //! - Every key a script touches is one of its `KEYS`, prefixed with the
 //!   store's `key_prefix` like every other key; fields, members, tokens and
 //!   numbers are `ARGV`.
+//! - Integers read from the store are judged as Redis's `string2ll` judges
+//!   them (`is_int`). Rate-limit times are microseconds of Unix time plus
+//!   at most 2^52 microseconds, which doubles (Lua's only numbers) hold
+//!   exactly.
+//! - Redis 7 replicates a script's effects, not the script, so the
+//!   rate limiter may read `TIME` before it writes.
 
 use bb8_redis::redis::{Cmd, Script, cmd};
+
+/// Lua helpers shared by the scripts that read integers from the store.
+macro_rules! int_helpers {
+    () => {
+        r#"
+local function is_int(s)
+  if s == '0' then return true end
+  local digits = string.match(s, '^%-?([1-9]%d*)$')
+  if not digits or #digits > 19 then return false end
+  if #digits < 19 then return true end
+  if string.sub(s, 1, 1) == '-' then return digits <= '9223372036854775808' end
+  return digits <= '9223372036854775807'
+end
+local function int_less(a, b)
+  local a_neg, b_neg = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if a_neg ~= b_neg then return a_neg end
+  if a_neg then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+"#
+    };
+}
 
 /// The compare-and-delete of a lock release.
 /// KEYS: lock. ARGV: expected value.
@@ -49,17 +81,60 @@ if held ~= ARGV[1] then return 0 end
 return redis.pcall('PEXPIRE', KEYS[1], ARGV[2])
 "#;
 
+/// One GCRA decision, the embedded store's `gcra` step for step.
+/// KEYS: the TAT. ARGV: emission interval (µs), limit, cost.
+/// Answers {allowed (1/0), remaining, retry after (µs), reset after (µs)}.
+pub(super) const RATE_LIMIT: &str = concat!(
+    int_helpers!(),
+    r#"
+local stored = redis.pcall('GET', KEYS[1])
+if failed(stored) then return stored end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local interval, limit, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local capacity = interval * limit
+local tat = now
+if stored then
+  if not is_int(stored) then
+    return redis.error_reply('ERR value is not an integer or out of range')
+  end
+  tat = math.max(tonumber(stored), now)
+end
+local new_tat = tat + cost * interval
+local allowed = new_tat - now <= capacity
+local retry = 0
+if allowed then
+  if cost > 0 then
+    local ttl = math.ceil((new_tat - now) / 1000)
+    redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', ttl))
+  end
+  tat = new_tat
+else
+  retry = new_tat - capacity - now
+end
+local used = tat - now
+local remaining = math.min(limit, math.max(0, math.floor((capacity - used) / interval)))
+return {allowed and 1 or 0, remaining, retry, used}
+"#
+);
+
 /// The scripts, each one [`Command`](crate::engines::kv::Command)'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lua {
     CompareAndDelete,
     LockAcquire,
     LockExtend,
+    RateLimit,
 }
 
 impl Lua {
     /// Every script, in the order of [`Scripts`].
-    const ALL: [Lua; 3] = [Lua::CompareAndDelete, Lua::LockAcquire, Lua::LockExtend];
+    const ALL: [Lua; 4] = [
+        Lua::CompareAndDelete,
+        Lua::LockAcquire,
+        Lua::LockExtend,
+        Lua::RateLimit,
+    ];
 
     /// The script's source.
     pub(super) fn source(self) -> &'static str {
@@ -67,6 +142,7 @@ impl Lua {
             Lua::CompareAndDelete => COMPARE_AND_DELETE,
             Lua::LockAcquire => LOCK_ACQUIRE,
             Lua::LockExtend => LOCK_EXTEND,
+            Lua::RateLimit => RATE_LIMIT,
         }
     }
 }
@@ -138,8 +214,8 @@ mod tests {
         }
         let scripts = Scripts::new();
         assert_eq!(
-            scripts.get(Lua::LockAcquire).get_hash(),
-            Script::new(LOCK_ACQUIRE).get_hash()
+            scripts.get(Lua::RateLimit).get_hash(),
+            Script::new(RATE_LIMIT).get_hash()
         );
     }
 }
