@@ -349,6 +349,9 @@ macro_rules! kv_conformance {
                 rate_limit_allows_the_burst_then_refuses,
                 rate_limit_refuses_what_it_cannot_limit,
                 concurrent_rate_limit_allows_exactly_the_limit,
+                zadd_best_keeps_the_best_score_and_its_earliest_time,
+                zadd_best_changes_nothing_when_it_fails,
+                concurrent_zadd_best_keeps_the_best,
             );
         }
     };
@@ -2238,7 +2241,7 @@ async fn concurrent_incr_is_atomic(t: TestKv) {
 }
 
 // ---------------------------------------------------------------------------
-// Atomic commands: fenced locks, rate limits
+// Atomic commands: fenced locks, rate limits, best scores
 
 async fn lock_acquire_takes_a_free_lock_and_counts_fences(t: TestKv) {
     let kv = t.store();
@@ -2540,6 +2543,164 @@ async fn concurrent_rate_limit_allows_exactly_the_limit(t: TestKv) {
         allowed += task.await.unwrap();
     }
     assert_eq!(allowed, limit);
+}
+
+async fn zadd_best_keeps_the_best_score_and_its_earliest_time(t: TestKv) {
+    let kv = t.store();
+    let (board, at) = (t.key("board"), t.key("at"));
+    let time = |kv: &Arc<dyn KvStore>, member: &'static str| {
+        let (kv, at) = (Arc::clone(kv), at.clone());
+        async move { kv.hget(&at, member).await.unwrap() }
+    };
+    // New member.
+    assert!(kv.zadd_best(&board, "ann", 10.0, &at, 100).await.unwrap());
+    assert_eq!(kv.zscore(&board, "ann").await.unwrap(), Some(10.0));
+    assert_eq!(time(&kv, "ann").await, Some(b("100")));
+    // Lower: nothing.
+    assert!(!kv.zadd_best(&board, "ann", 9.5, &at, 50).await.unwrap());
+    assert_eq!(kv.zscore(&board, "ann").await.unwrap(), Some(10.0));
+    assert_eq!(time(&kv, "ann").await, Some(b("100")));
+    // Equal, later: nothing; equal, earlier: the earlier time.
+    assert!(!kv.zadd_best(&board, "ann", 10.0, &at, 120).await.unwrap());
+    assert_eq!(time(&kv, "ann").await, Some(b("100")));
+    assert!(!kv.zadd_best(&board, "ann", 10.0, &at, 90).await.unwrap());
+    assert_eq!(time(&kv, "ann").await, Some(b("90")));
+    // Higher: the score and its time, even a later one.
+    assert!(kv.zadd_best(&board, "ann", 12.5, &at, 300).await.unwrap());
+    assert_eq!(kv.zscore(&board, "ann").await.unwrap(), Some(12.5));
+    assert_eq!(time(&kv, "ann").await, Some(b("300")));
+    // Negative times compare as integers, not as text.
+    assert!(kv.zadd_best(&board, "bob", 1.0, &at, -5).await.unwrap());
+    assert!(!kv.zadd_best(&board, "bob", 1.0, &at, -40).await.unwrap());
+    assert_eq!(time(&kv, "bob").await, Some(b("-40")));
+    assert!(!kv.zadd_best(&board, "bob", 1.0, &at, -7).await.unwrap());
+    assert_eq!(time(&kv, "bob").await, Some(b("-40")));
+    // Large times, beyond a double's exact integers, compare exactly.
+    let big = 1_700_000_000_000_000_001_i64;
+    assert!(kv.zadd_best(&board, "cy", 2.0, &at, big).await.unwrap());
+    assert!(!kv.zadd_best(&board, "cy", 2.0, &at, big - 1).await.unwrap());
+    assert_eq!(time(&kv, "cy").await, Some(b(&(big - 1).to_string())));
+    assert!(!kv.zadd_best(&board, "cy", 2.0, &at, big).await.unwrap());
+    assert_eq!(time(&kv, "cy").await, Some(b(&(big - 1).to_string())));
+    // Infinite scores, and -0 tying with 0.
+    assert!(
+        kv.zadd_best(&board, "dee", f64::NEG_INFINITY, &at, 1)
+            .await
+            .unwrap()
+    );
+    assert!(kv.zadd_best(&board, "dee", -1e300, &at, 2).await.unwrap());
+    assert!(
+        kv.zadd_best(&board, "dee", f64::INFINITY, &at, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !kv.zadd_best(&board, "dee", f64::INFINITY, &at, 4)
+            .await
+            .unwrap()
+    );
+    assert_eq!(kv.zscore(&board, "dee").await.unwrap(), Some(f64::INFINITY));
+    assert!(kv.zadd_best(&board, "eve", 0.0, &at, 10).await.unwrap());
+    assert!(!kv.zadd_best(&board, "eve", -0.0, &at, 5).await.unwrap());
+    assert_eq!(time(&kv, "eve").await, Some(b("5")));
+    // A missing time for an existing score is recorded.
+    kv.zadd(&board, vec![(7.0, "fay".into())]).await.unwrap();
+    assert!(!kv.zadd_best(&board, "fay", 7.0, &at, 70).await.unwrap());
+    assert_eq!(time(&kv, "fay").await, Some(b("70")));
+    // The ranking a caller builds: score descending, earlier time first.
+    let mut ranked: Vec<(String, f64, i64)> = Vec::new();
+    for (member, score) in kv.zrevrange(&board, 0, -1).await.unwrap() {
+        let reached = kv.hget(&at, &member).await.unwrap().unwrap();
+        let reached: i64 = std::str::from_utf8(&reached).unwrap().parse().unwrap();
+        ranked.push((member, score, reached));
+    }
+    assert_eq!(ranked.len(), 6);
+    assert_eq!(ranked[0].0, "dee");
+}
+
+async fn zadd_best_changes_nothing_when_it_fails(t: TestKv) {
+    let kv = t.store();
+    let (board, at) = (t.key("board"), t.key("at"));
+    let (s, h) = (t.key("s"), t.key("h"));
+    kv.set(&s, b("v")).await.unwrap();
+    kv.hset(&h, vec![("x".into(), b("1"))]).await.unwrap();
+    // NaN, as ZADD refuses it, before the types.
+    let err = kv.zadd_best(&s, "m", f64::NAN, &s, 1).await.unwrap_err();
+    assert_invalid(&err, "ERR value is not a valid float");
+    // The sorted set of another type: the times untouched.
+    assert_wrong_type(kv.zadd_best(&s, "m", 1.0, &at, 1).await, "zadd_best set");
+    assert_eq!(kv.exists(std::slice::from_ref(&at)).await.unwrap(), 0);
+    assert_wrong_type(kv.zadd_best(&h, "m", 1.0, &at, 1).await, "zadd_best set");
+    // The times of another type: the score untouched.
+    assert_wrong_type(
+        kv.zadd_best(&board, "m", 1.0, &s, 1).await,
+        "zadd_best times",
+    );
+    assert_eq!(kv.exists(std::slice::from_ref(&board)).await.unwrap(), 0);
+    assert_eq!(kv.get(&s).await.unwrap(), Some(b("v")));
+    // A stored time that is not an integer, when it must be compared.
+    kv.zadd(&board, vec![(5.0, "m".into())]).await.unwrap();
+    kv.hset(&at, vec![("m".into(), b("noon"))]).await.unwrap();
+    let err = kv.zadd_best(&board, "m", 5.0, &at, 1).await.unwrap_err();
+    assert_invalid(&err, "ERR the time of member 'm' is not an integer");
+    assert_eq!(kv.hget(&at, "m").await.unwrap(), Some(b("noon")));
+    // ... and not when the score beats it.
+    assert!(kv.zadd_best(&board, "m", 6.0, &at, 1).await.unwrap());
+    assert_eq!(kv.hget(&at, "m").await.unwrap(), Some(b("1")));
+    // The set and the times must be two keys.
+    let err = kv.zadd_best(&board, "m", 9.0, &board, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(kv.zscore(&board, "m").await.unwrap(), Some(6.0));
+}
+
+/// 8 tasks × 200 submissions over 4 members: each member ends with the
+/// highest score submitted for it, and the earliest time among the
+/// submissions of that score.
+async fn concurrent_zadd_best_keeps_the_best(t: TestKv) {
+    let (board, at) = (t.key("board"), t.key("at"));
+    let submission = |task: i64, n: i64| {
+        let member = format!("m{}", n % 4);
+        let score = ((task * 7 + n * 13) % 50) as f64;
+        let time = 1_000 + (n * 8 + task) * 3 % 1601;
+        (member, score, time)
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let kv = t.store();
+            let (board, at) = (board.clone(), at.clone());
+            tokio::spawn(async move {
+                for n in 0..200 {
+                    let (member, score, time) = submission(task, n);
+                    kv.zadd_best(&board, &member, score, &at, time)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut best: std::collections::BTreeMap<String, (f64, i64)> = Default::default();
+    for task in 0..8 {
+        for n in 0..200 {
+            let (member, score, time) = submission(task, n);
+            let entry = best.entry(member).or_insert((score, time));
+            if score > entry.0 || (score == entry.0 && time < entry.1) {
+                *entry = (score, time);
+            }
+        }
+    }
+    let kv = t.store();
+    for (member, (score, time)) in best {
+        assert_eq!(
+            kv.zscore(&board, &member).await.unwrap(),
+            Some(score),
+            "{member}"
+        );
+        let stored = kv.hget(&at, &member).await.unwrap();
+        assert_eq!(stored, Some(b(&time.to_string())), "{member}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -620,6 +620,25 @@ pub enum Command {
         period: Duration,
         cost: u32,
     },
+    /// A best-score submission, in one atomic step → `Reply::Bool` (the
+    /// score changed): when `member` is absent from the sorted set `key`
+    /// or `score` is strictly above its score (`ZADD GT`), set the score
+    /// and `HSET at_key member at`; when `score` equals it and `at` is
+    /// earlier than the time stored at `at_key` (or none is), store `at`
+    /// (the earliest reaching of a score wins ties); otherwise nothing.
+    ///
+    /// A NaN score is refused as `ZADD` refuses it, before the keys' types;
+    /// either key holding another type fails with WRONGTYPE and changes
+    /// nothing; a stored time that is not an integer, when it has to be
+    /// compared, fails with `InvalidInput` and changes nothing. `at_key`
+    /// must differ from `key`.
+    ZAddBest {
+        key: String,
+        member: String,
+        score: f64,
+        at_key: String,
+        at: i64,
+    },
     /// `PUBLISH channel message` → `Reply::Int` (subscribers reached).
     Publish { channel: String, message: Bytes },
 }
@@ -672,6 +691,7 @@ impl Command {
             Command::LockAcquire { .. } => "lock_acquire",
             Command::LockExtend { .. } => "lock_extend",
             Command::RateLimit { .. } => "rate_limit",
+            Command::ZAddBest { .. } => "zadd_best",
             Command::Publish { .. } => "publish",
         }
     }
@@ -699,6 +719,12 @@ impl Command {
                 }
                 Ok(())
             }
+            Command::ZAddBest { score, .. } if score.is_nan() => {
+                Err(Error::invalid("ERR value is not a valid float"))
+            }
+            Command::ZAddBest { key, at_key, .. } if key == at_key => Err(Error::invalid(
+                "zadd_best: the key of the times must differ from the sorted set's",
+            )),
             _ => Ok(()),
         }
     }

@@ -641,6 +641,27 @@ pub trait KvStoreExt: KvStore {
         ask!(self, command, "rate_limit", Reply::RateLimit(r) => r)
     }
 
+    /// Keeps `member`'s best `score` in the sorted set `key` and when it
+    /// was first reached (`at`) in the hash `at_key`; `true` when the score
+    /// changed. See [`Command::ZAddBest`].
+    fn zadd_best(
+        &self,
+        key: &str,
+        member: &str,
+        score: f64,
+        at_key: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let command = Command::ZAddBest {
+            key: key.into(),
+            member: member.into(),
+            score,
+            at_key: at_key.into(),
+            at,
+        };
+        ask!(self, command, "zadd_best", Reply::Bool(b) => b)
+    }
+
     /// `PUBLISH`; how many subscribers received it.
     fn publish(&self, channel: &str, message: Bytes) -> impl Future<Output = Result<u64>> + Send {
         let command = Command::Publish {

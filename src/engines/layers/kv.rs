@@ -5,9 +5,9 @@
 //! `MSET`, `lock_extend`, a `rate_limit` of cost 0); a pipeline is repeated
 //! only when every command in it is. Counters, conditional writes, deletes
 //! (whose answer counts what was deleted), hash and sorted-set writes,
-//! `lock_acquire`, `rate_limit` and publishes are not: a write that reached
-//! the store before its connection failed would be applied twice, or
-//! answered differently.
+//! `lock_acquire`, `rate_limit`, `zadd_best` and publishes are not: a write
+//! that reached the store before its connection failed would be applied
+//! twice, or answered differently.
 
 use std::sync::Arc;
 
@@ -65,8 +65,9 @@ pub fn repeatable(command: &Command) -> bool {
         // Cost 0 only reports; any other cost counts once per run.
         Command::RateLimit { cost, .. } => *cost == 0,
         // A repeat after a taken lock finds it held (nil, and a lost
-        // fence number to the caller).
-        Command::LockAcquire { .. } => false,
+        // fence number to the caller); a repeated best score finds itself
+        // equal (`false` where it was `true`).
+        Command::LockAcquire { .. } | Command::ZAddBest { .. } => false,
         _ => false,
     }
 }
@@ -197,6 +198,13 @@ mod tests {
         assert!(!repeatable(&extend(std::time::Duration::from_micros(999))));
         assert!(!repeatable(&rate(1)));
         assert!(repeatable(&rate(0)));
+        assert!(!repeatable(&Command::ZAddBest {
+            key: "z".into(),
+            member: "m".into(),
+            score: 1.0,
+            at_key: "a".into(),
+            at: 1,
+        }));
         assert!(!repeatable(&Command::CompareAndDelete {
             key: "l".into(),
             expected: Bytes::from_static(b"t"),

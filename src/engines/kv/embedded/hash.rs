@@ -46,8 +46,13 @@ fn field_bytes(field: &str, value: &Bytes) -> u64 {
 }
 
 impl HashValue {
+    /// The value of `field`.
+    pub(super) fn get(&self, field: &str) -> Option<&Bytes> {
+        self.fields.get(field)
+    }
+
     /// Sets a field; `true` when it is new.
-    fn insert(&mut self, field: String, value: Bytes) -> bool {
+    pub(super) fn insert(&mut self, field: String, value: Bytes) -> bool {
         let added = field_bytes(&field, &value);
         let name_len = field.len() as u64;
         match self.fields.insert(field, value) {

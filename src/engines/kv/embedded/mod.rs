@@ -39,10 +39,11 @@
 //!   mutex. `MSETNX` takes the stripes of all its keys, in stripe order (so
 //!   two never deadlock): all its keys are written or none, as a whole
 //!   with respect to other writers. So do the atomic commands of two keys
-//!   (`lock_acquire`: the lock and its fence counter); the others
-//!   (`lock_extend`, `rate_limit`, `compare_and_delete`) hold their one
-//!   key's stripe from the read to the write. Every one of them checks
-//!   everything before its first write, so a failure changes nothing.
+//!   (`lock_acquire`: the lock and its fence counter; `zadd_best`: the
+//!   sorted set and the hash of times); the others (`lock_extend`,
+//!   `rate_limit`, `compare_and_delete`) hold their one key's stripe from
+//!   the read to the write. Every one of them checks everything before its
+//!   first write, so a failure changes nothing.
 //! - Nothing blocks the async runtime for long: every command is a few
 //!   map operations under short locks, and a `SCAN` step examines at most
 //!   `COUNT` keys.
@@ -280,6 +281,13 @@ impl EmbeddedKv {
                 period,
                 cost,
             } => self.rate_limit(&key, limit, period, cost),
+            Command::ZAddBest {
+                key,
+                member,
+                score,
+                at_key,
+                at,
+            } => self.zadd_best(&key, &member, score, &at_key, at),
             Command::Publish { channel, message } => {
                 Ok(Reply::Int(self.pubsub.publish(&channel, message) as i64))
             }
@@ -345,6 +353,16 @@ impl EmbeddedKv {
         f: impl FnOnce(&mut C) -> Result<T>,
     ) -> Result<T> {
         let _guard = self.write_lock(key);
+        self.write_collection_locked(key, f)
+    }
+
+    /// [`write_collection`](Self::write_collection) for a caller that holds
+    /// `key`'s write lock already (a command writing several keys).
+    fn write_collection_locked<C: Collection, T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut C) -> Result<T>,
+    ) -> Result<T> {
         match self.live(key) {
             None => {
                 let mut value = C::default();

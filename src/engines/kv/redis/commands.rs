@@ -313,6 +313,22 @@ pub(super) fn encode_call(prefix: &str, command: &Command) -> Result<Encoded> {
                     .arg(cost.to_string()),
             );
         }
+        Command::ZAddBest {
+            key: k,
+            member,
+            score,
+            at_key,
+            at,
+        } => {
+            return script(
+                ScriptCall::new(Lua::ZAddBest)
+                    .key(key(k))
+                    .key(key(at_key))
+                    .arg(member)
+                    .arg(float_arg(*score))
+                    .arg(at.to_string()),
+            );
+        }
         Command::Publish { channel, message } => cmd("PUBLISH")
             .arg(key(channel))
             .arg(message.as_ref())
@@ -462,6 +478,7 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
         | Command::Persist { .. }
         | Command::CompareAndDelete { .. }
         | Command::LockExtend { .. }
+        | Command::ZAddBest { .. }
         | Command::MSetNx { .. }
         | Command::HSetNx { .. }
         | Command::HExists { .. } => Reply::Bool(integer(value, name)? != 0),
@@ -909,6 +926,18 @@ mod tests {
                 Lua::RateLimit,
                 vec!["p:r"],
                 vec!["250000", "4", "2"],
+            ),
+            (
+                Command::ZAddBest {
+                    key: "z".into(),
+                    member: "m".into(),
+                    score: f64::INFINITY,
+                    at_key: "a".into(),
+                    at: -7,
+                },
+                Lua::ZAddBest,
+                vec!["p:z", "p:a"],
+                vec!["m", "+inf", "-7"],
             ),
         ];
         for (command, lua, keys, argv) in cases {

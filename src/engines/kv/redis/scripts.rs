@@ -16,9 +16,10 @@
 //!   store's `key_prefix` like every other key; fields, members, tokens and
 //!   numbers are `ARGV`.
 //! - Integers read from the store are judged as Redis's `string2ll` judges
-//!   them (`is_int`). Rate-limit times are microseconds of Unix time plus
-//!   at most 2^52 microseconds, which doubles (Lua's only numbers) hold
-//!   exactly.
+//!   them (`is_int`), and event times are compared as decimal text
+//!   (`int_less`), exactly for every 64-bit integer: Lua's numbers are
+//!   doubles, exact only below 2^53. Rate-limit times are microseconds of
+//!   Unix time plus at most 2^52 microseconds, which doubles hold exactly.
 //! - Redis 7 replicates a script's effects, not the script, so the
 //!   rate limiter may read `TIME` before it writes.
 
@@ -118,6 +119,41 @@ return {allowed and 1 or 0, remaining, retry, used}
 "#
 );
 
+/// A best score and when it was first reached.
+/// KEYS: sorted set, hash of times. ARGV: member, score, time.
+/// Answers 1 when the score changed, else 0.
+pub(super) const ZADD_BEST: &str = concat!(
+    int_helpers!(),
+    r#"
+local function score_of(s)
+  if s == 'inf' or s == '+inf' then return math.huge end
+  if s == '-inf' then return -math.huge end
+  return tonumber(s)
+end
+local stored_at = redis.pcall('HGET', KEYS[2], ARGV[1])
+if failed(stored_at) then return stored_at end
+local current = redis.pcall('ZSCORE', KEYS[1], ARGV[1])
+if failed(current) then return current end
+local score = score_of(ARGV[2])
+if current then
+  current = score_of(current)
+  if score < current then return 0 end
+  if score == current then
+    if stored_at and not is_int(stored_at) then
+      return redis.error_reply("ERR the time of member '" .. ARGV[1] .. "' is not an integer")
+    end
+    if not stored_at or int_less(ARGV[3], stored_at) then
+      redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+    end
+    return 0
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"#
+);
+
 /// The scripts, each one [`Command`](crate::engines::kv::Command)'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lua {
@@ -125,15 +161,17 @@ pub(super) enum Lua {
     LockAcquire,
     LockExtend,
     RateLimit,
+    ZAddBest,
 }
 
 impl Lua {
     /// Every script, in the order of [`Scripts`].
-    const ALL: [Lua; 4] = [
+    const ALL: [Lua; 5] = [
         Lua::CompareAndDelete,
         Lua::LockAcquire,
         Lua::LockExtend,
         Lua::RateLimit,
+        Lua::ZAddBest,
     ];
 
     /// The script's source.
@@ -143,6 +181,7 @@ impl Lua {
             Lua::LockAcquire => LOCK_ACQUIRE,
             Lua::LockExtend => LOCK_EXTEND,
             Lua::RateLimit => RATE_LIMIT,
+            Lua::ZAddBest => ZADD_BEST,
         }
     }
 }
