@@ -352,6 +352,10 @@ macro_rules! kv_conformance {
                 zadd_best_keeps_the_best_score_and_its_earliest_time,
                 zadd_best_changes_nothing_when_it_fails,
                 concurrent_zadd_best_keeps_the_best,
+                hset_if_newer_writes_unless_older,
+                hset_if_newer_changes_nothing_when_it_fails,
+                concurrent_hset_if_newer_keeps_the_latest,
+                pipeline_carries_the_atomic_commands,
             );
         }
     };
@@ -2241,7 +2245,8 @@ async fn concurrent_incr_is_atomic(t: TestKv) {
 }
 
 // ---------------------------------------------------------------------------
-// Atomic commands: fenced locks, rate limits, best scores
+// Atomic commands: fenced locks, rate limits, best scores, newer-only hash
+// writes
 
 async fn lock_acquire_takes_a_free_lock_and_counts_fences(t: TestKv) {
     let kv = t.store();
@@ -2701,6 +2706,275 @@ async fn concurrent_zadd_best_keeps_the_best(t: TestKv) {
         let stored = kv.hget(&at, &member).await.unwrap();
         assert_eq!(stored, Some(b(&time.to_string())), "{member}");
     }
+}
+
+async fn hset_if_newer_writes_unless_older(t: TestKv) {
+    let kv = t.store();
+    let h = t.key("h");
+    let entry = |field: &str, value: &str, time: i64| (field.to_owned(), b(value), time);
+    let written = kv
+        .hset_if_newer(&h, vec![entry("a", "a1", 10), entry("b", "b1", 20)], "t:")
+        .await
+        .unwrap();
+    assert_eq!(written, [true, true]);
+    let all = kv.hgetall(&h).await.unwrap();
+    let expected: Vec<(&str, Bytes)> = vec![
+        ("a", b("a1")),
+        ("b", b("b1")),
+        ("t:a", b("10")),
+        ("t:b", b("20")),
+    ];
+    assert_eq!(
+        all.iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    // Older: refused; equal: written; newer: written. One step for all.
+    let written = kv
+        .hset_if_newer(
+            &h,
+            vec![
+                entry("a", "a0", 9),
+                entry("b", "b2", 20),
+                entry("c", "c1", -3),
+            ],
+            "t:",
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, [false, true, true]);
+    assert_eq!(kv.hget(&h, "a").await.unwrap(), Some(b("a1")));
+    assert_eq!(kv.hget(&h, "t:a").await.unwrap(), Some(b("10")));
+    assert_eq!(kv.hget(&h, "b").await.unwrap(), Some(b("b2")));
+    assert_eq!(kv.hget(&h, "c").await.unwrap(), Some(b("c1")));
+    assert_eq!(kv.hget(&h, "t:c").await.unwrap(), Some(b("-3")));
+    // Entries apply in order: a field named twice sees the first write.
+    let written = kv
+        .hset_if_newer(&h, vec![entry("a", "a2", 11), entry("a", "a3", 10)], "t:")
+        .await
+        .unwrap();
+    assert_eq!(written, [true, false]);
+    assert_eq!(kv.hget(&h, "a").await.unwrap(), Some(b("a2")));
+    // Times compare as integers, exactly, also beyond a double's range of
+    // exact integers and across signs.
+    let big = i64::MAX - 1;
+    let written = kv
+        .hset_if_newer(
+            &h,
+            vec![entry("d", "d1", big), entry("d", "d0", big - 1)],
+            "t:",
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, [true, false]);
+    let written = kv
+        .hset_if_newer(&h, vec![entry("c", "c0", -20), entry("c", "c2", 0)], "t:")
+        .await
+        .unwrap();
+    assert_eq!(written, [false, true]);
+    // Another prefix is another set of times; other fields stay as they are.
+    kv.hset(&h, vec![("plain".into(), b("p"))]).await.unwrap();
+    let written = kv
+        .hset_if_newer(&h, vec![entry("a", "x", 1)], "when/")
+        .await
+        .unwrap();
+    assert_eq!(written, [true]);
+    assert_eq!(kv.hget(&h, "when/a").await.unwrap(), Some(b("1")));
+    assert_eq!(kv.hget(&h, "plain").await.unwrap(), Some(b("p")));
+}
+
+async fn hset_if_newer_changes_nothing_when_it_fails(t: TestKv) {
+    let kv = t.store();
+    let h = t.key("h");
+    let entry = |field: &str, value: &str, time: i64| (field.to_owned(), b(value), time);
+    kv.hset(
+        &h,
+        vec![
+            ("a".into(), b("a0")),
+            ("t:a".into(), b("5")),
+            ("b".into(), b("b0")),
+            ("t:b".into(), b("yesterday")),
+        ],
+    )
+    .await
+    .unwrap();
+    let before = kv.hgetall(&h).await.unwrap();
+    let err = kv
+        .hset_if_newer(&h, vec![entry("a", "a1", 6), entry("b", "b1", 6)], "t:")
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR the event time of field 'b' is not an integer");
+    assert_eq!(err.operation(), Some("hset_if_newer"));
+    assert_eq!(
+        kv.hgetall(&h).await.unwrap(),
+        before,
+        "not even 'a' written"
+    );
+    // Integers as Redis reads them: no sign, spaces or leading zeros.
+    for bad in ["+5", " 5", "05", "-0", "5.0", "99999999999999999999"] {
+        kv.hset(&h, vec![("t:b".into(), b(bad))]).await.unwrap();
+        let err = kv
+            .hset_if_newer(&h, vec![entry("b", "b1", 6)], "t:")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
+    }
+    // Another type.
+    let s = t.key("s");
+    kv.set(&s, b("v")).await.unwrap();
+    assert_wrong_type(
+        kv.hset_if_newer(&s, vec![entry("a", "a1", 1)], "t:").await,
+        "hset_if_newer",
+    );
+    assert_eq!(kv.get(&s).await.unwrap(), Some(b("v")));
+    // Refused before anything is read.
+    let refusals = [
+        (vec![], "t:", "wrong number of arguments"),
+        (
+            vec![entry("a", "a1", 1)],
+            "",
+            "time prefix must not be empty",
+        ),
+        (
+            vec![entry("a", "a1", 1), entry("t:a", "x", 1)],
+            "t:",
+            "starts with the time prefix",
+        ),
+    ];
+    for (fields, prefix, words) in refusals {
+        let err = kv.hset_if_newer(&h, fields, prefix).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.message().contains(words), "{words:?}: {err}");
+    }
+    assert_eq!(kv.hget(&h, "a").await.unwrap(), Some(b("a0")));
+    // A missing key: no entry written, no key left behind.
+    let missing = t.key("missing");
+    assert_eq!(
+        kv.hset_if_newer(&missing, vec![entry("a", "a1", 1)], "t:")
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(kv.hlen(&missing).await.unwrap(), 2);
+}
+
+/// 8 tasks × 200 writes of one field, each with a distinct time: the field
+/// ends with the value of the latest time, whatever order they landed in.
+async fn concurrent_hset_if_newer_keeps_the_latest(t: TestKv) {
+    let h = t.key("h");
+    let time = |task: i64, n: i64| (n * 8 + task) * 7919 % 1601;
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let kv = t.store();
+            let h = h.clone();
+            tokio::spawn(async move {
+                for n in 0..200 {
+                    let at = time(task, n);
+                    let fields = vec![
+                        ("f".to_owned(), b(&at.to_string()), at),
+                        (format!("g{}", n % 3), b(&at.to_string()), at),
+                    ];
+                    kv.hset_if_newer(&h, fields, "at:").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let latest = |pick: &dyn Fn(i64) -> bool| {
+        (0..8)
+            .flat_map(|task| (0..200).filter(|n| pick(*n)).map(move |n| time(task, n)))
+            .max()
+            .unwrap()
+    };
+    let kv = t.store();
+    let f = latest(&|_| true);
+    assert_eq!(kv.hget(&h, "f").await.unwrap(), Some(b(&f.to_string())));
+    assert_eq!(kv.hget(&h, "at:f").await.unwrap(), Some(b(&f.to_string())));
+    for g in 0..3 {
+        let want = latest(&|n| n % 3 == g);
+        let field = format!("g{g}");
+        assert_eq!(
+            kv.hget(&h, &field).await.unwrap(),
+            Some(b(&want.to_string()))
+        );
+    }
+}
+
+/// The atomic commands in a pipeline (Redis: `EVAL` rather than
+/// `EVALSHA`) answer as alone, and a command refused before it is sent
+/// gets its own error without stopping the others.
+async fn pipeline_carries_the_atomic_commands(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence, rate) = (t.key("lock"), t.key("fence"), t.key("rate"));
+    let (board, at, h) = (t.key("board"), t.key("at"), t.key("h"));
+    let ttl = Duration::from_secs(30);
+    let commands = vec![
+        Command::LockAcquire {
+            key: lock.clone(),
+            token: "a".into(),
+            ttl,
+            fence_key: fence.clone(),
+        },
+        Command::LockAcquire {
+            key: lock.clone(),
+            token: "b".into(),
+            ttl,
+            fence_key: fence.clone(),
+        },
+        Command::LockExtend {
+            key: lock.clone(),
+            token: "a".into(),
+            ttl,
+        },
+        Command::RateLimit {
+            key: rate.clone(),
+            limit: 0,
+            period: ttl,
+            cost: 1,
+        },
+        Command::RateLimit {
+            key: rate.clone(),
+            limit: 2,
+            period: ttl,
+            cost: 1,
+        },
+        Command::ZAddBest {
+            key: board.clone(),
+            member: "m".into(),
+            score: 3.0,
+            at_key: at.clone(),
+            at: 7,
+        },
+        Command::HSetIfNewer {
+            key: h.clone(),
+            fields: vec![("f".into(), b("v"), 1), ("f".into(), b("w"), 0)],
+            time_prefix: "t:".into(),
+        },
+        Command::CompareAndDelete {
+            key: lock.clone(),
+            expected: b("a"),
+        },
+    ];
+    let results = kv.pipeline(commands).await.unwrap();
+    let ok = |i: usize| results[i].as_ref().unwrap().clone();
+    assert_eq!(ok(0), Reply::Fence(Some(1)));
+    assert_eq!(ok(1), Reply::Fence(None));
+    assert_eq!(ok(2), Reply::Bool(true));
+    let err = results[3].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(err.operation(), Some("rate_limit"));
+    let Reply::RateLimit(reply) = ok(4) else {
+        panic!("{:?}", ok(4))
+    };
+    assert_eq!((reply.allowed, reply.remaining), (true, 1), "{reply:?}");
+    assert_eq!(ok(5), Reply::Bool(true));
+    assert_eq!(ok(6), Reply::Bools(vec![true, false]));
+    assert_eq!(ok(7), Reply::Bool(true));
+    assert_eq!(kv.get(&lock).await.unwrap(), None);
+    assert_eq!(kv.hget(&at, "m").await.unwrap(), Some(b("7")));
 }
 
 // ---------------------------------------------------------------------------

@@ -639,6 +639,23 @@ pub enum Command {
         at_key: String,
         at: i64,
     },
+    /// Write hash fields unless older, in one atomic step for all of them
+    /// → `Reply::Bools`, one per field in order (written).
+    ///
+    /// Each entry is `(field, value, event time)`. The event time of
+    /// `field` is kept in the same hash at `{time_prefix}{field}`, as
+    /// integer text; `field` and its time are written when the new time is
+    /// at or after the stored one, or none is stored. Entries apply in
+    /// order (a field named twice sees the first write). A stored time that
+    /// is not an integer fails with `InvalidInput` naming the field, a key
+    /// of another type with WRONGTYPE; either changes nothing. Refused
+    /// before anything is read: no entries, an empty `time_prefix`, a field
+    /// that starts with `time_prefix` (it could clobber a time).
+    HSetIfNewer {
+        key: String,
+        fields: Vec<(String, Bytes, i64)>,
+        time_prefix: String,
+    },
     /// `PUBLISH channel message` → `Reply::Int` (subscribers reached).
     Publish { channel: String, message: Bytes },
 }
@@ -692,6 +709,7 @@ impl Command {
             Command::LockExtend { .. } => "lock_extend",
             Command::RateLimit { .. } => "rate_limit",
             Command::ZAddBest { .. } => "zadd_best",
+            Command::HSetIfNewer { .. } => "hset_if_newer",
             Command::Publish { .. } => "publish",
         }
     }
@@ -725,6 +743,32 @@ impl Command {
             Command::ZAddBest { key, at_key, .. } if key == at_key => Err(Error::invalid(
                 "zadd_best: the key of the times must differ from the sorted set's",
             )),
+            Command::HSetIfNewer {
+                fields,
+                time_prefix,
+                ..
+            } => {
+                if fields.is_empty() {
+                    return Err(Error::invalid(
+                        "ERR wrong number of arguments for 'hset_if_newer' command",
+                    ));
+                }
+                if time_prefix.is_empty() {
+                    return Err(Error::invalid(
+                        "hset_if_newer: the time prefix must not be empty",
+                    ));
+                }
+                if let Some((field, _, _)) = fields
+                    .iter()
+                    .find(|(f, _, _)| f.starts_with(time_prefix.as_str()))
+                {
+                    return Err(Error::invalid(format!(
+                        "hset_if_newer: field '{field}' starts with the time prefix '{time_prefix}'"
+                    ))
+                    .with_field(field.clone()));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -822,6 +866,8 @@ pub enum Reply {
     Ttl(Ttl),
     /// A key's type.
     Type(KeyType),
+    /// Yes/no outcomes, one per item asked, in order.
+    Bools(Vec<bool>),
     /// A fence number, or nil when the lock was not taken.
     Fence(Option<u64>),
     /// A rate limiter's decision.

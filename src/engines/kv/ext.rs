@@ -662,6 +662,23 @@ pub trait KvStoreExt: KvStore {
         ask!(self, command, "zadd_best", Reply::Bool(b) => b)
     }
 
+    /// Writes each `(field, value, event time)` of the hash `key` unless
+    /// the time stored at `{time_prefix}{field}` is later; which were
+    /// written, in order. See [`Command::HSetIfNewer`].
+    fn hset_if_newer(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes, i64)>,
+        time_prefix: &str,
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send {
+        let command = Command::HSetIfNewer {
+            key: key.into(),
+            fields,
+            time_prefix: time_prefix.into(),
+        };
+        ask!(self, command, "hset_if_newer", Reply::Bools(b) => b)
+    }
+
     /// `PUBLISH`; how many subscribers received it.
     fn publish(&self, channel: &str, message: Bytes) -> impl Future<Output = Result<u64>> + Send {
         let command = Command::Publish {

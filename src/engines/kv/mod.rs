@@ -35,9 +35,9 @@
 //!   `mget`, which answers nil for a key that is not a string (as Redis
 //!   does); `SET ... GET` on a non-string fails with `WrongType` and does
 //!   not write; `compare_and_delete`, `lock_extend` and `rate_limit` on a
-//!   non-string fail with `WrongType`, and so does `zadd_best` on a key
-//!   that is not a sorted set (a hash for the times). `lock_acquire`
-//!   answers `None` for a lock key of any type.
+//!   non-string fail with `WrongType`, and so do `zadd_best` and
+//!   `hset_if_newer` on a key that is not a sorted set (a hash for the
+//!   times). `lock_acquire` answers `None` for a lock key of any type.
 //! - Arguments Redis refuses are refused with `InvalidInput` and Redis's
 //!   message, before anything changes, and in Redis's order of checks (an
 //!   incompatible flag combination before a bad score, a bad score before
@@ -90,6 +90,9 @@
 //!   - `zadd_best` writes a member's score only when it is new or
 //!     strictly higher (`ZADD GT`) and then records when (`at`) in a hash;
 //!     an equal score keeps the earliest `at`.
+//!   - `hset_if_newer` writes each field with its event time (kept in the
+//!     hash at `time_prefix + field`) unless the stored time is later; an
+//!     equal time writes, so a repeat is harmless.
 //! - `scan` is Redis's `SCAN`: a page per call, cursor `0` to start and as
 //!   the last page's cursor; a key present from the first call to the last
 //!   is returned at least once; a key added or removed meanwhile may or may

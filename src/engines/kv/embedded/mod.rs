@@ -41,9 +41,9 @@
 //!   with respect to other writers. So do the atomic commands of two keys
 //!   (`lock_acquire`: the lock and its fence counter; `zadd_best`: the
 //!   sorted set and the hash of times); the others (`lock_extend`,
-//!   `rate_limit`, `compare_and_delete`) hold their one key's stripe from
-//!   the read to the write. Every one of them checks everything before its
-//!   first write, so a failure changes nothing.
+//!   `rate_limit`, `hset_if_newer`, `compare_and_delete`) hold their one
+//!   key's stripe from the read to the write. Every one of them checks
+//!   everything before its first write, so a failure changes nothing.
 //! - Nothing blocks the async runtime for long: every command is a few
 //!   map operations under short locks, and a `SCAN` step examines at most
 //!   `COUNT` keys.
@@ -288,6 +288,11 @@ impl EmbeddedKv {
                 at_key,
                 at,
             } => self.zadd_best(&key, &member, score, &at_key, at),
+            Command::HSetIfNewer {
+                key,
+                fields,
+                time_prefix,
+            } => self.hset_if_newer(&key, fields, &time_prefix),
             Command::Publish { channel, message } => {
                 Ok(Reply::Int(self.pubsub.publish(&channel, message) as i64))
             }

@@ -329,6 +329,19 @@ pub(super) fn encode_call(prefix: &str, command: &Command) -> Result<Encoded> {
                     .arg(at.to_string()),
             );
         }
+        Command::HSetIfNewer {
+            key: k,
+            fields,
+            time_prefix,
+        } => {
+            let mut call = ScriptCall::new(Lua::HSetIfNewer)
+                .key(key(k))
+                .arg(time_prefix);
+            for (field, value, time) in fields {
+                call = call.arg(field).arg(value).arg(time.to_string());
+            }
+            return script(call);
+        }
         Command::Publish { channel, message } => cmd("PUBLISH")
             .arg(key(channel))
             .arg(message.as_ref())
@@ -474,6 +487,12 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
             other => Some(fence_number(integer(other, name)?).map_err(|e| e.with_operation(name))?),
         }),
         Command::RateLimit { .. } => Reply::RateLimit(rate_limit_reply(value, name)?),
+        Command::HSetIfNewer { .. } => Reply::Bools(
+            array(value, name)?
+                .into_iter()
+                .map(|v| Ok(integer(v, name)? != 0))
+                .collect::<Result<_>>()?,
+        ),
         Command::Expire { .. }
         | Command::Persist { .. }
         | Command::CompareAndDelete { .. }
@@ -939,6 +958,19 @@ mod tests {
                 vec!["p:z", "p:a"],
                 vec!["m", "+inf", "-7"],
             ),
+            (
+                Command::HSetIfNewer {
+                    key: "h".into(),
+                    fields: vec![
+                        ("f".into(), Bytes::from_static(b"v"), 5),
+                        ("g".into(), Bytes::from_static(b"w"), 6),
+                    ],
+                    time_prefix: "t:".into(),
+                },
+                Lua::HSetIfNewer,
+                vec!["p:h"],
+                vec!["t:", "f", "v", "5", "g", "w", "6"],
+            ),
         ];
         for (command, lua, keys, argv) in cases {
             let Encoded::Script(call) = encode_call("p:", &command).unwrap() else {
@@ -996,6 +1028,17 @@ mod tests {
             })
         );
         assert!(decode(&rate, Value::Array(vec![Value::Int(1)])).is_err());
+
+        let hset = Command::HSetIfNewer {
+            key: "h".into(),
+            fields: vec![],
+            time_prefix: "t:".into(),
+        };
+        let reply = Value::Array(vec![Value::Int(1), Value::Int(0)]);
+        assert_eq!(
+            decode(&hset, reply).unwrap(),
+            Reply::Bools(vec![true, false])
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //!   `info`;
 //! - `commands`: each [`Command`] as a Redis command or script, each reply
 //!   as a [`Reply`];
-//! - `scripts`: the Lua scripts of the atomic commands
-//!   (`compare_and_delete`, `lock_acquire`, `lock_extend`, `rate_limit`,
-//!   `zadd_best`);
+//! - `scripts`: the Lua scripts of the atomic commands (`compare_and_delete`,
+//!   `lock_acquire`, `lock_extend`, `rate_limit`, `zadd_best`,
+//!   `hset_if_newer`);
 //! - `pool`: the bb8 pool and its broken-connection tracking;
 //! - `pubsub`: subscriptions on dedicated connections;
 //! - `errors`: Redis errors as strata [`ErrorKind`]s.

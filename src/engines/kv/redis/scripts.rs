@@ -154,6 +154,37 @@ return 1
 "#
 );
 
+/// Hash fields written unless their stored event time is later.
+/// KEYS: the hash. ARGV: the time prefix, then field, value, time for each
+/// field. Answers one 1 (written) or 0 per field.
+pub(super) const HSET_IF_NEWER: &str = concat!(
+    int_helpers!(),
+    r#"
+local prefix = ARGV[1]
+local n = (#ARGV - 1) / 3
+for i = 1, n do
+  local field = ARGV[3 * i - 1]
+  local stored = redis.pcall('HGET', KEYS[1], prefix .. field)
+  if failed(stored) then return stored end
+  if stored and not is_int(stored) then
+    return redis.error_reply("ERR the event time of field '" .. field .. "' is not an integer")
+  end
+end
+local written = {}
+for i = 1, n do
+  local field, value, time = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local stored = redis.call('HGET', KEYS[1], prefix .. field)
+  if stored and int_less(time, stored) then
+    written[i] = 0
+  else
+    redis.call('HSET', KEYS[1], field, value, prefix .. field, time)
+    written[i] = 1
+  end
+end
+return written
+"#
+);
+
 /// The scripts, each one [`Command`](crate::engines::kv::Command)'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lua {
@@ -162,16 +193,18 @@ pub(super) enum Lua {
     LockExtend,
     RateLimit,
     ZAddBest,
+    HSetIfNewer,
 }
 
 impl Lua {
     /// Every script, in the order of [`Scripts`].
-    const ALL: [Lua; 5] = [
+    const ALL: [Lua; 6] = [
         Lua::CompareAndDelete,
         Lua::LockAcquire,
         Lua::LockExtend,
         Lua::RateLimit,
         Lua::ZAddBest,
+        Lua::HSetIfNewer,
     ];
 
     /// The script's source.
@@ -182,6 +215,7 @@ impl Lua {
             Lua::LockExtend => LOCK_EXTEND,
             Lua::RateLimit => RATE_LIMIT,
             Lua::ZAddBest => ZADD_BEST,
+            Lua::HSetIfNewer => HSET_IF_NEWER,
         }
     }
 }
