@@ -313,6 +313,7 @@ macro_rules! kv_conformance {
                 scan_matches_glob_patterns,
                 delete_pattern_deletes_only_matches,
                 pipeline_answers_in_order_with_failure_in_middle,
+                pipeline_isolates_a_command_refused_before_sending,
                 compare_and_delete_needs_matching_value,
                 publish_reaches_subscriber,
                 dropped_subscription_stops_counting,
@@ -341,6 +342,20 @@ macro_rules! kv_conformance {
                 pipeline_carries_the_newer_commands,
                 slow_subscriber_is_told_how_many_it_missed,
                 concurrent_msetnx_writes_one_whole_set,
+                lock_acquire_takes_a_free_lock_and_counts_fences,
+                lock_acquire_changes_nothing_when_it_fails,
+                lock_extend_needs_the_token,
+                concurrent_lock_holders_never_overlap,
+                rate_limit_allows_the_burst_then_refuses,
+                rate_limit_refuses_what_it_cannot_limit,
+                concurrent_rate_limit_allows_exactly_the_limit,
+                zadd_best_keeps_the_best_score_and_its_earliest_time,
+                zadd_best_changes_nothing_when_it_fails,
+                concurrent_zadd_best_keeps_the_best,
+                hset_if_newer_writes_unless_older,
+                hset_if_newer_changes_nothing_when_it_fails,
+                concurrent_hset_if_newer_keeps_the_latest,
+                pipeline_carries_the_atomic_commands,
             );
         }
     };
@@ -1052,6 +1067,36 @@ async fn pipeline_answers_in_order_with_failure_in_middle(t: TestKv) {
     );
     assert_eq!(results[4].as_ref().unwrap(), &Reply::Int(6));
     assert_eq!(results[5].as_ref().unwrap(), &Reply::Value(Some(b("text"))));
+}
+
+/// A command refused before it reaches the store (here an expiry Redis
+/// could not be sent) gets its own error in a pipeline; the others run.
+async fn pipeline_isolates_a_command_refused_before_sending(t: TestKv) {
+    let kv = t.store();
+    let (n, k) = (t.key("n"), t.key("k"));
+    let too_far = Command::Expire {
+        key: k.clone(),
+        ttl: Duration::MAX,
+        options: ExpireOptions::default(),
+    };
+    let incr = Command::IncrBy {
+        key: n.clone(),
+        delta: 1,
+    };
+    let results = kv
+        .pipeline(vec![incr.clone(), too_far.clone(), incr])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap(), &Reply::Int(1));
+    let err = results[1].as_ref().unwrap_err();
+    assert_invalid(err, "ERR invalid expire time in 'pexpire' command");
+    assert_eq!(err.operation(), Some("pexpire"));
+    assert_eq!(results[2].as_ref().unwrap(), &Reply::Int(2));
+    // Nothing to send at all.
+    let results = kv.pipeline(vec![too_far]).await.unwrap();
+    assert_eq!(results.len(), 1);
+    assert!(results[0].is_err());
 }
 
 async fn compare_and_delete_needs_matching_value(t: TestKv) {
@@ -2197,6 +2242,739 @@ async fn concurrent_incr_is_atomic(t: TestKv) {
         task.await.unwrap();
     }
     assert_eq!(t.store().get(&k).await.unwrap(), Some(b("8000")));
+}
+
+// ---------------------------------------------------------------------------
+// Atomic commands: fenced locks, rate limits, best scores, newer-only hash
+// writes
+
+async fn lock_acquire_takes_a_free_lock_and_counts_fences(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(kv.get(&lock).await.unwrap(), Some(b("a")));
+    let left = kv.ttl(&lock).await.unwrap();
+    assert!(
+        expires_within(left, Duration::from_secs(25), ttl),
+        "{left:?}"
+    );
+    // Held, by another token or by the same one: nothing changes.
+    assert_eq!(
+        kv.lock_acquire(&lock, "b", ttl, &fence).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap(),
+        None
+    );
+    assert_eq!(kv.get(&lock).await.unwrap(), Some(b("a")));
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b("1")));
+    assert_eq!(kv.ttl(&fence).await.unwrap(), Ttl::Persistent);
+    // Released by its token only, then taken with the next fence.
+    assert!(!kv.compare_and_delete(&lock, b("b")).await.unwrap());
+    assert!(kv.compare_and_delete(&lock, b("a")).await.unwrap());
+    assert_eq!(
+        kv.lock_acquire(&lock, "b", ttl, &fence).await.unwrap(),
+        Some(2)
+    );
+    // Another lock on the same counter continues its numbers.
+    let other = t.key("other");
+    let short = Duration::from_millis(50);
+    assert_eq!(
+        kv.lock_acquire(&other, "c", short, &fence).await.unwrap(),
+        Some(3)
+    );
+    // Letting the lock's ttl pass is what this step is about.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(kv.get(&other).await.unwrap(), None);
+    assert_eq!(
+        kv.lock_acquire(&other, "d", ttl, &fence).await.unwrap(),
+        Some(4)
+    );
+    // A key of any type is a held lock.
+    let h = t.key("h");
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    assert_eq!(kv.lock_acquire(&h, "a", ttl, &fence).await.unwrap(), None);
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b("4")));
+    // The counter never expires and only increases.
+    assert_eq!(kv.ttl(&fence).await.unwrap(), Ttl::Persistent);
+}
+
+async fn lock_acquire_changes_nothing_when_it_fails(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let ttl = Duration::from_secs(30);
+    // A counter that is not an integer: refused, the lock not taken.
+    kv.set(&fence, b("many")).await.unwrap();
+    let err = kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap_err();
+    assert_invalid(&err, "ERR value is not an integer or out of range");
+    assert_eq!(err.operation(), Some("lock_acquire"));
+    assert_eq!(kv.exists(std::slice::from_ref(&lock)).await.unwrap(), 0);
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b("many")));
+    // A counter of another type.
+    let hash_fence = t.key("hash-fence");
+    kv.hset(&hash_fence, vec![("f".into(), b("1"))])
+        .await
+        .unwrap();
+    assert_wrong_type(
+        kv.lock_acquire(&lock, "a", ttl, &hash_fence).await,
+        "lock_acquire on a hash counter",
+    );
+    assert_eq!(kv.exists(std::slice::from_ref(&lock)).await.unwrap(), 0);
+    // A counter at its maximum.
+    kv.set(&fence, b(&i64::MAX.to_string())).await.unwrap();
+    let err = kv.lock_acquire(&lock, "a", ttl, &fence).await.unwrap_err();
+    assert_invalid(&err, "ERR increment or decrement would overflow");
+    assert_eq!(kv.exists(std::slice::from_ref(&lock)).await.unwrap(), 0);
+    // An expiry SET refuses, before the counter is looked at.
+    let fresh = t.key("fresh-fence");
+    for bad in [Duration::ZERO, Duration::from_micros(999)] {
+        let err = kv.lock_acquire(&lock, "a", bad, &fresh).await.unwrap_err();
+        assert_invalid(&err, "ERR invalid expire time in 'set' command");
+    }
+    assert_eq!(kv.exists(&[lock.clone(), fresh.clone()]).await.unwrap(), 0);
+    // The lock and its counter must be two keys.
+    let err = kv.lock_acquire(&lock, "a", ttl, &lock).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("fence key"), "{err}");
+    assert!(t.all_keys().await.iter().all(|k| *k != lock));
+}
+
+async fn lock_extend_needs_the_token(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let long = Duration::from_secs(300);
+    assert!(!kv.lock_extend(&lock, "a", long).await.unwrap(), "missing");
+    kv.lock_acquire(&lock, "a", Duration::from_secs(10), &fence)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(!kv.lock_extend(&lock, "b", long).await.unwrap());
+    let left = kv.ttl(&lock).await.unwrap();
+    assert!(
+        expires_within(left, Duration::ZERO, Duration::from_secs(10)),
+        "{left:?}"
+    );
+    assert!(kv.lock_extend(&lock, "a", long).await.unwrap());
+    let left = kv.ttl(&lock).await.unwrap();
+    assert!(
+        expires_within(left, Duration::from_secs(290), long),
+        "{left:?}"
+    );
+    assert_eq!(kv.get(&lock).await.unwrap(), Some(b("a")));
+    // As PEXPIRE: an expiry of zero deletes the lock, once the token matched.
+    assert!(!kv.lock_extend(&lock, "b", Duration::ZERO).await.unwrap());
+    assert!(kv.lock_extend(&lock, "a", Duration::ZERO).await.unwrap());
+    assert_eq!(kv.get(&lock).await.unwrap(), None);
+    // A lock key of another type.
+    let h = t.key("h");
+    kv.hset(&h, vec![("f".into(), b("v"))]).await.unwrap();
+    assert_wrong_type(kv.lock_extend(&h, "a", long).await, "lock_extend");
+    assert_eq!(kv.ttl(&h).await.unwrap(), Ttl::Persistent);
+}
+
+/// 8 tasks × 150 attempts at one lock: while a task holds it nobody else
+/// does, and the fences, read in the order the lock was held, increase
+/// by one each time.
+async fn concurrent_lock_holders_never_overlap(t: TestKv) {
+    let (lock, fence) = (t.key("lock"), t.key("fence"));
+    let holders = Arc::new(AtomicU64::new(0));
+    let last_fence = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let kv = t.store();
+            let (lock, fence) = (lock.clone(), fence.clone());
+            let (holders, last_fence) = (Arc::clone(&holders), Arc::clone(&last_fence));
+            tokio::spawn(async move {
+                let mut taken = 0u64;
+                for attempt in 0..150 {
+                    let token = format!("{task}:{attempt}");
+                    let ttl = Duration::from_secs(60);
+                    let Some(number) = kv.lock_acquire(&lock, &token, ttl, &fence).await.unwrap()
+                    else {
+                        continue;
+                    };
+                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    let previous = last_fence.swap(number, Ordering::SeqCst);
+                    assert_eq!(number, previous + 1, "fences in the order held");
+                    assert_eq!(kv.get(&lock).await.unwrap(), Some(b(&token)));
+                    assert!(kv.lock_extend(&lock, &token, ttl).await.unwrap());
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    assert!(kv.compare_and_delete(&lock, b(&token)).await.unwrap());
+                    taken += 1;
+                }
+                taken
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    for task in tasks {
+        taken += task.await.unwrap();
+    }
+    assert!(taken > 0);
+    let kv = t.store();
+    assert_eq!(kv.get(&fence).await.unwrap(), Some(b(&taken.to_string())));
+    assert_eq!(last_fence.load(Ordering::SeqCst), taken);
+}
+
+async fn rate_limit_allows_the_burst_then_refuses(t: TestKv) {
+    let kv = t.store();
+    let (key, other) = (t.key("rate"), t.key("other"));
+    let (limit, period) = (5, Duration::from_secs(60));
+    let interval = period / limit;
+    // Cost 0 on a fresh key reports a full limiter and writes nothing.
+    let report = kv.rate_limit(&key, limit, period, 0).await.unwrap();
+    assert!(report.allowed);
+    assert_eq!(report.remaining, limit);
+    assert_eq!(report.retry_after, Duration::ZERO);
+    assert_eq!(report.reset_after, Duration::ZERO);
+    assert_eq!(kv.exists(std::slice::from_ref(&key)).await.unwrap(), 0);
+    for left in (0..limit).rev() {
+        let reply = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+        assert!(reply.allowed, "{reply:?}");
+        assert_eq!(reply.remaining, left, "{reply:?}");
+        assert_eq!(reply.retry_after, Duration::ZERO);
+        assert!(reply.reset_after <= period, "{reply:?}");
+    }
+    let refused = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+    assert!(!refused.allowed, "{refused:?}");
+    assert_eq!(refused.remaining, 0);
+    assert!(
+        refused.retry_after > Duration::ZERO && refused.retry_after <= interval,
+        "{refused:?}"
+    );
+    assert!(
+        refused.reset_after > period - interval && refused.reset_after <= period,
+        "{refused:?}"
+    );
+    // The key holds the state and vanishes when the limiter is full again.
+    let left = kv.ttl(&key).await.unwrap();
+    assert!(expires_within(left, period - interval, period), "{left:?}");
+    // A refusal consumes nothing: refused again the same way, and a report
+    // still sees the limiter as it was.
+    let again = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+    assert!(
+        !again.allowed && again.retry_after <= refused.retry_after,
+        "{again:?}"
+    );
+    let report = kv.rate_limit(&key, limit, period, 0).await.unwrap();
+    assert_eq!((report.allowed, report.remaining), (true, 0), "{report:?}");
+    // Another key is another limiter.
+    let reply = kv.rate_limit(&other, limit, period, 1).await.unwrap();
+    assert_eq!(
+        (reply.allowed, reply.remaining),
+        (true, limit - 1),
+        "{reply:?}"
+    );
+    // A cost counts several requests; a refused one takes none of them.
+    let costly = t.key("costly");
+    let reply = kv.rate_limit(&costly, limit, period, 3).await.unwrap();
+    assert_eq!((reply.allowed, reply.remaining), (true, 2), "{reply:?}");
+    let reply = kv.rate_limit(&costly, limit, period, 3).await.unwrap();
+    assert!(!reply.allowed, "{reply:?}");
+    assert!(reply.retry_after > Duration::ZERO && reply.retry_after <= interval);
+    assert_eq!(reply.remaining, 2);
+    let reply = kv.rate_limit(&costly, limit, period, 2).await.unwrap();
+    assert_eq!((reply.allowed, reply.remaining), (true, 0), "{reply:?}");
+    // A cost of the whole limit is allowed on a fresh key.
+    let whole = t.key("whole");
+    let reply = kv.rate_limit(&whole, limit, period, limit).await.unwrap();
+    assert_eq!((reply.allowed, reply.remaining), (true, 0), "{reply:?}");
+}
+
+async fn rate_limit_refuses_what_it_cannot_limit(t: TestKv) {
+    let kv = t.store();
+    let key = t.key("rate");
+    let second = Duration::from_secs(1);
+    let refusals = [
+        (0, second, 0, "limit of 0"),
+        (5, Duration::ZERO, 1, "period must be above zero"),
+        (5, second, 6, "could never be allowed"),
+        (2_000_000, second, 1, "below one microsecond per request"),
+        (
+            5,
+            Duration::from_secs(200 * 365 * 86_400),
+            1,
+            "out of range",
+        ),
+    ];
+    for (limit, period, cost, words) in refusals {
+        let err = kv.rate_limit(&key, limit, period, cost).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.message().contains(words), "{words:?}: {err}");
+        assert_eq!(err.operation(), Some("rate_limit"));
+    }
+    assert!(t.all_keys().await.is_empty());
+    // State that is not a limiter's.
+    kv.set(&key, b("soon")).await.unwrap();
+    let err = kv.rate_limit(&key, 5, second, 1).await.unwrap_err();
+    assert_invalid(&err, "ERR value is not an integer or out of range");
+    assert_eq!(kv.get(&key).await.unwrap(), Some(b("soon")));
+    let h = t.key("h");
+    kv.hset(&h, vec![("f".into(), b("1"))]).await.unwrap();
+    assert_wrong_type(kv.rate_limit(&h, 5, second, 1).await, "rate_limit");
+}
+
+/// 16 tasks × 40 calls against a limit of 100 per hour: exactly 100 are
+/// allowed (no time passes that would let one more in).
+async fn concurrent_rate_limit_allows_exactly_the_limit(t: TestKv) {
+    let key = t.key("rate");
+    let (limit, period) = (100, Duration::from_secs(3600));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let kv = t.store();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let mut allowed = 0u32;
+                for _ in 0..40 {
+                    let reply = kv.rate_limit(&key, limit, period, 1).await.unwrap();
+                    if reply.allowed {
+                        allowed += 1;
+                    } else {
+                        assert_eq!(reply.remaining, 0, "{reply:?}");
+                        assert!(reply.retry_after > Duration::ZERO, "{reply:?}");
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        allowed += task.await.unwrap();
+    }
+    assert_eq!(allowed, limit);
+}
+
+async fn zadd_best_keeps_the_best_score_and_its_earliest_time(t: TestKv) {
+    let kv = t.store();
+    let (board, at) = (t.key("board"), t.key("at"));
+    let time = |kv: &Arc<dyn KvStore>, member: &'static str| {
+        let (kv, at) = (Arc::clone(kv), at.clone());
+        async move { kv.hget(&at, member).await.unwrap() }
+    };
+    // New member.
+    assert!(kv.zadd_best(&board, "ann", 10.0, &at, 100).await.unwrap());
+    assert_eq!(kv.zscore(&board, "ann").await.unwrap(), Some(10.0));
+    assert_eq!(time(&kv, "ann").await, Some(b("100")));
+    // Lower: nothing.
+    assert!(!kv.zadd_best(&board, "ann", 9.5, &at, 50).await.unwrap());
+    assert_eq!(kv.zscore(&board, "ann").await.unwrap(), Some(10.0));
+    assert_eq!(time(&kv, "ann").await, Some(b("100")));
+    // Equal, later: nothing; equal, earlier: the earlier time.
+    assert!(!kv.zadd_best(&board, "ann", 10.0, &at, 120).await.unwrap());
+    assert_eq!(time(&kv, "ann").await, Some(b("100")));
+    assert!(!kv.zadd_best(&board, "ann", 10.0, &at, 90).await.unwrap());
+    assert_eq!(time(&kv, "ann").await, Some(b("90")));
+    // Higher: the score and its time, even a later one.
+    assert!(kv.zadd_best(&board, "ann", 12.5, &at, 300).await.unwrap());
+    assert_eq!(kv.zscore(&board, "ann").await.unwrap(), Some(12.5));
+    assert_eq!(time(&kv, "ann").await, Some(b("300")));
+    // Negative times compare as integers, not as text.
+    assert!(kv.zadd_best(&board, "bob", 1.0, &at, -5).await.unwrap());
+    assert!(!kv.zadd_best(&board, "bob", 1.0, &at, -40).await.unwrap());
+    assert_eq!(time(&kv, "bob").await, Some(b("-40")));
+    assert!(!kv.zadd_best(&board, "bob", 1.0, &at, -7).await.unwrap());
+    assert_eq!(time(&kv, "bob").await, Some(b("-40")));
+    // Large times, beyond a double's exact integers, compare exactly.
+    let big = 1_700_000_000_000_000_001_i64;
+    assert!(kv.zadd_best(&board, "cy", 2.0, &at, big).await.unwrap());
+    assert!(!kv.zadd_best(&board, "cy", 2.0, &at, big - 1).await.unwrap());
+    assert_eq!(time(&kv, "cy").await, Some(b(&(big - 1).to_string())));
+    assert!(!kv.zadd_best(&board, "cy", 2.0, &at, big).await.unwrap());
+    assert_eq!(time(&kv, "cy").await, Some(b(&(big - 1).to_string())));
+    // Infinite scores, and -0 tying with 0.
+    assert!(
+        kv.zadd_best(&board, "dee", f64::NEG_INFINITY, &at, 1)
+            .await
+            .unwrap()
+    );
+    assert!(kv.zadd_best(&board, "dee", -1e300, &at, 2).await.unwrap());
+    assert!(
+        kv.zadd_best(&board, "dee", f64::INFINITY, &at, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !kv.zadd_best(&board, "dee", f64::INFINITY, &at, 4)
+            .await
+            .unwrap()
+    );
+    assert_eq!(kv.zscore(&board, "dee").await.unwrap(), Some(f64::INFINITY));
+    assert!(kv.zadd_best(&board, "eve", 0.0, &at, 10).await.unwrap());
+    assert!(!kv.zadd_best(&board, "eve", -0.0, &at, 5).await.unwrap());
+    assert_eq!(time(&kv, "eve").await, Some(b("5")));
+    // A missing time for an existing score is recorded.
+    kv.zadd(&board, vec![(7.0, "fay".into())]).await.unwrap();
+    assert!(!kv.zadd_best(&board, "fay", 7.0, &at, 70).await.unwrap());
+    assert_eq!(time(&kv, "fay").await, Some(b("70")));
+    // The ranking a caller builds: score descending, earlier time first.
+    let mut ranked: Vec<(String, f64, i64)> = Vec::new();
+    for (member, score) in kv.zrevrange(&board, 0, -1).await.unwrap() {
+        let reached = kv.hget(&at, &member).await.unwrap().unwrap();
+        let reached: i64 = std::str::from_utf8(&reached).unwrap().parse().unwrap();
+        ranked.push((member, score, reached));
+    }
+    assert_eq!(ranked.len(), 6);
+    assert_eq!(ranked[0].0, "dee");
+}
+
+async fn zadd_best_changes_nothing_when_it_fails(t: TestKv) {
+    let kv = t.store();
+    let (board, at) = (t.key("board"), t.key("at"));
+    let (s, h) = (t.key("s"), t.key("h"));
+    kv.set(&s, b("v")).await.unwrap();
+    kv.hset(&h, vec![("x".into(), b("1"))]).await.unwrap();
+    // NaN, as ZADD refuses it, before the types.
+    let err = kv.zadd_best(&s, "m", f64::NAN, &s, 1).await.unwrap_err();
+    assert_invalid(&err, "ERR value is not a valid float");
+    // The sorted set of another type: the times untouched.
+    assert_wrong_type(kv.zadd_best(&s, "m", 1.0, &at, 1).await, "zadd_best set");
+    assert_eq!(kv.exists(std::slice::from_ref(&at)).await.unwrap(), 0);
+    assert_wrong_type(kv.zadd_best(&h, "m", 1.0, &at, 1).await, "zadd_best set");
+    // The times of another type: the score untouched.
+    assert_wrong_type(
+        kv.zadd_best(&board, "m", 1.0, &s, 1).await,
+        "zadd_best times",
+    );
+    assert_eq!(kv.exists(std::slice::from_ref(&board)).await.unwrap(), 0);
+    assert_eq!(kv.get(&s).await.unwrap(), Some(b("v")));
+    // A stored time that is not an integer, when it must be compared.
+    kv.zadd(&board, vec![(5.0, "m".into())]).await.unwrap();
+    kv.hset(&at, vec![("m".into(), b("noon"))]).await.unwrap();
+    let err = kv.zadd_best(&board, "m", 5.0, &at, 1).await.unwrap_err();
+    assert_invalid(&err, "ERR the time of member 'm' is not an integer");
+    assert_eq!(kv.hget(&at, "m").await.unwrap(), Some(b("noon")));
+    // ... and not when the score beats it.
+    assert!(kv.zadd_best(&board, "m", 6.0, &at, 1).await.unwrap());
+    assert_eq!(kv.hget(&at, "m").await.unwrap(), Some(b("1")));
+    // The set and the times must be two keys.
+    let err = kv.zadd_best(&board, "m", 9.0, &board, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(kv.zscore(&board, "m").await.unwrap(), Some(6.0));
+}
+
+/// 8 tasks × 200 submissions over 4 members: each member ends with the
+/// highest score submitted for it, and the earliest time among the
+/// submissions of that score.
+async fn concurrent_zadd_best_keeps_the_best(t: TestKv) {
+    let (board, at) = (t.key("board"), t.key("at"));
+    let submission = |task: i64, n: i64| {
+        let member = format!("m{}", n % 4);
+        let score = ((task * 7 + n * 13) % 50) as f64;
+        let time = 1_000 + (n * 8 + task) * 3 % 1601;
+        (member, score, time)
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let kv = t.store();
+            let (board, at) = (board.clone(), at.clone());
+            tokio::spawn(async move {
+                for n in 0..200 {
+                    let (member, score, time) = submission(task, n);
+                    kv.zadd_best(&board, &member, score, &at, time)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut best: std::collections::BTreeMap<String, (f64, i64)> = Default::default();
+    for task in 0..8 {
+        for n in 0..200 {
+            let (member, score, time) = submission(task, n);
+            let entry = best.entry(member).or_insert((score, time));
+            if score > entry.0 || (score == entry.0 && time < entry.1) {
+                *entry = (score, time);
+            }
+        }
+    }
+    let kv = t.store();
+    for (member, (score, time)) in best {
+        assert_eq!(
+            kv.zscore(&board, &member).await.unwrap(),
+            Some(score),
+            "{member}"
+        );
+        let stored = kv.hget(&at, &member).await.unwrap();
+        assert_eq!(stored, Some(b(&time.to_string())), "{member}");
+    }
+}
+
+async fn hset_if_newer_writes_unless_older(t: TestKv) {
+    let kv = t.store();
+    let h = t.key("h");
+    let entry = |field: &str, value: &str, time: i64| (field.to_owned(), b(value), time);
+    let written = kv
+        .hset_if_newer(&h, vec![entry("a", "a1", 10), entry("b", "b1", 20)], "t:")
+        .await
+        .unwrap();
+    assert_eq!(written, [true, true]);
+    let all = kv.hgetall(&h).await.unwrap();
+    let expected: Vec<(&str, Bytes)> = vec![
+        ("a", b("a1")),
+        ("b", b("b1")),
+        ("t:a", b("10")),
+        ("t:b", b("20")),
+    ];
+    assert_eq!(
+        all.iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    // Older: refused; equal: written; newer: written. One step for all.
+    let written = kv
+        .hset_if_newer(
+            &h,
+            vec![
+                entry("a", "a0", 9),
+                entry("b", "b2", 20),
+                entry("c", "c1", -3),
+            ],
+            "t:",
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, [false, true, true]);
+    assert_eq!(kv.hget(&h, "a").await.unwrap(), Some(b("a1")));
+    assert_eq!(kv.hget(&h, "t:a").await.unwrap(), Some(b("10")));
+    assert_eq!(kv.hget(&h, "b").await.unwrap(), Some(b("b2")));
+    assert_eq!(kv.hget(&h, "c").await.unwrap(), Some(b("c1")));
+    assert_eq!(kv.hget(&h, "t:c").await.unwrap(), Some(b("-3")));
+    // Entries apply in order: a field named twice sees the first write.
+    let written = kv
+        .hset_if_newer(&h, vec![entry("a", "a2", 11), entry("a", "a3", 10)], "t:")
+        .await
+        .unwrap();
+    assert_eq!(written, [true, false]);
+    assert_eq!(kv.hget(&h, "a").await.unwrap(), Some(b("a2")));
+    // Times compare as integers, exactly, also beyond a double's range of
+    // exact integers and across signs.
+    let big = i64::MAX - 1;
+    let written = kv
+        .hset_if_newer(
+            &h,
+            vec![entry("d", "d1", big), entry("d", "d0", big - 1)],
+            "t:",
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, [true, false]);
+    let written = kv
+        .hset_if_newer(&h, vec![entry("c", "c0", -20), entry("c", "c2", 0)], "t:")
+        .await
+        .unwrap();
+    assert_eq!(written, [false, true]);
+    // Another prefix is another set of times; other fields stay as they are.
+    kv.hset(&h, vec![("plain".into(), b("p"))]).await.unwrap();
+    let written = kv
+        .hset_if_newer(&h, vec![entry("a", "x", 1)], "when/")
+        .await
+        .unwrap();
+    assert_eq!(written, [true]);
+    assert_eq!(kv.hget(&h, "when/a").await.unwrap(), Some(b("1")));
+    assert_eq!(kv.hget(&h, "plain").await.unwrap(), Some(b("p")));
+}
+
+async fn hset_if_newer_changes_nothing_when_it_fails(t: TestKv) {
+    let kv = t.store();
+    let h = t.key("h");
+    let entry = |field: &str, value: &str, time: i64| (field.to_owned(), b(value), time);
+    kv.hset(
+        &h,
+        vec![
+            ("a".into(), b("a0")),
+            ("t:a".into(), b("5")),
+            ("b".into(), b("b0")),
+            ("t:b".into(), b("yesterday")),
+        ],
+    )
+    .await
+    .unwrap();
+    let before = kv.hgetall(&h).await.unwrap();
+    let err = kv
+        .hset_if_newer(&h, vec![entry("a", "a1", 6), entry("b", "b1", 6)], "t:")
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "ERR the event time of field 'b' is not an integer");
+    assert_eq!(err.operation(), Some("hset_if_newer"));
+    assert_eq!(
+        kv.hgetall(&h).await.unwrap(),
+        before,
+        "not even 'a' written"
+    );
+    // Integers as Redis reads them: no sign, spaces or leading zeros.
+    for bad in ["+5", " 5", "05", "-0", "5.0", "99999999999999999999"] {
+        kv.hset(&h, vec![("t:b".into(), b(bad))]).await.unwrap();
+        let err = kv
+            .hset_if_newer(&h, vec![entry("b", "b1", 6)], "t:")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
+    }
+    // Another type.
+    let s = t.key("s");
+    kv.set(&s, b("v")).await.unwrap();
+    assert_wrong_type(
+        kv.hset_if_newer(&s, vec![entry("a", "a1", 1)], "t:").await,
+        "hset_if_newer",
+    );
+    assert_eq!(kv.get(&s).await.unwrap(), Some(b("v")));
+    // Refused before anything is read.
+    let refusals = [
+        (vec![], "t:", "wrong number of arguments"),
+        (
+            vec![entry("a", "a1", 1)],
+            "",
+            "time prefix must not be empty",
+        ),
+        (
+            vec![entry("a", "a1", 1), entry("t:a", "x", 1)],
+            "t:",
+            "starts with the time prefix",
+        ),
+    ];
+    for (fields, prefix, words) in refusals {
+        let err = kv.hset_if_newer(&h, fields, prefix).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.message().contains(words), "{words:?}: {err}");
+    }
+    assert_eq!(kv.hget(&h, "a").await.unwrap(), Some(b("a0")));
+    // A missing key: no entry written, no key left behind.
+    let missing = t.key("missing");
+    assert_eq!(
+        kv.hset_if_newer(&missing, vec![entry("a", "a1", 1)], "t:")
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(kv.hlen(&missing).await.unwrap(), 2);
+}
+
+/// 8 tasks × 200 writes of one field, each with a distinct time: the field
+/// ends with the value of the latest time, whatever order they landed in.
+async fn concurrent_hset_if_newer_keeps_the_latest(t: TestKv) {
+    let h = t.key("h");
+    let time = |task: i64, n: i64| (n * 8 + task) * 7919 % 1601;
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let kv = t.store();
+            let h = h.clone();
+            tokio::spawn(async move {
+                for n in 0..200 {
+                    let at = time(task, n);
+                    let fields = vec![
+                        ("f".to_owned(), b(&at.to_string()), at),
+                        (format!("g{}", n % 3), b(&at.to_string()), at),
+                    ];
+                    kv.hset_if_newer(&h, fields, "at:").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let latest = |pick: &dyn Fn(i64) -> bool| {
+        (0..8)
+            .flat_map(|task| (0..200).filter(|n| pick(*n)).map(move |n| time(task, n)))
+            .max()
+            .unwrap()
+    };
+    let kv = t.store();
+    let f = latest(&|_| true);
+    assert_eq!(kv.hget(&h, "f").await.unwrap(), Some(b(&f.to_string())));
+    assert_eq!(kv.hget(&h, "at:f").await.unwrap(), Some(b(&f.to_string())));
+    for g in 0..3 {
+        let want = latest(&|n| n % 3 == g);
+        let field = format!("g{g}");
+        assert_eq!(
+            kv.hget(&h, &field).await.unwrap(),
+            Some(b(&want.to_string()))
+        );
+    }
+}
+
+/// The atomic commands in a pipeline (Redis: `EVAL` rather than
+/// `EVALSHA`) answer as alone, and a command refused before it is sent
+/// gets its own error without stopping the others.
+async fn pipeline_carries_the_atomic_commands(t: TestKv) {
+    let kv = t.store();
+    let (lock, fence, rate) = (t.key("lock"), t.key("fence"), t.key("rate"));
+    let (board, at, h) = (t.key("board"), t.key("at"), t.key("h"));
+    let ttl = Duration::from_secs(30);
+    let commands = vec![
+        Command::LockAcquire {
+            key: lock.clone(),
+            token: "a".into(),
+            ttl,
+            fence_key: fence.clone(),
+        },
+        Command::LockAcquire {
+            key: lock.clone(),
+            token: "b".into(),
+            ttl,
+            fence_key: fence.clone(),
+        },
+        Command::LockExtend {
+            key: lock.clone(),
+            token: "a".into(),
+            ttl,
+        },
+        Command::RateLimit {
+            key: rate.clone(),
+            limit: 0,
+            period: ttl,
+            cost: 1,
+        },
+        Command::RateLimit {
+            key: rate.clone(),
+            limit: 2,
+            period: ttl,
+            cost: 1,
+        },
+        Command::ZAddBest {
+            key: board.clone(),
+            member: "m".into(),
+            score: 3.0,
+            at_key: at.clone(),
+            at: 7,
+        },
+        Command::HSetIfNewer {
+            key: h.clone(),
+            fields: vec![("f".into(), b("v"), 1), ("f".into(), b("w"), 0)],
+            time_prefix: "t:".into(),
+        },
+        Command::CompareAndDelete {
+            key: lock.clone(),
+            expected: b("a"),
+        },
+    ];
+    let results = kv.pipeline(commands).await.unwrap();
+    let ok = |i: usize| results[i].as_ref().unwrap().clone();
+    assert_eq!(ok(0), Reply::Fence(Some(1)));
+    assert_eq!(ok(1), Reply::Fence(None));
+    assert_eq!(ok(2), Reply::Bool(true));
+    let err = results[3].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(err.operation(), Some("rate_limit"));
+    let Reply::RateLimit(reply) = ok(4) else {
+        panic!("{:?}", ok(4))
+    };
+    assert_eq!((reply.allowed, reply.remaining), (true, 1), "{reply:?}");
+    assert_eq!(ok(5), Reply::Bool(true));
+    assert_eq!(ok(6), Reply::Bools(vec![true, false]));
+    assert_eq!(ok(7), Reply::Bool(true));
+    assert_eq!(kv.get(&lock).await.unwrap(), None);
+    assert_eq!(kv.hget(&at, "m").await.unwrap(), Some(b("7")));
 }
 
 // ---------------------------------------------------------------------------

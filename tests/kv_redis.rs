@@ -343,6 +343,66 @@ async fn prefix_is_literal_even_with_glob_characters() {
     assert_eq!(other.delete_pattern("*").await.unwrap(), 1);
 }
 
+/// Every key the atomic commands touch (the lock and its fence counter,
+/// the sorted set and its times, the limiter's state) lives under the
+/// prefix, as Redis itself lists them.
+#[tokio::test]
+async fn atomic_commands_keep_every_key_under_the_prefix() {
+    let Some(config) = full_redis() else {
+        return;
+    };
+    let (kv, _sweep) = isolated(config.clone()).await;
+    let prefix = kv.key_prefix().to_owned();
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        kv.lock_acquire("lock", "t", ttl, "fence").await.unwrap(),
+        Some(1)
+    );
+    assert!(kv.lock_extend("lock", "t", ttl).await.unwrap());
+    assert!(kv.rate_limit("rate", 5, ttl, 1).await.unwrap().allowed);
+    assert!(kv.zadd_best("board", "m", 1.0, "at", 1).await.unwrap());
+    let fields = vec![("f".to_owned(), Bytes::from("v"), 1)];
+    assert_eq!(kv.hset_if_newer("h", fields, "t:").await.unwrap(), [true]);
+
+    let url = with_password(&config.url, config.password.as_ref()).unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut raw = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    // The prefix is [a-z0-9_] and ':', no glob character.
+    let mut stored = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .query(&mut raw)
+            .unwrap();
+        stored.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    stored.sort();
+    stored.dedup();
+    let names = ["at", "board", "fence", "h", "lock", "rate"];
+    let want: Vec<String> = names.iter().map(|n| format!("{prefix}{n}")).collect();
+    assert_eq!(stored, want);
+    assert_eq!(kv.scan_all("*").await.unwrap(), names);
+    assert!(
+        kv.compare_and_delete("lock", Bytes::from("t"))
+            .await
+            .unwrap()
+    );
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(format!("{prefix}lock"))
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(exists, 0);
+}
+
 #[tokio::test]
 async fn subscription_channels_come_back_without_the_prefix() {
     let Some(config) = full_redis() else {

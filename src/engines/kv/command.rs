@@ -576,6 +576,86 @@ pub enum Command {
     /// Delete `key` only if its value equals `expected` (a lock release):
     /// → `Reply::Bool` (deleted). Atomic.
     CompareAndDelete { key: String, expected: Bytes },
+    /// Take a fenced lock, in one atomic step: when `key` does not exist,
+    /// `SET key token PX ttl` and `INCR fence_key` → `Reply::Fence` with the
+    /// new fence number; when `key` exists (held by anyone, even by
+    /// `token`, of any type) nothing changes → `Reply::Fence(None)`.
+    ///
+    /// The counter at `fence_key` is never given an expiry, so fence numbers
+    /// only increase (from 1); a bad expiry (`SET`'s "invalid expire time")
+    /// or a counter that is not an integer (`INCR`'s errors) fails and
+    /// changes nothing. `fence_key` must differ from `key`. Release with
+    /// [`CompareAndDelete`](Command::CompareAndDelete).
+    LockAcquire {
+        key: String,
+        token: String,
+        ttl: Duration,
+        fence_key: String,
+    },
+    /// Extend a lock, atomically: `PEXPIRE key ttl` only if `key` holds
+    /// exactly `token` → `Reply::Bool` (extended). As `PEXPIRE`, an expiry
+    /// of zero deletes the key (answering `true`); a key of another type
+    /// fails with WRONGTYPE.
+    LockExtend {
+        key: String,
+        token: String,
+        ttl: Duration,
+    },
+    /// One decision of a rate limiter (the generic cell rate algorithm),
+    /// atomically → `Reply::RateLimit`.
+    ///
+    /// `limit` requests per `period`, all of which may come at once (the
+    /// burst); each request costs `cost` of them. `key` holds the
+    /// theoretical arrival time (integer microseconds of Unix time) and
+    /// expires once the limiter is full again, so an idle key vanishes. A
+    /// refused request consumes nothing; a `cost` of 0 only reports.
+    /// Refused before anything is read (`InvalidInput`): a `limit` or
+    /// `period` of 0, a period below one microsecond per request or above
+    /// 2^52 microseconds, a `cost` above `limit` (it could never be
+    /// allowed). The clock is the store's: Redis's `TIME`, the embedded
+    /// store's system clock.
+    RateLimit {
+        key: String,
+        limit: u32,
+        period: Duration,
+        cost: u32,
+    },
+    /// A best-score submission, in one atomic step → `Reply::Bool` (the
+    /// score changed): when `member` is absent from the sorted set `key`
+    /// or `score` is strictly above its score (`ZADD GT`), set the score
+    /// and `HSET at_key member at`; when `score` equals it and `at` is
+    /// earlier than the time stored at `at_key` (or none is), store `at`
+    /// (the earliest reaching of a score wins ties); otherwise nothing.
+    ///
+    /// A NaN score is refused as `ZADD` refuses it, before the keys' types;
+    /// either key holding another type fails with WRONGTYPE and changes
+    /// nothing; a stored time that is not an integer, when it has to be
+    /// compared, fails with `InvalidInput` and changes nothing. `at_key`
+    /// must differ from `key`.
+    ZAddBest {
+        key: String,
+        member: String,
+        score: f64,
+        at_key: String,
+        at: i64,
+    },
+    /// Write hash fields unless older, in one atomic step for all of them
+    /// → `Reply::Bools`, one per field in order (written).
+    ///
+    /// Each entry is `(field, value, event time)`. The event time of
+    /// `field` is kept in the same hash at `{time_prefix}{field}`, as
+    /// integer text; `field` and its time are written when the new time is
+    /// at or after the stored one, or none is stored. Entries apply in
+    /// order (a field named twice sees the first write). A stored time that
+    /// is not an integer fails with `InvalidInput` naming the field, a key
+    /// of another type with WRONGTYPE; either changes nothing. Refused
+    /// before anything is read: no entries, an empty `time_prefix`, a field
+    /// that starts with `time_prefix` (it could clobber a time).
+    HSetIfNewer {
+        key: String,
+        fields: Vec<(String, Bytes, i64)>,
+        time_prefix: String,
+    },
     /// `PUBLISH channel message` → `Reply::Int` (subscribers reached).
     Publish { channel: String, message: Bytes },
 }
@@ -625,9 +705,132 @@ impl Command {
             Command::ZRem { .. } => "zrem",
             Command::ZCard { .. } => "zcard",
             Command::CompareAndDelete { .. } => "compare_and_delete",
+            Command::LockAcquire { .. } => "lock_acquire",
+            Command::LockExtend { .. } => "lock_extend",
+            Command::RateLimit { .. } => "rate_limit",
+            Command::ZAddBest { .. } => "zadd_best",
+            Command::HSetIfNewer { .. } => "hset_if_newer",
             Command::Publish { .. } => "publish",
         }
     }
+
+    /// The checks of the arguments of the commands that are strata's own
+    /// (not Redis's): every backend runs them first, so the same bad
+    /// command is refused alike, before anything is read or sent. The
+    /// other commands are judged as Redis judges them, by each backend.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Command::LockAcquire { key, fence_key, .. } if key == fence_key => Err(Error::invalid(
+                "lock_acquire: the fence key must differ from the lock key",
+            )),
+            Command::RateLimit {
+                limit,
+                period,
+                cost,
+                ..
+            } => {
+                rate_interval(*limit, *period)?;
+                if cost > limit {
+                    return Err(Error::invalid(format!(
+                        "rate_limit: a cost of {cost} is above the limit of {limit}, so it could never be allowed"
+                    )));
+                }
+                Ok(())
+            }
+            Command::ZAddBest { score, .. } if score.is_nan() => {
+                Err(Error::invalid("ERR value is not a valid float"))
+            }
+            Command::ZAddBest { key, at_key, .. } if key == at_key => Err(Error::invalid(
+                "zadd_best: the key of the times must differ from the sorted set's",
+            )),
+            Command::HSetIfNewer {
+                fields,
+                time_prefix,
+                ..
+            } => {
+                if fields.is_empty() {
+                    return Err(Error::invalid(
+                        "ERR wrong number of arguments for 'hset_if_newer' command",
+                    ));
+                }
+                if time_prefix.is_empty() {
+                    return Err(Error::invalid(
+                        "hset_if_newer: the time prefix must not be empty",
+                    ));
+                }
+                if let Some((field, _, _)) = fields
+                    .iter()
+                    .find(|(f, _, _)| f.starts_with(time_prefix.as_str()))
+                {
+                    return Err(Error::invalid(format!(
+                        "hset_if_newer: field '{field}' starts with the time prefix '{time_prefix}'"
+                    ))
+                    .with_field(field.clone()));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The longest rate-limit period, in microseconds: 2^52 (about 142 years),
+/// so that a theoretical arrival time (Unix time plus at most one period)
+/// stays an exact integer in a double, the only number type of Redis's Lua.
+const MAX_RATE_PERIOD_MICROS: u64 = 1 << 52;
+
+/// The emission interval of a rate limit of `limit` requests per `period`:
+/// whole microseconds per request (rounded down, so that `limit` requests
+/// always fit in the period). Refuses what could not be limited.
+pub(crate) fn rate_interval(limit: u32, period: Duration) -> Result<u64> {
+    if limit == 0 {
+        return Err(Error::invalid(
+            "rate_limit: a limit of 0 allows nothing; the limit must be at least 1",
+        ));
+    }
+    if period.is_zero() {
+        return Err(Error::invalid("rate_limit: the period must be above zero"));
+    }
+    let micros = u64::try_from(period.as_micros()).unwrap_or(u64::MAX);
+    if micros > MAX_RATE_PERIOD_MICROS {
+        return Err(Error::invalid(format!(
+            "rate_limit: a period of {period:?} is out of range (at most 2^52 microseconds, about 142 years)"
+        )));
+    }
+    let interval = micros / u64::from(limit);
+    if interval == 0 {
+        return Err(Error::invalid(format!(
+            "rate_limit: a period of {period:?} for a limit of {limit} is below one microsecond per request"
+        )));
+    }
+    Ok(interval)
+}
+
+/// A fence number as `lock_acquire` answers it: the counter after its
+/// `INCR`, which starts at 1 unless something else wrote the counter.
+pub(crate) fn fence_number(counter: i64) -> Result<u64> {
+    u64::try_from(counter)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "the fence counter went to {counter}: something other than lock_acquire wrote it"
+            ))
+        })
+}
+
+/// The answer of a rate limiter ([`Command::RateLimit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitReply {
+    /// Whether the request is allowed (and was counted).
+    pub allowed: bool,
+    /// How many requests of cost 1 would still be allowed right now, after
+    /// this one.
+    pub remaining: u32,
+    /// How long until the same request would be allowed; zero when it was.
+    pub retry_after: Duration,
+    /// How long until the limiter is full again (`remaining` = `limit`).
+    pub reset_after: Duration,
 }
 
 /// The answer to a [`Command`]; which variant each command gets is written on
@@ -663,6 +866,12 @@ pub enum Reply {
     Ttl(Ttl),
     /// A key's type.
     Type(KeyType),
+    /// Yes/no outcomes, one per item asked, in order.
+    Bools(Vec<bool>),
+    /// A fence number, or nil when the lock was not taken.
+    Fence(Option<u64>),
+    /// A rate limiter's decision.
+    RateLimit(RateLimitReply),
 }
 
 /// Memory and key counts of a store.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    Command, ExpireOptions, GetExpiry, KeyType, KvStore, Reply, ScanCursor, ScanOptions,
-    ScoreBound, SetOptions, Ttl, ZAddOptions,
+    Command, ExpireOptions, GetExpiry, KeyType, KvStore, RateLimitReply, Reply, ScanCursor,
+    ScanOptions, ScoreBound, SetOptions, Ttl, ZAddOptions,
 };
 use crate::error::{Error, Result};
 
@@ -582,6 +582,101 @@ pub trait KvStoreExt: KvStore {
             expected,
         };
         ask!(self, command, "compare_and_delete", Reply::Bool(b) => b)
+    }
+
+    /// Takes the lock at `key` for `token` for `ttl` when nobody holds it,
+    /// counting a fence at `fence_key` in the same atomic step: the new
+    /// fence number (from 1, increasing with every lock taken), or `None`
+    /// when the lock is held (also by `token`). Release with
+    /// [`compare_and_delete`](KvStoreExt::compare_and_delete) of the token;
+    /// extend with [`lock_extend`](KvStoreExt::lock_extend).
+    fn lock_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+        fence_key: &str,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send {
+        let command = Command::LockAcquire {
+            key: key.into(),
+            token: token.into(),
+            ttl,
+            fence_key: fence_key.into(),
+        };
+        ask!(self, command, "lock_acquire", Reply::Fence(f) => f)
+    }
+
+    /// Sets the lock at `key` to expire `ttl` from now while it still holds
+    /// `token`; `true` if it did.
+    fn lock_extend(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let command = Command::LockExtend {
+            key: key.into(),
+            token: token.into(),
+            ttl,
+        };
+        ask!(self, command, "lock_extend", Reply::Bool(b) => b)
+    }
+
+    /// One request of `cost` against at most `limit` per `period` (all of
+    /// which may come at once), tracked at `key`: allowed or not, and what
+    /// is left. See [`Command::RateLimit`].
+    fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        period: Duration,
+        cost: u32,
+    ) -> impl Future<Output = Result<RateLimitReply>> + Send {
+        let command = Command::RateLimit {
+            key: key.into(),
+            limit,
+            period,
+            cost,
+        };
+        ask!(self, command, "rate_limit", Reply::RateLimit(r) => r)
+    }
+
+    /// Keeps `member`'s best `score` in the sorted set `key` and when it
+    /// was first reached (`at`) in the hash `at_key`; `true` when the score
+    /// changed. See [`Command::ZAddBest`].
+    fn zadd_best(
+        &self,
+        key: &str,
+        member: &str,
+        score: f64,
+        at_key: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let command = Command::ZAddBest {
+            key: key.into(),
+            member: member.into(),
+            score,
+            at_key: at_key.into(),
+            at,
+        };
+        ask!(self, command, "zadd_best", Reply::Bool(b) => b)
+    }
+
+    /// Writes each `(field, value, event time)` of the hash `key` unless
+    /// the time stored at `{time_prefix}{field}` is later; which were
+    /// written, in order. See [`Command::HSetIfNewer`].
+    fn hset_if_newer(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes, i64)>,
+        time_prefix: &str,
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send {
+        let command = Command::HSetIfNewer {
+            key: key.into(),
+            fields,
+            time_prefix: time_prefix.into(),
+        };
+        ask!(self, command, "hset_if_newer", Reply::Bools(b) => b)
     }
 
     /// `PUBLISH`; how many subscribers received it.

@@ -34,7 +34,10 @@
 //!   nothing. Reading commands of the wrong type fail the same way, except
 //!   `mget`, which answers nil for a key that is not a string (as Redis
 //!   does); `SET ... GET` on a non-string fails with `WrongType` and does
-//!   not write; `compare_and_delete` on a non-string fails with `WrongType`.
+//!   not write; `compare_and_delete`, `lock_extend` and `rate_limit` on a
+//!   non-string fail with `WrongType`, and so do `zadd_best` and
+//!   `hset_if_newer` on a key that is not a sorted set (a hash for the
+//!   times). `lock_acquire` answers `None` for a lock key of any type.
 //! - Arguments Redis refuses are refused with `InvalidInput` and Redis's
 //!   message, before anything changes, and in Redis's order of checks (an
 //!   incompatible flag combination before a bad score, a bad score before
@@ -63,6 +66,33 @@
 //!   command gets its own `Err` and does not stop the others.
 //! - `compare_and_delete` deletes the key only if it holds exactly the given
 //!   value, atomically.
+//! - The atomic commands below are strata's own, each ONE atomic step on
+//!   every backend (a Lua script on Redis; one critical section under the
+//!   write locks of all their keys in the embedded store): no other
+//!   command's write interleaves with them. Their own argument checks
+//!   (`Command::check`) come first and are alike everywhere; a failure
+//!   after them (a key of another type, a stored number that is not an
+//!   integer) changes nothing.
+//!   - `lock_acquire` takes a lock that nobody holds (`SET NX PX`) and
+//!     counts a fence number at a second key (`INCR`) together; a lock
+//!     held, even by the same token, answers `None` and changes nothing.
+//!     The fence counter never expires and only increases, so fence
+//!     numbers order the holders. `lock_extend` is `PEXPIRE` while the
+//!     lock holds the token; release is `compare_and_delete`.
+//!   - `rate_limit` is the generic cell rate algorithm: `limit` requests
+//!     per `period`, all of which may come at once, then one per
+//!     `period / limit`. The key holds the theoretical arrival time and
+//!     expires when the limiter is full again. A refused request consumes
+//!     nothing; cost 0 only reports. The clock is the store's (Redis's
+//!     `TIME`, the embedded store's system clock). A limit or period of
+//!     0, a period below one microsecond per request, a cost above the
+//!     limit are `InvalidInput`.
+//!   - `zadd_best` writes a member's score only when it is new or
+//!     strictly higher (`ZADD GT`) and then records when (`at`) in a hash;
+//!     an equal score keeps the earliest `at`.
+//!   - `hset_if_newer` writes each field with its event time (kept in the
+//!     hash at `time_prefix + field`) unless the stored time is later; an
+//!     equal time writes, so a repeat is harmless.
 //! - `scan` is Redis's `SCAN`: a page per call, cursor `0` to start and as
 //!   the last page's cursor; a key present from the first call to the last
 //!   is returned at least once; a key added or removed meanwhile may or may
@@ -88,8 +118,8 @@ pub mod redis;
 mod subscription;
 
 pub use command::{
-    Command, ExpireOptions, GetExpiry, KeyType, KvInfo, Reply, ScanCursor, ScanOptions, ScanPage,
-    ScoreBound, SetCondition, SetOptions, Ttl, ZAddOptions,
+    Command, ExpireOptions, GetExpiry, KeyType, KvInfo, RateLimitReply, Reply, ScanCursor,
+    ScanOptions, ScanPage, ScoreBound, SetCondition, SetOptions, Ttl, ZAddOptions,
 };
 pub use ext::{KvStoreExt, SCAN_PAGE};
 pub use subscription::{

@@ -2,11 +2,12 @@
 //!
 //! Reads are repeated after a transient failure, and so are the writes
 //! whose repetition changes neither the data nor the answer (a plain `SET`,
-//! `MSET`); a pipeline is repeated only when every command in it is.
-//! Counters, conditional writes, deletes (whose answer counts what was
-//! deleted), hash and sorted-set writes and publishes are not: a write that
-//! reached the store before its connection failed would be applied twice,
-//! or answered differently.
+//! `MSET`, `lock_extend`, `hset_if_newer`, a `rate_limit` of cost 0); a
+//! pipeline is repeated only when every command in it is. Counters,
+//! conditional writes, deletes (whose answer counts what was deleted), hash
+//! and sorted-set writes, `lock_acquire`, `rate_limit`, `zadd_best` and
+//! publishes are not: a write that reached the store before its connection
+//! failed would be applied twice, or answered differently.
 
 use std::sync::Arc;
 
@@ -56,6 +57,27 @@ pub fn repeatable(command: &Command) -> bool {
         | Command::ZCard { .. }
         | Command::MSet { .. } => true,
         Command::Set { options, .. } => options.condition == SetCondition::Always,
+        // Still held: extended again, from the repeat (what was asked: the
+        // ttl counts from when it applies), and `true` again; not held:
+        // `false` both times. An expiry of zero deletes the lock, though,
+        // and its repeat answers `false`.
+        Command::LockExtend { ttl, .. } => ttl.as_millis() > 0,
+        // A field written at time t is written again (t >= t), with the
+        // same value and answer; one refused is refused again. Not so for
+        // a field named twice: a first entry older than the second is
+        // written by the first run and refused by the repeat.
+        Command::HSetIfNewer { fields, .. } => {
+            let mut names = std::collections::HashSet::with_capacity(fields.len());
+            fields
+                .iter()
+                .all(|(field, _, _)| names.insert(field.as_str()))
+        }
+        // Cost 0 only reports; any other cost counts once per run.
+        Command::RateLimit { cost, .. } => *cost == 0,
+        // A repeat after a taken lock finds it held (nil, and a lost
+        // fence number to the caller); a repeated best score finds itself
+        // equal (`false` where it was `true`).
+        Command::LockAcquire { .. } | Command::ZAddBest { .. } => false,
         _ => false,
     }
 }
@@ -159,6 +181,54 @@ mod tests {
         assert!(!repeatable(&Command::Publish {
             channel: "c".into(),
             message: Bytes::new()
+        }));
+    }
+
+    #[test]
+    fn atomic_commands_are_repeatable_only_when_idempotent() {
+        let ttl = std::time::Duration::from_secs(1);
+        let rate = |cost| Command::RateLimit {
+            key: "r".into(),
+            limit: 10,
+            period: ttl,
+            cost,
+        };
+        assert!(!repeatable(&Command::LockAcquire {
+            key: "l".into(),
+            token: "t".into(),
+            ttl,
+            fence_key: "f".into(),
+        }));
+        let extend = |ttl| Command::LockExtend {
+            key: "l".into(),
+            token: "t".into(),
+            ttl,
+        };
+        assert!(repeatable(&extend(ttl)));
+        assert!(!repeatable(&extend(std::time::Duration::from_micros(999))));
+        assert!(!repeatable(&rate(1)));
+        assert!(repeatable(&rate(0)));
+        assert!(!repeatable(&Command::ZAddBest {
+            key: "z".into(),
+            member: "m".into(),
+            score: 1.0,
+            at_key: "a".into(),
+            at: 1,
+        }));
+        let hset = |fields: &[&str]| Command::HSetIfNewer {
+            key: "h".into(),
+            fields: fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.to_string(), Bytes::from_static(b"v"), i as i64))
+                .collect(),
+            time_prefix: "t:".into(),
+        };
+        assert!(repeatable(&hset(&["a", "b"])));
+        assert!(!repeatable(&hset(&["a", "b", "a"])));
+        assert!(!repeatable(&Command::CompareAndDelete {
+            key: "l".into(),
+            expected: Bytes::from_static(b"t"),
         }));
     }
 }

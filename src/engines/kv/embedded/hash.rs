@@ -1,5 +1,7 @@
 //! Hash commands: `HSET`, `HSETNX`, `HGET`, `HMGET`, `HGETALL`, `HKEYS`,
-//! `HVALS`, `HEXISTS`, `HSTRLEN`, `HDEL`, `HINCRBY`, `HINCRBYFLOAT`, `HLEN`.
+//! `HVALS`, `HEXISTS`, `HSTRLEN`, `HDEL`, `HINCRBY`, `HINCRBYFLOAT`, `HLEN`,
+//! and `hset_if_newer` (fields written unless their stored event time is
+//! later).
 //!
 //! # What MUST hold
 //!
@@ -8,6 +10,9 @@
 //!   re-weighs it). Validation happens before any mutation, so a failing
 //!   command changes nothing.
 //! - A hash whose last field is removed is deleted.
+//! - `hset_if_newer` reads every stored time before writing any field, so
+//!   a time that is not an integer fails the whole command unchanged; the
+//!   fields then apply in order under the one write lock.
 //! - The key's expiry survives every hash write (Redis keeps it too).
 //! - `HKEYS` answers the fields in order (a `BTreeMap`'s, bytewise) and
 //!   `HVALS` the values sorted bytewise, so that both backends answer
@@ -46,8 +51,13 @@ fn field_bytes(field: &str, value: &Bytes) -> u64 {
 }
 
 impl HashValue {
+    /// The value of `field`.
+    pub(super) fn get(&self, field: &str) -> Option<&Bytes> {
+        self.fields.get(field)
+    }
+
     /// Sets a field; `true` when it is new.
-    fn insert(&mut self, field: String, value: Bytes) -> bool {
+    pub(super) fn insert(&mut self, field: String, value: Bytes) -> bool {
         let added = field_bytes(&field, &value);
         let name_len = field.len() as u64;
         match self.fields.insert(field, value) {
@@ -93,6 +103,15 @@ impl Collection for HashValue {
     fn bytes(&self) -> u64 {
         self.bytes
     }
+}
+
+/// The refusal of a stored event time that is not an integer (the Redis
+/// script answers the same words).
+fn event_time_not_an_integer(field: &str) -> Error {
+    Error::invalid(format!(
+        "ERR the event time of field '{field}' is not an integer"
+    ))
+    .with_field(field)
 }
 
 impl EmbeddedKv {
@@ -216,6 +235,41 @@ impl EmbeddedKv {
                 .ok_or_else(|| Error::invalid("ERR increment or decrement would overflow"))?;
             hash.insert(field.to_owned(), format_int(new));
             Ok(Reply::Int(new))
+        })
+    }
+
+    /// `hset_if_newer`: every stored time is checked before anything is
+    /// written, then the fields apply in order, under the key's write lock.
+    pub(super) fn hset_if_newer(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes, i64)>,
+        time_prefix: &str,
+    ) -> Result<Reply> {
+        let time_field = |field: &str| format!("{time_prefix}{field}");
+        self.write_hash(key, |hash| {
+            for (field, _, _) in &fields {
+                if let Some(stored) = hash.get(&time_field(field)) {
+                    parse_redis_int(stored).ok_or_else(|| event_time_not_an_integer(field))?;
+                }
+            }
+            let written = fields
+                .into_iter()
+                .map(|(field, value, time)| {
+                    let at = time_field(&field);
+                    // Every stored time was checked above, or written since.
+                    let newer = hash
+                        .get(&at)
+                        .and_then(|stored| parse_redis_int(stored))
+                        .is_none_or(|stored| time >= stored);
+                    if newer {
+                        hash.insert(field, value);
+                        hash.insert(at, format_int(time));
+                    }
+                    newer
+                })
+                .collect();
+            Ok(Reply::Bools(written))
         })
     }
 

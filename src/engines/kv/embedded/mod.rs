@@ -5,8 +5,9 @@
 //! - `entry`: what a key holds (typed value, deadline, weighed size) and
 //!   moka's per-entry expiry.
 //! - `keys`: the ordered key index and `SCAN`.
-//! - `strings`: string and key commands; `hash`: hash commands; `zset`:
-//!   sorted-set commands; `pubsub`: the in-process channel registry.
+//! - `strings`: string and key commands, and the locks; `hash`: hash
+//!   commands; `zset`: sorted-set commands; `rate`: the rate limiter;
+//!   `pubsub`: the in-process channel registry.
 //!
 //! # What MUST hold (beyond the [`KvStore`] contracts)
 //!
@@ -37,7 +38,12 @@
 //!   no lock: strings are immutable `Bytes`, collections have their own
 //!   mutex. `MSETNX` takes the stripes of all its keys, in stripe order (so
 //!   two never deadlock): all its keys are written or none, as a whole
-//!   with respect to other writers.
+//!   with respect to other writers. So do the atomic commands of two keys
+//!   (`lock_acquire`: the lock and its fence counter; `zadd_best`: the
+//!   sorted set and the hash of times); the others (`lock_extend`,
+//!   `rate_limit`, `hset_if_newer`, `compare_and_delete`) hold their one
+//!   key's stripe from the read to the write. Every one of them checks
+//!   everything before its first write, so a failure changes nothing.
 //! - Nothing blocks the async runtime for long: every command is a few
 //!   map operations under short locks, and a `SCAN` step examines at most
 //!   `COUNT` keys.
@@ -47,6 +53,7 @@ mod entry;
 mod hash;
 mod keys;
 mod pubsub;
+mod rate;
 mod strings;
 mod zset;
 
@@ -190,6 +197,7 @@ impl EmbeddedKv {
     }
 
     fn dispatch(&self, command: Command) -> Result<Reply> {
+        command.check()?;
         match command {
             Command::Get { key } => self.get_string(&key).map(Reply::Value),
             Command::Set {
@@ -260,6 +268,31 @@ impl EmbeddedKv {
             Command::ZRem { key, members } => self.zrem(&key, &members),
             Command::ZCard { key } => self.zcard(&key),
             Command::CompareAndDelete { key, expected } => self.compare_and_delete(&key, &expected),
+            Command::LockAcquire {
+                key,
+                token,
+                ttl,
+                fence_key,
+            } => self.lock_acquire(&key, token, ttl, &fence_key),
+            Command::LockExtend { key, token, ttl } => self.lock_extend(&key, &token, ttl),
+            Command::RateLimit {
+                key,
+                limit,
+                period,
+                cost,
+            } => self.rate_limit(&key, limit, period, cost),
+            Command::ZAddBest {
+                key,
+                member,
+                score,
+                at_key,
+                at,
+            } => self.zadd_best(&key, &member, score, &at_key, at),
+            Command::HSetIfNewer {
+                key,
+                fields,
+                time_prefix,
+            } => self.hset_if_newer(&key, fields, &time_prefix),
             Command::Publish { channel, message } => {
                 Ok(Reply::Int(self.pubsub.publish(&channel, message) as i64))
             }
@@ -325,6 +358,16 @@ impl EmbeddedKv {
         f: impl FnOnce(&mut C) -> Result<T>,
     ) -> Result<T> {
         let _guard = self.write_lock(key);
+        self.write_collection_locked(key, f)
+    }
+
+    /// [`write_collection`](Self::write_collection) for a caller that holds
+    /// `key`'s write lock already (a command writing several keys).
+    fn write_collection_locked<C: Collection, T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut C) -> Result<T>,
+    ) -> Result<T> {
         match self.live(key) {
             None => {
                 let mut value = C::default();

@@ -1,6 +1,7 @@
 //! String and key commands: `GET`, `SET` (with `GET`), `GETDEL`, `GETEX`,
 //! `MGET`, `MSET`, `MSETNX`, `APPEND`, `STRLEN`, `DEL`, `EXISTS`, `PEXPIRE`,
-//! `PTTL`, `PERSIST`, `TYPE`, `INCRBY`, `INCRBYFLOAT`, and the
+//! `PTTL`, `PERSIST`, `TYPE`, `INCRBY`, `INCRBYFLOAT`, and the locks:
+//! `lock_acquire` (a lock and its fence counter), `lock_extend` and the
 //! compare-and-delete of a lock release.
 //!
 //! # What MUST hold
@@ -28,12 +29,17 @@
 //! - `MGET` answers nil for a key of another type (Redis does, no
 //!   WRONGTYPE); `compare_and_delete` on a non-string fails with WRONGTYPE
 //!   (as Redis's `GET` inside the release script does).
+//! - `lock_acquire` holds the write locks of the lock and of the counter
+//!   (like `MSETNX`), so no writer sees one written without the other; it
+//!   checks in the Redis script's order (the expiry, then whether the lock
+//!   is held, then the counter) and fails before writing anything.
 //! - `MSET` and multi-key `DEL` take one key at a time: each key's write is
 //!   atomic, the command as a whole is not (Redis's is); a concurrent reader
 //!   may see some keys written and not others. `MSETNX` holds all its keys'
 //!   write locks, so it is all or nothing with respect to writers; a reader
 //!   may still see it half done.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -327,15 +333,21 @@ impl EmbeddedKv {
         if expire_refused(options, entry.deadline(), deadline) {
             return Ok(Reply::Bool(false));
         }
+        self.apply_deadline(key, entry, now, deadline);
+        Ok(Reply::Bool(true))
+    }
+
+    /// Gives the live `entry` at `key` its new `deadline` (decided at
+    /// `now`), deleting the key when the deadline has passed already, as
+    /// Redis does. The caller holds `key`'s write lock.
+    fn apply_deadline(&self, key: &str, entry: Arc<Entry>, now: u64, deadline: u64) {
         if deadline <= now {
-            // Redis deletes a key given an expiry that has already passed.
             self.remove(key);
-            return Ok(Reply::Bool(true));
+            return;
         }
         entry.set_deadline(deadline);
         // Re-inserting lets moka's timer see the new deadline.
         self.store(key, entry);
-        Ok(Reply::Bool(true))
     }
 
     pub(super) fn ttl(&self, key: &str) -> Result<Reply> {
@@ -372,7 +384,7 @@ impl EmbeddedKv {
 
     /// Reads the string at `key` for a read-modify-write, under the caller's
     /// write lock: its bytes (`None` when missing) and its deadline.
-    fn string_for_update(&self, key: &str) -> Result<(Option<Bytes>, u64)> {
+    pub(super) fn string_for_update(&self, key: &str) -> Result<(Option<Bytes>, u64)> {
         match self.live(key) {
             None => Ok((None, NO_DEADLINE)),
             Some(entry) => match &entry.value {
@@ -413,6 +425,61 @@ impl EmbeddedKv {
         }
         self.store(key, Entry::string(format_float(new), deadline));
         Ok(Reply::Float(new))
+    }
+
+    /// `lock_acquire`, in the order of the Redis script's steps: the
+    /// expiry is judged (as `SET` judges it), then the lock key, then the
+    /// counter, and both are written under both keys' write locks.
+    pub(super) fn lock_acquire(
+        &self,
+        key: &str,
+        token: String,
+        ttl: Duration,
+        fence_key: &str,
+    ) -> Result<Reply> {
+        let deadline = self.deadline_for(ttl, "set", false)?;
+        let token = Bytes::from(token);
+        self.check_fits(key, &token)?;
+        let _guards = self.write_locks([key, fence_key].into_iter());
+        if self.live(key).is_some() {
+            return Ok(Reply::Fence(None));
+        }
+        let (counter, counter_deadline) = self.string_for_update(fence_key)?;
+        let counter = match counter {
+            None => 0,
+            Some(bytes) => parse_redis_int(&bytes).ok_or_else(not_an_integer)?,
+        };
+        let fence = counter.checked_add(1).ok_or_else(overflow)?;
+        // `INCR` keeps the counter's expiry (it never gets one from here).
+        self.store(
+            fence_key,
+            Entry::string(format_int(fence), counter_deadline),
+        );
+        self.store(key, Entry::string(token, deadline));
+        crate::engines::kv::command::fence_number(fence).map(|n| Reply::Fence(Some(n)))
+    }
+
+    /// `lock_extend`: `PEXPIRE` while the key holds `token`. As the Redis
+    /// script, a ttl Redis could not be sent is refused first, and a
+    /// deadline out of Redis's range only once the token matched.
+    pub(super) fn lock_extend(&self, key: &str, token: &str, ttl: Duration) -> Result<Reply> {
+        if i64::try_from(ttl.as_millis()).is_err() {
+            return Err(invalid_expire_time("pexpire"));
+        }
+        let _guard = self.write_lock(key);
+        let Some(entry) = self.live(key) else {
+            return Ok(Reply::Bool(false));
+        };
+        let Value::String(bytes) = &entry.value else {
+            return Err(Error::wrong_type());
+        };
+        if bytes.as_ref() != token.as_bytes() {
+            return Ok(Reply::Bool(false));
+        }
+        let now = self.clock.now();
+        let deadline = self.deadline_for(ttl, "pexpire", true)?;
+        self.apply_deadline(key, entry, now, deadline);
+        Ok(Reply::Bool(true))
     }
 
     pub(super) fn compare_and_delete(&self, key: &str, expected: &Bytes) -> Result<Reply> {

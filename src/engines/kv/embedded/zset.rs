@@ -1,6 +1,7 @@
 //! Sorted-set commands: `ZADD` (with `NX XX GT LT CH INCR`), `ZINCRBY`,
 //! `ZSCORE`, `ZRANK`/`ZREVRANK`, `ZRANGE` by index and by score (with `REV`
-//! and `LIMIT`), `ZCOUNT`, `ZREMRANGEBYSCORE`, `ZREM`, `ZCARD`.
+//! and `LIMIT`), `ZCOUNT`, `ZREMRANGEBYSCORE`, `ZREM`, `ZCARD`, and
+//! `zadd_best` (a best score and, in a hash, when it was reached).
 //!
 //! # What MUST hold
 //!
@@ -20,6 +21,10 @@
 //! - Writes mutate the set in place under its mutex and re-insert the entry
 //!   so moka re-weighs it; the whole set is never cloned. A set whose last
 //!   member is removed is deleted; its expiry survives other writes.
+//! - `zadd_best` holds the write locks of the sorted set and of the hash of
+//!   times (like `MSETNX`), checks both keys' types and the stored time it
+//!   must compare before writing either, so a failure changes nothing; a
+//!   concurrent reader may see the score written before its time.
 //! - Costs: member lookups are O(1), inserts and removals O(log n); ranks
 //!   and index ranges walk the ordered set, O(rank) and O(start + count)
 //!   (Redis's skip list does O(log n)), which is fine for the leaderboard
@@ -31,6 +36,8 @@ use std::sync::{Arc, Mutex};
 
 use super::EmbeddedKv;
 use super::entry::{Collection, Value};
+use super::hash::HashValue;
+use super::strings::{format_int, parse_redis_int};
 use crate::engines::kv::{Reply, ScoreBound, ZAddOptions};
 use crate::error::{Error, Result};
 
@@ -102,8 +109,13 @@ impl ZSetValue {
         self.scores.len()
     }
 
+    /// `member`'s score.
+    pub(super) fn score(&self, member: &str) -> Option<f64> {
+        self.scores.get(member).copied()
+    }
+
     /// Sets `member`'s score; `true` when the member is new.
-    fn insert(&mut self, member: &str, score: f64) -> bool {
+    pub(super) fn insert(&mut self, member: &str, score: f64) -> bool {
         let score = normalise(score);
         if let Some((name, old)) = self.scores.get_key_value(member) {
             let (name, old) = (Arc::clone(name), *old);
@@ -338,6 +350,58 @@ impl EmbeddedKv {
                 Reply::Int(added)
             })
         })
+    }
+
+    /// `zadd_best`, under the write locks of both keys: both types are
+    /// checked (the times' hash first, as the Redis script does) before
+    /// anything is written.
+    pub(super) fn zadd_best(
+        &self,
+        key: &str,
+        member: &str,
+        score: f64,
+        at_key: &str,
+        at: i64,
+    ) -> Result<Reply> {
+        let _guards = self.write_locks([key, at_key].into_iter());
+        let stored_at = self.read_collection(at_key, |h: Option<&HashValue>| {
+            h.and_then(|h| h.get(member).cloned())
+        })?;
+        let current = self.read_zset(key, |z| z.and_then(|z| z.score(member)))?;
+        let record_time = |at_key: &str| {
+            self.write_collection_locked(at_key, |h: &mut HashValue| {
+                h.insert(member.to_owned(), format_int(at));
+                Ok(())
+            })
+        };
+        match current {
+            Some(current) if score < current => Ok(Reply::Bool(false)),
+            // -0 and 0 tie, as in ZADD.
+            Some(current) if score == current => {
+                let earlier = match stored_at {
+                    None => true,
+                    Some(stored) => {
+                        at < parse_redis_int(&stored).ok_or_else(|| {
+                            Error::invalid(format!(
+                                "ERR the time of member '{member}' is not an integer"
+                            ))
+                        })?
+                    }
+                };
+                if earlier {
+                    record_time(at_key)?;
+                }
+                Ok(Reply::Bool(false))
+            }
+            _ => {
+                self.write_collection_locked(key, |z: &mut ZSetValue| {
+                    z.insert(member, score);
+                    Ok(())
+                })?;
+                record_time(at_key)?;
+                Ok(Reply::Bool(true))
+            }
+        }
     }
 
     pub(super) fn zincr_by(&self, key: &str, delta: f64, member: &str) -> Result<Reply> {

@@ -17,24 +17,42 @@ use bb8_redis::redis::{Cmd, Value, cmd};
 use bytes::Bytes;
 
 use super::errors;
+use super::scripts::{Lua, ScriptCall};
+use crate::engines::kv::command::{fence_number, rate_interval};
 use crate::engines::kv::{
-    Command, ExpireOptions, GetExpiry, KeyType, Reply, ScanCursor, ScanOptions, ScoreBound,
-    SetCondition, SetOptions, Ttl, ZAddOptions,
+    Command, ExpireOptions, GetExpiry, KeyType, RateLimitReply, Reply, ScanCursor, ScanOptions,
+    ScoreBound, SetCondition, SetOptions, Ttl, ZAddOptions,
 };
 use crate::error::{Error, Result};
 
-/// The compare-and-delete of a lock release. Atomic because Redis runs a
-/// script without interleaving other commands.
-pub(super) const COMPARE_AND_DELETE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/// How a command is sent.
+#[derive(Debug)]
+pub(super) enum Encoded {
+    /// One Redis command.
+    Plain(Cmd),
+    /// A Lua script (see `scripts`): `EVALSHA` when sent alone, `EVAL` in
+    /// a pipeline.
+    Script(ScriptCall),
+}
 
-/// The Redis command for `command`, every key prefixed with `prefix`.
-///
-/// `CompareAndDelete` becomes an `EVAL` of [`COMPARE_AND_DELETE`], which is
-/// what a pipeline needs (one reply, no `NOSCRIPT` round trip); a single
-/// command uses `EVALSHA` through [`redis::Script`](bb8_redis::redis::Script)
-/// instead.
+/// The one Redis command for `command`, every key prefixed with `prefix`:
+/// a script becomes its `EVAL`, which is what a pipeline needs (one reply,
+/// no `NOSCRIPT` round trip).
 pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
+    Ok(match encode_call(prefix, command)? {
+        Encoded::Plain(c) => c,
+        Encoded::Script(call) => call.eval(),
+    })
+}
+
+/// How to send `command`, every key prefixed with `prefix`: one Redis
+/// command, or a script that a single command runs by `EVALSHA` through
+/// [`redis::Script`](bb8_redis::redis::Script) (loading it on `NOSCRIPT`).
+/// strata's own checks ([`Command::check`]) come first.
+pub(super) fn encode_call(prefix: &str, command: &Command) -> Result<Encoded> {
+    command.check()?;
     let key = |k: &str| format!("{prefix}{k}");
+    let script = |call: ScriptCall| Ok(Encoded::Script(call));
     let c = match command {
         Command::Get { key: k } => cmd("GET").arg(key(k)).to_owned(),
         Command::Set {
@@ -252,18 +270,84 @@ pub(super) fn encode(prefix: &str, command: &Command) -> Result<Cmd> {
             .to_owned(),
         Command::ZRem { key: k, members } => cmd("ZREM").arg(key(k)).arg(members).to_owned(),
         Command::ZCard { key: k } => cmd("ZCARD").arg(key(k)).to_owned(),
-        Command::CompareAndDelete { key: k, expected } => cmd("EVAL")
-            .arg(COMPARE_AND_DELETE)
-            .arg(1)
-            .arg(key(k))
-            .arg(expected.as_ref())
-            .to_owned(),
+        Command::CompareAndDelete { key: k, expected } => {
+            return script(
+                ScriptCall::new(Lua::CompareAndDelete)
+                    .key(key(k))
+                    .arg(expected),
+            );
+        }
+        Command::LockAcquire {
+            key: k,
+            token,
+            ttl,
+            fence_key,
+        } => {
+            return script(
+                ScriptCall::new(Lua::LockAcquire)
+                    .key(key(k))
+                    .key(key(fence_key))
+                    .arg(token)
+                    .arg(millis(*ttl, "set")?.to_string()),
+            );
+        }
+        Command::LockExtend { key: k, token, ttl } => {
+            return script(
+                ScriptCall::new(Lua::LockExtend)
+                    .key(key(k))
+                    .arg(token)
+                    .arg(millis(*ttl, "pexpire")?.to_string()),
+            );
+        }
+        Command::RateLimit {
+            key: k,
+            limit,
+            period,
+            cost,
+        } => {
+            return script(
+                ScriptCall::new(Lua::RateLimit)
+                    .key(key(k))
+                    .arg(rate_interval(*limit, *period)?.to_string())
+                    .arg(limit.to_string())
+                    .arg(cost.to_string()),
+            );
+        }
+        Command::ZAddBest {
+            key: k,
+            member,
+            score,
+            at_key,
+            at,
+        } => {
+            return script(
+                ScriptCall::new(Lua::ZAddBest)
+                    .key(key(k))
+                    .key(key(at_key))
+                    .arg(member)
+                    .arg(float_arg(*score))
+                    .arg(at.to_string()),
+            );
+        }
+        Command::HSetIfNewer {
+            key: k,
+            fields,
+            time_prefix,
+        } => {
+            let mut call = ScriptCall::new(Lua::HSetIfNewer)
+                .key(key(k))
+                .arg(time_prefix);
+            for (field, value, time) in fields {
+                call = call.arg(field).arg(value).arg(time.to_string());
+            }
+            return script(call);
+        }
         Command::Publish { channel, message } => cmd("PUBLISH")
             .arg(key(channel))
             .arg(message.as_ref())
             .to_owned(),
     };
-    Ok(c)
+    Ok(Encoded::Plain(c))
 }
 
 /// A duration as whole milliseconds, as `PX`/`PEXPIRE` take it. Below one
@@ -398,9 +482,22 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
             other => Some(float(other, name)?),
         }),
         Command::ZAdd { .. } => Reply::Int(integer(value, name)?),
+        Command::LockAcquire { .. } => Reply::Fence(match value {
+            Value::Nil | Value::Boolean(false) => None,
+            other => Some(fence_number(integer(other, name)?).map_err(|e| e.with_operation(name))?),
+        }),
+        Command::RateLimit { .. } => Reply::RateLimit(rate_limit_reply(value, name)?),
+        Command::HSetIfNewer { .. } => Reply::Bools(
+            array(value, name)?
+                .into_iter()
+                .map(|v| Ok(integer(v, name)? != 0))
+                .collect::<Result<_>>()?,
+        ),
         Command::Expire { .. }
         | Command::Persist { .. }
         | Command::CompareAndDelete { .. }
+        | Command::LockExtend { .. }
+        | Command::ZAddBest { .. }
         | Command::MSetNx { .. }
         | Command::HSetNx { .. }
         | Command::HExists { .. } => Reply::Bool(integer(value, name)? != 0),
@@ -469,6 +566,29 @@ pub(super) fn decode(command: &Command, value: Value) -> Result<Reply> {
         Command::HGetAll { .. } => Reply::Hash(hash(value, name)?),
     };
     Ok(reply)
+}
+
+/// The rate limiter's `{allowed, remaining, retry after µs, reset after
+/// µs}`.
+fn rate_limit_reply(value: Value, name: &'static str) -> Result<RateLimitReply> {
+    let numbers = array(value, name)?
+        .into_iter()
+        .map(|v| integer(v, name))
+        .collect::<Result<Vec<i64>>>()?;
+    let [allowed, remaining, retry, reset] = numbers[..] else {
+        return Err(Error::internal(format!(
+            "the rate limiter answered {} numbers, not 4",
+            numbers.len()
+        ))
+        .with_operation(name));
+    };
+    let micros = |n: i64| std::time::Duration::from_micros(n.max(0).unsigned_abs());
+    Ok(RateLimitReply {
+        allowed: allowed != 0,
+        remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+        retry_after: micros(retry),
+        reset_after: micros(reset),
+    })
 }
 
 fn unexpected(value: &Value, name: &'static str) -> Error {
@@ -778,6 +898,146 @@ mod tests {
         assert_eq!(
             decode(&vals, reply).unwrap(),
             Reply::Blobs(vec![Bytes::from("a"), Bytes::from("b")])
+        );
+    }
+
+    #[test]
+    fn every_key_of_a_script_is_prefixed() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (
+                Command::CompareAndDelete {
+                    key: "l".into(),
+                    expected: Bytes::from_static(b"t"),
+                },
+                Lua::CompareAndDelete,
+                vec!["p:l"],
+                vec!["t"],
+            ),
+            (
+                Command::LockAcquire {
+                    key: "l".into(),
+                    token: "t".into(),
+                    ttl: ms(1500),
+                    fence_key: "f".into(),
+                },
+                Lua::LockAcquire,
+                vec!["p:l", "p:f"],
+                vec!["t", "1500"],
+            ),
+            (
+                Command::LockExtend {
+                    key: "l".into(),
+                    token: "t".into(),
+                    ttl: ms(250),
+                },
+                Lua::LockExtend,
+                vec!["p:l"],
+                vec!["t", "250"],
+            ),
+            (
+                Command::RateLimit {
+                    key: "r".into(),
+                    limit: 4,
+                    period: ms(1000),
+                    cost: 2,
+                },
+                Lua::RateLimit,
+                vec!["p:r"],
+                vec!["250000", "4", "2"],
+            ),
+            (
+                Command::ZAddBest {
+                    key: "z".into(),
+                    member: "m".into(),
+                    score: f64::INFINITY,
+                    at_key: "a".into(),
+                    at: -7,
+                },
+                Lua::ZAddBest,
+                vec!["p:z", "p:a"],
+                vec!["m", "+inf", "-7"],
+            ),
+            (
+                Command::HSetIfNewer {
+                    key: "h".into(),
+                    fields: vec![
+                        ("f".into(), Bytes::from_static(b"v"), 5),
+                        ("g".into(), Bytes::from_static(b"w"), 6),
+                    ],
+                    time_prefix: "t:".into(),
+                },
+                Lua::HSetIfNewer,
+                vec!["p:h"],
+                vec!["t:", "f", "v", "5", "g", "w", "6"],
+            ),
+        ];
+        for (command, lua, keys, argv) in cases {
+            let Encoded::Script(call) = encode_call("p:", &command).unwrap() else {
+                panic!("{command:?} is not a script");
+            };
+            assert_eq!(call.lua, lua);
+            assert_eq!(call.keys, keys, "{command:?}");
+            let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+            assert_eq!(call.args, argv, "{command:?}");
+            // In a pipeline: EVAL source numkeys keys... args...
+            let eval = args(&encode("p:", &command).unwrap());
+            assert_eq!(eval[0], "EVAL");
+            assert_eq!(eval[1], lua.source());
+            assert_eq!(eval[2], keys.len().to_string());
+            assert_eq!(eval[3..3 + keys.len()], keys[..], "{command:?}");
+        }
+    }
+
+    #[test]
+    fn script_replies_decode() {
+        let lock = Command::LockAcquire {
+            key: "l".into(),
+            token: "t".into(),
+            ttl: Duration::from_secs(1),
+            fence_key: "f".into(),
+        };
+        assert_eq!(decode(&lock, Value::Nil).unwrap(), Reply::Fence(None));
+        assert_eq!(
+            decode(&lock, Value::Boolean(false)).unwrap(),
+            Reply::Fence(None)
+        );
+        assert_eq!(decode(&lock, Value::Int(3)).unwrap(), Reply::Fence(Some(3)));
+        let err = decode(&lock, Value::Int(0)).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Internal, "{err}");
+
+        let rate = Command::RateLimit {
+            key: "r".into(),
+            limit: 5,
+            period: Duration::from_secs(10),
+            cost: 1,
+        };
+        let reply = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(1_500_000),
+            Value::Int(10_000_000),
+        ]);
+        assert_eq!(
+            decode(&rate, reply).unwrap(),
+            Reply::RateLimit(RateLimitReply {
+                allowed: false,
+                remaining: 0,
+                retry_after: Duration::from_millis(1500),
+                reset_after: Duration::from_secs(10),
+            })
+        );
+        assert!(decode(&rate, Value::Array(vec![Value::Int(1)])).is_err());
+
+        let hset = Command::HSetIfNewer {
+            key: "h".into(),
+            fields: vec![],
+            time_prefix: "t:".into(),
+        };
+        let reply = Value::Array(vec![Value::Int(1), Value::Int(0)]);
+        assert_eq!(
+            decode(&hset, reply).unwrap(),
+            Reply::Bools(vec![true, false])
         );
     }
 

@@ -4,8 +4,11 @@
 //!
 //! - this module: [`RedisKv`], connecting, the pool, timeouts, `scan` and
 //!   `info`;
-//! - `commands`: each [`Command`] as a Redis command, each reply as a
-//!   [`Reply`];
+//! - `commands`: each [`Command`] as a Redis command or script, each reply
+//!   as a [`Reply`];
+//! - `scripts`: the Lua scripts of the atomic commands (`compare_and_delete`,
+//!   `lock_acquire`, `lock_extend`, `rate_limit`, `zadd_best`,
+//!   `hset_if_newer`);
 //! - `pool`: the bb8 pool and its broken-connection tracking;
 //! - `pubsub`: subscriptions on dedicated connections;
 //! - `errors`: Redis errors as strata [`ErrorKind`]s.
@@ -24,9 +27,14 @@
 //! - Every command and pipeline is bounded by `command_timeout`
 //!   ([`ErrorKind::Timeout`], retryable); taking a connection from the pool
 //!   is bounded by `connect_timeout` ([`ErrorKind::Unavailable`]).
+//! - The atomic commands are Lua scripts: alone, by `EVALSHA` (loading the
+//!   script on `NOSCRIPT` and trying again); in a pipeline, by `EVAL`. All
+//!   their keys are script `KEYS`, prefixed like any other.
 //! - A pipeline is one Redis pipeline: one round trip, not a transaction
 //!   (no `MULTI`), and each command gets its own result, decoded exactly as
-//!   [`KvStore::execute`] decodes it.
+//!   [`KvStore::execute`] decodes it; a command refused before it is sent
+//!   (strata's own checks, an expiry Redis could not be told) gets its
+//!   error and is left out, the others still run.
 //! - The password never appears in `Debug`, `target()` or an error.
 //! - A subscription buffers at most `subscription_capacity` messages (see
 //!   `pubsub`), and ends with `Unavailable` when its connection drops.
@@ -46,7 +54,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use bb8_redis::bb8;
-use bb8_redis::redis::{AsyncConnectionConfig, Client, RedisError, Script, Value, cmd, pipe};
+use bb8_redis::redis::{AsyncConnectionConfig, Client, RedisError, Value, cmd, pipe};
 use tokio::time::error::Elapsed;
 
 use crate::config::{RedisConfig, redact_url, with_password};
@@ -59,9 +67,11 @@ mod commands;
 mod errors;
 mod pool;
 mod pubsub;
+mod scripts;
 
 use errors::Phase;
 use pool::{Manager, PooledRedis, RedisPool};
+use scripts::{ScriptCall, Scripts};
 
 /// The Redis adapter: a bb8 pool of multiplexed connections to one Redis
 /// database.
@@ -77,7 +87,7 @@ pub struct RedisKv {
     connect_timeout: Duration,
     command_timeout: Duration,
     subscription_capacity: usize,
-    compare_and_delete: Script,
+    scripts: Scripts,
 }
 
 impl fmt::Debug for RedisKv {
@@ -210,7 +220,7 @@ impl RedisKv {
             connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,
             subscription_capacity: config.subscription_capacity,
-            compare_and_delete: Script::new(commands::COMPARE_AND_DELETE),
+            scripts: Scripts::new(),
         })
     }
 
@@ -279,18 +289,22 @@ impl RedisKv {
         error.with_target(format!("redis at {}", self.target))
     }
 
-    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<Reply> {
-        let command = "compare_and_delete";
-        let mut connection = self.connection(command).await?;
-        let key = format!("{}{key}", self.key_prefix);
-        let mut invocation = self.compare_and_delete.key(key);
-        invocation.arg(expected);
-        // EVALSHA, falling back to EVAL (loading the script) on NOSCRIPT.
+    /// Runs one script command by `EVALSHA`, loading the script and
+    /// trying again on `NOSCRIPT` (a server restarted, or its script cache
+    /// flushed), all within one command timeout.
+    async fn run_script(&self, name: &'static str, call: &ScriptCall) -> Result<Value> {
+        let mut connection = self.connection(name).await?;
+        let mut invocation = self.scripts.get(call.lua).prepare_invoke();
+        for key in &call.keys {
+            invocation.key(key);
+        }
+        for arg in &call.args {
+            invocation.arg(arg.as_slice());
+        }
         let outcome = self
             .within(invocation.invoke_async(&mut connection.connection))
             .await;
-        let deleted: i64 = self.settle(&mut connection, command, outcome)?;
-        Ok(Reply::Bool(deleted != 0))
+        self.settle(&mut connection, name, outcome)
     }
 }
 
@@ -315,18 +329,20 @@ impl KvStore for RedisKv {
 
     async fn execute(&self, command: Command) -> Result<Reply> {
         let name = command.name();
-        if let Command::CompareAndDelete { key, expected } = &command {
-            return self.compare_and_delete(key, expected).await;
-        }
-        let redis_command =
-            commands::encode(&self.key_prefix, &command).map_err(|e| self.context(e, name))?;
-        let mut connection = self.connection(name).await?;
-        // A server error comes back as `Err` from `query_async`; decode maps
-        // the others.
-        let outcome = self
-            .within(redis_command.query_async::<Value>(&mut connection.connection))
-            .await;
-        let value = self.settle(&mut connection, name, outcome)?;
+        let encoded =
+            commands::encode_call(&self.key_prefix, &command).map_err(|e| self.context(e, name))?;
+        // A server error comes back as `Err` from `query_async` and
+        // `invoke_async`; decode maps the others.
+        let value = match encoded {
+            commands::Encoded::Script(call) => self.run_script(name, &call).await?,
+            commands::Encoded::Plain(redis_command) => {
+                let mut connection = self.connection(name).await?;
+                let outcome = self
+                    .within(redis_command.query_async::<Value>(&mut connection.connection))
+                    .await;
+                self.settle(&mut connection, name, outcome)?
+            }
+        };
         commands::decode(&command, value).map_err(|e| self.context(e, name))
     }
 
@@ -338,30 +354,48 @@ impl KvStore for RedisKv {
         // Each command's error reply stays in its own slot instead of
         // failing the whole pipeline.
         pipeline.ignore_errors();
+        // A command refused before sending (strata's own checks, an expiry
+        // Redis could not be told) gets its error in its slot too, and is
+        // not sent.
+        let mut refused: Vec<Option<Error>> = Vec::with_capacity(commands.len());
         for command in &commands {
-            let encoded = commands::encode(&self.key_prefix, command)
-                .map_err(|e| self.context(e, command.name()))?;
-            pipeline.add_command(encoded);
+            match commands::encode(&self.key_prefix, command) {
+                Ok(encoded) => {
+                    pipeline.add_command(encoded);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(self.context(e, command.name()))),
+            }
         }
-        let mut connection = self.connection("pipeline").await?;
-        let outcome = self
-            .within(pipeline.query_async(&mut connection.connection))
-            .await;
-        let values: Vec<Value> = self.settle(&mut connection, "pipeline", outcome)?;
-        if values.len() != commands.len() {
+        let sent = refused.iter().filter(|r| r.is_none()).count();
+        let values: Vec<Value> = if sent == 0 {
+            Vec::new()
+        } else {
+            let mut connection = self.connection("pipeline").await?;
+            let outcome = self
+                .within(pipeline.query_async(&mut connection.connection))
+                .await;
+            self.settle(&mut connection, "pipeline", outcome)?
+        };
+        if values.len() != sent {
             return Err(self.context(
                 Error::internal(format!(
-                    "{} replies to a pipeline of {} commands",
+                    "{} replies to a pipeline of {sent} commands",
                     values.len(),
-                    commands.len()
                 )),
                 "pipeline",
             ));
         }
+        let mut values = values.into_iter();
         Ok(commands
             .iter()
-            .zip(values)
-            .map(|(command, value)| {
+            .zip(refused)
+            .map(|(command, refused)| {
+                if let Some(error) = refused {
+                    return Err(error);
+                }
+                // As many values as commands sent: checked above.
+                let value = values.next().unwrap_or_default();
                 commands::decode(command, value).map_err(|e| self.context(e, command.name()))
             })
             .collect())
