@@ -21,6 +21,7 @@ mod m20261122_000001_init;
 mod m20261122_000002_registry;
 mod m20261201_000003_run_order_indexes;
 mod m20261201_000010_sagas;
+mod m20261201_000020_fences;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_registry::Migration),
             Box::new(m20261201_000003_run_order_indexes::Migration),
             Box::new(m20261201_000010_sagas::Migration),
+            Box::new(m20261201_000020_fences::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Cache-aside for the rows read by id on serving paths: a run with its
 //! dataset, tags and artifacts ([`RunDetails`], cache `runs`) and a
-//! model's config document (cache `configs`), both by `model_id`.
+//! model's config document (cache `configs`), both by `model_id`, and
+//! where `model@alias` leads (cache `aliases`).
 //!
 //! Reads go through [`TieredCache`]; every write that changes what they
 //! hold calls [`RowCaches::model_changed`] once it has committed (a run
@@ -58,6 +59,7 @@ impl<'de> Deserialize<'de> for CachedDocument {
 pub struct RowCaches {
     runs: TieredCache<RunDetails>,
     configs: TieredCache<CachedDocument>,
+    aliases: TieredCache<String>,
 }
 
 impl RowCaches {
@@ -65,6 +67,7 @@ impl RowCaches {
         Ok(RowCaches {
             runs: caches.create("runs", settings)?,
             configs: caches.create("configs", settings)?,
+            aliases: caches.create("aliases", settings)?,
         })
     }
 
@@ -92,6 +95,26 @@ impl RowCaches {
         self.configs.get_or_load(model_id, load).await
     }
 
+    /// The `model_id` that `model@alias` (the key) leads to, through the
+    /// `aliases` cache.
+    pub(crate) async fn alias<F, Fut>(&self, alias: &str, load: F) -> Result<Lookup<String>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<String>>> + Send + 'static,
+    {
+        self.aliases.get_or_load(alias, load).await
+    }
+
+    /// `model@alias` moved: removes it everywhere.
+    pub async fn alias_moved(&self, alias: &str) {
+        if !self.aliases.invalidate(alias).await {
+            tracing::warn!(
+                alias,
+                "an alias move may be served stale by other instances until its cache entry expires"
+            );
+        }
+    }
+
     /// What is cached of `model_id` changed: removes it everywhere.
     /// Logged when an invalidation could not reach every tier (the
     /// entries then live until their TTL).
@@ -111,8 +134,12 @@ impl RowCaches {
     /// Many rows changed at once (seeding, a migration): empties both
     /// caches everywhere.
     pub async fn clear(&self) {
-        let (runs, configs) = futures::join!(self.runs.clear(), self.configs.clear());
-        if !(runs && configs) {
+        let (runs, configs, aliases) = futures::join!(
+            self.runs.clear(),
+            self.configs.clear(),
+            self.aliases.clear()
+        );
+        if !(runs && configs && aliases) {
             tracing::warn!("the row caches could not be cleared everywhere");
         }
     }

@@ -9,6 +9,7 @@
 pub mod alias_history;
 pub mod dataset;
 pub mod deployment;
+pub mod fence;
 pub mod model_alias;
 pub mod model_artifact;
 pub mod run_tag;

@@ -207,6 +207,32 @@ pub async fn resolve_alias(
         .ok_or_else(|| Error::not_found(format!("no alias `{alias}`")).with_field("alias"))
 }
 
+/// The `model_id` of the run whose artifact `alias` points at; `None`
+/// when there is no such alias.
+pub async fn model_of_alias(db: &impl ConnectionTrait, alias: &AliasRef) -> Result<Option<String>> {
+    let Some(found) =
+        model_alias::Entity::find_by_id((alias.model_name.clone(), alias.alias.clone()))
+            .one(db)
+            .await
+            .map_err(db_err("model_of_alias"))?
+    else {
+        return Ok(None);
+    };
+    let run = model_artifact::Entity::find_by_id(found.artifact_id)
+        .find_also_related(training_run::Entity)
+        .one(db)
+        .await
+        .map_err(db_err("model_of_alias"))?
+        .and_then(|(_, run)| run)
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "alias `{alias}` points at artifact {} of no run",
+                found.artifact_id
+            ))
+        })?;
+    Ok(Some(run.model_id))
+}
+
 /// Every move of `alias`, oldest first.
 pub async fn alias_history(
     db: &impl ConnectionTrait,

@@ -354,6 +354,59 @@ where
     txn.commit().await.map_err(db_err("set_run_tags"))
 }
 
+/// [`set_run_tags`] by the holder of a lock with fencing token `fence`
+/// (see `serving::locks`): refused with Conflict, writing nothing, when a
+/// newer token has already written to this run. The check and the write
+/// are one transaction, serialised per run.
+pub async fn set_run_tags_fenced<C>(
+    db: &C,
+    model_id: &str,
+    tags: BTreeMap<String, String>,
+    fence: u64,
+) -> Result<()>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    use crate::platform::entities::fence;
+    const OP: &str = "set_run_tags_fenced";
+    check_tags(&tags)?;
+    let token = i64::try_from(fence)
+        .map_err(|_| Error::invalid("a fencing token above 2^63 - 1").with_field("fence"))?;
+    let run = run_by_model_id(db, model_id).await?;
+    let resource = format!("run:{model_id}");
+    let txn = begin_write(db).await.map_err(db_err(OP))?;
+    crate::engines::relational::lock_key(&txn, &resource)
+        .await
+        .map_err(db_err(OP))?;
+    let seen = fence::Entity::find_by_id(resource.clone())
+        .one(&txn)
+        .await
+        .map_err(db_err(OP))?;
+    match &seen {
+        Some(seen) if seen.fence > token => {
+            return Err(Error::conflict(format!(
+                "fencing token {token} is older than token {} that already wrote to `{resource}`: \
+                 the lock was lost and taken by another holder",
+                seen.fence
+            ))
+            .with_field("fence"));
+        }
+        _ => {}
+    }
+    let row = fence::ActiveModel {
+        resource: Set(resource),
+        fence: Set(token),
+        updated_at: Set(now()),
+    };
+    if seen.is_some() {
+        row.update(&txn).await.map_err(db_err(OP))?;
+    } else {
+        row.insert(&txn).await.map_err(db_err(OP))?;
+    }
+    insert_tags(&txn, run.id, tags, OP).await?;
+    txn.commit().await.map_err(db_err(OP))
+}
+
 /// The run with `model_id`, or NotFound.
 pub async fn run_by_model_id(
     db: &impl ConnectionTrait,
@@ -712,6 +765,30 @@ pub async fn find_run_details(
 ) -> Result<Option<RunDetails>> {
     let filter = Condition::all().add(training_run::Column::ModelId.eq(model_id));
     Ok(load_details(db, filter).await?.pop())
+}
+
+/// Every completed run with an accuracy: `(model_id, accuracy,
+/// completed_at)` (what the leaderboard is rebuilt from).
+pub async fn completed_accuracies(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(String, f64, DateTime<Utc>)>> {
+    let rows = training_run::Entity::find()
+        .filter(training_run::Column::Status.eq(RunStatus::Completed))
+        .filter(training_run::Column::Accuracy.is_not_null())
+        .order_by_asc(training_run::Column::Id)
+        .all(db)
+        .await
+        .map_err(db_err("completed_accuracies"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                r.model_id,
+                r.accuracy?,
+                r.completed_at.unwrap_or(r.started_at),
+            ))
+        })
+        .collect())
 }
 
 /// NotFound naming the missing run.

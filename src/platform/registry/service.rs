@@ -18,8 +18,8 @@ use crate::cache::Tier;
 use crate::engines::layers::Layers;
 use crate::engines::relational::backend_name;
 use crate::error::Result;
-use crate::platform::rows::RowCaches;
 use crate::platform::records::{Alias, AliasChange, Dataset, Run};
+use crate::platform::rows::RowCaches;
 use crate::platform::search::{self, RunPage};
 
 /// Datasets, runs, aliases and their analytics. Cheap to clone.
@@ -33,7 +33,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(db: DatabaseConnection, relational: Arc<Layers>, rows: RowCaches) -> Registry {
+    pub(crate) fn new(
+        db: DatabaseConnection,
+        relational: Arc<Layers>,
+        rows: RowCaches,
+    ) -> Registry {
         Registry {
             db,
             relational,
@@ -101,7 +105,11 @@ impl Registry {
     /// [`Registry::run`] through the `runs` cache, with the tier that
     /// answered.
     pub async fn run_cached(&self, model_id: &str) -> Result<(RunDetails, Tier)> {
-        let (db, relational, id) = (self.db.clone(), Arc::clone(&self.relational), model_id.to_owned());
+        let (db, relational, id) = (
+            self.db.clone(),
+            Arc::clone(&self.relational),
+            model_id.to_owned(),
+        );
         let lookup = self
             .rows
             .run(model_id, move || async move {
@@ -168,6 +176,38 @@ impl Registry {
             .await
     }
 
+    /// Every completed run with an accuracy: `(model_id, accuracy,
+    /// completed_at)`.
+    pub async fn completed_accuracies(
+        &self,
+    ) -> Result<Vec<(String, f64, chrono::DateTime<chrono::Utc>)>> {
+        self.relational
+            .guard(
+                "completed_accuracies",
+                super::completed_accuracies(&self.db),
+            )
+            .await
+    }
+
+    /// Sets tags of the run `model_id` as the holder of a lock with
+    /// fencing token `fence`: Conflict, writing nothing, when a newer token
+    /// already wrote to this run ([`super::set_run_tags_fenced`]).
+    pub async fn set_run_tags_fenced(
+        &self,
+        model_id: &str,
+        tags: std::collections::BTreeMap<String, String>,
+        fence: u64,
+    ) -> Result<()> {
+        self.relational
+            .guard(
+                "set_run_tags_fenced",
+                super::set_run_tags_fenced(&self.db, model_id, tags, fence),
+            )
+            .await?;
+        self.rows.model_changed(model_id).await;
+        Ok(())
+    }
+
     /// Completed runs ranked overall and within their framework.
     pub async fn rank_runs(&self) -> Result<Vec<RankedRun>> {
         self.relational
@@ -183,6 +223,25 @@ impl Registry {
             .map(Alias::from)
     }
 
+    /// The `model_id` of the run whose artifact `model@alias` points at,
+    /// through the `aliases` cache, with the tier that answered; NotFound
+    /// when there is no such alias.
+    pub async fn model_of_alias(&self, alias: &AliasRef) -> Result<(String, Tier)> {
+        let (db, relational, key) = (self.db.clone(), Arc::clone(&self.relational), alias.clone());
+        let lookup = self
+            .rows
+            .alias(&alias.to_string(), move || async move {
+                relational
+                    .guard("model_of_alias", aliases::model_of_alias(&db, &key))
+                    .await
+            })
+            .await?;
+        let model_id = lookup.value.ok_or_else(|| {
+            crate::Error::not_found(format!("no alias `{alias}`")).with_field("alias")
+        })?;
+        Ok((model_id, lookup.tier))
+    }
+
     /// Points `model@alias` at an artifact of that model, recording the
     /// move.
     pub async fn move_alias(
@@ -192,12 +251,15 @@ impl Registry {
         moved_by: &str,
         reason: Option<&str>,
     ) -> Result<AliasMove> {
-        self.relational
+        let moved = self
+            .relational
             .guard(
                 "move_alias",
                 aliases::move_alias(&self.db, alias, artifact_id, moved_by, reason),
             )
-            .await
+            .await?;
+        self.rows.alias_moved(&alias.to_string()).await;
+        Ok(moved)
     }
 
     /// Every move of `model@alias`, oldest first.
