@@ -118,7 +118,10 @@ fn bench(c: &mut Criterion) {
             .await
             .unwrap();
         load(&engines).await;
-        let router = api::router(platform, &config.api);
+        let serving = strata::serving::Serving::open(&platform, &config.serving)
+            .await
+            .unwrap();
+        let router = api::router(platform, serving, &config.api);
         (engines, router)
     });
 

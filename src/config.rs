@@ -67,6 +67,8 @@ pub struct Config {
     pub layers: LayersConfig,
     /// The three-tier cache: every cache's defaults (`crate::cache`).
     pub cache: crate::cache::CacheSettings,
+    /// Online serving: features, predictions, rate limits.
+    pub serving: crate::serving::ServingConfig,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             sagas: SagasConfig::default(),
             layers: LayersConfig::default(),
             cache: crate::cache::CacheSettings::default(),
+            serving: crate::serving::ServingConfig::default(),
         }
     }
 }

@@ -53,5 +53,6 @@ mod failpoint;
 pub mod migration;
 pub mod platform;
 pub mod retry;
+pub mod serving;
 
 pub use error::{Error, ErrorKind, Result};

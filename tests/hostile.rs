@@ -1415,6 +1415,13 @@ async fn engine_outage(stack: Arc<Stack>, engine: &'static str, outage: &str) {
         .await;
     assert_eq!(answer.status, 201, "{:?}", answer.body);
     let (_, healthy) = timed(&server, "GET", &format!("/v1/models/{before}"), None).await;
+    // `before` was read while healthy, so its run and config are cached;
+    // `cold` never was.
+    let cold = "hx-cold";
+    let answer = server
+        .call("POST", "/v1/runs", Some(&registration(cold, "pytorch")))
+        .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
 
     let down = match gate {
         Some(gate) => {
@@ -1432,9 +1439,10 @@ async fn engine_outage(stack: Arc<Stack>, engine: &'static str, outage: &str) {
     };
     let what = format!("{engine} {outage}");
 
-    let (info, info_took) = timed(&server, "GET", &format!("/v1/models/{before}"), None).await;
+    let (warm, _) = timed(&server, "GET", &format!("/v1/models/{before}"), None).await;
+    let (info, info_took) = timed(&server, "GET", &format!("/v1/models/{cold}"), None).await;
     let (info_again, info_again_took) =
-        timed(&server, "GET", &format!("/v1/models/{before}"), None).await;
+        timed(&server, "GET", &format!("/v1/models/{cold}"), None).await;
     let during = "hx-during";
     let request = registration(during, "pytorch");
     let (registered, register_took) = timed(&server, "POST", "/v1/runs", Some(&request)).await;
@@ -1464,7 +1472,23 @@ async fn engine_outage(stack: Arc<Stack>, engine: &'static str, outage: &str) {
         registered.body
     ));
 
-    // Model info: the run and what the other engine holds, degraded.
+    // Model info of a model read before: its config comes from the cache,
+    // complete; its counters are always read live.
+    assert_eq!(warm.status, 200, "{what}: {:?}", warm.body);
+    if engine == "documents" {
+        assert_eq!(
+            warm.header("x-strata-degraded"),
+            None,
+            "{what}: {:?}",
+            warm.headers
+        );
+        assert!(warm.body["config"].is_object(), "{:?}", warm.body);
+        assert_eq!(warm.header("x-strata-cache"), Some("run=l1,config=l1"));
+    } else {
+        assert_eq!(warm.header("x-strata-degraded"), Some(engine));
+    }
+    // Model info of one never read: the run and what the other engine
+    // holds, degraded.
     for answer in [&info, &info_again] {
         assert_eq!(answer.status, 200, "{what}: {:?}", answer.body);
         assert_eq!(
@@ -1477,7 +1501,7 @@ async fn engine_outage(stack: Arc<Stack>, engine: &'static str, outage: &str) {
         assert_eq!(answer.body["unavailable"], json!([engine]));
         let missing = if engine == "kv" { "counters" } else { "config" };
         assert!(answer.body[missing].is_null(), "{:?}", answer.body);
-        assert_eq!(answer.body["run"]["model_id"], before);
+        assert_eq!(answer.body["run"]["model_id"], cold);
     }
     // A relational-only read is not held up by the other engine.
     assert_eq!(runs.status, 200, "{:?}", runs.body);

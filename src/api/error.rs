@@ -68,6 +68,20 @@ impl ApiError {
         self
     }
 
+    /// 429: the client's rate limit in this route group is spent; it may
+    /// retry after `wait`.
+    pub(crate) fn rate_limited(group: &str, wait: std::time::Duration) -> ApiError {
+        let mut answer = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many {group} requests from this client; retry after the time in Retry-After"
+            ),
+        );
+        answer.retry_after = Some(wait);
+        answer
+    }
+
     /// The HTTP status it answers with.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -451,6 +451,51 @@ pub(crate) mod params {
             .build()
     );
     param_schema!(
+        /// A feature view's name in a path.
+        ViewName => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(crate::serving::features::FEATURE_NAME_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .description(Some("The view's name: 1 to 64 letters, digits or `_`."))
+            .examples([json!("user_activity")])
+            .build()
+    );
+    param_schema!(
+        /// An entity's id in a path.
+        EntityId => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(crate::serving::features::ENTITY_ID_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(MODEL_ID_MAX))
+            .description(Some("The entity's id: a letter or digit, then up to 254 letters, digits, `.`, `_` or `-`."))
+            .examples([json!("user_1001")])
+            .build()
+    );
+    param_schema!(
+        /// A model id or `model_name@alias` in a path.
+        ModelOrAlias => RefOr::T(Schema::AnyOf(AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(MODEL_ID_PATTERN))
+                    .min_length(Some(1))
+                    .max_length(Some(MODEL_ID_MAX))
+                    .build(),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(alias_pattern()))
+                    .min_length(Some(3))
+                    .max_length(Some(MODEL_NAME_MAX + 1 + ALIAS_MAX))
+                    .build(),
+            )
+            .description(Some("A model id, or `model_name@alias` (the model its artifact belongs to)."))
+            .examples([json!("fraud-detector@champion")])
+            .build()))
+    );
+    param_schema!(
         /// A saga's id in a path.
         SagaId => ObjectBuilder::new()
             .schema_type(Type::String)

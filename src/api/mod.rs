@@ -40,6 +40,8 @@
 //! - [`limits`]: the limits of every input, as schemas and as the
 //!   extractors and checks that enforce them (the model id pattern,
 //!   [`MODEL_ID_PATTERN`](crate::platform::names::MODEL_ID_PATTERN)).
+//! - [`serving`]: feature views and features, predictions, the
+//!   leaderboard (over [`crate::serving`]).
 //! - [`openapi`]: the OpenAPI document.
 //! - [`server`]: [`serve`], the HTTP server with its bounds on header
 //!   time, connections and shutdown.
@@ -49,7 +51,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -57,6 +59,8 @@ use axum::routing::{MethodFilter, on};
 use crate::config::ApiConfig;
 use crate::error::{Error, ErrorKind};
 use crate::platform::Platform;
+use crate::serving::Serving;
+use crate::serving::ratelimit::{self, Group, RateLimiter};
 
 pub mod aliases;
 pub mod analytics;
@@ -69,6 +73,7 @@ pub mod openapi;
 pub mod runs;
 pub mod sagas;
 pub mod server;
+pub mod serving;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use server::serve;
@@ -78,6 +83,8 @@ pub use server::serve;
 pub struct ApiState {
     /// The platform's services.
     pub platform: Platform,
+    /// The serving services (features, predictions, leaderboard).
+    pub serving: Serving,
     /// How long `/readyz` waits for each engine's ping.
     pub ping_timeout: Duration,
 }
@@ -114,9 +121,15 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 
 /// The API's router over `platform`, with the body limit and request
 /// timeout of `config`.
-pub fn router(platform: Platform, config: &ApiConfig) -> Router {
+pub fn router(platform: Platform, serving: Serving, config: &ApiConfig) -> Router {
+    let limiter = serving
+        .rate_limiter()
+        .config()
+        .any()
+        .then(|| serving.rate_limiter().clone());
     let state = ApiState {
         platform,
+        serving,
         // Readiness must answer within the request timeout, with room to
         // build the answer.
         ping_timeout: config.request_timeout.mul_f64(0.8),
@@ -132,6 +145,90 @@ pub fn router(platform: Platform, config: &ApiConfig) -> Router {
             config.request_timeout,
             request_timeout,
         ))
+        .layer(middleware::from_fn_with_state(limiter, rate_limit))
+}
+
+/// The route group a request counts in; `None` for the probes
+/// (`/healthz`, `/readyz`), which are never limited.
+fn group_of(method: &Method, path: &str) -> Option<Group> {
+    if path == "/healthz" || path == "/readyz" {
+        None
+    } else if *method == Method::POST && path.ends_with("/predict") {
+        Some(Group::Predict)
+    } else if *method == Method::GET || *method == Method::HEAD {
+        Some(Group::Read)
+    } else {
+        Some(Group::Write)
+    }
+}
+
+/// Rate limits per client and route group (`serving.rate_limits`): 429
+/// with `Retry-After` past the limit; `RateLimit-*` headers on every
+/// answer of a limited group. When the key-value engine cannot answer,
+/// the request goes through, flagged `X-Strata-Degraded: kv`.
+async fn rate_limit(
+    State(limiter): State<Option<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(limiter) = limiter else {
+        return next.run(request).await;
+    };
+    let Some(group) = group_of(request.method(), request.uri().path())
+        .filter(|group| limiter.limit(*group).is_some())
+    else {
+        return next.run(request).await;
+    };
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = ratelimit::client_key(token, address);
+    match limiter.check(group, &client).await {
+        Ok(Some(decision)) => {
+            let mut response = if decision.reply.allowed {
+                next.run(request).await
+            } else {
+                ApiError::rate_limited(group.as_str(), decision.reply.retry_after).into_response()
+            };
+            let headers = response.headers_mut();
+            let reset = decision.reply.reset_after.as_millis().div_ceil(1000);
+            for (name, value) in [
+                ("ratelimit-limit", decision.limit.requests.to_string()),
+                ("ratelimit-remaining", decision.reply.remaining.to_string()),
+                ("ratelimit-reset", reset.to_string()),
+                (
+                    "ratelimit-policy",
+                    format!(
+                        "{};w={}",
+                        decision.limit.requests,
+                        decision.limit.per.as_secs().max(1)
+                    ),
+                ),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
+            }
+            response
+        }
+        Ok(None) => next.run(request).await,
+        Err(e) => {
+            tracing::warn!("rate limit not checked, the request goes through: {e}");
+            let mut response = next.run(request).await;
+            response.headers_mut().insert(
+                HeaderName::from_static(models::DEGRADED_HEADER),
+                HeaderValue::from_static("kv"),
+            );
+            response
+        }
+    }
 }
 
 /// The router and the list of its routes, built together so that they
@@ -198,6 +295,27 @@ fn route_table(table: RouteTable) -> RouteTable {
             "/v1/models/{model_id}/config",
             models::patch_metrics,
         )
+        .add(
+            Method::POST,
+            "/v1/models/{model_id}/predict",
+            serving::predict,
+        )
+        .add(Method::GET, "/v1/leaderboard", serving::leaderboard)
+        .add(Method::GET, "/v1/leaderboard/{model_id}", serving::standing)
+        .add(Method::GET, "/v1/feature-views", serving::list_views)
+        .add(Method::GET, "/v1/feature-views/{view}", serving::get_view)
+        .add(Method::PUT, "/v1/feature-views/{view}", serving::put_view)
+        .add(
+            Method::PUT,
+            "/v1/features/{view}/{entity}",
+            serving::put_features,
+        )
+        .add(
+            Method::GET,
+            "/v1/features/{view}/{entity}",
+            serving::get_features,
+        )
+        .add(Method::POST, "/v1/features:batch", serving::batch)
         .add(Method::GET, "/v1/sagas", sagas::list)
         .add(Method::GET, "/v1/sagas/{id}", sagas::get)
 }

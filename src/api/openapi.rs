@@ -6,12 +6,12 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{aliases, analytics, datasets, error, health, limits, models, runs, sagas};
+use super::{aliases, analytics, datasets, error, health, limits, models, runs, sagas, serving};
 
 /// The API's OpenAPI description.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "strata", description = "The data plane of an ML platform: datasets, training runs, aliases and analytics."),
+    info(title = "strata", description = "The data plane of an ML platform: datasets, training runs, aliases, analytics, online features, predictions and the leaderboard."),
     paths(
         health::healthz, health::readyz, health::cache, openapi_json,
         datasets::create, datasets::list, datasets::get, datasets::stats,
@@ -20,6 +20,9 @@ use super::{aliases, analytics, datasets, error, health, limits, models, runs, s
         analytics::frameworks,
         models::list, models::info, models::get_config, models::put_config, models::patch_metrics,
         sagas::list, sagas::get,
+        serving::predict, serving::leaderboard, serving::standing,
+        serving::list_views, serving::get_view, serving::put_view,
+        serving::put_features, serving::get_features, serving::batch,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail,
@@ -33,6 +36,7 @@ use super::{aliases, analytics, datasets, error, health, limits, models, runs, s
         (name = "analytics", description = "Aggregates over runs"),
         (name = "models", description = "A model across engines and its flexible config"),
         (name = "sagas", description = "Operations spanning engines, and where they stand"),
+        (name = "features", description = "Feature views, and features served with their freshness"),
         (name = "meta", description = "This document"),
     )
 )]

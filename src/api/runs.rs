@@ -347,7 +347,20 @@ pub async fn delete(
         .unregister_run(&model_id, Some(deadline.0))
         .await?
     {
-        SagaOutcome::Done(true) => Ok(StatusCode::NO_CONTENT.into_response()),
+        SagaOutcome::Done(true) => {
+            // Off the leaderboard too; a failure leaves an entry the next
+            // rebuild will not bring back, so say so.
+            if let Err(e) = state.serving.leaderboard().remove(&model_id).await {
+                tracing::warn!(model_id, "a removed model stays on the leaderboard: {e}");
+                let mut response = StatusCode::NO_CONTENT.into_response();
+                response.headers_mut().insert(
+                    axum::http::HeaderName::from_static(super::models::DEGRADED_HEADER),
+                    axum::http::HeaderValue::from_static("kv"),
+                );
+                return Ok(response);
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
         SagaOutcome::Done(false) => Err(Error::not_found(format!(
             "no training run with model_id `{model_id}`"
         ))
@@ -362,7 +375,7 @@ pub async fn delete(
     params(("model_id" = ModelId, Path, description = "The run's model_id")),
     request_body = CompleteRun,
     responses(
-        (status = 200, description = "Recorded", body = Run),
+        (status = 200, description = "Recorded, and its accuracy put on the leaderboard (`X-Strata-Degraded: kv` when the leaderboard could not take it; it is rebuilt from the runs at the next start)", body = Run),
         (status = 400, description = "Not a model id, or a field outside its schema", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run already ended", body = ErrorBody)))]
@@ -370,13 +383,15 @@ pub async fn complete(
     State(state): State<ApiState>,
     ModelId(model_id): ModelId,
     ApiJson(body): ApiJson<CompleteRun>,
-) -> Result<Json<Run>, ApiError> {
+) -> Result<Response, ApiError> {
     let registry = state.platform.registry();
     let status = match body.status.as_deref() {
         None => RunStatus::Completed,
         Some(s) => s.parse::<RunStatus>()?,
     };
-    let run = registry
+    // Through serving: the accuracy goes on the leaderboard too.
+    let completed = state
+        .serving
         .complete_run(
             &model_id,
             RunOutcome {
@@ -389,10 +404,14 @@ pub async fn complete(
         )
         .await?;
     // The stored row, as every other read of a run shows it.
-    let details = registry.run(&run.model_id).await?;
-    Ok(Json(Run::new(
-        details.run,
-        details.dataset.name,
-        details.tags,
-    )))
+    let details = registry.run(&completed.run.model_id).await?;
+    let mut response =
+        Json(Run::new(details.run, details.dataset.name, details.tags)).into_response();
+    if !completed.ranked {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_static(super::models::DEGRADED_HEADER),
+            axum::http::HeaderValue::from_static("kv"),
+        );
+    }
+    Ok(response)
 }

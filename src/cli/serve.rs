@@ -18,6 +18,7 @@ use crate::api;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::platform::Platform;
+use crate::serving::Serving;
 
 /// Options of `strata serve`.
 #[derive(Debug, Args)]
@@ -45,7 +46,13 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let address = listener.local_addr()?;
     eprintln!("strata: listening on http://{address}");
     platform.start_background();
-    let router = api::router(platform.clone(), &config.api);
+    let serving = Serving::open(&platform, &config.serving).await?;
+    match serving.ensure_leaderboard().await {
+        Ok(true) => tracing::info!("rebuilt the leaderboard from the completed runs"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("the leaderboard could not be rebuilt now: {e}"),
+    }
+    let router = api::router(platform.clone(), serving, &config.api);
     api::serve(listener, router, &config.api, shutdown_signal()).await?;
     platform.close(config.api.request_timeout).await?;
     eprintln!("strata: stopped");
