@@ -19,7 +19,7 @@
 //!
 //! One module per section, in the order they print: [`registry`] (2),
 //! [`documents`] (3), [`models`] (4), [`sagas`] (5), [`migration`] (6),
-//! [`search`] (7), then [`routing`]. This module holds the output helpers
+//! [`search`] (7), [`cache`] (8), [`serving`] (9), then [`routing`]. This module holds the output helpers
 //! and runs them in turn.
 
 use std::collections::BTreeMap;
@@ -33,7 +33,9 @@ use super::seed::report_table;
 use crate::error::{Error, ErrorKind, Result};
 use crate::platform::Platform;
 use crate::platform::sagas::RegisterRun;
+use crate::serving::{Serving, ServingConfig};
 
+mod cache;
 mod documents;
 mod migration;
 mod models;
@@ -41,6 +43,7 @@ mod registry;
 mod routing;
 mod sagas;
 mod search;
+mod serving;
 
 /// The width tables wrap to: the output is the same on every terminal.
 const WIDTH: u16 = 110;
@@ -127,6 +130,9 @@ pub async fn run_demo(platform: &Platform, out: &mut dyn Write) -> Result<()> {
     sagas::section(platform, &mut out).await?;
     migration::section(platform, &mut out).await?;
     search::section(platform, &mut out).await?;
+    cache::section(platform, &mut out).await?;
+    let serving = Serving::open(platform, &ServingConfig::default()).await?;
+    serving::section(platform, &serving, &mut out).await?;
 
     remove_demo_models(platform).await?;
     out.line("")?;
@@ -143,6 +149,9 @@ async fn remove_demo_models(platform: &Platform) -> Result<()> {
     for model in sagas::models() {
         sagas.unregister_run(&model, None).await?;
     }
+    sagas.unregister_run(serving::DEMO_SCORER, None).await?;
+    let board = crate::serving::Leaderboard::new(platform.kv());
+    board.remove(DEMO_MODEL).await?;
     Ok(())
 }
 

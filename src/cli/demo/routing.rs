@@ -32,6 +32,23 @@ pub(super) fn section(out: &mut Out<'_>) -> Result<()> {
             "kv",
             "atomic increments in memory, read on every model view; counts, not records",
         ),
+        (
+            "online features, cached predictions and rows (L2), leaderboard, rate-limit state, locks",
+            "kv",
+            "sub-millisecond reads by key, one round trip for a batch, atomic scripts \
+             (newer-only writes, best score, GCRA, lock with fencing token); rebuilt or \
+             refilled when lost",
+        ),
+        (
+            "feature views",
+            "documents",
+            "declarations read through the cache, changed rarely, invalidated everywhere",
+        ),
+        (
+            "fencing tokens seen per resource",
+            "relational",
+            "checked in the same transaction as the write they guard",
+        ),
     ] {
         table.add_row(vec![data, engine, why]);
     }
