@@ -31,14 +31,14 @@ use std::collections::BTreeMap;
 use bson::{Bson, Document, doc};
 use serde::Serialize;
 
+use crate::cache::Lookup;
 use crate::engines::document::{
     CollectionOptions, DocumentStore, DocumentStoreExt, FindOptions, IndexSpec,
 };
-use crate::cache::Lookup;
 use crate::error::{Error, Result};
-use crate::platform::rows::{CachedDocument, RowCaches};
 use crate::platform::names::{METRIC_NAME_PATTERN, check_model_id, check_name};
 use crate::platform::registry::{FRAMEWORK_MAX, MODEL_NAME_MAX};
+use crate::platform::rows::{CachedDocument, RowCaches};
 
 pub use crate::platform::names::is_valid_metric_name;
 

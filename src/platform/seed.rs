@@ -21,13 +21,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::platform::rows::RowCaches;
 use crate::engines::Engines;
 use crate::error::{Error, ErrorKind, Result};
 use crate::platform::configs;
 use crate::platform::entities::{DeploymentStatus, RunStatus};
 use crate::platform::registry::aliases::{self, AliasRef};
 use crate::platform::registry::{self, NewArtifact, NewDataset, NewDeployment, RunUpsert};
+use crate::platform::rows::RowCaches;
 
 /// The seed of [`seed_synthetic`] when none is given.
 pub const DEFAULT_SEED: u64 = 42;

@@ -63,7 +63,6 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::platform::rows::RowCaches;
 use crate::config::SagasConfig;
 use crate::engines::document::DocumentStore;
 use crate::engines::kv::KvStore;
@@ -73,6 +72,7 @@ use crate::failpoint;
 use crate::platform::entities::saga;
 use crate::platform::now;
 use crate::platform::registry::db_err;
+use crate::platform::rows::RowCaches;
 use crate::retry::RetryPolicy;
 
 pub mod register;
