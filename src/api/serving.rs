@@ -48,6 +48,7 @@ pub struct ViewBody {
     #[schema(min_items = 1, max_items = 256)]
     pub features: Vec<FeatureSpec>,
     /// How long a value stays fresh after its event time, in seconds.
+    #[serde(deserialize_with = "limits::deserialize_required_integer")]
     #[schema(minimum = 1, maximum = 315_360_000)]
     pub ttl_seconds: u64,
     /// What it is for (at most 1,000 characters).
@@ -135,6 +136,11 @@ pub async fn put_view(
     ApiPath(view): ApiPath<String>,
     ApiJson(body): ApiJson<ViewBody>,
 ) -> Result<Json<View>, ApiError> {
+    if !(1..=MAX_SECONDS).contains(&body.ttl_seconds) {
+        return Err(Error::invalid(format!("ttl_seconds is 1 to {MAX_SECONDS}"))
+            .with_field("ttl_seconds")
+            .into());
+    }
     let declared = FeatureView {
         name: view,
         entity: body.entity,
@@ -161,6 +167,20 @@ pub struct WriteFeatures {
     #[serde(default, deserialize_with = "limits::deserialize_timestamp")]
     #[schema(schema_with = limits::timestamp)]
     pub event_time: Option<DateTime<Utc>>,
+}
+
+/// A feature's value as read: a number, a bool, a string, or `null`.
+fn feature_value_or_null() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Number,
+            Type::Boolean,
+            Type::String,
+            Type::Null,
+        ]))
+        .description(Some(
+            "The value (number, bool or string); `null` when missing.",
+        ))
 }
 
 fn feature_values() -> ObjectBuilder {
@@ -271,7 +291,7 @@ fn max_age(seconds: Option<f64>) -> Result<Option<Duration>, Error> {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Feature {
     /// The value; `null` when missing.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = feature_value_or_null)]
     pub value: Value,
     /// `fresh`, `stale` (older than the view's TTL or `max_age`) or
     /// `missing`.
@@ -417,6 +437,15 @@ pub async fn batch(
                 .with_field("items")
                 .into(),
         );
+    }
+    // Names that are not names are the request's error, not a pair's.
+    for (i, item) in body.items.iter().enumerate() {
+        features::check_feature_name("view", &item.view)
+            .and_then(|()| features::check_entity_id(&item.entity))
+            .map_err(|e| {
+                let field = format!("items[{i}].{}", e.field().unwrap_or("view"));
+                Error::invalid(e.message()).with_field(field)
+            })?;
     }
     let max_age = max_age(body.max_age)?;
     let pairs: Vec<(String, String)> = body.items.into_iter().map(|i| (i.view, i.entity)).collect();
