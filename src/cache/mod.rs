@@ -8,11 +8,13 @@
 //! 1. L1: a fresh entry answers ([`Tier::L1`]). An entry read after
 //!    [`CacheSettings::eager_refresh`] of its freshness starts a refresh in
 //!    the background, so a hot key never expires under load.
-//! 2. Otherwise one *flight* per key and process loads it; concurrent
-//!    lookups of the key wait on that flight (single-flight, counted as
-//!    `coalesced`). The flight reads L2: a fresh entry answers
-//!    ([`Tier::L2`]) and fills L1.
-//! 3. Else, when [`CacheSettings::distributed_lock`] is on, the flight
+//! 2. Otherwise L2: a fresh entry answers ([`Tier::L2`]) and fills L1.
+//!    The read is the caller's own (no task, no coordination), unless a
+//!    load of the key is already in flight: then the caller waits for it.
+//! 3. On a miss in both, one *flight* per key and process loads it;
+//!    concurrent lookups of the key wait on that flight (single-flight,
+//!    counted as `coalesced`).
+//! 4. When [`CacheSettings::distributed_lock`] is on, the flight
 //!    takes a short lock in L2 so that one instance loads a cold key while
 //!    the others wait for its result in L2; then it calls the loader
 //!    ([`Tier::Loaded`]), and writes L1 and L2. "Not found" is cached too,
@@ -538,11 +540,60 @@ impl<V: Cacheable> TieredCache<V> {
                 fallback = Some(entry);
             }
         }
-        let (flight, joined) = self.flight(key, tags, load, None);
+        // L2 is read here, without a flight: concurrent readers of a key
+        // each read L2 (cheap), and only a miss in both tiers goes through
+        // the single flight to the loader. Unless a flight is already
+        // loading the key: then its result is what to wait for.
+        let mut l2_checked = None;
+        let mut l2_stale = None;
+        if let Some(kv) = &inner.l2
+            && !lock_poisoned(&inner.flights).contains_key(key)
+        {
+            let generation = inner.generation.load(Ordering::Acquire);
+            let read =
+                tokio::time::timeout(inner.settings.l2_timeout, kv.get(&inner.l2_key(key))).await;
+            match read {
+                Ok(Ok(found)) => {
+                    l2_checked = Some(false);
+                    if let Some(entry) = found.and_then(|raw| inner.decode(&raw)) {
+                        let now = (inner.clock)();
+                        if entry.is_fresh(now) {
+                            Counters::bump(&inner.counters.l2_hits);
+                            let entry = Arc::new(entry);
+                            // Not stored when an invalidation came meanwhile.
+                            if inner.generation.load(Ordering::Acquire) == generation {
+                                inner.l1.insert(key.to_owned(), Arc::clone(&entry));
+                            }
+                            return Ok(Lookup {
+                                value: entry.value.clone(),
+                                tier: Tier::L2,
+                                age: entry.age(now),
+                                degraded: false,
+                            });
+                        }
+                        if inner.usable_stale(&entry, now) {
+                            l2_stale = Some(Arc::new(entry));
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    inner.l2_failed("get", &e);
+                    l2_checked = Some(true);
+                }
+                Err(_) => {
+                    inner.l2_timed_out("get");
+                    l2_checked = Some(true);
+                }
+            }
+        }
+        let (flight, joined) = self.flight(key, tags, load, None, l2_checked);
         if joined {
             Counters::bump(&inner.counters.coalesced);
+        } else if let Some(stale) = l2_stale.clone() {
+            // Other callers joining this flight may serve it too.
+            lock_poisoned(&flight.stale).get_or_insert(stale);
         }
-        self.wait(key, &flight, fallback).await
+        self.wait(key, &flight, fallback.or(l2_stale)).await
     }
 
     fn maybe_refresh<F, Fut>(&self, key: &str, tags: &[String], entry: &Entry<V>, now: u64, load: F)
@@ -562,7 +613,7 @@ impl<V: Cacheable> TieredCache<V> {
             return;
         }
         Counters::bump(&self.inner.counters.eager_refreshes);
-        let _ = self.flight(key, tags, load, Some(entry.created_ms));
+        let _ = self.flight(key, tags, load, Some(entry.created_ms), None);
     }
 
     /// Joins the flight of `key`, or starts one; whether it joined.
@@ -572,6 +623,7 @@ impl<V: Cacheable> TieredCache<V> {
         tags: &[String],
         load: F,
         newer_than: Option<u64>,
+        l2_checked: Option<bool>,
     ) -> (Arc<FlightState<V>>, bool)
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -590,7 +642,7 @@ impl<V: Cacheable> TieredCache<V> {
                 return Err(Arc::new(Error::internal("a cache load lost its state")));
             };
             let result = inner
-                .load_one(&owned_key, tags, load, &state, newer_than)
+                .load_one(&owned_key, tags, load, &state, newer_than, l2_checked)
                 .await;
             // Leave the map before answering, so no later lookup joins a
             // finished flight.
@@ -1183,14 +1235,17 @@ impl<V: Cacheable> Inner<V> {
         load: F,
         state: &FlightState<V>,
         newer_than: Option<u64>,
+        l2_checked: Option<bool>,
     ) -> Result<Loaded<V>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>>> + Send + 'static,
     {
-        let mut degraded = false;
+        // `l2_checked`: the caller read L2 just before starting this
+        // flight (`Some(degraded)`), so it is not read again.
+        let mut degraded = l2_checked.unwrap_or(false);
         let l2_key = self.l2_key(key);
-        if let Some(kv) = &self.l2 {
+        if let (Some(kv), None) = (&self.l2, l2_checked) {
             match self.read_l2(kv.as_ref(), &l2_key, newer_than, state).await {
                 Ok(Some(found)) => return Ok(self.found_in_l2(key, found, state)),
                 Ok(None) => {}
