@@ -29,42 +29,31 @@ use strata::serving::{Serving, ServingConfig};
 
 use common::engines::{run_case, setup_embedded, setup_full};
 
-run_cases!(embedded, setup_embedded();
-    a_rate_limit_allows_its_burst_then_refuses_with_a_wait,
-    concurrent_clients_never_get_more_than_the_limit,
-    contending_holders_never_run_at_once_and_fences_grow,
-    a_dead_holders_lock_is_free_after_its_ttl,
-    a_paused_holders_late_write_is_refused_by_its_fence,
-    features_come_back_fresh_then_stale_and_a_new_ttl_applies_at_once,
-    an_older_event_never_overwrites_a_newer_one,
-    a_wrong_type_names_the_feature_and_stores_nothing,
-    concurrent_writers_keep_the_latest_event_per_feature,
-    a_batch_is_one_round_trip_whatever_its_size,
-    a_prediction_is_computed_then_cached_then_invalidated_by_a_feature_write,
-    stale_or_missing_features_are_refused_or_imputed_as_asked,
-    a_new_scorer_version_never_meets_an_old_prediction,
-    an_alias_predicts_with_the_model_it_points_at,
-    the_leaderboard_keeps_each_best_score_and_breaks_ties_by_time,
-    the_leaderboard_is_rebuilt_from_the_runs,
-);
-run_cases!(full, setup_full("serving");
-    a_rate_limit_allows_its_burst_then_refuses_with_a_wait,
-    concurrent_clients_never_get_more_than_the_limit,
-    contending_holders_never_run_at_once_and_fences_grow,
-    a_dead_holders_lock_is_free_after_its_ttl,
-    a_paused_holders_late_write_is_refused_by_its_fence,
-    features_come_back_fresh_then_stale_and_a_new_ttl_applies_at_once,
-    an_older_event_never_overwrites_a_newer_one,
-    a_wrong_type_names_the_feature_and_stores_nothing,
-    concurrent_writers_keep_the_latest_event_per_feature,
-    a_batch_is_one_round_trip_whatever_its_size,
-    a_prediction_is_computed_then_cached_then_invalidated_by_a_feature_write,
-    stale_or_missing_features_are_refused_or_imputed_as_asked,
-    a_new_scorer_version_never_meets_an_old_prediction,
-    an_alias_predicts_with_the_model_it_points_at,
-    the_leaderboard_keeps_each_best_score_and_breaks_ties_by_time,
-    the_leaderboard_is_rebuilt_from_the_runs,
-);
+macro_rules! all_cases {
+    ($backend:ident, $setup:expr) => {
+        run_cases!($backend, $setup;
+            a_rate_limit_allows_its_burst_then_refuses_with_a_wait,
+            concurrent_clients_never_get_more_than_the_limit,
+            contending_holders_never_run_at_once_and_fences_grow,
+            a_dead_holders_lock_is_free_after_its_ttl,
+            a_paused_holders_late_write_is_refused_by_its_fence,
+            features_come_back_fresh_then_stale_and_a_new_ttl_applies_at_once,
+            an_older_event_never_overwrites_a_newer_one,
+            a_wrong_type_names_the_feature_and_stores_nothing,
+            concurrent_writers_keep_the_latest_event_per_feature,
+            a_batch_is_one_round_trip_whatever_its_size,
+            a_prediction_is_computed_then_cached_then_invalidated_by_a_feature_write,
+            stale_or_missing_features_are_refused_or_imputed_as_asked,
+            a_new_scorer_version_never_meets_an_old_prediction,
+            an_alias_predicts_with_the_model_it_points_at,
+            the_leaderboard_keeps_each_best_score_and_breaks_ties_by_time,
+            the_leaderboard_is_rebuilt_from_the_runs,
+        );
+    };
+}
+
+all_cases!(embedded, setup_embedded());
+all_cases!(full, setup_full("serving"));
 
 async fn open(engines: &Engines) -> (Platform, Serving) {
     let platform = Platform::with_engines(engines.clone(), SagasConfig::default())

@@ -216,13 +216,7 @@ impl Backplane {
     }
 
     fn members(&self) -> Vec<Arc<dyn Member>> {
-        self.inner
-            .members
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect()
+        live_members(&self.inner)
     }
 
     /// Tells the other instances. A failure is returned (the caller counts
@@ -246,15 +240,20 @@ impl Backplane {
     }
 }
 
-fn reset_all(inner: &Inner, why: &str) {
-    inner.resets.fetch_add(1, Ordering::Relaxed);
-    let members: Vec<_> = inner
+/// The caches still alive.
+fn live_members(inner: &Inner) -> Vec<Arc<dyn Member>> {
+    inner
         .members
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .filter_map(Weak::upgrade)
-        .collect();
+        .collect()
+}
+
+fn reset_all(inner: &Inner, why: &str) {
+    inner.resets.fetch_add(1, Ordering::Relaxed);
+    let members = live_members(inner);
     tracing::info!(
         caches = members.len(),
         "cache backplane {why}: clearing every L1, invalidations may have been missed"
@@ -335,14 +334,7 @@ fn dispatch(inner: &Inner, payload: &[u8]) {
     if message.from == inner.instance {
         return;
     }
-    let members: Vec<_> = inner
-        .members
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
-    for member in members {
+    for member in live_members(inner) {
         if member.name() == message.cache {
             member.apply_remote(&message.what);
         }
