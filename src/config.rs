@@ -715,6 +715,9 @@ impl Config {
                 ),
             ));
         }
+        // Every cache's defaults and the rate limits, refused by key name.
+        self.cache.check()?;
+        self.serving.rate_limits.check()?;
         if self.relational.min_connections > self.relational.max_connections {
             return Err(Error::new(
                 ErrorKind::Config,

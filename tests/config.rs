@@ -228,13 +228,22 @@ fn candidates(default: &Value) -> Vec<(String, toml::Value)> {
                 )]
             }
             None => {
-                let next = n.as_f64().expect("a number") + 0.5;
-                vec![(next.to_string(), toml::Value::Float(next))]
+                // Up, or (for a fraction that must stay below 1) down.
+                let n = n.as_f64().expect("a number");
+                [n + 0.5, n / 2.0]
+                    .into_iter()
+                    .map(|next| (next.to_string(), toml::Value::Float(next)))
+                    .collect()
             }
         },
         other => {
-            let mut texts: Vec<String> =
-                vec!["0042".into(), "7s".into(), "45s".into(), "3 MiB".into()];
+            let mut texts: Vec<String> = vec![
+                "0042".into(),
+                "7s".into(),
+                "45s".into(),
+                "150ms".into(),
+                "3 MiB".into(),
+            ];
             if let Some(url) = other.as_str().and_then(|s| url::Url::parse(s).ok()) {
                 let mut moved = url.clone();
                 if moved.set_host(Some("db.example")).is_ok() {
@@ -449,4 +458,49 @@ fn the_repository_profiles_load() {
         .unwrap_or_else(|e| panic!("{profile:?}: {e}"));
         assert_eq!(config.data_dir, PathBuf::from("./data"));
     }
+}
+
+#[test]
+fn cache_and_rate_limit_settings_that_make_no_sense_are_refused_by_key() {
+    let scratch = Scratch::new();
+    let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    for (env, key) in [
+        (vec![var("STRATA_CACHE__JITTER", "2")], "cache.jitter"),
+        (
+            vec![
+                var("STRATA_CACHE__SOFT_TIMEOUT", "10s"),
+                var("STRATA_CACHE__HARD_TIMEOUT", "1s"),
+            ],
+            "cache.soft_timeout",
+        ),
+        (
+            vec![var("STRATA_CACHE__EAGER_REFRESH", "1")],
+            "cache.eager_refresh",
+        ),
+        (
+            vec![
+                var("STRATA_SERVING__RATE_LIMITS__READ__REQUESTS", "0"),
+                var("STRATA_SERVING__RATE_LIMITS__READ__PER", "1s"),
+            ],
+            "serving.rate_limits.read",
+        ),
+    ] {
+        let err = scratch.load(&env, None).expect_err(key);
+        assert_eq!(err.kind(), ErrorKind::Config, "{key}: {err}");
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
+    let ok = scratch
+        .load(
+            &[
+                var("STRATA_SERVING__RATE_LIMITS__PREDICT__REQUESTS", "100"),
+                var("STRATA_SERVING__RATE_LIMITS__PREDICT__PER", "1s"),
+            ],
+            None,
+        )
+        .expect("a rate limit from the environment");
+    let limit = ok.serving.rate_limits.predict.expect("the predict limit");
+    assert_eq!(
+        (limit.requests, limit.per),
+        (100, std::time::Duration::from_secs(1))
+    );
 }

@@ -485,7 +485,7 @@ impl ModelConfigs {
         self.get_cached(model_id)
             .await?
             .value
-            .map(|d| d.0)
+            .map(|d| std::sync::Arc::unwrap_or_clone(d.0))
             .ok_or_else(|| no_config(model_id))
     }
 
@@ -498,7 +498,7 @@ impl ModelConfigs {
             .config(model_id, move || async move {
                 Ok(config_of(docs.as_ref(), &id).await?.map(|mut d| {
                     d.remove("_id");
-                    CachedDocument(d)
+                    CachedDocument(std::sync::Arc::new(d))
                 }))
             })
             .await

@@ -10,6 +10,8 @@
 //! the L1 of every other instance. "Not found" is cached briefly, and a
 //! registration's end removes that too.
 
+use std::sync::Arc;
+
 use bson::Document;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -19,13 +21,15 @@ use crate::error::Result;
 use crate::platform::registry::RunDetails;
 
 /// A config document, cached as its BSON bytes (so every BSON type comes
-/// back as it was stored).
+/// back as it was stored), and shared: a hit clones a pointer, not the
+/// document, and the same entry is the same `Arc` (callers may memoise
+/// what they derive from it by pointer).
 #[derive(Debug, Clone, PartialEq)]
-pub struct CachedDocument(pub Document);
+pub struct CachedDocument(pub Arc<Document>);
 
 impl Serialize for CachedDocument {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let bytes = bson::serialize_to_vec(&self.0).map_err(serde::ser::Error::custom)?;
+        let bytes = bson::serialize_to_vec(&*self.0).map_err(serde::ser::Error::custom)?;
         serializer.serialize_bytes(&bytes)
     }
 }
@@ -40,7 +44,7 @@ impl<'de> Deserialize<'de> for CachedDocument {
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> std::result::Result<Self::Value, E> {
                 bson::deserialize_from_slice(v)
-                    .map(CachedDocument)
+                    .map(|d| CachedDocument(Arc::new(d)))
                     .map_err(E::custom)
             }
             fn visit_byte_buf<E: de::Error>(

@@ -192,6 +192,8 @@ pub struct Predictions {
     features: FeatureStore,
     kv: Arc<dyn KvStore>,
     cache: TieredCache<Scored>,
+    /// Scorers parsed, by model, beside the cached config they came from.
+    scorers: moka::sync::Cache<String, (Arc<bson::Document>, Arc<Scorer>)>,
 }
 
 /// The tag of an entity's cached predictions.
@@ -213,6 +215,7 @@ impl Predictions {
         Ok(Predictions {
             kv: platform.kv(),
             cache: caches.create("predictions", settings)?,
+            scorers: moka::sync::Cache::new(10_000),
             platform,
             features,
         })
@@ -229,13 +232,20 @@ impl Predictions {
         }
     }
 
-    /// The scorer of `model_id`, from its (cached) config.
-    async fn scorer(&self, model_id: &str) -> Result<Scorer> {
+    /// The scorer of `model_id`, from its (cached) config. The scorer read
+    /// from a cache entry is kept beside that entry's document, so a hit
+    /// parses nothing; a new entry (a changed config) is parsed anew.
+    async fn scorer(&self, model_id: &str) -> Result<Arc<Scorer>> {
         let config = self.platform.configs().get_cached(model_id).await?;
         let document = config.value.ok_or_else(|| {
             Error::not_found(format!("model `{model_id}` has no config, hence no scorer"))
                 .with_field("model_id")
         })?;
+        if let Some((seen, scorer)) = self.scorers.get(model_id)
+            && Arc::ptr_eq(&seen, &document.0)
+        {
+            return Ok(scorer);
+        }
         let scorer = document.0.get_document("scorer").map_err(|_| {
             Error::new(
                 ErrorKind::Conflict,
@@ -251,6 +261,9 @@ impl Predictions {
             .with_field("scorer")
         })?;
         scorer.check(model_id)?;
+        let scorer = Arc::new(scorer);
+        self.scorers
+            .insert(model_id.to_owned(), (document.0, Arc::clone(&scorer)));
         Ok(scorer)
     }
 
@@ -352,7 +365,7 @@ impl Predictions {
             }
         }
         let key = cache_key(&model_id, scorer.version, &vector);
-        let (to_score, scorer_for_load) = (vector.clone(), scorer.clone());
+        let (to_score, scorer_for_load) = (vector.clone(), Arc::clone(&scorer));
         let lookup = self
             .cache
             .get_or_load_tagged(&key, &tags, move || async move {

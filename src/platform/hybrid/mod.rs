@@ -124,9 +124,9 @@ impl Models {
         let config = match config {
             Ok(found) => {
                 config_tier = Some(found.tier);
-                found
-                    .value
-                    .map(|d| Bson::Document(d.0).into_relaxed_extjson())
+                found.value.map(|d| {
+                    Bson::Document(std::sync::Arc::unwrap_or_clone(d.0)).into_relaxed_extjson()
+                })
             }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(model_id, "model info without its config: {e}");
