@@ -959,3 +959,38 @@ fn invalidations_serialize_compactly() {
     let text = serde_json::to_string(&Invalidation::Key("k".into())).unwrap();
     assert_eq!(text, r#"{"op":"key","arg":"k"}"#);
 }
+
+/// A value whose serialization fails.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to serialize"))
+    }
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_encode_is_that_keys_error_not_a_panic() {
+    let cache: TieredCache<Unencodable> = TieredCache::builder("unencodable")
+        .settings(Env::settings())
+        .l2(Arc::new(EmbeddedKv::new(EmbeddedKvOptions::default())))
+        .build()
+        .unwrap();
+    let keys = vec!["a".to_string()];
+    let answers = cache
+        .get_or_load_many(&keys, |keys| async move {
+            Ok(keys
+                .into_iter()
+                .map(|k| (k, Ok(Some(Unencodable))))
+                .collect())
+        })
+        .await;
+    let err = answers[0].1.as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    let single = cache
+        .get_or_load("b", || async { Ok(Some(Unencodable)) })
+        .await
+        .unwrap_err();
+    assert_eq!(single.kind(), ErrorKind::Internal, "{single}");
+}

@@ -550,40 +550,27 @@ impl<V: Cacheable> TieredCache<V> {
             && !lock_poisoned(&inner.flights).contains_key(key)
         {
             let generation = inner.generation.load(Ordering::Acquire);
-            let read =
-                tokio::time::timeout(inner.settings.l2_timeout, kv.get(&inner.l2_key(key))).await;
-            match read {
-                Ok(Ok(found)) => {
-                    l2_checked = Some(false);
-                    if let Some(entry) = found.and_then(|raw| inner.decode(&raw)) {
-                        let now = (inner.clock)();
-                        if entry.is_fresh(now) {
-                            Counters::bump(&inner.counters.l2_hits);
-                            let entry = Arc::new(entry);
-                            // Not stored when an invalidation came meanwhile.
-                            if inner.generation.load(Ordering::Acquire) == generation {
-                                inner.l1.insert(key.to_owned(), Arc::clone(&entry));
-                            }
-                            return Ok(Lookup {
-                                value: entry.value.clone(),
-                                tier: Tier::L2,
-                                age: entry.age(now),
-                                degraded: false,
-                            });
-                        }
-                        if inner.usable_stale(&entry, now) {
-                            l2_stale = Some(Arc::new(entry));
-                        }
+            match inner.fetch_l2(kv.as_ref(), &inner.l2_key(key), None).await {
+                L2Read::Fresh(entry) => {
+                    Counters::bump(&inner.counters.l2_hits);
+                    let entry = Arc::new(entry);
+                    // Not stored when an invalidation came meanwhile.
+                    if inner.generation.load(Ordering::Acquire) == generation {
+                        inner.l1.insert(key.to_owned(), Arc::clone(&entry));
                     }
+                    return Ok(Lookup {
+                        value: entry.value.clone(),
+                        tier: Tier::L2,
+                        age: entry.age((inner.clock)()),
+                        degraded: false,
+                    });
                 }
-                Ok(Err(e)) => {
-                    inner.l2_failed("get", &e);
-                    l2_checked = Some(true);
+                L2Read::Stale(entry) => {
+                    l2_checked = Some(false);
+                    l2_stale = Some(entry);
                 }
-                Err(_) => {
-                    inner.l2_timed_out("get");
-                    l2_checked = Some(true);
-                }
+                L2Read::Miss => l2_checked = Some(false),
+                L2Read::Failed => l2_checked = Some(true),
             }
         }
         let (flight, joined) = self.flight(key, tags, load, None, l2_checked);
@@ -900,15 +887,20 @@ impl<V: Cacheable> TieredCache<V> {
                 Ok((mut loaded, (entries, store_degraded))) => {
                     for key in missing {
                         let answer = match loaded.remove(&key) {
-                            Some(Ok(_)) => {
-                                let entry = &entries[&key];
-                                Ok(Lookup {
+                            // An answer without an entry: it did not encode.
+                            Some(Ok(_)) => match entries.get(&key) {
+                                Some(entry) => Ok(Lookup {
                                     value: entry.value.clone(),
                                     tier: Tier::Loaded,
                                     age: Duration::ZERO,
                                     degraded: degraded || store_degraded,
-                                })
-                            }
+                                }),
+                                None => Err(Error::internal(format!(
+                                    "cache `{}`: the value loaded for `{key}` does not encode",
+                                    inner.name
+                                ))
+                                .with_operation("cache_encode")),
+                            },
                             Some(Err(e)) => match fallbacks.get(&key) {
                                 Some(entry) => Ok(self.serve_stale(&key, entry, e.message())),
                                 None => Err(e),
@@ -1327,8 +1319,38 @@ impl<V: Cacheable> Inner<V> {
         }
     }
 
-    /// A fresh L2 entry (newer than `newer_than`), keeping a stale one in
-    /// `state` for fail-safe; `Err` when L2 failed.
+    /// Reads `l2_key` once: a fresh entry (newer than `newer_than`), a
+    /// stale one still usable for fail-safe, nothing, or a failure (counted).
+    async fn fetch_l2(&self, kv: &dyn KvStore, l2_key: &str, newer_than: Option<u64>) -> L2Read<V> {
+        match tokio::time::timeout(self.settings.l2_timeout, kv.get(l2_key)).await {
+            Ok(Ok(Some(raw))) => {
+                let Some(entry) = self.decode(&raw) else {
+                    return L2Read::Miss;
+                };
+                let now = (self.clock)();
+                let newer = newer_than.is_none_or(|t| entry.created_ms > t);
+                if entry.is_fresh(now) && newer {
+                    L2Read::Fresh(entry)
+                } else if self.usable_stale(&entry, now) {
+                    L2Read::Stale(Arc::new(entry))
+                } else {
+                    L2Read::Miss
+                }
+            }
+            Ok(Ok(None)) => L2Read::Miss,
+            Ok(Err(e)) => {
+                self.l2_failed("get", &e);
+                L2Read::Failed
+            }
+            Err(_) => {
+                self.l2_timed_out("get");
+                L2Read::Failed
+            }
+        }
+    }
+
+    /// [`fetch_l2`](Inner::fetch_l2) for a flight: a stale entry is kept
+    /// in `state` for fail-safe; `Err` when L2 failed.
     async fn read_l2(
         &self,
         kv: &dyn KvStore,
@@ -1336,33 +1358,14 @@ impl<V: Cacheable> Inner<V> {
         newer_than: Option<u64>,
         state: &FlightState<V>,
     ) -> std::result::Result<Option<Entry<V>>, ()> {
-        match tokio::time::timeout(self.settings.l2_timeout, kv.get(l2_key)).await {
-            Ok(Ok(Some(raw))) => {
-                let Some(entry) = self.decode(&raw) else {
-                    return Ok(None);
-                };
-                let now = (self.clock)();
-                let newer = newer_than.is_none_or(|t| entry.created_ms > t);
-                if entry.is_fresh(now) && newer {
-                    return Ok(Some(entry));
-                }
-                if self.usable_stale(&entry, now) {
-                    let mut stale = lock_poisoned(&state.stale);
-                    if stale.is_none() {
-                        *stale = Some(Arc::new(entry));
-                    }
-                }
+        match self.fetch_l2(kv, l2_key, newer_than).await {
+            L2Read::Fresh(entry) => Ok(Some(entry)),
+            L2Read::Stale(entry) => {
+                lock_poisoned(&state.stale).get_or_insert(entry);
                 Ok(None)
             }
-            Ok(Ok(None)) => Ok(None),
-            Ok(Err(e)) => {
-                self.l2_failed("get", &e);
-                Err(())
-            }
-            Err(_) => {
-                self.l2_timed_out("get");
-                Err(())
-            }
+            L2Read::Miss => Ok(None),
+            L2Read::Failed => Err(()),
         }
     }
 
@@ -1429,8 +1432,13 @@ impl<V: Cacheable> Inner<V> {
         let mut commands = Vec::new();
         for (key, answer) in answers {
             let Ok(value) = answer else { continue };
-            let Ok((entry, raw)) = self.entry(value.clone(), now, Arc::from([])) else {
-                continue;
+            let (entry, raw) = match self.entry(value.clone(), now, Arc::from([])) {
+                Ok(built) => built,
+                Err(e) => {
+                    // Answered as that key's error by the caller.
+                    tracing::error!(cache = %self.name, key, "a loaded value does not encode: {e}");
+                    continue;
+                }
             };
             let entry = Arc::new(entry);
             if store {
@@ -1464,6 +1472,16 @@ impl<V: Cacheable> Inner<V> {
         }
         (entries, degraded)
     }
+}
+
+/// One read of an entry in L2.
+enum L2Read<V> {
+    Fresh(Entry<V>),
+    /// Past its freshness, within its fail-safe age.
+    Stale(Arc<Entry<V>>),
+    Miss,
+    /// Failed or too slow (counted).
+    Failed,
 }
 
 enum LockOutcome<V> {
