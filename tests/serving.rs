@@ -55,6 +55,44 @@ macro_rules! all_cases {
 all_cases!(embedded, setup_embedded());
 all_cases!(full, setup_full("serving"));
 
+/// A dataset and one running run of `model_name` per id.
+async fn runs(
+    db: &sea_orm::DatabaseConnection,
+    model_name: &str,
+    model_ids: &[&str],
+) -> Vec<strata::platform::entities::training_run::Model> {
+    let dataset = registry::create_dataset(
+        db,
+        NewDataset {
+            name: "d".into(),
+            description: None,
+            total_rows: None,
+            total_features: None,
+            created_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut created = Vec::new();
+    for model_id in model_ids {
+        let run = registry::create_run(
+            db,
+            NewRun {
+                dataset_id: dataset.id,
+                model_id: (*model_id).into(),
+                model_name: model_name.into(),
+                framework: "xgboost".into(),
+                tags: BTreeMap::new(),
+                started_at: None,
+            },
+        )
+        .await
+        .unwrap();
+        created.push(run);
+    }
+    created
+}
+
 async fn open(engines: &Engines) -> (Platform, Serving) {
     let platform = Platform::with_engines(engines.clone(), SagasConfig::default())
         .await
@@ -651,39 +689,14 @@ async fn a_new_scorer_version_never_meets_an_old_prediction(engines: Engines) {
 async fn an_alias_predicts_with_the_model_it_points_at(engines: Engines) {
     let (platform, serving) = open(&engines).await;
     let db = &engines.relational;
-    let dataset = registry::create_dataset(
-        db,
-        NewDataset {
-            name: "users".into(),
-            description: None,
-            total_rows: None,
-            total_features: None,
-            created_by: None,
-        },
-    )
-    .await
-    .unwrap();
     let mut artifacts = Vec::new();
-    for model_id in ["fraud-a", "fraud-b"] {
-        let run = registry::create_run(
-            db,
-            NewRun {
-                dataset_id: dataset.id,
-                model_id: model_id.into(),
-                model_name: "fraud-detector".into(),
-                framework: "xgboost".into(),
-                tags: BTreeMap::new(),
-                started_at: None,
-            },
-        )
-        .await
-        .unwrap();
+    for run in runs(db, "fraud-detector", &["fraud-a", "fraud-b"]).await {
         artifacts.push(
             registry::create_artifact(
                 db,
                 NewArtifact {
                     run_id: run.id,
-                    uri: format!("s3://m/{model_id}"),
+                    uri: format!("s3://m/{}", run.model_id),
                     format: "json".into(),
                     size_bytes: 1,
                     checksum: "c".into(),
@@ -766,32 +779,8 @@ async fn the_leaderboard_keeps_each_best_score_and_breaks_ties_by_time(engines: 
 async fn the_leaderboard_is_rebuilt_from_the_runs(engines: Engines) {
     let (_, serving) = open(&engines).await;
     let db = &engines.relational;
-    let dataset = registry::create_dataset(
-        db,
-        NewDataset {
-            name: "d".into(),
-            description: None,
-            total_rows: None,
-            total_features: None,
-            created_by: None,
-        },
-    )
-    .await
-    .unwrap();
+    runs(db, "m", &["r1", "r2", "r3"]).await;
     for (model_id, accuracy) in [("r1", 0.7), ("r2", 0.9), ("r3", 0.8)] {
-        registry::create_run(
-            db,
-            NewRun {
-                dataset_id: dataset.id,
-                model_id: model_id.into(),
-                model_name: "m".into(),
-                framework: "f".into(),
-                tags: BTreeMap::new(),
-                started_at: None,
-            },
-        )
-        .await
-        .unwrap();
         // Through serving: completing a run ranks it.
         let done = serving
             .complete_run(
@@ -1029,31 +1018,7 @@ async fn a_dead_holders_lock_is_free_after_its_ttl(engines: Engines) {
 async fn a_paused_holders_late_write_is_refused_by_its_fence(engines: Engines) {
     let (platform, serving) = open(&engines).await;
     let db = &engines.relational;
-    let dataset = registry::create_dataset(
-        db,
-        NewDataset {
-            name: "d".into(),
-            description: None,
-            total_rows: None,
-            total_features: None,
-            created_by: None,
-        },
-    )
-    .await
-    .unwrap();
-    registry::create_run(
-        db,
-        NewRun {
-            dataset_id: dataset.id,
-            model_id: "fenced".into(),
-            model_name: "m".into(),
-            framework: "f".into(),
-            tags: BTreeMap::new(),
-            started_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    runs(db, "m", &["fenced"]).await;
     // The job under its lock: tags written with its fence.
     let tags = |v: &str| BTreeMap::from([("owner".to_string(), v.to_string())]);
     let first = serving
