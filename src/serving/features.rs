@@ -209,6 +209,8 @@ pub struct FeatureValue {
 pub struct EntityFeatures {
     /// The view.
     pub view: String,
+    /// The view's entity type (`user`).
+    pub entity_type: String,
     /// The entity.
     pub entity: String,
     /// Each feature of the view, by name.
@@ -506,6 +508,7 @@ fn decode(
     }
     EntityFeatures {
         view: view.name.clone(),
+        entity_type: view.entity.clone(),
         entity: entity.to_owned(),
         features,
     }

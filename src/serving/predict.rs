@@ -316,8 +316,7 @@ impl Predictions {
                     .await?
                     .pop()
                     .ok_or_else(|| Error::internal("a feature read answered nothing"))??;
-                let view_spec = self.features.view(&view).await?;
-                tags.push(entity_tag(&view_spec.entity, entity));
+                tags.push(entity_tag(&read.entity_type, entity));
                 let mut refused = Vec::new();
                 for name in scorer.weights.keys() {
                     let feature = read.features.get(name).ok_or_else(|| {
