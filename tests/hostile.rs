@@ -286,6 +286,9 @@ const OPERATIONS_PER_CLIENT: usize = 50;
 const FRAMEWORKS: [&str; 3] = ["pytorch", "xgboost", "tensorflow"];
 /// Run ids every client registers, completes, removes and patches.
 const SHARED_RUNS: usize = 8;
+/// The feature view and the model with a scorer the clients use.
+const HOSTILE_VIEW: &str = "hx_activity";
+const HOSTILE_SCORER: &str = "hx-scorer";
 /// Models registered before the clients start and never removed: their
 /// configs are replaced and patched by every client.
 const KEPT: usize = 3;
@@ -321,6 +324,9 @@ struct Tally {
     completed: Vec<i64>,
     /// Datasets answered 201.
     datasets: u32,
+    /// Entity → the largest value whose write was answered 200 (the
+    /// latest event of that entity's `n` feature).
+    latest_feature: BTreeMap<String, i64>,
     /// Alias → moves answered 200 with an audit entry.
     alias_moves: BTreeMap<String, u32>,
     /// Elapsed time of each answer.
@@ -335,6 +341,9 @@ struct Op {
     body: Option<Value>,
     model_id: Option<String>,
     alias: Option<String>,
+    /// A feature write: the entity and the value written (its event
+    /// time's offset, so the latest event holds the largest value).
+    feature: Option<(String, i64)>,
 }
 
 impl Op {
@@ -346,6 +355,7 @@ impl Op {
             body,
             model_id: None,
             alias: None,
+            feature: None,
         }
     }
 }
@@ -366,7 +376,38 @@ fn next_op(
         _ => shared(rng),
     };
     let metrics = |rng: &mut ChaCha8Rng| json!({"metrics": {"accuracy": rng.random_range(0.5..1.0), "f1": rng.random_range(0.5..1.0)}});
-    match rng.random_range(0..66) {
+    match rng.random_range(0..80) {
+        // Features of a few shared entities, written out of order: each
+        // value is its event time's offset, so the latest event holds the
+        // largest value.
+        66..72 => {
+            let entity = format!("hx-u{}", rng.random_range(0..4));
+            let offset: i64 = rng.random_range(0..100_000);
+            let at = chrono::DateTime::from_timestamp(1_767_225_600 + offset, 0).expect("a time");
+            let body = json!({"features": {"n": offset}, "event_time": at.to_rfc3339()});
+            let mut op = Op::new(
+                "PUT /v1/features/{view}/{entity}",
+                "PUT",
+                format!("/v1/features/{HOSTILE_VIEW}/{entity}"),
+                Some(body),
+            );
+            op.feature = Some((entity, offset));
+            op
+        }
+        72..76 => Op::new(
+            "POST /v1/models/{id}/predict",
+            "POST",
+            format!("/v1/models/{HOSTILE_SCORER}/predict"),
+            Some(
+                json!({"entity": format!("hx-u{}", rng.random_range(0..4)), "on_missing": "impute"}),
+            ),
+        ),
+        76..80 => Op::new(
+            "GET /v1/features/{view}/{entity}",
+            "GET",
+            format!("/v1/features/{HOSTILE_VIEW}/hx-u{}", rng.random_range(0..4)),
+            None,
+        ),
         // Registrations of shared ids: the same request as every other
         // client's (a retry), or now and then a rival one (a conflict).
         0..10 => {
@@ -574,6 +615,14 @@ fn record(
             tally.completed.push(run_id);
         }
         ("POST /v1/datasets", 201) => tally.datasets += 1,
+        ("PUT /v1/features/{view}/{entity}", 200) => {
+            let (entity, value) = op
+                .feature
+                .clone()
+                .expect("a feature write names its entity");
+            let latest = tally.latest_feature.entry(entity).or_insert(value);
+            *latest = (*latest).max(value);
+        }
         ("PUT /v1/aliases/{name}", 200) if !answer.body["moved"].is_null() => {
             let alias = op.alias.clone().expect("an alias move names its alias");
             *tally.alias_moves.entry(alias).or_default() += 1;
@@ -625,6 +674,26 @@ async fn concurrent_writers_over_http(stack: Arc<Stack>) {
             .await;
         assert_eq!(answer.status, 201, "{:?}", answer.body);
     }
+    let view = json!({"entity": "user", "ttl_seconds": 315_360_000,
+        "features": [{"name": "n", "type": "int"}]});
+    let answer = server
+        .call(
+            "PUT",
+            &format!("/v1/feature-views/{HOSTILE_VIEW}"),
+            Some(&view),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let scorer = json!({"model_name": "hx", "framework": "sklearn",
+        "scorer": {"type": "linear", "version": 1, "view": HOSTILE_VIEW, "weights": {"n": 1.0}}});
+    let answer = server
+        .call(
+            "PUT",
+            &format!("/v1/models/{HOSTILE_SCORER}/config"),
+            Some(&scorer),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
     let moves_before: BTreeMap<String, i64> = stack
         .sql(
             "SELECT alias, COUNT(*) AS n FROM alias_history \
@@ -720,6 +789,8 @@ async fn concurrent_writers_over_http(stack: Arc<Stack>) {
         "PUT /v1/aliases/{name}",
         "PUT /v1/models/{id}/config",
         "PATCH /v1/models/{id}/config",
+        "PUT /v1/features/{view}/{entity}",
+        "POST /v1/models/{id}/predict",
     ] {
         let ok: u32 = tally
             .by_route
@@ -727,6 +798,37 @@ async fn concurrent_writers_over_http(stack: Arc<Stack>) {
             .map(|s| s.iter().filter(|(st, _)| **st < 300).map(|(_, n)| n).sum())
             .unwrap_or(0);
         assert!(ok > 0, "{route} never succeeded: {:?}", tally.by_route);
+    }
+
+    // Out-of-order feature writes: each entity holds its latest event, and
+    // a prediction scores exactly that.
+    for (entity, latest) in &tally.latest_feature {
+        let read = server
+            .call(
+                "GET",
+                &format!("/v1/features/{HOSTILE_VIEW}/{entity}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            read.body["features"]["n"]["value"],
+            json!(latest),
+            "{entity}: {:?}",
+            read.body
+        );
+        let predicted = server
+            .call(
+                "POST",
+                &format!("/v1/models/{HOSTILE_SCORER}/predict"),
+                Some(&json!({"entity": entity})),
+            )
+            .await;
+        assert_eq!(
+            predicted.body["score"],
+            json!(*latest as f64),
+            "{entity}: {:?}",
+            predicted.body
+        );
     }
 
     // Every saga ends; those answered 202 are looked up.
@@ -824,7 +926,7 @@ async fn concurrent_writers_over_http(stack: Arc<Stack>) {
     }
     for id in configs.keys().filter(|id| id.starts_with("hx-")) {
         assert!(
-            rows.contains_key(id) || id.starts_with("hx-cfg-"),
+            rows.contains_key(id) || id.starts_with("hx-cfg-") || id == HOSTILE_SCORER,
             "config {id} of a model that was removed"
         );
     }
