@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::Layers;
 use crate::engines::queue::{
     Broker, ConsumeOptions, Consumer, Delivery, ExchangeKind, ExchangeOptions, FieldTable, Message,
-    Published, QueueInfo, QueueOptions,
+    Outgoing, Published, QueueInfo, QueueOptions,
 };
 use crate::error::Result;
 
@@ -131,6 +131,12 @@ impl Broker for LayeredBroker {
                 )
             })
             .await
+    }
+
+    async fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<Published>> {
+        // Not retried as a whole (a retry could enqueue some twice); a
+        // failure is the failing message's own.
+        self.inner.publish_batch(batch).await
     }
 
     async fn consume(&self, queue: &str, options: ConsumeOptions) -> Result<Consumer> {

@@ -245,6 +245,32 @@ pub struct Published {
     pub routed: bool,
 }
 
+/// One message of a batch given to [`Broker::publish_batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// The exchange to publish to.
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// The message.
+    pub message: Message,
+}
+
+impl Outgoing {
+    /// A message for `exchange` with `routing_key`.
+    pub fn new(
+        exchange: impl Into<String>,
+        routing_key: impl Into<String>,
+        message: Message,
+    ) -> Self {
+        Outgoing {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            message,
+        }
+    }
+}
+
 /// Options of [`Broker::consume`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumeOptions {
@@ -435,6 +461,23 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         routing_key: &str,
         message: Message,
     ) -> Result<Published>;
+
+    /// Publishes every message of `batch` with many confirmations in
+    /// flight at once, and answers each message's fate, in the order given:
+    /// the result at index `i` is what [`Broker::publish`] would have said
+    /// of message `i`. One message's failure does not stop the others being
+    /// tried, though on RabbitMQ a refused one (unknown exchange) closes the
+    /// channel and fails those sent after it on the same channel.
+    async fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<Published>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for item in batch {
+            results.push(
+                self.publish(&item.exchange, &item.routing_key, item.message)
+                    .await,
+            );
+        }
+        results
+    }
 
     /// Starts consuming from a queue.
     async fn consume(&self, queue: &str, options: ConsumeOptions) -> Result<Consumer>;

@@ -250,7 +250,7 @@ async fn expiry_timer(shared: Weak<Shared>, wake: Arc<Notify>) {
         match next {
             Some(at) => {
                 tokio::select! {
-                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                    () = tokio::time::sleep_until(at) => {}
                     () = wake.notified() => {}
                 }
             }
