@@ -69,6 +69,8 @@ pub struct Config {
     pub cache: crate::cache::CacheSettings,
     /// Online serving: features, predictions, rate limits.
     pub serving: crate::serving::ServingConfig,
+    /// Async pipelines: topology, retries, dead letters, the worker.
+    pub pipelines: crate::pipelines::PipelinesConfig,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             layers: LayersConfig::default(),
             cache: crate::cache::CacheSettings::default(),
             serving: crate::serving::ServingConfig::default(),
+            pipelines: crate::pipelines::PipelinesConfig::default(),
         }
     }
 }
@@ -718,6 +721,7 @@ impl Config {
         // Every cache's defaults and the rate limits, refused by key name.
         self.cache.check()?;
         self.serving.rate_limits.check()?;
+        self.pipelines.check()?;
         if self.relational.min_connections > self.relational.max_connections {
             return Err(Error::new(
                 ErrorKind::Config,

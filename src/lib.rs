@@ -51,6 +51,7 @@ pub mod engines;
 pub mod error;
 mod failpoint;
 pub mod migration;
+pub mod pipelines;
 pub mod platform;
 pub mod retry;
 pub mod serving;

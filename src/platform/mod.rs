@@ -285,6 +285,12 @@ impl Platform {
         self.inner.engines.documents.clone()
     }
 
+    /// The queue engine (with its layers), for the pipelines above the
+    /// platform.
+    pub fn broker(&self) -> Arc<dyn crate::engines::Broker> {
+        self.inner.engines.queue.clone()
+    }
+
     /// The kind of each engine, for people: `(relational, documents, kv,
     /// queue)`, e.g. `("sqlite", "embedded", "embedded", "embedded")`.
     pub fn engine_kinds(&self) -> [&'static str; 4] {

@@ -83,6 +83,16 @@ pub async fn setup_full(suite: &str) -> Option<Env> {
     })
 }
 
+/// [`setup_full`] with RabbitMQ as the queue engine.
+pub async fn setup_full_rabbit(suite: &str) -> Option<Env> {
+    let mut env = setup_full(suite).await?;
+    let config = env.postgres.as_ref().expect("full profile").config.clone();
+    env.engines.queue = engines::open_queue(&config)
+        .await
+        .unwrap_or_else(|e| panic!("connect to RabbitMQ: {e}"));
+    Some(env)
+}
+
 /// Runs one case, then removes everything it wrote, whether it passed or
 /// panicked.
 pub async fn run_case<C, F>(setup: impl Future<Output = Option<Env>>, case: C)
