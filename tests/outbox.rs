@@ -583,6 +583,25 @@ async fn next_delivery(consumer: &mut strata::engines::queue::Consumer) -> Deliv
         .unwrap()
 }
 
+async fn http_get(platform: &Platform, uri: &str) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let config = strata::config::Config::default();
+    let serving = strata::serving::Serving::open(platform, &config.serving)
+        .await
+        .unwrap();
+    let router = strata::api::router(platform.clone(), serving, &config.api);
+    let request = axum::http::Request::builder()
+        .uri(uri)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
 /// The views of every model, `last_seq` aside (a rebuild records the
 /// outbox's highest sequence, events their own).
 async fn views(platform: &Platform, model_ids: &[String]) -> Vec<ModelView> {
@@ -698,6 +717,20 @@ async fn the_read_model_from_events_equals_the_rebuild(engines: Engines) {
     }
     assert_eq!(views(p, &model_ids).await, from_events);
     assert_eq!(p.read_model().get("rm-none").await.unwrap(), None);
+
+    // The query side over HTTP.
+    let (status, body) = http_get(p, "/v1/models/rm-3/view").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model_id"], "rm-3");
+    assert_eq!(body["run_count"], 1);
+    assert_eq!(body["aliases"]["champion"]["artifact_id"], artifacts[3]);
+    assert_eq!(body["latest_run"]["status"], "running");
+    let (status, body) = http_get(p, "/v1/models/rm-none/view").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.to_string().contains("no view of model `rm-none`"),
+        "{body}"
+    );
     bus.close().await;
 }
 

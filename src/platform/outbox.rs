@@ -225,12 +225,14 @@ impl Outbox {
 
     /// Wakes this process's relays: an event was committed.
     pub(crate) async fn committed(&self) {
-        self.commits.send_modify(|n| *n = n.wrapping_add(1));
-        // Lets a test (or an operator) stop the process between a commit
-        // and any publication.
+        // Lets a test stop the process between a commit and any
+        // publication (`abort`); `error` only skips the wake-up, leaving
+        // the event to the next poll.
         if let Err(e) = failpoint::check("outbox.after_commit").await {
             tracing::warn!("{e}");
+            return;
         }
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A relay publishing this outbox to `exchange` (the pipelines' topic
