@@ -71,6 +71,8 @@ pub struct Config {
     pub serving: crate::serving::ServingConfig,
     /// Async pipelines: topology, retries, dead letters, the worker.
     pub pipelines: crate::pipelines::PipelinesConfig,
+    /// The transactional outbox and its relay.
+    pub outbox: OutboxConfig,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             cache: crate::cache::CacheSettings::default(),
             serving: crate::serving::ServingConfig::default(),
             pipelines: crate::pipelines::PipelinesConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -177,6 +180,38 @@ impl Default for SagasConfig {
             sweep_interval: Duration::from_secs(10),
             max_takeovers: 3,
             retry: crate::retry::RetryPolicy::default().with_max_elapsed(Duration::from_secs(8)),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The transactional outbox's relay (`platform::outbox`): how much it
+/// publishes per pass, how often it looks when nothing woke it, how long
+/// it holds what it claimed, and how long sent events are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Most events claimed and published in one pass.
+    pub batch: usize,
+    /// How often a relay looks for unsent events when no commit of this
+    /// process woke it (events of other processes, retries).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a relay holds the events it claimed; another relay takes
+    /// them over once it has run out (the holder died or stalled).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Sent events are kept this long, then deleted by the relay.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            batch: 256,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -703,6 +738,17 @@ impl Config {
                     self.sagas.lease,
                     origin("sagas.lease")
                 ),
+            ));
+        }
+        if self.outbox.batch == 0 || self.outbox.poll_interval.is_zero() {
+            let key = if self.outbox.batch == 0 {
+                "outbox.batch"
+            } else {
+                "outbox.poll_interval"
+            };
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{key} must be above zero{}", origin(key)),
             ));
         }
         let subscription_capacity = match &self.kv {

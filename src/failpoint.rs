@@ -13,7 +13,11 @@
 //!   rest of the process goes on).
 //!
 //! Names in use: `saga.<kind>.<step>.<apply|compensate>`, checked before a
-//! saga step is done or undone (see [`crate::platform::sagas`]).
+//! saga step is done or undone (see [`crate::platform::sagas`]);
+//! `outbox.after_commit` (a commit wrote an event, the relays are not woken
+//! yet), `outbox.relay.after_claim` and `outbox.relay.after_publish`
+//! (published and confirmed, not marked sent), see
+//! [`crate::platform::outbox`].
 //!
 //! With the variable unset, a check is one load of an empty map.
 

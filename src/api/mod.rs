@@ -280,6 +280,7 @@ fn route_table(table: RouteTable) -> RouteTable {
         )
         .add(Method::GET, "/v1/models", models::list)
         .add(Method::GET, "/v1/models/{model_id}", models::info)
+        .add(Method::GET, "/v1/models/{model_id}/view", models::view)
         .add(
             Method::GET,
             "/v1/models/{model_id}/config",

@@ -245,6 +245,124 @@ pub async fn info(State(state): State<ApiState>, model_id: ModelId) -> Result<Re
     Ok(response)
 }
 
+/// A model's run metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ViewMetrics {
+    /// Accuracy in `[0, 1]`.
+    pub accuracy: Option<f64>,
+    /// Loss.
+    pub loss: Option<f64>,
+    /// Training time in seconds.
+    pub training_time_seconds: Option<i64>,
+}
+
+/// The run the model's newest event described.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ViewRun {
+    /// The run's id.
+    pub run_id: i64,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// Its metrics, once ended.
+    pub metrics: ViewMetrics,
+    /// When it started (UTC).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended (UTC).
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Where an alias pointing into the model points.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ViewAlias {
+    /// The artifact.
+    pub artifact_id: i64,
+    /// When it was moved there (UTC).
+    pub moved_at: Option<DateTime<Utc>>,
+}
+
+/// A model as the read model shows it: kept from the outbox's events,
+/// eventually consistent with the registry (see `docs/outbox.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelView {
+    /// The model's id.
+    pub model_id: String,
+    /// Its name.
+    pub model_name: Option<String>,
+    /// Distinct runs seen under this model id.
+    pub run_count: u64,
+    /// Its latest run.
+    pub latest_run: Option<ViewRun>,
+    /// The best accuracy of its completed runs.
+    pub best_accuracy: Option<f64>,
+    /// The aliases pointing into it, by alias name.
+    pub aliases: BTreeMap<String, ViewAlias>,
+    /// The highest event sequence it reflects.
+    pub last_seq: i64,
+}
+
+impl From<crate::platform::read_model::ModelView> for ModelView {
+    fn from(v: crate::platform::read_model::ModelView) -> Self {
+        ModelView {
+            model_id: v.model_id,
+            model_name: v.model_name,
+            run_count: v.run_count,
+            latest_run: v.latest_run.map(|r| ViewRun {
+                run_id: r.run_id,
+                status: r.status,
+                metrics: ViewMetrics {
+                    accuracy: r.metrics.accuracy,
+                    loss: r.metrics.loss,
+                    training_time_seconds: r.metrics.training_time_seconds,
+                },
+                started_at: r.started_at,
+                completed_at: r.completed_at,
+            }),
+            best_accuracy: v.best_accuracy,
+            aliases: v
+                .aliases
+                .into_iter()
+                .map(|(name, a)| {
+                    (
+                        name,
+                        ViewAlias {
+                            artifact_id: a.artifact_id,
+                            moved_at: a.moved_at,
+                        },
+                    )
+                })
+                .collect(),
+            last_seq: v.last_seq,
+        }
+    }
+}
+
+/// The model's read-model view: its run count, latest run, best accuracy
+/// and aliases, as the outbox's events (or the last rebuild) left them.
+#[utoipa::path(get, path = "/v1/models/{model_id}/view", tag = "models",
+    params(("model_id" = ModelId, Path, description = "The model's id")),
+    responses(
+        (status = 200, description = "The model's view", body = ModelView),
+        (status = 400, description = "Not a model id", body = ErrorBody),
+        (status = 404, description = "No view of this model yet: no event about it was applied and no rebuild saw it", body = ErrorBody)))]
+pub async fn view(
+    State(state): State<ApiState>,
+    model_id: ModelId,
+) -> Result<Json<ModelView>, ApiError> {
+    let view = state
+        .platform
+        .read_model()
+        .get(model_id.as_str())
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "no view of model `{}` yet: no event about it was applied and no rebuild saw it",
+                model_id.as_str()
+            ))
+            .with_field("model_id")
+        })?;
+    Ok(Json(view.into()))
+}
+
 /// The model's config document.
 #[utoipa::path(get, path = "/v1/models/{model_id}/config", tag = "models",
     params(("model_id" = ModelId, Path, description = "The model's id")),

@@ -18,7 +18,7 @@ use super::{aliases, analytics, datasets, error, health, limits, models, runs, s
         runs::create, runs::search, runs::get, runs::delete, runs::complete,
         aliases::resolve, aliases::move_to,
         analytics::frameworks,
-        models::list, models::info, models::get_config, models::put_config, models::patch_metrics,
+        models::list, models::info, models::view, models::get_config, models::put_config, models::patch_metrics,
         sagas::list, sagas::get,
         serving::predict, serving::leaderboard, serving::standing,
         serving::list_views, serving::get_view, serving::put_view,

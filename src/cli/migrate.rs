@@ -1,5 +1,6 @@
 //! `strata migrate`: the schema, the runs-to-docs migration, its
-//! verification and the reconciliation of failed dual writes. Every
+//! verification, the reconciliation of failed dual writes, and the rebuild
+//! of the models' read model. Every
 //! subcommand applies the schema first.
 //!
 //! Exit status as for every command (0 ok, 1 failure, 2 bad input), and
@@ -31,6 +32,12 @@ pub(crate) enum MigrateCommand {
     Verify,
     /// Repair failed dual writes and every drifted record from the runs.
     Reconcile,
+    /// Recompute the models' read model (the model_views collection, one
+    /// document per model id, served at GET /v1/models/{model_id}/view)
+    /// from the runs and aliases, replacing it whole. Run it with the
+    /// consumers of the outbox's events stopped; events newer than the
+    /// rebuild still apply afterwards, older ones are skipped.
+    RebuildReadModel,
 }
 
 /// Arguments of `strata migrate runs-to-docs`.
@@ -99,6 +106,19 @@ pub(crate) async fn run(config: &Config, command: MigrateCommand, json: bool) ->
                     report
                         .last_id
                         .map_or_else(|| "none".to_owned(), |id| format!("run id {id}")),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::RebuildReadModel => {
+            let platform = Platform::open_without_queue(config).await?;
+            let written = platform.read_model().rebuild().await?;
+            if json {
+                output::print_json(&json!({"models": written}))?;
+            } else {
+                println!(
+                    "read model rebuilt: {written} models in {}",
+                    crate::platform::read_model::MODEL_VIEWS
                 );
             }
             Ok(ExitCode::SUCCESS)

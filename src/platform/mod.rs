@@ -43,6 +43,10 @@
 //! - [`seed`]: the seed scenario's sample data and seeded synthetic runs
 //!   ([`Seeder`]).
 //! - [`health`]: each engine's ping ([`Health`]).
+//! - [`outbox`]: events written with the changes they describe, and the
+//!   [`Relay`] that publishes them ([`Outbox`]).
+//! - [`read_model`]: one document per model, kept from those events
+//!   ([`ReadModel`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,7 +54,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::cache::{Backplane, CacheSettings, Caches};
-use crate::config::{Config, SagasConfig};
+use crate::config::{Config, OutboxConfig, SagasConfig};
 use crate::engines::Engines;
 use crate::engines::layers::Layers;
 use crate::error::Result;
@@ -60,6 +64,8 @@ pub mod entities;
 pub mod health;
 pub mod hybrid;
 pub mod names;
+pub mod outbox;
+pub mod read_model;
 pub mod records;
 pub mod registry;
 pub mod rows;
@@ -72,6 +78,8 @@ pub use configs::ModelConfigs;
 pub use health::Health;
 pub use hybrid::Models;
 pub use hybrid::migrate::Migration;
+pub use outbox::{Outbox, OutboxEvent, Relay, RelayPass};
+pub use read_model::ReadModel;
 pub use registry::Registry;
 pub use rows::RowCaches;
 pub use sagas::Sagas;
@@ -107,6 +115,8 @@ struct Inner {
     health: Health,
     caches: Caches,
     rows: RowCaches,
+    outbox: Outbox,
+    read_model: ReadModel,
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -124,6 +134,7 @@ impl Platform {
         let platform = Platform::build(
             engines,
             config.sagas,
+            config.outbox,
             config.cache,
             Arc::clone(&layers.relational),
         )
@@ -160,12 +171,20 @@ impl Platform {
             ..Default::default()
         };
         let cache = CacheSettings::default();
-        Platform::build(engines, sagas, cache, Layers::new("relational", &off)).await
+        Platform::build(
+            engines,
+            sagas,
+            OutboxConfig::default(),
+            cache,
+            Layers::new("relational", &off),
+        )
+        .await
     }
 
     async fn build(
         engines: Engines,
         sagas: SagasConfig,
+        outbox: OutboxConfig,
         cache: CacheSettings,
         relational: Arc<Layers>,
     ) -> Result<Platform> {
@@ -185,6 +204,7 @@ impl Platform {
         }
         let caches = Caches::new(Some(engines.kv.clone()), backplane, cache);
         let rows = RowCaches::new(&caches, cache)?;
+        let outbox = Outbox::new(db.clone(), outbox);
         let sagas = Sagas::new(
             db.clone(),
             Arc::clone(&relational),
@@ -192,11 +212,19 @@ impl Platform {
             engines.kv.clone(),
             sagas,
             rows.clone(),
+            outbox.clone(),
         );
-        let registry = Registry::new(db.clone(), Arc::clone(&relational), rows.clone());
+        let registry = Registry::new(
+            db.clone(),
+            Arc::clone(&relational),
+            rows.clone(),
+            outbox.clone(),
+        );
         let configs = ModelConfigs::new(engines.documents.clone(), rows.clone());
+        let read_model = ReadModel::new(db.clone(), engines.documents.clone());
         let platform = Platform {
             inner: Arc::new(Inner {
+                read_model,
                 models: Models::new(registry.clone(), configs.clone(), engines.kv.clone()),
                 registry,
                 configs,
@@ -207,6 +235,7 @@ impl Platform {
                 engines,
                 caches,
                 rows,
+                outbox,
                 sweeper: Mutex::new(None),
             }),
         };
@@ -273,6 +302,22 @@ impl Platform {
         &self.inner.rows
     }
 
+    /// The transactional outbox: its relays and its backlog.
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
+    }
+
+    /// The models' read model, fed by the outbox's events.
+    pub fn read_model(&self) -> &ReadModel {
+        &self.inner.read_model
+    }
+
+    /// The queue engine (with its layers), for the services above the
+    /// platform (pipelines, the outbox's relay); they name no backend.
+    pub fn broker(&self) -> Arc<dyn crate::engines::Broker> {
+        self.inner.engines.queue.clone()
+    }
+
     /// The key-value engine (with its layers), for the services above the
     /// platform (serving); they name no backend.
     pub fn kv(&self) -> Arc<dyn crate::engines::KvStore> {
@@ -283,12 +328,6 @@ impl Platform {
     /// platform.
     pub fn documents(&self) -> Arc<dyn crate::engines::DocumentStore> {
         self.inner.engines.documents.clone()
-    }
-
-    /// The queue engine (with its layers), for the pipelines above the
-    /// platform.
-    pub fn broker(&self) -> Arc<dyn crate::engines::Broker> {
-        self.inner.engines.queue.clone()
     }
 
     /// The kind of each engine, for people: `(relational, documents, kv,

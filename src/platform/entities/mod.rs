@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod fence;
 pub mod model_alias;
 pub mod model_artifact;
+pub mod outbox;
 pub mod run_tag;
 pub mod saga;
 pub mod training_run;

@@ -12,6 +12,9 @@
 //! - A move updates (or creates) the alias and appends one `alias_history`
 //!   row in the same transaction: the pointer and its audit trail never
 //!   disagree.
+//! - The same transaction writes the move's `alias.moved` event into the
+//!   outbox ([`crate::platform::outbox`]), under the `model_id` of the run
+//!   the alias now points into.
 //! - Moving an alias to the artifact it already points to changes nothing
 //!   and records nothing.
 //! - On PostgreSQL the alias row is locked (`SELECT ... FOR UPDATE`) for the
@@ -126,7 +129,7 @@ where
                 .with_field("artifact_id")
                 .with_operation("move_alias")
         })?;
-    let run_model = run.map(|r| r.model_name).unwrap_or_default();
+    let (run_model, to_model_id) = run.map(|r| (r.model_name, r.model_id)).unwrap_or_default();
     if run_model != alias.model_name {
         return Err(Error::conflict(format!(
             "artifact {} belongs to model `{run_model}`, not `{}`",
@@ -188,6 +191,32 @@ where
     .insert(&txn)
     .await
     .map_err(db_err("move_alias"))?;
+    let from_model_id = match from {
+        Some(from) => model_artifact::Entity::find_by_id(from)
+            .find_also_related(training_run::Entity)
+            .one(&txn)
+            .await
+            .map_err(db_err("move_alias"))?
+            .and_then(|(_, run)| run)
+            .map(|run| run.model_id),
+        None => None,
+    };
+    crate::platform::outbox::enqueue(
+        &txn,
+        crate::platform::outbox::topics::ALIAS_MOVED,
+        &to_model_id,
+        serde_json::json!({
+            "model_name": alias.model_name,
+            "alias": alias.alias,
+            "from_artifact_id": from,
+            "from_model_id": from_model_id,
+            "to_artifact_id": artifact_id,
+            "moved_by": moved_by,
+            "reason": reason,
+            "moved_at": at,
+        }),
+    )
+    .await?;
     txn.commit().await.map_err(db_err("move_alias"))?;
     Ok(AliasMove {
         alias: updated.into(),

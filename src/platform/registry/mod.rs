@@ -438,15 +438,20 @@ pub struct RunOutcome {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// Records how the running run `model_id` ended. Only a `running` run can
-/// end: ending it twice is a conflict (checked in the `UPDATE`'s `WHERE`, so
-/// two concurrent completions cannot both succeed); an unknown run is
-/// NotFound.
-pub async fn complete_run(
-    db: &impl ConnectionTrait,
+/// Records how the running run `model_id` ended, and writes its
+/// `run.completed` event in the same transaction (see
+/// [`crate::platform::outbox`]). Only a `running` run can end: ending it
+/// twice is a conflict (checked in the `UPDATE`'s `WHERE`, so two
+/// concurrent completions cannot both succeed); an unknown run is NotFound.
+/// Either way nothing is written.
+pub async fn complete_run<C>(
+    db: &C,
     model_id: &str,
     outcome: RunOutcome,
-) -> Result<training_run::Model> {
+) -> Result<training_run::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     if outcome.status == RunStatus::Running {
         return Err(
             Error::invalid("a run ends as `completed` or `failed`, not `running`")
@@ -459,6 +464,7 @@ pub async fn complete_run(
     let completed_at = outcome
         .completed_at
         .map_or_else(now, |t| t.trunc_subsecs(6));
+    let txn = begin_write(db).await.map_err(db_err("complete_run"))?;
     let result = training_run::Entity::update_many()
         .col_expr(
             training_run::Column::Status,
@@ -482,10 +488,10 @@ pub async fn complete_run(
         )
         .filter(training_run::Column::ModelId.eq(model_id))
         .filter(training_run::Column::Status.eq(RunStatus::Running))
-        .exec(db)
+        .exec(&txn)
         .await
         .map_err(db_err("complete_run"))?;
-    let run = run_by_model_id(db, model_id).await?;
+    let run = run_by_model_id(&txn, model_id).await?;
     if result.rows_affected == 0 {
         return Err(Error::conflict(format!(
             "training run `{model_id}` already ended as `{}`",
@@ -493,7 +499,32 @@ pub async fn complete_run(
         ))
         .with_operation("complete_run"));
     }
+    crate::platform::outbox::enqueue(
+        &txn,
+        crate::platform::outbox::topics::RUN_COMPLETED,
+        &run.model_id,
+        completed_event(&run),
+    )
+    .await?;
+    txn.commit().await.map_err(db_err("complete_run"))?;
     Ok(run)
+}
+
+/// The `data` of a `run.completed` event.
+fn completed_event(run: &training_run::Model) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": run.id,
+        "model_name": run.model_name,
+        "framework": run.framework,
+        "status": run.status.to_string(),
+        "metrics": {
+            "accuracy": run.accuracy,
+            "loss": run.loss,
+            "training_time_seconds": run.training_time_seconds,
+        },
+        "started_at": run.started_at,
+        "completed_at": run.completed_at,
+    })
 }
 
 /// A run written whole, for bulk loads and migrations.

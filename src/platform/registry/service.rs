@@ -18,6 +18,7 @@ use crate::cache::Tier;
 use crate::engines::layers::Layers;
 use crate::engines::relational::backend_name;
 use crate::error::Result;
+use crate::platform::outbox::Outbox;
 use crate::platform::records::{Alias, AliasChange, Dataset, Run};
 use crate::platform::rows::RowCaches;
 use crate::platform::search::{self, RunPage};
@@ -30,6 +31,8 @@ pub struct Registry {
     relational: Arc<Layers>,
     /// Runs by id, cached.
     rows: RowCaches,
+    /// Told when a write committed an event.
+    outbox: Outbox,
 }
 
 impl Registry {
@@ -37,11 +40,13 @@ impl Registry {
         db: DatabaseConnection,
         relational: Arc<Layers>,
         rows: RowCaches,
+        outbox: Outbox,
     ) -> Registry {
         Registry {
             db,
             relational,
             rows,
+            outbox,
         }
     }
 
@@ -132,6 +137,7 @@ impl Registry {
             )
             .await
             .map(Run::from)?;
+        self.outbox.committed().await;
         self.rows.model_changed(model_id).await;
         Ok(run)
     }
@@ -258,6 +264,9 @@ impl Registry {
                 aliases::move_alias(&self.db, alias, artifact_id, moved_by, reason),
             )
             .await?;
+        if moved.history.is_some() {
+            self.outbox.committed().await;
+        }
         self.rows.alias_moved(&alias.to_string()).await;
         Ok(moved)
     }

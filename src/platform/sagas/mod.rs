@@ -274,6 +274,8 @@ struct Inner {
     tasks: TaskTracker,
     /// What a saga's end invalidates.
     rows: RowCaches,
+    /// Told when a completion committed an event.
+    outbox: crate::platform::outbox::Outbox,
 }
 
 impl fmt::Debug for Sagas {
@@ -337,6 +339,7 @@ impl Sagas {
         kv: Arc<dyn KvStore>,
         settings: SagasConfig,
         rows: RowCaches,
+        outbox: crate::platform::outbox::Outbox,
     ) -> Sagas {
         let owner = format!("pid{}-{:08x}", std::process::id(), rand::random::<u32>());
         Sagas {
@@ -350,6 +353,7 @@ impl Sagas {
                 faults: None,
                 tasks: TaskTracker::new(),
                 rows,
+                outbox,
             }),
         }
     }
@@ -703,7 +707,16 @@ impl Sagas {
             return Err(pending_error(&run.id, kind, &error));
         }
         let result = self.result_of(kind, run)?;
-        run.complete(result).await
+        let event = match kind {
+            Kind::Register => Some(register::event(&result)),
+            Kind::Unregister => None,
+        };
+        let announced = event.is_some();
+        run.complete(result, event).await?;
+        if announced {
+            self.inner.outbox.committed().await;
+        }
+        Ok(())
     }
 
     async fn roll_back(&self, kind: Kind, run: &mut Progress) -> Result<()> {
@@ -1062,7 +1075,14 @@ impl Progress {
         Ok(())
     }
 
-    async fn complete(&mut self, result: serde_json::Value) -> Result<()> {
+    /// Records the saga completed, with the event that announces it (a
+    /// topic, an aggregate and its data) written into the outbox in the same
+    /// transaction: the event exists exactly when the saga completed.
+    async fn complete(
+        &mut self,
+        result: serde_json::Value,
+        event: Option<(&'static str, String, serde_json::Value)>,
+    ) -> Result<()> {
         let columns = vec![
             (
                 saga::Column::State,
@@ -1076,7 +1096,17 @@ impl Progress {
             (saga::Column::Error, Expr::value(Option::<String>::None)),
         ];
         let db = self.db.clone();
-        self.write(&db, columns).await?;
+        match event {
+            None => self.write(&db, columns).await?,
+            Some((topic, aggregate, data)) => {
+                let txn = crate::engines::relational::begin_write(&db)
+                    .await
+                    .map_err(db_err("saga"))?;
+                self.write(&txn, columns).await?;
+                crate::platform::outbox::enqueue(&txn, topic, &aggregate, data).await?;
+                txn.commit().await.map_err(db_err("saga"))?;
+            }
+        }
         self.state = SagaState::Completed;
         self.result = Some(result);
         Ok(())

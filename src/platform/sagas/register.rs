@@ -15,6 +15,10 @@
 //!
 //! A failed registration is undone; one whose driver died is taken over and
 //! finished (or, after repeated take-overs, undone).
+//!
+//! The `run.registered` event is written into the outbox in the transaction
+//! that records the saga completed, not with the run row: a registration
+//! that is undone never announces itself.
 
 use std::collections::BTreeMap;
 
@@ -407,6 +411,28 @@ pub(super) async fn compensate(
         }
         other => Err(unknown_step(other)),
     }
+}
+
+/// The `run.registered` event of a completed registration, from its
+/// result: `(topic, model_id, data)`.
+pub(super) fn event(result: &serde_json::Value) -> (&'static str, String, serde_json::Value) {
+    let field = |name: &str| result.get(name).cloned().unwrap_or_default();
+    let model_id = field("model_id").as_str().unwrap_or_default().to_owned();
+    let data = serde_json::json!({
+        "run_id": field("run_id"),
+        "model_name": field("model_name"),
+        "framework": field("framework"),
+        "dataset": field("dataset"),
+        "dataset_id": field("dataset_id"),
+        "status": "running",
+        "started_at": field("started_at"),
+        "saga_id": field("saga_id"),
+    });
+    (
+        crate::platform::outbox::topics::RUN_REGISTERED,
+        model_id,
+        data,
+    )
 }
 
 pub(super) fn result(run: &Progress) -> Result<serde_json::Value> {
