@@ -13,6 +13,7 @@
 //! reopening, torn tails, `kill -9`, compaction and the directory lock.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
@@ -1829,6 +1830,108 @@ async fn aggregate_sort_skip_limit(store: Arc<dyn DocumentStore>) {
     );
 }
 
+// ----------------------------------------------------------------- TTL indexes
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn ttl_index_round_trips(store: Arc<dyn DocumentStore>) {
+    let spec = IndexSpec::new(doc! {"expires_at": 1}).expire_after(HOUR);
+    let name = store.create_index("sessions", spec.clone()).await.unwrap();
+    assert_eq!(name, "expires_at_1");
+    let listed = store.list_indexes("sessions").await.unwrap();
+    let ttl = listed
+        .iter()
+        .find(|i| i.effective_name() == name)
+        .expect("the TTL index is listed");
+    assert_eq!(ttl.keys, doc! {"expires_at": 1});
+    assert_eq!(ttl.expire_after, Some(HOUR));
+    assert!(!ttl.unique);
+    // The `_id` index is no TTL index.
+    assert_eq!(listed[0].expire_after, None);
+
+    // The same declaration again is a no-op.
+    assert_eq!(store.create_index("sessions", spec).await.unwrap(), name);
+    // Another expire_after, or none, on the same keys is a conflict.
+    for other in [
+        IndexSpec::new(doc! {"expires_at": 1}).expire_after(2 * HOUR),
+        IndexSpec::new(doc! {"expires_at": 1}),
+    ] {
+        assert_eq!(
+            err_kind(store.create_index("sessions", other).await),
+            ErrorKind::Conflict
+        );
+    }
+    // Zero seconds is valid: a document expires at the date it holds.
+    let at = IndexSpec::new(doc! {"at": -1})
+        .named("expire_at_date")
+        .expire_after(Duration::ZERO);
+    store.create_index("sessions", at).await.unwrap();
+    let listed = store.list_indexes("sessions").await.unwrap();
+    // By name: MongoDB need not list indexes in creation order.
+    let mut expiries: Vec<(String, Option<Duration>)> = listed
+        .iter()
+        .map(|i| (i.effective_name(), i.expire_after))
+        .collect();
+    expiries.sort();
+    assert_eq!(
+        expiries,
+        [
+            ("_id_".to_string(), None),
+            ("expire_at_date".to_string(), Some(Duration::ZERO)),
+            ("expires_at_1".to_string(), Some(HOUR)),
+        ]
+    );
+}
+
+async fn ttl_index_of_the_wrong_shape_is_invalid(store: Arc<dyn DocumentStore>) {
+    store.insert_one("c", doc! {"_id": 1}).await.unwrap();
+    let refused = [
+        IndexSpec::new(doc! {"a": 1, "b": 1}).expire_after(HOUR),
+        IndexSpec::new(doc! {"_id": 1}).expire_after(HOUR),
+        IndexSpec::new(doc! {"a": 1}).expire_after(Duration::from_millis(1500)),
+        IndexSpec::new(doc! {"a": 1}).expire_after(Duration::from_secs(1 << 31)),
+    ];
+    for spec in refused {
+        let shown = format!("{spec:?}");
+        let err = store.create_index("c", spec).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{shown}: {err}");
+    }
+    let names: Vec<String> = store
+        .list_indexes("c")
+        .await
+        .unwrap()
+        .iter()
+        .map(IndexSpec::effective_name)
+        .collect();
+    assert_eq!(names, ["_id_"]);
+}
+
+async fn ttl_index_answers_queries(store: Arc<dyn DocumentStore>) {
+    // Dates far in the future: nothing expires while the case runs, on
+    // either engine, whenever its sweep comes.
+    let base = DateTime::now().timestamp_millis() + 365 * 24 * 3_600_000;
+    let docs = (0..10)
+        .map(|i| doc! {"_id": i, "at": DateTime::from_millis(base + i64::from(i) * 1000)})
+        .collect();
+    seed(&store, "c", docs).await;
+    store
+        .create_index(
+            "c",
+            IndexSpec::new(doc! {"at": 1}).unique().expire_after(HOUR),
+        )
+        .await
+        .unwrap();
+    let since = DateTime::from_millis(base + 5_000);
+    assert_eq!(
+        ids(&store, "c", doc! {"at": {"$gte": since}}).await,
+        int_ids(&[5, 6, 7, 8, 9])
+    );
+    let dup = store
+        .insert_one("c", doc! {"_id": 99, "at": DateTime::from_millis(base)})
+        .await;
+    assert_eq!(err_kind(dup), ErrorKind::Conflict);
+}
+
 async fn unique_index_violation_is_conflict(store: Arc<dyn DocumentStore>) {
     let name = store
         .create_index("users", IndexSpec::new(doc! {"email": 1}).unique())
@@ -2316,6 +2419,9 @@ macro_rules! document_conformance {
             multikey_unique_index,
             indexed_queries_answer_like_scans,
             compound_index_listing,
+            ttl_index_round_trips,
+            ttl_index_of_the_wrong_shape_is_invalid,
+            ttl_index_answers_queries,
             validator_rejects_naming_field,
             unsupported_filter_operator_is_named,
             unsupported_stage_is_named,
@@ -2364,6 +2470,104 @@ mod embedded_durability {
             .iter()
             .map(IndexSpec::effective_name)
             .collect()
+    }
+
+    /// Dates relative to now, in milliseconds.
+    fn ago(millis: i64) -> DateTime {
+        DateTime::from_millis(DateTime::now().timestamp_millis() - millis)
+    }
+
+    #[tokio::test]
+    async fn ttl_sweep_deletes_exactly_the_expired_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedded = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+        let store: Arc<dyn DocumentStore> = Arc::new(embedded.clone());
+        let hour = 3_600_000;
+        let docs = vec![
+            doc! {"_id": "old", "expires_at": ago(2 * hour)},
+            doc! {"_id": "fresh", "expires_at": ago(hour / 2)},
+            doc! {"_id": "future", "expires_at": ago(-hour)},
+            doc! {"_id": "missing"},
+            doc! {"_id": "null", "expires_at": Bson::Null},
+            doc! {"_id": "string", "expires_at": "2000-01-01T00:00:00Z"},
+            doc! {"_id": "number", "expires_at": 0},
+            doc! {"_id": "timestamp", "expires_at": bson::Timestamp { time: 1, increment: 1 }},
+            // An array expires by its earliest date.
+            doc! {"_id": "array_old", "expires_at": [ago(-hour), ago(3 * hour)]},
+            doc! {"_id": "array_fresh", "expires_at": [ago(-hour), "old"]},
+        ];
+        seed(&store, "sessions", docs).await;
+        // Old dates elsewhere: no TTL index there, nothing expires.
+        seed(
+            &store,
+            "keep",
+            vec![doc! {"_id": 1, "expires_at": ago(10 * hour)}],
+        )
+        .await;
+        store
+            .create_index(
+                "sessions",
+                IndexSpec::new(doc! {"expires_at": 1}).expire_after(HOUR),
+            )
+            .await
+            .unwrap();
+        // A second TTL index expiring one of the same documents: deleted once.
+        seed(
+            &store,
+            "sessions",
+            vec![doc! {"_id": "both", "expires_at": ago(2 * hour), "seen": ago(2 * hour)}],
+        )
+        .await;
+        store
+            .create_index(
+                "sessions",
+                IndexSpec::new(doc! {"seen": 1}).expire_after(HOUR),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(embedded.sweep_expired().await.unwrap(), 3);
+        let kept: Vec<Bson> = [
+            "array_fresh",
+            "fresh",
+            "future",
+            "missing",
+            "null",
+            "number",
+            "string",
+            "timestamp",
+        ]
+        .iter()
+        .map(|id| Bson::String((*id).to_string()))
+        .collect();
+        assert_eq!(ids(&store, "sessions", doc! {}).await, kept);
+        assert_eq!(ids(&store, "keep", doc! {}).await, int_ids(&[1]));
+        // Nothing more has expired.
+        assert_eq!(embedded.sweep_expired().await.unwrap(), 0);
+        let indexes = store.list_indexes("sessions").await.unwrap();
+        drop((store, embedded));
+
+        // The deletions and the TTL indexes are in the log.
+        let embedded = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+        let store: Arc<dyn DocumentStore> = Arc::new(embedded.clone());
+        assert_eq!(ids(&store, "sessions", doc! {}).await, kept);
+        assert_eq!(store.list_indexes("sessions").await.unwrap(), indexes);
+        // And in the snapshot, after a compaction.
+        embedded.compact().await.unwrap();
+        drop((store, embedded));
+        let embedded = EmbeddedDocumentStore::open(dir.path(), Default::default()).unwrap();
+        let store: Arc<dyn DocumentStore> = Arc::new(embedded.clone());
+        assert_eq!(store.list_indexes("sessions").await.unwrap(), indexes);
+        // The reopened store sweeps by the same indexes.
+        store
+            .insert_one(
+                "sessions",
+                doc! {"_id": "later", "expires_at": ago(2 * hour)},
+            )
+            .await
+            .unwrap();
+        assert_eq!(embedded.sweep_expired().await.unwrap(), 1);
+        assert_eq!(ids(&store, "sessions", doc! {}).await, kept);
     }
 
     #[tokio::test]

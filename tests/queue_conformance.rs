@@ -18,7 +18,7 @@ use strata::engines::queue::embedded::EmbeddedBroker;
 use strata::engines::queue::rabbitmq::RabbitBroker;
 use strata::engines::queue::{
     Broker, ConsumeOptions, Consumer, Delivery, ExchangeKind, ExchangeOptions, FieldTable,
-    FieldValue, Message, QueueOptions,
+    FieldValue, Message, Outgoing, Published, QueueOptions,
 };
 
 /// How long an expected delivery may take.
@@ -817,6 +817,117 @@ async fn properties_round_trip(t: &Fixture) {
     delivery.ack().await.unwrap();
 }
 
+// ------------------------------------------------------------- publish_batch
+
+/// Whether each result of a batch was routed; panics on an error.
+fn routed(results: &[strata::Result<Published>]) -> Vec<bool> {
+    results
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .map(|p| p.routed)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+async fn publish_batch_answers_in_order(t: &Fixture) {
+    let b = t.broker();
+    let queue = t.declare("tasks", QueueOptions::default()).await;
+    let batch = (0..5)
+        .map(|i| Outgoing::new("", &queue, Message::new(format!("m{i}"))))
+        .collect();
+    let results = b.publish_batch(batch).await;
+    assert_eq!(routed(&results), [true; 5]);
+    assert_eq!(drain(b, &queue).await, ["m0", "m1", "m2", "m3", "m4"]);
+}
+
+async fn publish_batch_mixes_routed_and_unrouted(t: &Fixture) {
+    let b = t.broker();
+    let exchange = t.declare_exchange("direct", ExchangeKind::Direct).await;
+    let queue = t.bound("red", &exchange, "red").await;
+    // Identical bodies, so each message's fate must come from its own
+    // routing, not from which return arrived when.
+    let keys = ["red", "green", "red", "green", "green", "red"];
+    let batch = keys
+        .iter()
+        .map(|key| Outgoing::new(&exchange, *key, Message::new("same").persistent()))
+        .collect();
+    let results = b.publish_batch(batch).await;
+    assert_eq!(routed(&results), [true, false, true, false, false, true]);
+    assert_eq!(drain(b, &queue).await, ["same", "same", "same"]);
+}
+
+async fn publish_batch_to_missing_exchange_is_not_found(t: &Fixture) {
+    let b = t.broker();
+    let queue = t.declare("tasks", QueueOptions::default()).await;
+    let missing = t.exchange("missing");
+    let batch = vec![
+        Outgoing::new("", &queue, Message::new("m0")),
+        Outgoing::new(&missing, "k", Message::new("m1")),
+        Outgoing::new("", &queue, Message::new("m2")),
+        Outgoing::new(&missing, "k", Message::new("m3")),
+        Outgoing::new("", &queue, Message::new("m4")),
+    ];
+    let results = b.publish_batch(batch).await;
+    assert_eq!(results.len(), 5);
+    for (i, result) in results.iter().enumerate() {
+        if i % 2 == 1 {
+            let err = result.as_ref().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "message {i}: {err}");
+        } else {
+            assert_eq!(
+                result.as_ref().map(|p| p.routed).ok(),
+                Some(true),
+                "message {i}"
+            );
+        }
+    }
+    assert_eq!(drain(b, &queue).await, ["m0", "m2", "m4"]);
+
+    // A batch only for the missing exchange.
+    let batch = (0..3)
+        .map(|i| Outgoing::new(&missing, "k", Message::new(format!("x{i}"))))
+        .collect();
+    for result in b.publish_batch(batch).await {
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::NotFound);
+    }
+}
+
+async fn publish_batch_of_a_thousand_arrives_exactly_once(t: &Fixture) {
+    const COUNT: usize = 1_000;
+    let b = t.broker();
+    let queue = t
+        .declare(
+            "bulk",
+            QueueOptions {
+                durable: true,
+                ..QueueOptions::default()
+            },
+        )
+        .await;
+    let batch = (0..COUNT)
+        .map(|i| Outgoing::new("", &queue, Message::new(i.to_string()).persistent()))
+        .collect();
+    let results = b.publish_batch(batch).await;
+    assert_eq!(routed(&results), vec![true; COUNT]);
+    assert_eq!(depth(b, &queue).await, COUNT as u64);
+    let mut consumer = consume(b, &queue, 256).await;
+    let mut seen = Vec::with_capacity(COUNT);
+    for _ in 0..COUNT {
+        let delivery = next(&mut consumer).await;
+        seen.push(text(&delivery).parse::<usize>().unwrap());
+        delivery.ack().await.unwrap();
+    }
+    nothing_more(&mut consumer).await;
+    // One queue, one publisher: FIFO, each once.
+    assert_eq!(seen, (0..COUNT).collect::<Vec<_>>());
+}
+
+async fn empty_publish_batch_answers_nothing(t: &Fixture) {
+    assert!(t.broker().publish_batch(Vec::new()).await.is_empty());
+}
+
 // ------------------------------------------------------------------- harness
 
 macro_rules! conformance_cases {
@@ -880,6 +991,11 @@ macro_rules! queue_conformance {
                 purge_removes_ready_messages,
                 deleting_a_queue_ends_its_consumers,
                 properties_round_trip,
+                publish_batch_answers_in_order,
+                publish_batch_mixes_routed_and_unrouted,
+                publish_batch_to_missing_exchange_is_not_found,
+                publish_batch_of_a_thousand_arrives_exactly_once,
+                empty_publish_batch_answers_nothing,
             );
         }
     };

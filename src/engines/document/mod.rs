@@ -27,7 +27,14 @@
 //!   $gt $gte $lt $lte $and $or $not $in $size $arrayElemAt $max $min $sum
 //!   $avg` (`$dateToString` with `UTC` and `±HH:MM` offsets, not named time
 //!   zones).
-//! - Indexes: single and compound, unique, named.
+//! - Indexes: single and compound, unique, named, and TTL indexes
+//!   ([`IndexSpec::expire_after`], MongoDB's `expireAfterSeconds`) on one
+//!   date field. Expiry is a background sweep, not a read-time filter: an
+//!   expired document stays visible until the next sweep, which runs every
+//!   60 seconds on both engines (mongod's TTL monitor; the embedded store's
+//!   sweeper thread, whose sweep
+//!   [`sweep_expired`](embedded::EmbeddedDocumentStore::sweep_expired) also
+//!   runs on demand).
 //! - Collection validators: `$jsonSchema` with `bsonType`, `required` and
 //!   `properties`.
 //!
@@ -45,12 +52,14 @@
 //!
 //! [`ErrorKind::Unsupported`]: crate::error::ErrorKind::Unsupported
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bson::{Bson, Document};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub mod embedded;
 pub mod mongodb;
@@ -129,6 +138,13 @@ pub struct IndexSpec {
     pub name: Option<String>,
     /// Reject a second document with the same key (missing counts as null).
     pub unique: bool,
+    /// A TTL index (MongoDB's `expireAfterSeconds`): a document whose one
+    /// key field holds a date older than `now - expire_after` is deleted by
+    /// a background sweep (for an array of dates, its earliest counts). A
+    /// document where the field is missing or not a date never expires.
+    /// Whole seconds, at most `i32::MAX`; the index must have exactly one
+    /// key, not `_id`. See [`IndexSpec::check_ttl`].
+    pub expire_after: Option<Duration>,
 }
 
 impl IndexSpec {
@@ -138,7 +154,47 @@ impl IndexSpec {
             keys,
             name: None,
             unique: false,
+            expire_after: None,
         }
+    }
+
+    /// Makes it a TTL index: documents expire `after` the date in its field.
+    pub fn expire_after(mut self, after: Duration) -> Self {
+        self.expire_after = Some(after);
+        self
+    }
+
+    /// Checks a TTL index's shape, as MongoDB does, so every store refuses
+    /// the same specs: `InvalidInput` for more than one key, for `_id`, and
+    /// for an `expire_after` that is not whole seconds within `0..=i32::MAX`
+    /// (MongoDB's `expireAfterSeconds` range). A spec without
+    /// `expire_after` passes.
+    pub fn check_ttl(&self) -> Result<()> {
+        let Some(after) = self.expire_after else {
+            return Ok(());
+        };
+        if self.keys.len() != 1 {
+            return Err(Error::invalid(format!(
+                "a TTL index (expire_after) takes exactly one key, not {}: {}",
+                self.keys.len(),
+                self.keys
+            ))
+            .with_field("expire_after"));
+        }
+        if self.keys.contains_key("_id") {
+            return Err(Error::invalid(
+                "the field 'expireAfterSeconds' is not valid for an _id index specification",
+            )
+            .with_field("expire_after"));
+        }
+        if after.subsec_nanos() != 0 || after.as_secs() > i32::MAX as u64 {
+            return Err(Error::invalid(format!(
+                "expire_after must be whole seconds between 0 and {}, not {after:?}",
+                i32::MAX
+            ))
+            .with_field("expire_after"));
+        }
+        Ok(())
     }
 
     /// Makes the index unique.
@@ -279,7 +335,10 @@ pub trait DocumentStore: Send + Sync + std::fmt::Debug {
     /// Creates an index and returns its name. Creating the same index again
     /// is a no-op; an index whose keys exist under another definition fails
     /// with `Conflict`. Creating a unique index over existing duplicates fails
-    /// with `Conflict` and creates nothing.
+    /// with `Conflict` and creates nothing. A TTL index
+    /// ([`IndexSpec::expire_after`]) redeclared with another `expire_after`
+    /// fails with `Conflict` (MongoDB's `IndexOptionsConflict`); one of the
+    /// wrong shape with `InvalidInput` ([`IndexSpec::check_ttl`]).
     async fn create_index(&self, collection: &str, index: IndexSpec) -> Result<String>;
 
     /// The collection's indexes, `_id_` first.

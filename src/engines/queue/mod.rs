@@ -465,9 +465,15 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// Publishes every message of `batch` with many confirmations in
     /// flight at once, and answers each message's fate, in the order given:
     /// the result at index `i` is what [`Broker::publish`] would have said
-    /// of message `i`. One message's failure does not stop the others being
-    /// tried, though on RabbitMQ a refused one (unknown exchange) closes the
-    /// channel and fails those sent after it on the same channel.
+    /// of message `i` (`routed: false` when no queue took it, `NotFound`
+    /// when its exchange does not exist). One message's failure does not
+    /// stop the others being tried. An empty batch answers an empty `Vec`.
+    ///
+    /// Not atomic: each message is enqueued or not on its own, and a batch
+    /// is never retried as a whole. When the broker's connection (or, on
+    /// RabbitMQ, the publishing channel, say because an exchange was deleted
+    /// during the batch) is lost before a message is confirmed, that message
+    /// fails with `Unavailable` and may or may not have been enqueued.
     async fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<Published>> {
         let mut results = Vec::with_capacity(batch.len());
         for item in batch {

@@ -251,6 +251,7 @@ impl Collection {
     /// unique index must hold over the documents already stored.
     pub(crate) fn check_index(&self, name: &str, spec: &IndexSpec) -> Result<IndexPlan> {
         let pattern = KeyPattern::parse(&spec.keys)?;
+        spec.check_ttl()?;
         let index_name = spec.effective_name();
         if is_id_pattern(&spec.keys) {
             if spec.unique {
@@ -273,7 +274,11 @@ impl Collection {
         for existing in &self.indexes {
             let same_name = existing.name() == index_name;
             let same_keys = existing.spec().keys == spec.keys;
-            if same_name && same_keys && existing.spec().unique == spec.unique {
+            if same_name
+                && same_keys
+                && existing.spec().unique == spec.unique
+                && existing.spec().expire_after == spec.expire_after
+            {
                 return Ok(IndexPlan::Exists(index_name));
             }
             if same_name {
@@ -294,6 +299,7 @@ impl Collection {
                 keys: spec.keys.clone(),
                 name: Some(index_name.clone()),
                 unique: spec.unique,
+                expire_after: spec.expire_after,
             },
             pattern,
         );

@@ -46,6 +46,11 @@
 //!   stable. A `limit` of 0 means no limit, as in MongoDB. A find sorted by
 //!   `_id` alone walks the `_id` map from the filter's `_id` bounds, so
 //!   keyset pages ([`DocumentStoreExt::find_batches`]) cost their own size.
+//! - TTL indexes: a sweeper thread (holding the store weakly, stopped
+//!   when it is dropped) deletes expired documents every
+//!   [`TTL_SWEEP_INTERVAL`], under the write lock and through the log like
+//!   any delete; [`EmbeddedDocumentStore::sweep_expired`] runs one sweep
+//!   on demand.
 //! - Memory: every document is held decoded (about 1.5 KiB for a typical
 //!   model config; `docs/engines.md` has the measurements).
 //!
@@ -78,9 +83,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::{
+    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bson::oid::ObjectId;
@@ -103,6 +111,10 @@ use collection::{Collection, Database, ID_INDEX, IndexPlan};
 use plan::Query;
 use record::Change;
 use writer::{Ack, Command, Failure};
+
+/// How often the sweeper thread deletes documents TTL indexes expire: every
+/// 60 s, as mongod's TTL monitor.
+pub const TTL_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The log is compacted once it is larger than this and than twice the live
 /// data: small stores are not worth rewriting.
@@ -167,7 +179,61 @@ struct Inner {
     shared: Arc<Shared>,
     options: EmbeddedDocumentOptions,
     writer: Option<JoinHandle<()>>,
+    sweeper: Option<Sweeper>,
     _lock: storage::DirLock,
+}
+
+/// The thread that deletes expired documents every [`TTL_SWEEP_INTERVAL`].
+struct Sweeper {
+    /// Dropped to stop the thread.
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sweeper {
+    /// Starts the thread; it holds the store weakly, so it does not keep it
+    /// open.
+    fn spawn(store: Weak<Inner>) -> Result<Sweeper> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("strata-docs-ttl".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TTL_SWEEP_INTERVAL)
+                {
+                    let Some(inner) = store.upgrade() else { return };
+                    let store = EmbeddedDocumentStore { inner };
+                    // The records are written whether or not their
+                    // acknowledgements are awaited.
+                    match store.expire(bson::DateTime::now()) {
+                        Ok((0, _)) => {}
+                        Ok((deleted, _)) => {
+                            tracing::debug!(dir = %store.dir().display(), deleted, "deleted expired documents");
+                        }
+                        Err(e) => {
+                            tracing::warn!(dir = %store.dir().display(), error = %e, "could not delete expired documents");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::internal(format!("starting the TTL sweeper thread: {e}")))?;
+        Ok(Sweeper {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take()
+            // The sweeper may hold the last handle itself, and then drops
+            // the store on its own thread: it must not wait for itself.
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the store's handles, the writer thread's commands and the
@@ -235,6 +301,7 @@ fn poisoned() -> Error {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        drop(self.sweeper.take());
         self.shared.cancel.store(true, Ordering::Relaxed);
         let compaction = self.shared.lock_compaction().thread.take();
         if let Some(thread) = compaction {
@@ -380,14 +447,24 @@ impl EmbeddedDocumentStore {
             #[cfg(test)]
             faults,
         };
-        Ok(EmbeddedDocumentStore {
-            inner: Arc::new(Inner {
+        let mut failed = None;
+        let inner = Arc::new_cyclic(|weak| {
+            let sweeper = Sweeper::spawn(weak.clone())
+                .map_err(|e| failed = Some(e))
+                .ok();
+            Inner {
                 shared: Arc::new(shared),
                 options,
                 writer: Some(thread),
+                sweeper,
                 _lock: lock,
-            }),
-        })
+            }
+        });
+        match failed {
+            // Dropping `inner` stops the writer and unlocks the directory.
+            Some(e) => Err(op(e)),
+            None => Ok(EmbeddedDocumentStore { inner }),
+        }
     }
 
     /// The data directory.
@@ -419,6 +496,67 @@ impl EmbeddedDocumentStore {
                 return result;
             }
         }
+    }
+
+    /// Deletes, now, every document a TTL index
+    /// ([`IndexSpec::expire_after`]) says has expired, and returns how many
+    /// once their deletion is in the log. The sweeper thread does the same
+    /// every [`TTL_SWEEP_INTERVAL`] (60 s, as mongod's TTL monitor); this
+    /// runs a sweep on demand (tests, `strata` commands).
+    ///
+    /// A document expires when the indexed field holds a date (for an array,
+    /// its earliest date) before `now - expire_after`; a missing field or
+    /// one of another type never expires. The deletions go through the log
+    /// like any `delete`, one record per collection, so they survive a
+    /// restart.
+    pub async fn sweep_expired(&self) -> Result<u64> {
+        let op = |e: Error| e.with_operation("sweep_expired").with_target(self.target());
+        let (deleted, acks) = self.expire(bson::DateTime::now()).map_err(op)?;
+        for ack in acks {
+            durable(Some(ack)).await.map_err(op)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the documents expired at `now`; how many, and the
+    /// acknowledgements of their records.
+    fn expire(&self, now: bson::DateTime) -> Result<(u64, Vec<Ack>)> {
+        let mut state = self.write()?;
+        let mut expired: Vec<(String, Vec<Bson>)> = Vec::new();
+        for name in state.db.names() {
+            let Some(coll) = state.db.collection(&name) else {
+                continue;
+            };
+            // By slot: a document two TTL indexes expire is deleted once.
+            let mut ids: std::collections::BTreeMap<u64, Bson> = Default::default();
+            for index in coll.indexes() {
+                let spec = index.spec();
+                let (Some(after), Some(field)) = (spec.expire_after, spec.keys.keys().next())
+                else {
+                    continue;
+                };
+                let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+                let cutoff =
+                    bson::DateTime::from_millis(now.timestamp_millis().saturating_sub(after));
+                // `$lt` a date matches dates only (and an array holding
+                // one), as MongoDB's type bracketing has it.
+                let filter = Query::parse(bson::doc! {field.as_str(): {"$lt": cutoff}})?;
+                for (slot, doc) in plan::matching(coll, &filter, None) {
+                    ids.entry(slot).or_insert_with(|| id_of(doc));
+                }
+            }
+            if !ids.is_empty() {
+                expired.push((name, ids.into_values().collect()));
+            }
+        }
+        let mut deleted = 0;
+        let mut acks = Vec::with_capacity(expired.len());
+        for (collection, ids) in expired {
+            deleted += ids.len() as u64;
+            let change = Change::Delete { collection, ids };
+            acks.push(self.commit(&mut state, change, Vec::new())?);
+        }
+        Ok((deleted, acks))
     }
 
     /// Size of the log in bytes once every acknowledged write is in it (for

@@ -95,15 +95,19 @@ pub(crate) fn encode(lsn: u64, change: &Change, encoded: &[Vec<u8>]) -> Result<V
             false,
         ),
         Change::DropDatabase => (doc! {"lsn": lsn, "op": "drop_database"}, false),
-        Change::CreateIndex { collection, spec } => (
-            doc! {
+        Change::CreateIndex { collection, spec } => {
+            let mut h = doc! {
                 "lsn": lsn, "op": "create_index", "c": collection,
                 "keys": spec.keys.clone(),
                 "name": spec.effective_name(),
                 "unique": spec.unique,
-            },
-            false,
-        ),
+            };
+            // Absent in records of stores from before TTL indexes.
+            if let Some(after) = spec.expire_after {
+                h.insert("expire_after_secs", after.as_secs() as i64);
+            }
+            (h, false)
+        }
         Change::DropIndex { collection, name } => (
             doc! {"lsn": lsn, "op": "drop_index", "c": collection, "name": name},
             false,
@@ -210,12 +214,24 @@ pub(crate) fn decode(payload: &[u8]) -> std::result::Result<Decoded, String> {
                 .get_str("name")
                 .map_err(|_| "create_index record has no name".to_string())?;
             let unique = header.get_bool("unique").unwrap_or(false);
+            let expire_after = match header.get("expire_after_secs") {
+                None => None,
+                Some(Bson::Int64(secs)) if *secs >= 0 => {
+                    Some(std::time::Duration::from_secs(*secs as u64))
+                }
+                Some(other) => {
+                    return Err(format!(
+                        "create_index record has a bad expire_after_secs: {other}"
+                    ));
+                }
+            };
             Change::CreateIndex {
                 collection: name()?,
                 spec: IndexSpec {
                     keys,
                     name: Some(index_name.to_string()),
                     unique,
+                    expire_after,
                 },
             }
         }

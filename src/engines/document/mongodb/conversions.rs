@@ -117,6 +117,8 @@ pub(super) fn index_model(spec: &IndexSpec) -> IndexModel {
     if spec.unique {
         options.unique = Some(true);
     }
+    // Sent as `expireAfterSeconds` (whole seconds, checked by `check_ttl`).
+    options.expire_after = spec.expire_after;
     IndexModel::builder()
         .keys(spec.keys.clone())
         .options(options)
@@ -125,14 +127,15 @@ pub(super) fn index_model(spec: &IndexSpec) -> IndexModel {
 
 /// strata's view of an index MongoDB lists.
 pub(super) fn index_spec(model: IndexModel) -> IndexSpec {
-    let (name, unique) = match &model.options {
-        Some(o) => (o.name.clone(), o.unique.unwrap_or(false)),
-        None => (None, false),
+    let (name, unique, expire_after) = match &model.options {
+        Some(o) => (o.name.clone(), o.unique.unwrap_or(false), o.expire_after),
+        None => (None, false, None),
     };
     IndexSpec {
         keys: model.keys,
         name,
         unique,
+        expire_after,
     }
 }
 

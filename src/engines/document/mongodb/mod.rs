@@ -545,6 +545,9 @@ impl DocumentStore for MongoDocumentStore {
                 .with_target(self.target_of(collection))
         };
         conversions::check_index_keys(&index.keys).map_err(op)?;
+        // MongoDB refuses these too, but with codes that also mean other
+        // things; checked here so both stores give the same kind.
+        index.check_ttl().map_err(op)?;
         let name = index.effective_name();
         let id_keys = conversions::same_keys(&index.keys, &doc! {"_id": 1});
         if id_keys {
@@ -564,7 +567,11 @@ impl DocumentStore for MongoDocumentStore {
         for existing in self.list_indexes(collection).await.map_err(op)? {
             let existing_name = existing.effective_name();
             let same_keys = conversions::same_keys(&existing.keys, &index.keys);
-            if existing_name == name && same_keys && existing.unique == index.unique {
+            if existing_name == name
+                && same_keys
+                && existing.unique == index.unique
+                && existing.expire_after == index.expire_after
+            {
                 return Ok(name);
             }
             if existing_name == name {

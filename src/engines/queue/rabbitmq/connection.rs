@@ -10,7 +10,9 @@
 //!   with an error (AMQP closes the channel on `404`, `406`, ...) is never
 //!   used again: the next operation gets a fresh one. Holding a channel
 //!   exclusively also means a publish's confirm or return belongs to it
-//!   alone, and one bad publish cannot fail another's confirm.
+//!   alone, and one bad publish cannot fail another's confirm. A
+//!   `publish_batch` holds one confirm channel for its whole batch the same
+//!   way, so only its own messages share the channel's fate.
 //! - Recovery is lazy: [`Connector::link`] checks the connection before each
 //!   operation and, when it is gone (broker restart, forced close, missed
 //!   heartbeats), opens a new one, retrying with exponential backoff and

@@ -35,6 +35,15 @@ pub(super) fn reply_code(error: &lapin::Error) -> Option<u16> {
     }
 }
 
+/// The text of a broker-sent error (`NOT_FOUND - no exchange 'x' in vhost
+/// '/'`), if it is one.
+pub(super) fn reply_text(error: &lapin::Error) -> Option<&str> {
+    match error.kind() {
+        LapinKind::ProtocolError(amqp) => Some(amqp.get_message().as_str()),
+        _ => None,
+    }
+}
+
 /// Whether the error says the thing operated on does not exist.
 pub(super) fn is_not_found(error: &lapin::Error) -> bool {
     reply_code(error) == Some(code::NOT_FOUND)

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - `batch`: `publish_batch`, many confirms in flight on one channel.
 //! - `connection`: the connection, pools of channels, lazy reconnection.
 //! - `delivery`: the consumer stream and the ackers.
 //! - `convert`: field tables, message properties and `x-` arguments.
@@ -33,6 +34,13 @@
 //!   confirm, fails with `Unavailable` (retryable; the message may or may
 //!   not have been enqueued); a publish is never retried behind the caller's
 //!   back, since that could duplicate it.
+//! - `publish_batch` sends the whole batch on one such channel without
+//!   waiting, then awaits every confirm together, so one caller has many
+//!   confirms in flight; exchanges are checked first, so a missing one fails
+//!   only its own messages (`batch` has the details). Concurrent `publish`
+//!   calls keep one channel each, so that a refused publish (which closes its
+//!   channel) cannot fail another caller's confirm; a caller that needs
+//!   throughput batches instead.
 //! - `consume` opens a channel per consumer with `basic.qos(prefetch)`
 //!   (per consumer) and manual acknowledgement. Dropping the [`Consumer`]
 //!   cancels it and closes the channel, and RabbitMQ requeues its
@@ -62,6 +70,7 @@
 //! not used, since it would re-declare what was since deleted through
 //! another channel and non-durable queues a restarted broker rightly lost.
 
+mod batch;
 mod connection;
 mod convert;
 mod delivery;
@@ -86,7 +95,7 @@ use self::convert::short;
 use self::delivery::ConsumerStream;
 use super::{
     Broker, ConsumeOptions, Consumer, Delivery, ExchangeKind, ExchangeOptions, FieldTable, Message,
-    Published, QueueInfo, QueueOptions,
+    Outgoing, Published, QueueInfo, QueueOptions,
 };
 use crate::config::{RabbitConfig, redact_url, with_password};
 use crate::error::{Error, ErrorKind, Result};
@@ -471,6 +480,10 @@ impl Broker for RabbitBroker {
             .with_operation(OP)
             .with_target(self.target())),
         }
+    }
+
+    async fn publish_batch(&self, batch: Vec<Outgoing>) -> Vec<Result<Published>> {
+        self.publish_many(batch).await
     }
 
     async fn consume(&self, queue: &str, options: ConsumeOptions) -> Result<Consumer> {
