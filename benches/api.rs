@@ -121,7 +121,10 @@ fn bench(c: &mut Criterion) {
         let serving = strata::serving::Serving::open(&platform, &config.serving)
             .await
             .unwrap();
-        let router = api::router(platform, serving, &config.api);
+        let pipelines = strata::pipelines::Pipelines::open(&platform, &config.pipelines)
+            .await
+            .unwrap();
+        let router = api::router(platform, serving, pipelines, &config.api);
         (engines, router)
     });
 

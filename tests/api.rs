@@ -50,8 +50,11 @@ async fn setup_with(api_config: ApiConfig) -> Api {
     let serving = strata::serving::Serving::open(&platform, &config.serving)
         .await
         .expect("open serving");
+    let pipelines = strata::pipelines::Pipelines::open(&platform, &config.pipelines)
+        .await
+        .expect("open the pipelines");
     Api {
-        router: api::router(platform.clone(), serving, &api_config),
+        router: api::router(platform.clone(), serving, pipelines, &api_config),
         engines,
         platform,
         _dir: dir,
@@ -1524,9 +1527,9 @@ async fn openapi_document_states_every_limit() {
         "limits missing from the document:\n{}",
         missing.join("\n")
     );
-    // Nine routes take a model id in the path (one of them a model id or
+    // Ten routes take a model id in the path (one of them a model id or
     // an alias), one in a query, two in a body.
-    assert_eq!(model_ids, 12);
+    assert_eq!(model_ids, 13);
 
     let schemas = &doc["components"]["schemas"];
     assert!(

@@ -589,7 +589,10 @@ async fn http_get(platform: &Platform, uri: &str) -> (u16, serde_json::Value) {
     let serving = strata::serving::Serving::open(platform, &config.serving)
         .await
         .unwrap();
-    let router = strata::api::router(platform.clone(), serving, &config.api);
+    let pipelines = strata::pipelines::Pipelines::open(platform, &config.pipelines)
+        .await
+        .unwrap();
+    let router = strata::api::router(platform.clone(), serving, pipelines, &config.api);
     let request = axum::http::Request::builder()
         .uri(uri)
         .body(axum::body::Body::empty())

@@ -37,8 +37,11 @@ async fn setup(serving: ServingConfig) -> Api {
     let serving = Serving::open(&platform, &config.serving)
         .await
         .expect("serving");
+    let pipelines = strata::pipelines::Pipelines::open(&platform, &config.pipelines)
+        .await
+        .expect("pipelines");
     Api {
-        router: api::router(platform, serving, &ApiConfig::default()),
+        router: api::router(platform, serving, pipelines, &ApiConfig::default()),
         _dir: dir,
     }
 }

@@ -431,6 +431,10 @@ pub(crate) mod params {
     }
 
     param_schema!(
+        /// A dead letter's id in a path.
+        DeadLetterId => dead_letter_id()
+    );
+    param_schema!(
         /// A dataset's name in a path.
         DatasetName => dataset_name()
     );
@@ -505,6 +509,52 @@ pub(crate) mod params {
             .description(Some("The saga's id, a lower-case UUID."))
             .build()
     );
+}
+
+/// A dead-letter filter's text (a queue's name, a piece of an error).
+pub(crate) fn dead_letter_text() -> Object {
+    string(
+        QUERY_TEXT_PATTERN,
+        1,
+        200,
+        "1 to 200 characters without control characters.",
+    )
+    .build()
+}
+
+/// A dead letter's id: a lower-case UUID.
+pub(crate) fn dead_letter_id() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(SAGA_ID_PATTERN))
+        .min_length(Some(36))
+        .max_length(Some(36))
+        .description(Some("The dead letter's id, a lower-case UUID."))
+        .build()
+}
+
+/// Dead letters' ids: 1 to 1000 of them.
+pub(crate) fn dead_letter_ids() -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(dead_letter_id())
+        .min_items(Some(1))
+        .max_items(Some(1000))
+        .description(Some("Only these dead letters, by id."))
+        .build()
+        .into()
+}
+
+/// Checks a dead letter's id.
+pub(crate) fn check_dead_letter_id(value: &str) -> Result<()> {
+    if is_valid_saga_id(value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "`{value}` is not a dead letter id (a lower-case UUID)"
+        ))
+        .with_field("id"))
+    }
 }
 
 /// A filter of the run search language, in a query.

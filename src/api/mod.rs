@@ -65,6 +65,7 @@ use crate::serving::ratelimit::{self, Group, RateLimiter};
 pub mod aliases;
 pub mod analytics;
 pub mod datasets;
+pub mod dead_letters;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -85,6 +86,8 @@ pub struct ApiState {
     pub platform: Platform,
     /// The serving services (features, predictions, leaderboard).
     pub serving: Serving,
+    /// The pipelines (events, tasks, dead letters).
+    pub pipelines: crate::pipelines::Pipelines,
     /// How long `/readyz` waits for each engine's ping.
     pub ping_timeout: Duration,
 }
@@ -121,7 +124,12 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 
 /// The API's router over `platform`, with the body limit and request
 /// timeout of `config`.
-pub fn router(platform: Platform, serving: Serving, config: &ApiConfig) -> Router {
+pub fn router(
+    platform: Platform,
+    serving: Serving,
+    pipelines: crate::pipelines::Pipelines,
+    config: &ApiConfig,
+) -> Router {
     let limiter = serving
         .rate_limiter()
         .config()
@@ -130,6 +138,7 @@ pub fn router(platform: Platform, serving: Serving, config: &ApiConfig) -> Route
     let state = ApiState {
         platform,
         serving,
+        pipelines,
         // Readiness must answer within the request timeout, with room to
         // build the answer.
         ping_timeout: config.request_timeout.mul_f64(0.8),
@@ -301,6 +310,14 @@ fn route_table(table: RouteTable) -> RouteTable {
             "/v1/models/{model_id}/predict",
             serving::predict,
         )
+        .add(Method::GET, "/v1/dead-letters", dead_letters::list)
+        .add(Method::GET, "/v1/dead-letters/{id}", dead_letters::get)
+        .add(
+            Method::POST,
+            "/v1/dead-letters/replay",
+            dead_letters::replay,
+        )
+        .add(Method::POST, "/v1/dead-letters/purge", dead_letters::purge)
         .add(Method::GET, "/v1/leaderboard", serving::leaderboard)
         .add(Method::GET, "/v1/leaderboard/{model_id}", serving::standing)
         .add(Method::GET, "/v1/feature-views", serving::list_views)

@@ -6,7 +6,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{aliases, analytics, datasets, error, health, limits, models, runs, sagas, serving};
+use super::{
+    aliases, analytics, datasets, dead_letters, error, health, limits, models, runs, sagas, serving,
+};
 
 /// The API's OpenAPI description.
 #[derive(Debug, OpenApi)]
@@ -23,6 +25,7 @@ use super::{aliases, analytics, datasets, error, health, limits, models, runs, s
         serving::predict, serving::leaderboard, serving::standing,
         serving::list_views, serving::get_view, serving::put_view,
         serving::put_features, serving::get_features, serving::batch,
+        dead_letters::list, dead_letters::get, dead_letters::replay, dead_letters::purge,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail,
@@ -37,6 +40,7 @@ use super::{aliases, analytics, datasets, error, health, limits, models, runs, s
         (name = "models", description = "A model across engines and its flexible config"),
         (name = "sagas", description = "Operations spanning engines, and where they stand"),
         (name = "features", description = "Feature views, and features served with their freshness"),
+        (name = "pipelines", description = "Async pipelines: the dead letters they keep, to query, replay or purge"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -14,12 +14,14 @@ use crate::config::{Config, Sources};
 use crate::error::{Error, ErrorKind, Result};
 
 pub mod demo;
+mod dlq;
 mod doctor;
 mod inspect;
 mod migrate;
 mod output;
 mod seed;
 mod serve;
+mod worker;
 
 /// strata: the data plane of an ML platform, on embedded engines or on
 /// PostgreSQL + MongoDB + Redis + RabbitMQ, switched by configuration.
@@ -107,6 +109,12 @@ enum Command {
     /// Copy training runs into the document engine, verify, reconcile.
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
+    /// Run every pipeline consumer and the outbox relay until SIGINT or
+    /// SIGTERM (what `strata serve` also runs, unless `--no-worker`).
+    Worker(worker::WorkerArgs),
+    /// The pipelines' dead letters: list, show, replay, purge.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 /// Parses the command line, runs the command and returns the exit status.
@@ -191,6 +199,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Seed(args) => seed::run(&config, args, json).await,
         Command::Serve(args) => serve::run(&config, args).await,
         Command::Migrate(cmd) => migrate::run(&config, cmd, json).await,
+        Command::Worker(args) => worker::run(&config, args).await,
+        Command::Dlq(cmd) => dlq::run(&config, cmd, json).await,
     }
 }
 

@@ -4,6 +4,8 @@
 //! socket is bound (with the real port when `:0` asked for any), serves
 //! within the bounds of the `api` section ([`crate::api::server`]),
 //! finishes in the background the sagas that other processes left open,
+//! runs the pipeline consumers and the outbox relay (unless `--no-worker`;
+//! see [`super::worker`]),
 //! and on SIGINT or SIGTERM stops accepting, lets requests in flight finish
 //! and the sagas they started end (within `api.request_timeout`; any still
 //! open are finished by the next strata process), closes the relational
@@ -17,7 +19,10 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pipelines::Pipelines;
 use crate::platform::Platform;
+
+use super::worker::Background;
 use crate::serving::Serving;
 
 /// Options of `strata serve`.
@@ -27,6 +32,14 @@ pub(crate) struct ServeArgs {
     /// picks a free port, printed once bound.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Serve the API only: run no pipeline consumer and no outbox relay in
+    /// this process (run `strata worker` beside it).
+    #[arg(long)]
+    no_worker: bool,
+    /// Messages handled at once per queue by the embedded worker; overrides
+    /// `pipelines.concurrency`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), conflicts_with = "no_worker")]
+    concurrency: Option<u16>,
 }
 
 pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
@@ -52,8 +65,17 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
         Ok(false) => {}
         Err(e) => tracing::warn!("the leaderboard could not be rebuilt now: {e}"),
     }
-    let router = api::router(platform.clone(), serving, &config.api);
+    let pipelines = Pipelines::open(&platform, &config.pipelines).await?;
+    let background = if args.no_worker {
+        None
+    } else {
+        Some(Background::start(&platform, &serving, &pipelines, args.concurrency).await?)
+    };
+    let router = api::router(platform.clone(), serving, pipelines, &config.api);
     api::serve(listener, router, &config.api, shutdown_signal()).await?;
+    if let Some(background) = background {
+        background.stop().await?;
+    }
     platform.close(config.api.request_timeout).await?;
     eprintln!("strata: stopped");
     Ok(ExitCode::SUCCESS)
@@ -61,7 +83,7 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM. If a handler cannot be
 /// installed, that signal is logged and never fires; the other still works.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for SIGINT: {e}");

@@ -21,6 +21,7 @@ use crate::platform::Platform;
 pub mod config;
 pub mod dead_letters;
 pub mod envelope;
+pub mod handlers;
 pub mod publisher;
 pub mod topology;
 pub mod worker;
