@@ -22,6 +22,7 @@ mod m20261122_000002_registry;
 mod m20261201_000003_run_order_indexes;
 mod m20261201_000010_sagas;
 mod m20261201_000020_fences;
+mod m20261201_000030_customers;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_run_order_indexes::Migration),
             Box::new(m20261201_000010_sagas::Migration),
             Box::new(m20261201_000020_fences::Migration),
+            Box::new(m20261201_000030_customers::Migration),
         ]
     }
 }
