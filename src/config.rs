@@ -69,6 +69,9 @@ pub struct Config {
     pub cache: crate::cache::CacheSettings,
     /// Online serving: features, predictions, rate limits.
     pub serving: crate::serving::ServingConfig,
+    /// Customer analytics: segments, churn, lifetime value,
+    /// recommendations (`crate::analytics`).
+    pub analytics: AnalyticsConfig,
 }
 
 impl Default for Config {
@@ -84,7 +87,92 @@ impl Default for Config {
             layers: LayersConfig::default(),
             cache: crate::cache::CacheSettings::default(),
             serving: crate::serving::ServingConfig::default(),
+            analytics: AnalyticsConfig::default(),
         }
+    }
+}
+
+/// The thresholds and windows of the customer analytics
+/// (`crate::analytics`, docs/analytics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// A customer without an order for this long is `DORMANT`.
+    #[serde(with = "humantime_serde")]
+    pub dormant_after: Duration,
+    /// The churn label: a customer churned when they bought nothing in
+    /// this window after the training cutoff (the cutoff is the window
+    /// before the data's latest order).
+    #[serde(with = "humantime_serde")]
+    pub churn_window: Duration,
+    /// A churn probability above this is `AT_RISK` (0 to 1).
+    pub at_risk_probability: f64,
+    /// The top fraction of customers by lifetime value is `VIP` (0 to 1).
+    pub vip_fraction: f64,
+    /// A lifetime value at or above this is `VIP` whatever the fraction.
+    pub vip_ltv: f64,
+    /// Expected customer lifetime in years, the third factor of the
+    /// lifetime value.
+    pub lifetime_years: f64,
+    /// Co-purchased products kept per product in the model.
+    pub co_purchases_top: usize,
+    /// Popular products kept per segment in the model.
+    pub popular_top: usize,
+    /// Percent of customers (by a hash of their id) held out of training
+    /// to evaluate the churn model (1 to 99).
+    pub holdout_percent: u32,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            dormant_after: Duration::from_secs(90 * 86_400),
+            churn_window: Duration::from_secs(90 * 86_400),
+            at_risk_probability: 0.5,
+            vip_fraction: 0.1,
+            vip_ltv: 50_000.0,
+            lifetime_years: 3.0,
+            co_purchases_top: 20,
+            popular_top: 20,
+            holdout_percent: 30,
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    /// Refuses values the analytics cannot use, naming the key.
+    pub fn check(&self) -> Result<()> {
+        let bad = |key: &str, what: &str| {
+            Err(Error::new(
+                ErrorKind::Config,
+                format!("analytics.{key} must be {what}"),
+            ))
+        };
+        if self.dormant_after.is_zero() {
+            return bad("dormant_after", "above zero");
+        }
+        if self.churn_window.is_zero() {
+            return bad("churn_window", "above zero");
+        }
+        if !(0.0..=1.0).contains(&self.at_risk_probability) {
+            return bad("at_risk_probability", "between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&self.vip_fraction) {
+            return bad("vip_fraction", "between 0 and 1");
+        }
+        if !self.vip_ltv.is_finite() || self.vip_ltv < 0.0 {
+            return bad("vip_ltv", "finite and not negative");
+        }
+        if !self.lifetime_years.is_finite() || self.lifetime_years <= 0.0 {
+            return bad("lifetime_years", "finite and above zero");
+        }
+        if self.co_purchases_top == 0 || self.popular_top == 0 {
+            return bad("co_purchases_top and popular_top", "at least 1");
+        }
+        if !(1..=99).contains(&self.holdout_percent) {
+            return bad("holdout_percent", "between 1 and 99");
+        }
+        Ok(())
     }
 }
 
@@ -718,6 +806,7 @@ impl Config {
         // Every cache's defaults and the rate limits, refused by key name.
         self.cache.check()?;
         self.serving.rate_limits.check()?;
+        self.analytics.check()?;
         if self.relational.min_connections > self.relational.max_connections {
             return Err(Error::new(
                 ErrorKind::Config,

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeZone, Utc};
 use strata::ErrorKind;
-use strata::config::SagasConfig;
+use strata::analytics::population::{self, seed_population};
+use strata::analytics::{Analytics, Segment};
+use strata::config::{AnalyticsConfig, SagasConfig};
 use strata::engines::Engines;
 use strata::platform::Platform;
 use strata::platform::customers::{Created, NewUser, Order};
@@ -23,6 +25,8 @@ macro_rules! all_cases {
             bad_input_names_its_field,
             record_order_is_idempotent_under_concurrent_writers,
             profile_and_revenue_by_country_join_users_to_countries,
+            the_models_find_the_planted_signal_and_the_report_is_the_same_everywhere,
+            no_orders_is_not_found,
         );
     };
 }
@@ -239,4 +243,85 @@ async fn profile_and_revenue_by_country_join_users_to_countries(engines: Engines
     let u1 = history.iter().find(|h| h.user_id == "u-1").unwrap();
     assert_eq!((u1.orders, u1.last_order_at), (1, Some(at(2))));
     assert_eq!(customers.latest_order_at().await.unwrap(), Some(at(5)));
+}
+
+async fn the_models_find_the_planted_signal_and_the_report_is_the_same_everywhere(
+    engines: Engines,
+) {
+    let platform = platform(&engines).await;
+    let seeded = seed_population(&platform, 400, 20_000, 42, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((seeded.users_added, seeded.events_added), (400, 20_000));
+    // Seeding again adds nothing.
+    let again = seed_population(&platform, 400, 20_000, 42, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.users_added, again.events_added, again.orders_added),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        engines
+            .documents
+            .count(population::EVENTS, bson::doc! {})
+            .await
+            .unwrap(),
+        20_000
+    );
+
+    let analytics = Analytics::new(&platform, AnalyticsConfig::default());
+    assert_eq!(analytics.load().await.unwrap(), None);
+    let trained = analytics.train().await.unwrap();
+    let report = &trained.report;
+
+    let churn = &report.churn;
+    let (auc, recency) = (churn.auc.unwrap(), churn.recency_auc.unwrap());
+    assert!(auc > 0.7, "churn AUC {auc}");
+    assert!(auc > recency, "churn AUC {auc} vs recency alone {recency}");
+    let recs = &report.recommendations;
+    assert!(
+        recs.precision > recs.popularity_precision,
+        "precision@10 {} vs popularity {}",
+        recs.precision,
+        recs.popularity_precision
+    );
+
+    let (users, orders) = platform.customers().counts().await.unwrap();
+    assert_eq!(report.users, users);
+    assert_eq!(report.orders, orders);
+    assert_eq!(report.segments.iter().map(|s| s.users).sum::<i64>(), users);
+    let by_country: f64 = report.countries.iter().map(|c| c.revenue).sum();
+    assert!(
+        (by_country - report.revenue).abs() < 0.01,
+        "{by_country} vs {}",
+        report.revenue
+    );
+    let by_segment: f64 = report.segments.iter().map(|s| s.revenue).sum();
+    assert!((by_segment - report.revenue).abs() < 0.01);
+
+    // The stored model reads back equal, and scores a customer.
+    assert_eq!(analytics.load().await.unwrap(), Some(trained.model.clone()));
+    let scores = analytics.score_user("u-000001").await.unwrap();
+    assert!((0.0..=1.0).contains(&scores.churn_probability));
+    assert_eq!(scores.recommendations.len(), 10);
+    assert!(Segment::ALL.contains(&scores.segment));
+    let unknown = analytics.score_user("u-999999").await.unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::NotFound);
+
+    // One snapshot for both profiles.
+    insta::assert_snapshot!("report", report.rounded(3).render());
+}
+
+async fn no_orders_is_not_found(engines: Engines) {
+    let platform = platform(&engines).await;
+    let analytics = Analytics::new(&platform, AnalyticsConfig::default());
+    assert_eq!(
+        analytics.evaluate().await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        analytics.score_user("u-000001").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }

@@ -30,7 +30,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QueryResult, Set, Statement, TransactionTrait, Value,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engines::relational::{begin_write, map_db_err};
 use crate::error::{Error, ErrorKind, Result};
@@ -136,7 +136,7 @@ pub struct Order {
 }
 
 /// Revenue of the customers of one country.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CountryRevenue {
     /// ISO code.
     pub country_code: String,
