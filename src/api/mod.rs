@@ -87,6 +87,8 @@ pub struct ApiState {
     pub serving: Serving,
     /// How long `/readyz` waits for each engine's ping.
     pub ping_timeout: Duration,
+    /// The customer analytics' thresholds.
+    pub analytics: crate::config::AnalyticsConfig,
 }
 
 /// When a request must be answered by: set by the request-timeout layer,
@@ -120,8 +122,18 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 }
 
 /// The API's router over `platform`, with the body limit and request
-/// timeout of `config`.
+/// timeout of `config`, and the default analytics thresholds.
 pub fn router(platform: Platform, serving: Serving, config: &ApiConfig) -> Router {
+    router_with(platform, serving, config, Default::default())
+}
+
+/// [`router`] with the analytics thresholds of the configuration.
+pub fn router_with(
+    platform: Platform,
+    serving: Serving,
+    config: &ApiConfig,
+    analytics: crate::config::AnalyticsConfig,
+) -> Router {
     let limiter = serving
         .rate_limiter()
         .config()
@@ -133,6 +145,7 @@ pub fn router(platform: Platform, serving: Serving, config: &ApiConfig) -> Route
         // Readiness must answer within the request timeout, with room to
         // build the answer.
         ping_timeout: config.request_timeout.mul_f64(0.8),
+        analytics,
     };
     let body_limit = usize::try_from(config.body_limit.as_u64()).unwrap_or(usize::MAX);
     route_table(RouteTable::default())
@@ -278,6 +291,7 @@ fn route_table(table: RouteTable) -> RouteTable {
             "/v1/analytics/frameworks",
             analytics::frameworks,
         )
+        .add(Method::GET, "/v1/analytics/report", analytics::report)
         .add(Method::GET, "/v1/models", models::list)
         .add(Method::GET, "/v1/models/{model_id}", models::info)
         .add(

@@ -52,7 +52,7 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
         Ok(false) => {}
         Err(e) => tracing::warn!("the leaderboard could not be rebuilt now: {e}"),
     }
-    let router = api::router(platform.clone(), serving, &config.api);
+    let router = api::router_with(platform.clone(), serving, &config.api, config.analytics);
     api::serve(listener, router, &config.api, shutdown_signal()).await?;
     platform.close(config.api.request_timeout).await?;
     eprintln!("strata: stopped");
