@@ -106,20 +106,27 @@ pub struct AnalyticsConfig {
     #[serde(with = "humantime_serde")]
     pub churn_window: Duration,
     /// A churn probability above this is `AT_RISK` (0 to 1).
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
     pub at_risk_probability: f64,
     /// The top fraction of customers by lifetime value is `VIP` (0 to 1).
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
     pub vip_fraction: f64,
     /// A lifetime value at or above this is `VIP` whatever the fraction.
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
     pub vip_ltv: f64,
     /// Expected customer lifetime in years, the third factor of the
     /// lifetime value.
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
     pub lifetime_years: f64,
     /// Co-purchased products kept per product in the model.
+    #[serde(deserialize_with = "crate::config::lenient::usize")]
     pub co_purchases_top: usize,
     /// Popular products kept per segment in the model.
+    #[serde(deserialize_with = "crate::config::lenient::usize")]
     pub popular_top: usize,
     /// Percent of customers (by a hash of their id) held out of training
     /// to evaluate the churn model (1 to 99).
+    #[serde(deserialize_with = "crate::config::lenient::u32")]
     pub holdout_percent: u32,
 }
 
