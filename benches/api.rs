@@ -124,7 +124,10 @@ fn bench(c: &mut Criterion) {
         let pipelines = strata::pipelines::Pipelines::open(&platform, &config.pipelines)
             .await
             .unwrap();
-        let router = api::router(platform, serving, pipelines, &config.api);
+        let scenario =
+            strata::analytics::scenario::Scenario::open(&platform, &pipelines, &config.analytics)
+                .unwrap();
+        let router = api::router(platform, serving, pipelines, scenario, &config.api);
         (engines, router)
     });
 

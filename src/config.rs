@@ -73,6 +73,9 @@ pub struct Config {
     pub pipelines: crate::pipelines::PipelinesConfig,
     /// The transactional outbox and its relay.
     pub outbox: OutboxConfig,
+    /// Customer analytics: segments, churn, lifetime value,
+    /// recommendations (`crate::analytics`).
+    pub analytics: AnalyticsConfig,
 }
 
 impl Default for Config {
@@ -90,7 +93,138 @@ impl Default for Config {
             serving: crate::serving::ServingConfig::default(),
             pipelines: crate::pipelines::PipelinesConfig::default(),
             outbox: OutboxConfig::default(),
+            analytics: AnalyticsConfig::default(),
         }
+    }
+}
+
+/// The thresholds and windows of the customer analytics
+/// (`crate::analytics`, docs/analytics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// A customer without an order for this long is `DORMANT`.
+    #[serde(with = "humantime_serde")]
+    pub dormant_after: Duration,
+    /// The churn label: a customer churned when they bought nothing in
+    /// this window after the training cutoff (the cutoff is the window
+    /// before the data's latest order).
+    #[serde(with = "humantime_serde")]
+    pub churn_window: Duration,
+    /// A churn probability above this is `AT_RISK` (0 to 1).
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
+    pub at_risk_probability: f64,
+    /// The top fraction of customers by lifetime value is `VIP` (0 to 1).
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
+    pub vip_fraction: f64,
+    /// A lifetime value at or above this is `VIP` whatever the fraction.
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
+    pub vip_ltv: f64,
+    /// Expected customer lifetime in years, the third factor of the
+    /// lifetime value.
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
+    pub lifetime_years: f64,
+    /// Co-purchased products kept per product in the model.
+    #[serde(deserialize_with = "crate::config::lenient::usize")]
+    pub co_purchases_top: usize,
+    /// Popular products kept per segment in the model.
+    #[serde(deserialize_with = "crate::config::lenient::usize")]
+    pub popular_top: usize,
+    /// Percent of customers (by a hash of their id) held out of training
+    /// to evaluate the churn model (1 to 99).
+    #[serde(deserialize_with = "crate::config::lenient::u32")]
+    pub holdout_percent: u32,
+    /// Raw events older than this are deleted (a TTL index on their time,
+    /// in whole seconds).
+    #[serde(with = "humantime_serde")]
+    pub event_retention: Duration,
+    /// A day's share of `error` events above this raises `alert.error_rate`
+    /// (0 to 1).
+    #[serde(deserialize_with = "crate::config::lenient::f64")]
+    pub alert_error_rate: f64,
+    /// Events a day must have before its error rate counts.
+    #[serde(deserialize_with = "crate::config::lenient::u64")]
+    pub alert_min_events: u64,
+    /// A work queue with more ready messages than this raises
+    /// `alert.queue_depth`.
+    #[serde(deserialize_with = "crate::config::lenient::u64")]
+    pub alert_queue_depth: u64,
+    /// At most one alert per kind (and queue) per window; queue depths are
+    /// checked once per window.
+    #[serde(with = "humantime_serde")]
+    pub alert_window: Duration,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            dormant_after: Duration::from_secs(90 * 86_400),
+            churn_window: Duration::from_secs(90 * 86_400),
+            at_risk_probability: 0.5,
+            vip_fraction: 0.1,
+            vip_ltv: 50_000.0,
+            lifetime_years: 3.0,
+            co_purchases_top: 20,
+            popular_top: 20,
+            holdout_percent: 30,
+            event_retention: Duration::from_secs(400 * 86_400),
+            alert_error_rate: 0.05,
+            alert_min_events: 100,
+            alert_queue_depth: 10_000,
+            alert_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    /// Refuses values the analytics cannot use, naming the key.
+    pub fn check(&self) -> Result<()> {
+        let bad = |key: &str, what: &str| {
+            Err(Error::new(
+                ErrorKind::Config,
+                format!("analytics.{key} must be {what}"),
+            ))
+        };
+        if self.dormant_after.is_zero() {
+            return bad("dormant_after", "above zero");
+        }
+        if self.churn_window.is_zero() {
+            return bad("churn_window", "above zero");
+        }
+        if !(0.0..=1.0).contains(&self.at_risk_probability) {
+            return bad("at_risk_probability", "between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&self.vip_fraction) {
+            return bad("vip_fraction", "between 0 and 1");
+        }
+        if !self.vip_ltv.is_finite() || self.vip_ltv < 0.0 {
+            return bad("vip_ltv", "finite and not negative");
+        }
+        if !self.lifetime_years.is_finite() || self.lifetime_years <= 0.0 {
+            return bad("lifetime_years", "finite and above zero");
+        }
+        if self.co_purchases_top == 0 || self.popular_top == 0 {
+            return bad("co_purchases_top and popular_top", "at least 1");
+        }
+        if !(1..=99).contains(&self.holdout_percent) {
+            return bad("holdout_percent", "between 1 and 99");
+        }
+        if self.event_retention.as_secs() == 0
+            || self.event_retention.subsec_nanos() != 0
+            || self.event_retention.as_secs() > i32::MAX as u64
+        {
+            return bad(
+                "event_retention",
+                "whole seconds, from 1s to about 68 years",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.alert_error_rate) {
+            return bad("alert_error_rate", "between 0 and 1");
+        }
+        if self.alert_window < Duration::from_secs(1) {
+            return bad("alert_window", "at least 1s");
+        }
+        Ok(())
     }
 }
 
@@ -768,6 +902,7 @@ impl Config {
         self.cache.check()?;
         self.serving.rate_limits.check()?;
         self.pipelines.check()?;
+        self.analytics.check()?;
         if self.relational.min_connections > self.relational.max_connections {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -976,6 +1111,11 @@ pub(crate) mod lenient {
             }
         }
         deserializer.deserialize_any(Whole)
+    }
+
+    /// A `u64` (up to `u32::MAX`) from a number, or from text holding one.
+    pub(crate) fn u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        u32(deserializer).map(u64::from)
     }
 
     /// A `usize` from a number, or from text holding one.

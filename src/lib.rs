@@ -32,6 +32,10 @@
 //!   engine, operations spanning engines (the register and unregister
 //!   sagas, model info, the runs-to-documents migration) and the sample
 //!   data. Imports `engines`, `migration`, `retry` and `error`.
+//! - [`analytics`]: customer segments, churn, lifetime value and
+//!   recommendations over [`platform::Customers`], stored as one model
+//!   document; the seeded synthetic population. Imports `platform`,
+//!   `config` and `error`, never a concrete engine.
 //! - [`api`]: the HTTP API (axum) served by `strata serve`, with its OpenAPI
 //!   document. Imports `platform`, `error` and `config`, never `engines`.
 //! - [`cli`]: the `strata` command (clap), with `strata demo`, the main
@@ -39,10 +43,11 @@
 //!
 //! Modules that arrive with later capabilities slot in between: `cache` (the
 //! three-tier cache over the engines), `serving` (features, predictions,
-//! leaderboards), `pipelines`, `analytics` and `bench`.
+//! leaderboards), `pipelines` and `bench`.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod analytics;
 pub mod api;
 pub mod cache;
 pub mod cli;

@@ -54,7 +54,15 @@ async fn setup_with(api_config: ApiConfig) -> Api {
         .await
         .expect("open the pipelines");
     Api {
-        router: api::router(platform.clone(), serving, pipelines, &api_config),
+        router: {
+            let scenario = strata::analytics::scenario::Scenario::open(
+                &platform,
+                &pipelines,
+                &config.analytics,
+            )
+            .expect("open the scenario");
+            api::router(platform.clone(), serving, pipelines, scenario, &api_config)
+        },
         engines,
         platform,
         _dir: dir,

@@ -592,7 +592,10 @@ async fn http_get(platform: &Platform, uri: &str) -> (u16, serde_json::Value) {
     let pipelines = strata::pipelines::Pipelines::open(platform, &config.pipelines)
         .await
         .unwrap();
-    let router = strata::api::router(platform.clone(), serving, pipelines, &config.api);
+    let scenario =
+        strata::analytics::scenario::Scenario::open(platform, &pipelines, &config.analytics)
+            .unwrap();
+    let router = strata::api::router(platform.clone(), serving, pipelines, scenario, &config.api);
     let request = axum::http::Request::builder()
         .uri(uri)
         .body(axum::body::Body::empty())

@@ -41,7 +41,21 @@ async fn setup(serving: ServingConfig) -> Api {
         .await
         .expect("pipelines");
     Api {
-        router: api::router(platform, serving, pipelines, &ApiConfig::default()),
+        router: {
+            let scenario = strata::analytics::scenario::Scenario::open(
+                &platform,
+                &pipelines,
+                &config.analytics,
+            )
+            .expect("scenario");
+            api::router(
+                platform,
+                serving,
+                pipelines,
+                scenario,
+                &ApiConfig::default(),
+            )
+        },
         _dir: dir,
     }
 }

@@ -1,4 +1,6 @@
-//! `/v1/analytics/frameworks`: completed runs compared by framework.
+//! `/v1/analytics/frameworks`: completed runs compared by framework;
+//! `/v1/analytics/report`: the customer analytics report
+//! ([`crate::analytics`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -41,4 +43,21 @@ pub async fn frameworks(
             })
             .collect(),
     ))
+}
+
+/// The customer analytics report: segments, revenue by segment and by
+/// country, the churn model's AUC beside recency alone, and precision@10
+/// of co-purchase recommendations beside popularity. Trains the models
+/// afresh from the stored orders, in memory, on the data's own clock (as
+/// of the latest order), and stores nothing: `strata analytics train`
+/// stores the model. 404 when there is no order yet.
+#[utoipa::path(get, path = "/v1/analytics/report", tag = "analytics",
+    responses(
+        (status = 200, description = "The report", body = crate::analytics::AnalyticsReport),
+        (status = 404, description = "No orders yet: nothing to analyse", body = ErrorBody),
+        (status = 503, description = "An engine is unavailable", body = ErrorBody)))]
+pub async fn report(
+    State(state): State<ApiState>,
+) -> Result<Json<crate::analytics::AnalyticsReport>, ApiError> {
+    Ok(Json(state.scenario.analytics.evaluate().await?.report))
 }

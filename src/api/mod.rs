@@ -73,6 +73,7 @@ pub mod models;
 pub mod openapi;
 pub mod runs;
 pub mod sagas;
+pub mod scenario;
 pub mod server;
 pub mod serving;
 
@@ -90,6 +91,8 @@ pub struct ApiState {
     pub pipelines: crate::pipelines::Pipelines,
     /// How long `/readyz` waits for each engine's ping.
     pub ping_timeout: Duration,
+    /// The scenario's services: analytics, personalization, alerts.
+    pub scenario: crate::analytics::scenario::Scenario,
 }
 
 /// When a request must be answered by: set by the request-timeout layer,
@@ -128,6 +131,7 @@ pub fn router(
     platform: Platform,
     serving: Serving,
     pipelines: crate::pipelines::Pipelines,
+    scenario: crate::analytics::scenario::Scenario,
     config: &ApiConfig,
 ) -> Router {
     let limiter = serving
@@ -142,6 +146,7 @@ pub fn router(
         // Readiness must answer within the request timeout, with room to
         // build the answer.
         ping_timeout: config.request_timeout.mul_f64(0.8),
+        scenario,
     };
     let body_limit = usize::try_from(config.body_limit.as_u64()).unwrap_or(usize::MAX);
     route_table(RouteTable::default())
@@ -287,6 +292,7 @@ fn route_table(table: RouteTable) -> RouteTable {
             "/v1/analytics/frameworks",
             analytics::frameworks,
         )
+        .add(Method::GET, "/v1/analytics/report", analytics::report)
         .add(Method::GET, "/v1/models", models::list)
         .add(Method::GET, "/v1/models/{model_id}", models::info)
         .add(Method::GET, "/v1/models/{model_id}/view", models::view)
@@ -310,6 +316,15 @@ fn route_table(table: RouteTable) -> RouteTable {
             "/v1/models/{model_id}/predict",
             serving::predict,
         )
+        .add(Method::POST, "/v1/users", scenario::signup)
+        .add(
+            Method::GET,
+            "/v1/users/{user_id}/recommendations",
+            scenario::recommendations,
+        )
+        .add(Method::POST, "/v1/events", scenario::ingest)
+        .add(Method::GET, "/v1/analytics/today", scenario::today)
+        .add(Method::GET, "/v1/alerts", scenario::list_alerts)
         .add(Method::GET, "/v1/dead-letters", dead_letters::list)
         .add(Method::GET, "/v1/dead-letters/{id}", dead_letters::get)
         .add(

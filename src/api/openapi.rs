@@ -7,7 +7,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    aliases, analytics, datasets, dead_letters, error, health, limits, models, runs, sagas, serving,
+    aliases, analytics, datasets, dead_letters, error, health, limits, models, runs, sagas,
+    scenario, serving,
 };
 
 /// The API's OpenAPI description.
@@ -19,13 +20,14 @@ use super::{
         datasets::create, datasets::list, datasets::get, datasets::stats,
         runs::create, runs::search, runs::get, runs::delete, runs::complete,
         aliases::resolve, aliases::move_to,
-        analytics::frameworks,
+        analytics::frameworks, analytics::report,
         models::list, models::info, models::view, models::get_config, models::put_config, models::patch_metrics,
         sagas::list, sagas::get,
         serving::predict, serving::leaderboard, serving::standing,
         serving::list_views, serving::get_view, serving::put_view,
         serving::put_features, serving::get_features, serving::batch,
         dead_letters::list, dead_letters::get, dead_letters::replay, dead_letters::purge,
+        scenario::signup, scenario::recommendations, scenario::ingest, scenario::today, scenario::list_alerts,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail,
@@ -36,7 +38,7 @@ use super::{
         (name = "datasets", description = "Training datasets"),
         (name = "runs", description = "Training runs and their search"),
         (name = "aliases", description = "`model@alias` pointers to artifacts"),
-        (name = "analytics", description = "Aggregates over runs"),
+        (name = "analytics", description = "Aggregates over runs, and the customer analytics report"),
         (name = "models", description = "A model across engines and its flexible config"),
         (name = "sagas", description = "Operations spanning engines, and where they stand"),
         (name = "features", description = "Feature views, and features served with their freshness"),

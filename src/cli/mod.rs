@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Sources};
 use crate::error::{Error, ErrorKind, Result};
 
+mod analytics;
 pub mod demo;
 mod dlq;
 mod doctor;
@@ -98,6 +99,10 @@ enum Command {
     /// Load the sample data (datasets, runs, artifacts, configs,
     /// experiments) idempotently; `--runs N` adds seeded synthetic runs.
     Seed(seed::SeedArgs),
+    /// Customer analytics: segments, churn, lifetime value,
+    /// recommendations (docs/analytics.md).
+    #[command(subcommand)]
+    Analytics(analytics::AnalyticsCommand),
     /// Serve the HTTP API (`--listen ADDR` overrides api.listen).
     ///
     /// Bounds from the `api` section: api.max_connections served at once
@@ -197,6 +202,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql(args) => inspect::sql(&config, args, json).await,
         Command::Queue(cmd) => inspect::queue(&config, cmd, json).await,
         Command::Seed(args) => seed::run(&config, args, json).await,
+        Command::Analytics(cmd) => analytics::run(&config, cmd, json).await,
         Command::Serve(args) => serve::run(&config, args).await,
         Command::Migrate(cmd) => migrate::run(&config, cmd, json).await,
         Command::Worker(args) => worker::run(&config, args).await,

@@ -27,15 +27,20 @@ pub(crate) fn print_json(value: &serde_json::Value) -> Result<()> {
 /// `wanted` and standard error is a terminal, so logs and pipes get no
 /// control characters.
 pub(crate) fn progress_bar(total: u64, wanted: bool) -> indicatif::ProgressBar {
+    progress_bar_of(total, wanted, "runs")
+}
+
+/// [`progress_bar`] counting `unit`s (e.g. `events`).
+pub(crate) fn progress_bar_of(total: u64, wanted: bool, unit: &str) -> indicatif::ProgressBar {
     if !(wanted && std::io::IsTerminal::is_terminal(&std::io::stderr())) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
     // The template is a constant; should it ever fail to parse, the default
     // style is still a usable bar.
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {elapsed}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:30}} {{pos}}/{{len}} {unit}, {{elapsed}}"
+    )) {
         bar.set_style(style);
     }
     bar

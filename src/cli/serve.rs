@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::Args;
 use tokio::net::TcpListener;
 
+use crate::analytics::scenario::Scenario;
 use crate::api;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -66,12 +67,13 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
         Err(e) => tracing::warn!("the leaderboard could not be rebuilt now: {e}"),
     }
     let pipelines = Pipelines::open(&platform, &config.pipelines).await?;
+    let scenario = Scenario::open(&platform, &pipelines, &config.analytics)?;
     let background = if args.no_worker {
         None
     } else {
-        Some(Background::start(&platform, &serving, &pipelines, args.concurrency).await?)
+        Some(Background::start(&platform, &serving, &pipelines, &scenario, args.concurrency).await?)
     };
-    let router = api::router(platform.clone(), serving, pipelines, &config.api);
+    let router = api::router(platform.clone(), serving, pipelines, scenario, &config.api);
     api::serve(listener, router, &config.api, shutdown_signal()).await?;
     if let Some(background) = background {
         background.stop().await?;

@@ -13,6 +13,7 @@ use clap::Args;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::analytics::scenario::Scenario;
 use crate::config::Config;
 use crate::error::Result;
 use crate::pipelines::handlers::{ReadModelHandler, read_model_queue};
@@ -35,23 +36,32 @@ pub(crate) struct Background {
     stop: CancellationToken,
     worker: JoinHandle<Result<()>>,
     relay: JoinHandle<()>,
+    watch: JoinHandle<()>,
 }
 
 impl Background {
     /// Starts every consumer and the relay.
     pub(crate) async fn start(
         platform: &Platform,
-        _serving: &Serving,
+        serving: &Serving,
         pipelines: &Pipelines,
+        scenario: &Scenario,
         concurrency: Option<u16>,
     ) -> Result<Background> {
         let mut worker =
             Worker::new(pipelines).handle(read_model_queue(), ReadModelHandler::new(platform));
+        worker = scenario
+            .register(platform, serving, pipelines, worker)
+            .await?;
         if let Some(n) = concurrency {
             worker = worker.concurrency(n);
         }
         worker.declare().await?;
         let stop = CancellationToken::new();
+        let watch = scenario
+            .alerts
+            .clone()
+            .watch_queues(worker.queues(), stop.clone());
         let relay = platform
             .outbox()
             .relay(platform.broker(), pipelines.topology().events())
@@ -62,6 +72,7 @@ impl Background {
             stop,
             worker,
             relay,
+            watch,
         })
     }
 
@@ -70,6 +81,7 @@ impl Background {
     pub(crate) async fn stop(self) -> Result<()> {
         self.stop.cancel();
         let _ = self.relay.await;
+        let _ = self.watch.await;
         match self.worker.await {
             Ok(result) => result,
             Err(e) => Err(crate::error::Error::internal(format!(
@@ -84,7 +96,9 @@ pub(crate) async fn run(config: &Config, args: WorkerArgs) -> Result<ExitCode> {
     platform.start_background();
     let serving = Serving::open(&platform, &config.serving).await?;
     let pipelines = Pipelines::open(&platform, &config.pipelines).await?;
-    let background = Background::start(&platform, &serving, &pipelines, args.concurrency).await?;
+    let scenario = Scenario::open(&platform, &pipelines, &config.analytics)?;
+    let background =
+        Background::start(&platform, &serving, &pipelines, &scenario, args.concurrency).await?;
     eprintln!(
         "strata: worker running (concurrency {} per queue)",
         args.concurrency.unwrap_or(config.pipelines.concurrency)

@@ -22,6 +22,7 @@ mod m20261122_000002_registry;
 mod m20261201_000003_run_order_indexes;
 mod m20261201_000010_sagas;
 mod m20261201_000020_fences;
+mod m20261201_000030_customers;
 mod m20261201_000040_outbox;
 
 /// Every migration, in order.
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_run_order_indexes::Migration),
             Box::new(m20261201_000010_sagas::Migration),
             Box::new(m20261201_000020_fences::Migration),
+            Box::new(m20261201_000030_customers::Migration),
             Box::new(m20261201_000040_outbox::Migration),
         ]
     }

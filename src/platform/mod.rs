@@ -18,7 +18,7 @@
 //! [`Platform::open`] connects to every configured engine, applies the
 //! schema ([`schema`]), finishes or compensates the open sagas whose lease
 //! has run out, and hands out typed services: [`Platform::registry`],
-//! [`Platform::configs`], [`Platform::models`], [`Platform::sagas`],
+//! [`Platform::configs`], [`Platform::customers`], [`Platform::models`], [`Platform::sagas`],
 //! [`Platform::migration`], [`Platform::seeder`] and
 //! [`Platform::health`]. It alone holds the engines; the API and the
 //! command line talk to the services.
@@ -32,6 +32,8 @@
 //! - [`registry`]: writes (create, complete, bulk upsert, alias moves) and
 //!   queries (rankings, statistics, lineage, keyset pages); the
 //!   [`Registry`] service.
+//! - [`customers`]: users, addresses in reference cities, orders, and the
+//!   set queries the analytics read; the [`Customers`] service.
 //! - [`configs`]: model configs and experiments in the document engine;
 //!   the [`ModelConfigs`] service.
 //! - [`sagas`]: operations that write across engines (registering and
@@ -60,6 +62,7 @@ use crate::engines::layers::Layers;
 use crate::error::Result;
 
 pub mod configs;
+pub mod customers;
 pub mod entities;
 pub mod health;
 pub mod hybrid;
@@ -75,6 +78,7 @@ pub mod search;
 pub mod seed;
 
 pub use configs::ModelConfigs;
+pub use customers::Customers;
 pub use health::Health;
 pub use hybrid::Models;
 pub use hybrid::migrate::Migration;
@@ -108,6 +112,7 @@ struct Inner {
     engines: Engines,
     registry: Registry,
     configs: ModelConfigs,
+    customers: Customers,
     models: Models,
     sagas: Sagas,
     migration: Migration,
@@ -228,6 +233,7 @@ impl Platform {
                 models: Models::new(registry.clone(), configs.clone(), engines.kv.clone()),
                 registry,
                 configs,
+                customers: Customers::new(db.clone()),
                 migration: Migration::new(engines.clone()),
                 seeder: Seeder::new(engines.clone(), rows.clone()),
                 health: Health::new(engines.clone()),
@@ -257,6 +263,11 @@ impl Platform {
     /// Model configs and experiments.
     pub fn configs(&self) -> &ModelConfigs {
         &self.inner.configs
+    }
+
+    /// Customers, their addresses and orders.
+    pub fn customers(&self) -> &Customers {
+        &self.inner.customers
     }
 
     /// A model across engines.
