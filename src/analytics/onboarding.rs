@@ -218,11 +218,20 @@ impl OnboardingHandler {
         match created {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Conflict => {
-                return Err(Error::invalid(format!(
-                    "email `{email}` belongs to another user: {}",
-                    e.message()
-                ))
-                .with_field("email"));
+                // The same user onboarded by an earlier delivery is done.
+                let same = self
+                    .customers
+                    .profile(&signup.id)
+                    .await?
+                    .is_some_and(|p| p.email == email.to_lowercase());
+                if !same {
+                    return Err(Error::invalid(format!(
+                        "user `{}` or email `{email}` belongs to another user: {}",
+                        signup.id,
+                        e.message()
+                    ))
+                    .with_field("email"));
+                }
             }
             Err(e) => return Err(e),
         }

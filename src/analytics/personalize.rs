@@ -36,6 +36,9 @@ use super::{Analytics, UserScores};
 /// The queue of prediction tasks.
 pub const QUEUE: &str = "predictions";
 
+/// How a prediction without any analytics model to score with begins.
+const NO_MODEL: &str = "there is no analytics model and none could be trained";
+
 /// How long a user's scores are kept.
 const SCORES_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -195,12 +198,11 @@ impl Personalization {
             Err(e)
                 if e.kind() == ErrorKind::NotFound && inner.analytics.load().await?.is_none() =>
             {
-                inner.analytics.train().await.map_err(|t| {
-                    Error::new(
-                        t.kind(),
-                        format!("there is no analytics model and none could be trained: {t}"),
-                    )
-                })?;
+                inner
+                    .analytics
+                    .train()
+                    .await
+                    .map_err(|t| Error::new(t.kind(), format!("{NO_MODEL}: {t}")))?;
                 inner.analytics.score_user(user).await?
             }
             other => other?,
@@ -325,6 +327,10 @@ impl Handler for PredictionHandler {
         };
         match self.personalization.predict(&request.user_id).await {
             Ok(_) => Outcome::Done,
+            Err(e) if e.message().starts_with(NO_MODEL) => Outcome::Abort {
+                class: "no_model".into(),
+                error: e.to_string(),
+            },
             Err(e) if e.kind() == ErrorKind::NotFound => Outcome::invalid(e),
             Err(e) => Outcome::of(Err(e)),
         }

@@ -85,6 +85,10 @@ pub struct ReplayBody {
     /// Only say which would be replayed.
     #[serde(default)]
     pub dry_run: bool,
+    /// A corrected payload (a JSON object) for the one dead letter named
+    /// by `select.ids`; the message keeps its id and history.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A purge.
@@ -219,6 +223,33 @@ pub async fn replay(
             .into());
     }
     let filter = body.select.filter()?;
+    if let Some(payload) = body.payload {
+        let one = match filter.ids.as_deref() {
+            Some([id])
+                if filter.queue.is_none() && filter.error.is_none() && filter.since.is_none() =>
+            {
+                id.clone()
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "a corrected `payload` replays exactly one dead letter: name it alone in `select.ids`",
+                )
+                .with_field("payload")
+                .into());
+            }
+        };
+        if body.dry_run {
+            return Err(Error::invalid("`payload` and `dry_run` do not go together")
+                .with_field("dry_run")
+                .into());
+        }
+        return Ok(Json(
+            state
+                .pipelines
+                .replay_corrected(&one, &serde_json::Value::Object(payload))
+                .await?,
+        ));
+    }
     Ok(Json(
         state
             .pipelines

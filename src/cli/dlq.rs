@@ -51,6 +51,10 @@ pub(crate) enum DlqCommand {
         /// Only list what would be replayed.
         #[arg(long)]
         dry_run: bool,
+        /// A corrected payload (a JSON object) for the one dead letter ID:
+        /// fixes data its handler refused, keeping its id and history.
+        #[arg(long, value_name = "JSON", requires = "id", conflicts_with_all = ["dry_run", "all"])]
+        payload: Option<String>,
     },
     /// Deletes dead letters matching a filter, the oldest first, never more
     /// than `--max`.
@@ -157,6 +161,7 @@ pub(crate) async fn run(config: &Config, command: DlqCommand, json: bool) -> Res
             limit,
             rate,
             dry_run,
+            payload,
         } => {
             if matches!(config.queue, QueueConfig::Embedded(_)) && !dry_run {
                 return Err(Error::new(
@@ -171,8 +176,20 @@ pub(crate) async fn run(config: &Config, command: DlqCommand, json: bool) -> Res
                     "say which dead letters: an ID, --queue, --error or --since, or --all",
                 ));
             }
-            let filter = filter.filter(id.map(|id| vec![id]));
-            let report = pipelines.replay(&filter, limit, rate, dry_run).await?;
+            let report = match (payload, &id) {
+                (Some(text), Some(one)) => {
+                    let value: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| Error::invalid(format!("--payload is not valid JSON: {e}")))?;
+                    if !value.is_object() {
+                        return Err(Error::invalid("--payload must be a JSON object"));
+                    }
+                    pipelines.replay_corrected(one, &value).await?
+                }
+                _ => {
+                    let filter = filter.filter(id.map(|id| vec![id]));
+                    pipelines.replay(&filter, limit, rate, dry_run).await?
+                }
+            };
             if json {
                 output::print_json(
                     &serde_json::to_value(&report).map_err(|e| Error::internal(e.to_string()))?,

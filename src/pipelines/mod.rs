@@ -299,6 +299,54 @@ impl Pipelines {
             .unwrap_or_else(|| Err(Error::internal("a publish result is missing")))
     }
 
+    /// Puts one dead letter back on its route with a corrected JSON
+    /// `payload` (its id and history kept, as [`Pipelines::replay`]):
+    /// fixing data the handler refused.
+    pub async fn replay_corrected(
+        &self,
+        id: &str,
+        payload: &serde_json::Value,
+    ) -> Result<ReplayReport> {
+        let Some(mut letter) = self.dead_letters().get(id).await? else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no dead letter `{id}`"),
+            ));
+        };
+        letter.payload = serde_json::to_string(payload)
+            .map_err(|e| Error::invalid(format!("the payload does not encode as JSON: {e}")))?;
+        letter.payload_encoding = "utf8".into();
+        let mut message = letter.to_message();
+        message.properties.content_type = Some("application/json".into());
+        envelope::compress(&mut message, self.config().compress_above.as_u64())?;
+        let published = self
+            .inner
+            .publisher
+            .publish(Outgoing::new(
+                letter.exchange.clone(),
+                letter.routing_key.clone(),
+                message,
+            ))
+            .await?;
+        if !published.routed {
+            return Ok(ReplayReport {
+                failed: vec![(
+                    letter.id,
+                    format!(
+                        "no queue is bound to `{}` with `{}` any more",
+                        letter.exchange, letter.routing_key
+                    ),
+                )],
+                ..Default::default()
+            });
+        }
+        self.dead_letters().mark_replayed(&letter.id).await?;
+        Ok(ReplayReport {
+            replayed: vec![letter.id],
+            ..Default::default()
+        })
+    }
+
     /// Puts the dead letters matching `filter` (at most `limit`) back on
     /// their original route, at most `per_second` a second (0: no limit),
     /// with their id (so a message processed meanwhile is skipped) and
