@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use super::output;
 use crate::config::{Config, QueueConfig};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipelines::{DeadLetter, DeadLetterFilter, Pipelines};
+use crate::pipelines::{DeadLetter, DeadLetterFilter, DeadLetters, Pipelines};
 use crate::platform::Platform;
 
 /// What to do with the dead letters.
@@ -113,8 +113,8 @@ fn parse_since(text: &str) -> std::result::Result<DateTime<Utc>, String> {
 
 pub(crate) async fn run(config: &Config, command: DlqCommand, json: bool) -> Result<ExitCode> {
     let platform = Platform::open(config).await?;
-    let pipelines = Pipelines::open(&platform, &config.pipelines).await?;
-    let letters = pipelines.dead_letters();
+    // Only a replay needs the broker (and declares the exchanges).
+    let letters = &DeadLetters::new(platform.documents(), config.pipelines.dead_letter_retention);
     match command {
         DlqCommand::List { filter, limit } => {
             let filter = filter.filter(None);
@@ -176,6 +176,7 @@ pub(crate) async fn run(config: &Config, command: DlqCommand, json: bool) -> Res
                     "say which dead letters: an ID, --queue, --error or --since, or --all",
                 ));
             }
+            let pipelines = Pipelines::open(&platform, &config.pipelines).await?;
             let report = match (payload, &id) {
                 (Some(text), Some(one)) => {
                     let value: serde_json::Value = serde_json::from_str(&text)

@@ -486,6 +486,14 @@ async fn process(ctx: Arc<Context>, delivery: Delivery) {
             ))
         }
     };
+    // A test stops a real worker here: the handler's effects are done, the
+    // message is not settled.
+    if let Err(e) = crate::failpoint::check(&format!("pipelines.{}.after_handler", ctx.queue)).await
+    {
+        tracing::warn!(error = %e, "the message goes back to its queue");
+        settle(delivery.nack(true).await, &id);
+        return;
+    }
     match outcome {
         Outcome::Done => {
             if !config.dedupe_window.is_zero()

@@ -197,8 +197,35 @@ impl Stack {
     /// Starts `strata serve --listen 127.0.0.1:0` with `env` added, and
     /// waits until it listens.
     pub async fn serve(&self, env: &[(&str, &str)]) -> Server {
+        self.spawn(
+            &["serve", "--listen", "127.0.0.1:0"],
+            env,
+            "strata: listening on http://",
+        )
+        .await
+    }
+
+    /// Starts `strata serve --no-worker` (the API only).
+    pub async fn serve_api_only(&self, env: &[(&str, &str)]) -> Server {
+        self.spawn(
+            &["serve", "--listen", "127.0.0.1:0", "--no-worker"],
+            env,
+            "strata: listening on http://",
+        )
+        .await
+    }
+
+    /// Starts `strata worker` with `env` added, and waits until its
+    /// consumers run.
+    pub async fn worker(&self, env: &[(&str, &str)]) -> Server {
+        self.spawn(&["worker"], env, "strata: worker running").await
+    }
+
+    /// Starts `strata ARGS` and waits for a line of its stderr starting
+    /// with `ready` (what follows it is the server's address, if any).
+    async fn spawn(&self, args: &[&str], env: &[(&str, &str)], ready: &'static str) -> Server {
         let mut child = self
-            .command(&["serve", "--listen", "127.0.0.1:0"], env)
+            .command(args, env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -214,7 +241,7 @@ impl Stack {
             let mut listening = Some(listening);
             let mut reader = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
-                if let Some(address) = line.strip_prefix("strata: listening on http://")
+                if let Some(address) = line.strip_prefix(ready)
                     && let Some(tx) = listening.take()
                 {
                     let _ = tx.send(address.trim().to_owned());
@@ -229,12 +256,12 @@ impl Stack {
             Ok(Err(_)) => {
                 let status = child.wait().await;
                 panic!(
-                    "strata serve exited before listening ({status:?}): {}",
+                    "strata {args:?} exited before it was ready ({status:?}): {}",
                     log.lock().expect("log lock")
                 );
             }
             Err(_) => panic!(
-                "strata serve did not listen within {START_LIMIT:?}: {}",
+                "strata {args:?} was not ready within {START_LIMIT:?}: {}",
                 log.lock().expect("log lock")
             ),
         };
