@@ -17,8 +17,10 @@ use strata::platform::registry;
 
 use common::engines::{Env, run_case, setup_embedded};
 
+/// The full profile with RabbitMQ too: the pipeline sections run on the
+/// real broker, on a topology of their own.
 async fn setup_full() -> Option<Env> {
-    common::engines::setup_full("demo").await
+    common::engines::setup_full_rabbit("demo").await
 }
 
 async fn demo_text(engines: &Engines) -> String {

@@ -19,8 +19,11 @@
 //!
 //! One module per section, in the order they print: [`registry`] (2),
 //! [`documents`] (3), [`models`] (4), [`sagas`] (5), [`migration`] (6),
-//! [`search`] (7), [`cache`] (8), [`serving`] (9), then [`routing`]. This module holds the output helpers
-//! and runs them in turn.
+//! [`search`] (7), [`cache`] (8), [`serving`] (9), the async pipelines
+//! [`onboarding`] (10), [`realtime`] (11) and [`personalization`] (12),
+//! then [`routing`]. [`pipelines`] starts the worker the pipeline sections
+//! share, on a topology of the run's own. This module holds the output
+//! helpers and runs them in turn.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,6 +42,10 @@ mod cache;
 mod documents;
 mod migration;
 mod models;
+mod onboarding;
+mod personalization;
+mod pipelines;
+mod realtime;
 mod registry;
 mod routing;
 mod sagas;
@@ -134,12 +141,31 @@ pub async fn run_demo(platform: &Platform, out: &mut dyn Write) -> Result<()> {
     let serving = Serving::open(platform, &ServingConfig::default()).await?;
     serving::section(platform, &serving, &mut out).await?;
 
+    let demo = pipelines::DemoPipelines::start(platform, &serving).await?;
+    let shown = pipeline_sections(platform, &demo, &mut out).await;
+    // The demo's queues, exchanges and dead letters go even when a section
+    // failed.
+    let finished = demo.finish().await;
+    shown?;
+    finished?;
+
     remove_demo_models(platform).await?;
     out.line("")?;
     out.line(format!(
         "Removed {DEMO_MODEL} from every engine again; the sample data stays."
     ))?;
     routing::section(&mut out)
+}
+
+/// Sections 10 to 12, on the demo's own pipelines.
+async fn pipeline_sections(
+    platform: &Platform,
+    demo: &pipelines::DemoPipelines,
+    out: &mut Out<'_>,
+) -> Result<()> {
+    onboarding::section(platform, demo, out).await?;
+    realtime::section(platform, demo, out).await?;
+    personalization::section(platform, demo, out).await
 }
 
 /// Removes what a demo registers, from every engine.
