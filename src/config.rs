@@ -326,6 +326,7 @@ impl Default for SagasConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OutboxConfig {
     /// Most events claimed and published in one pass.
+    #[serde(deserialize_with = "crate::config::lenient::usize")]
     pub batch: usize,
     /// How often a relay looks for unsent events when no commit of this
     /// process woke it (events of other processes, retries).
@@ -1111,6 +1112,28 @@ pub(crate) mod lenient {
             }
         }
         deserializer.deserialize_any(Whole)
+    }
+
+    /// A `u8` from a number, or from text holding one.
+    pub(crate) fn u8<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+        let v = u32(deserializer)?;
+        u8::try_from(v).map_err(|_| {
+            de::Error::invalid_value(
+                Unexpected::Unsigned(u64::from(v)),
+                &"a whole number from 0 to 255",
+            )
+        })
+    }
+
+    /// A `u16` from a number, or from text holding one.
+    pub(crate) fn u16<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+        let v = u32(deserializer)?;
+        u16::try_from(v).map_err(|_| {
+            de::Error::invalid_value(
+                Unexpected::Unsigned(u64::from(v)),
+                &"a whole number from 0 to 65535",
+            )
+        })
     }
 
     /// A `u64` (up to `u32::MAX`) from a number, or from text holding one.

@@ -38,6 +38,7 @@ macro_rules! all_cases {
             events_are_counted_once_and_kept_raw,
             recommendations_are_provisional_until_the_prediction_task_ran,
             an_error_rate_above_the_threshold_raises_one_alert,
+            a_changed_event_retention_recreates_the_ttl_index,
         );
     };
 }
@@ -426,4 +427,33 @@ async fn an_error_rate_above_the_threshold_raises_one_alert(engines: Engines) {
         assert_eq!(raised[0].details["threshold"], json!(0.2));
     })
     .await;
+}
+
+async fn a_changed_event_retention_recreates_the_ttl_index(engines: Engines) {
+    let documents = engines.documents.clone();
+    let ttl_of = |indexes: Vec<strata::engines::document::IndexSpec>| {
+        indexes
+            .into_iter()
+            .find(|i| i.keys == doc! {"at": 1})
+            .and_then(|i| i.expire_after)
+    };
+    let day = Duration::from_secs(86_400);
+    events::ensure_indexes(documents.as_ref(), day * 400)
+        .await
+        .unwrap();
+    events::ensure_indexes(documents.as_ref(), day * 400)
+        .await
+        .unwrap();
+    let events = strata::analytics::population::EVENTS;
+    assert_eq!(
+        ttl_of(documents.list_indexes(events).await.unwrap()),
+        Some(day * 400)
+    );
+    events::ensure_indexes(documents.as_ref(), day * 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl_of(documents.list_indexes(events).await.unwrap()),
+        Some(day * 30)
+    );
 }

@@ -54,17 +54,17 @@ pub fn queue() -> QueueSpec {
 pub struct NewEvent {
     /// Its id (1 to 128 letters, digits, `-`, `_`, `.`, `:`), which makes
     /// sending it twice harmless; generated when absent.
-    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$", max_length = 128)]
     pub id: Option<String>,
     /// The customer.
-    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$", max_length = 128)]
     pub user_id: String,
     /// `view`, `click`, `purchase` or `error`.
     #[serde(rename = "type")]
-    #[schema(pattern = "^(view|click|purchase|error)$")]
+    #[schema(pattern = "^(view|click|purchase|error)$", max_length = 8)]
     pub kind: String,
     /// The product (required for views, clicks and purchases).
-    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$", max_length = 128)]
     pub product_id: Option<String>,
     /// The product's category.
     #[schema(max_length = 64)]
@@ -73,6 +73,7 @@ pub struct NewEvent {
     #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
     pub amount: Option<f64>,
     /// When it happened (RFC 3339); now when absent.
+    #[schema(value_type = Option<String>, format = DateTime, pattern = "^[0-9]{4}-", max_length = 40)]
     pub at: Option<DateTime<Utc>>,
 }
 
@@ -375,13 +376,17 @@ pub async fn ensure_indexes(
     documents
         .create_index(EVENTS, IndexSpec::new(doc! {"user_id": 1, "at": -1}))
         .await?;
-    documents
-        .create_index(
-            EVENTS,
-            IndexSpec::new(doc! {"at": 1}).expire_after(retention),
-        )
-        .await?;
-    Ok(())
+    let ttl = IndexSpec::new(doc! {"at": 1}).expire_after(retention);
+    match documents.create_index(EVENTS, ttl.clone()).await {
+        Ok(_) => Ok(()),
+        // `analytics.event_retention` changed: the index takes the new one.
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            tracing::info!("the raw events' retention changed; recreating their TTL index");
+            documents.drop_index(EVENTS, &ttl.effective_name()).await?;
+            documents.create_index(EVENTS, ttl).await.map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[async_trait]

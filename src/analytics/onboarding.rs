@@ -49,7 +49,7 @@ pub fn queue() -> QueueSpec {
 pub struct Signup {
     /// The user's id (1 to 64 of `A-Z a-z 0-9 . _ -`); generated when
     /// absent. Sending the same signup twice onboards the user once.
-    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$", max_length = 64)]
     pub id: Option<String>,
     /// Email address.
     #[schema(min_length = 1, max_length = 254)]

@@ -87,7 +87,7 @@ pub struct ReplayBody {
     pub dry_run: bool,
     /// A corrected payload (a JSON object) for the one dead letter named
     /// by `select.ids`; the message keeps its id and history.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<limits::ConfigObject>)]
     pub payload: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

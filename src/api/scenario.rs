@@ -52,16 +52,21 @@ pub async fn signup(
         .into_response())
 }
 
+/// A batch of events.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventBatch {
+    /// The events.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub events: Vec<NewEvent>,
+}
+
 /// Events to take: one, or a batch.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum EventsBody {
     /// A batch of 1 to 1000 events.
-    Batch {
-        /// The events.
-        #[schema(min_items = 1, max_items = 1000)]
-        events: Vec<NewEvent>,
-    },
+    Batch(EventBatch),
     /// One event.
     One(NewEvent),
 }
@@ -89,7 +94,7 @@ pub async fn ingest(
     ApiJson(body): ApiJson<EventsBody>,
 ) -> Result<Response, ApiError> {
     let batch = match body {
-        EventsBody::Batch { events } => events,
+        EventsBody::Batch(batch) => batch.events,
         EventsBody::One(event) => vec![event],
     };
     let results = events::publish(&state.pipelines, batch).await?;
@@ -127,7 +132,7 @@ pub async fn ingest(
 /// events and predictions; `provisional` (the popular items) until their
 /// first prediction has run, which this request queues.
 #[utoipa::path(get, path = "/v1/users/{user_id}/recommendations", tag = "pipelines",
-    params(("user_id" = String, Path, description = "The user", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
+    params(("user_id" = String, Path, description = "The user", pattern = r"^[A-Za-z0-9._-]{1,64}$", max_length = 64)),
     responses(
         (status = 200, description = "The recommendations; `X-Strata-Cache` names the tier", body = Recommendations),
         (status = 400, description = "Not a user id", body = ErrorBody),

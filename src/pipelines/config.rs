@@ -19,6 +19,7 @@ pub struct PipelinesConfig {
     pub prefix: String,
     /// `x-max-priority` of every work queue: tasks carry a priority from 0
     /// (normal) to this.
+    #[serde(deserialize_with = "crate::config::lenient::u8")]
     pub max_priority: u8,
     /// Payloads larger than this are compressed (zstd, `content-encoding:
     /// zstd`).
@@ -31,8 +32,10 @@ pub struct PipelinesConfig {
     /// Deliveries after which a message that never got an answer from its
     /// handler (the handler panicked, or the worker died holding it) is
     /// dead-lettered as poison instead of delivered again.
+    #[serde(deserialize_with = "crate::config::lenient::u32")]
     pub max_deliveries: u32,
     /// Messages a worker handles at once per queue (also its prefetch).
+    #[serde(deserialize_with = "crate::config::lenient::u16")]
     pub concurrency: u16,
     /// A handler that runs longer than this is treated as failed and retried.
     #[serde(with = "humantime_serde")]
@@ -44,8 +47,10 @@ pub struct PipelinesConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Messages one publish batch carries at most (confirms in flight).
+    #[serde(deserialize_with = "crate::config::lenient::usize")]
     pub publish_batch: usize,
     /// Publish batches in flight at once.
+    #[serde(deserialize_with = "crate::config::lenient::usize")]
     pub publish_in_flight: usize,
     /// The retry policy of every handler: exponential backoff with full
     /// jitter; `max_attempts` counts the first one.
