@@ -67,7 +67,7 @@ pub struct NewEvent {
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$", max_length = 128)]
     pub product_id: Option<String>,
     /// The product's category.
-    #[schema(max_length = 64)]
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$", max_length = 64)]
     pub category: Option<String>,
     /// What was paid (purchases only): more than 0, at most 1,000,000.
     #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
@@ -210,6 +210,15 @@ pub async fn publish(pipelines: &Pipelines, events: Vec<NewEvent>) -> Result<Vec
     Ok(pipelines.publish_events(outgoing).await)
 }
 
+/// A product and how many events of one type it had.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ProductCount {
+    /// The product.
+    pub product: String,
+    /// Its events of the leaderboard's type that day.
+    pub count: u64,
+}
+
 /// Today's (or a day's) counters and top products.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DaySummary {
@@ -218,9 +227,9 @@ pub struct DaySummary {
     /// Events of each type.
     pub counts: std::collections::BTreeMap<String, u64>,
     /// The most purchased products, most first.
-    pub top_purchased: Vec<(String, f64)>,
+    pub top_purchased: Vec<ProductCount>,
     /// The most viewed products, most first.
-    pub top_viewed: Vec<(String, f64)>,
+    pub top_viewed: Vec<ProductCount>,
 }
 
 fn day_key(day: NaiveDate) -> String {
@@ -239,6 +248,17 @@ fn top_key(day: &str, kind: &str) -> String {
     format!("analytics:top:{day}:{kind}")
 }
 
+fn product_counts(scored: Vec<(String, f64)>) -> Vec<ProductCount> {
+    scored
+        .into_iter()
+        .map(|(product, score)| ProductCount {
+            product,
+            // Scores are counts, whole and not negative.
+            count: score.max(0.0) as u64,
+        })
+        .collect()
+}
+
 /// The counters and leaderboards of `day`.
 pub async fn summary(kv: &dyn KvStore, day: NaiveDate, top: usize) -> Result<DaySummary> {
     let key = day_key(day);
@@ -250,8 +270,8 @@ pub async fn summary(kv: &dyn KvStore, day: NaiveDate, top: usize) -> Result<Day
     Ok(DaySummary {
         day,
         counts,
-        top_purchased: kv.zrevrange(&top_key(&key, "purchase"), 0, stop).await?,
-        top_viewed: kv.zrevrange(&top_key(&key, "view"), 0, stop).await?,
+        top_purchased: product_counts(kv.zrevrange(&top_key(&key, "purchase"), 0, stop).await?),
+        top_viewed: product_counts(kv.zrevrange(&top_key(&key, "view"), 0, stop).await?),
     })
 }
 

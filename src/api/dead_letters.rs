@@ -46,8 +46,9 @@ pub struct DeadLetterPage {
     pub items: Vec<DeadLetter>,
 }
 
-/// Which dead letters to replay or purge; at least one field, or
-/// `all: true`. The fields narrow together.
+/// Which dead letters to replay or purge. The fields narrow together;
+/// `all: true` with none selects every dead letter, and an empty selection
+/// selects none.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
@@ -77,10 +78,11 @@ pub struct ReplayBody {
     pub select: Selection,
     /// At most this many (1 to 1000, default 100), oldest last.
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "limits::deserialize_integer")]
     pub limit: Option<u64>,
     /// At most this many a second (0: as fast as the broker confirms).
     #[schema(minimum = 0, maximum = 100000)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::deserialize_required_integer")]
     pub per_second: u32,
     /// Only say which would be replayed.
     #[serde(default)]
@@ -99,6 +101,7 @@ pub struct PurgeBody {
     pub select: Selection,
     /// Never delete more than this (the oldest first).
     #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(deserialize_with = "limits::deserialize_required_integer")]
     pub max: u64,
 }
 
@@ -109,21 +112,29 @@ pub struct Purged {
     pub deleted: u64,
 }
 
+/// The control characters the text filters refuse (tab, line feed and
+/// carriage return are allowed), as their schema's pattern says.
+fn is_control(c: char) -> bool {
+    matches!(c, '\0'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+}
+
 fn check_text(name: &str, value: &Option<String>) -> Result<(), ApiError> {
     if let Some(text) = value
-        && (text.is_empty() || text.chars().count() > MAX_TEXT)
+        && (text.is_empty() || text.chars().count() > MAX_TEXT || text.chars().any(is_control))
     {
-        return Err(
-            Error::invalid(format!("`{name}` must be 1 to {MAX_TEXT} characters"))
-                .with_field(name)
-                .into(),
-        );
+        return Err(Error::invalid(format!(
+            "`{name}` must be 1 to {MAX_TEXT} characters without control characters"
+        ))
+        .with_field(name)
+        .into());
     }
     Ok(())
 }
 
 impl Selection {
-    fn filter(self) -> Result<DeadLetterFilter, ApiError> {
+    /// The filter; `None` when nothing is selected (no field, and not
+    /// `all`): a replay or purge of nothing.
+    fn filter(self) -> Result<Option<DeadLetterFilter>, ApiError> {
         check_text("queue", &self.queue)?;
         check_text("error", &self.error)?;
         if let Some(ids) = &self.ids {
@@ -141,17 +152,14 @@ impl Selection {
             || self.since.is_some()
             || self.ids.is_some();
         if !narrowed && !self.all {
-            return Err(Error::invalid(
-                "say which dead letters: `queue`, `error`, `since` or `ids`, or `all: true` for every one",
-            )
-            .into());
+            return Ok(None);
         }
-        Ok(DeadLetterFilter {
+        Ok(Some(DeadLetterFilter {
             queue: self.queue,
             error: self.error,
             since: self.since,
             ids: self.ids,
-        })
+        }))
     }
 }
 
@@ -192,6 +200,7 @@ pub async fn list(
     params(("id" = inline(limits::params::DeadLetterId), Path, description = "The dead letter's id")),
     responses(
         (status = 200, description = "The dead letter", body = DeadLetter),
+        (status = 400, description = "Not a dead letter id", body = ErrorBody),
         (status = 404, description = "No such dead letter", body = ErrorBody)))]
 pub async fn get(
     State(state): State<ApiState>,
@@ -210,7 +219,7 @@ pub async fn get(
     request_body = ReplayBody,
     responses(
         (status = 200, description = "What was replayed, and what could not be", body = ReplayReport),
-        (status = 400, description = "No selection, or a field out of range", body = ErrorBody),
+        (status = 400, description = "A field out of range", body = ErrorBody),
         (status = 503, description = "The broker or the document engine is unavailable", body = ErrorBody)))]
 pub async fn replay(
     State(state): State<ApiState>,
@@ -222,7 +231,24 @@ pub async fn replay(
             .with_field("limit")
             .into());
     }
-    let filter = body.select.filter()?;
+    if body.per_second > 100_000 {
+        return Err(Error::invalid("`per_second` must be 0 to 100000")
+            .with_field("per_second")
+            .into());
+    }
+    let Some(filter) = body.select.filter()? else {
+        if body.payload.is_some() {
+            return Err(Error::invalid(
+                "a corrected `payload` replays exactly one dead letter: name it alone in `select.ids`",
+            )
+            .with_field("payload")
+            .into());
+        }
+        return Ok(Json(ReplayReport {
+            dry_run: body.dry_run,
+            ..Default::default()
+        }));
+    };
     if let Some(payload) = body.payload {
         let one = match filter.ids.as_deref() {
             Some([id])
@@ -263,18 +289,26 @@ pub async fn replay(
     request_body = PurgeBody,
     responses(
         (status = 200, description = "How many were deleted", body = Purged),
-        (status = 400, description = "No selection, or a field out of range", body = ErrorBody),
+        (status = 400, description = "A field out of range", body = ErrorBody),
         (status = 503, description = "The document engine is unavailable", body = ErrorBody)))]
 pub async fn purge(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<PurgeBody>,
 ) -> Result<Json<Purged>, ApiError> {
-    let filter = body.select.filter()?;
-    Ok(Json(Purged {
-        deleted: state
-            .pipelines
-            .dead_letters()
-            .purge(&filter, body.max)
-            .await?,
-    }))
+    if body.max > 1_000_000 {
+        return Err(Error::invalid("`max` must be 0 to 1000000")
+            .with_field("max")
+            .into());
+    }
+    let deleted = match body.select.filter()? {
+        Some(filter) => {
+            state
+                .pipelines
+                .dead_letters()
+                .purge(&filter, body.max)
+                .await?
+        }
+        None => 0,
+    };
+    Ok(Json(Purged { deleted }))
 }

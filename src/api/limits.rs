@@ -519,6 +519,7 @@ pub(crate) fn dead_letter_text() -> Object {
         200,
         "1 to 200 characters without control characters.",
     )
+    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
     .build()
 }
 

@@ -201,8 +201,8 @@ pub(crate) async fn run(config: &Config, command: DlqCommand, json: bool) -> Res
                 for id in &report.replayed {
                     println!("  {id}");
                 }
-                for (id, why) in &report.failed {
-                    println!("failed {id}: {why}");
+                for failure in &report.failed {
+                    println!("failed {}: {}", failure.id, failure.reason);
                 }
             }
             if !report.failed.is_empty() {

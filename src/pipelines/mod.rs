@@ -61,13 +61,22 @@ struct Inner {
     declared: Mutex<HashSet<String>>,
 }
 
+/// A dead letter a replay could not put back.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReplayFailure {
+    /// The dead letter.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// What a replay did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReplayReport {
     /// The dead letters put back on their route (or that would be).
     pub replayed: Vec<String>,
     /// Those that could not be, with why.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<ReplayFailure>,
     /// Nothing was published.
     pub dry_run: bool,
 }
@@ -330,13 +339,13 @@ impl Pipelines {
             .await?;
         if !published.routed {
             return Ok(ReplayReport {
-                failed: vec![(
-                    letter.id,
-                    format!(
+                failed: vec![ReplayFailure {
+                    id: letter.id,
+                    reason: format!(
                         "no queue is bound to `{}` with `{}` any more",
                         letter.exchange, letter.routing_key
                     ),
-                )],
+                }],
                 ..Default::default()
             });
         }
@@ -387,14 +396,17 @@ impl Pipelines {
                     self.dead_letters().mark_replayed(&letter.id).await?;
                     report.replayed.push(letter.id);
                 }
-                Ok(Published { routed: false }) => report.failed.push((
-                    letter.id,
-                    format!(
+                Ok(Published { routed: false }) => report.failed.push(ReplayFailure {
+                    id: letter.id,
+                    reason: format!(
                         "no queue is bound to `{}` with `{}` any more",
                         letter.exchange, letter.routing_key
                     ),
-                )),
-                Err(e) => report.failed.push((letter.id, e.to_string())),
+                }),
+                Err(e) => report.failed.push(ReplayFailure {
+                    id: letter.id,
+                    reason: e.to_string(),
+                }),
             }
         }
         Ok(report)

@@ -102,8 +102,8 @@ pub(super) async fn section(
         "purchases",
     ]);
     let rows = summary.top_viewed.len().max(summary.top_purchased.len());
-    let cell = |list: &[(String, f64)], i: usize| match list.get(i) {
-        Some((product, score)) => (product.clone(), format!("{score:.0}")),
+    let cell = |list: &[crate::analytics::events::ProductCount], i: usize| match list.get(i) {
+        Some(top) => (top.product.clone(), top.count.to_string()),
         None => ("-".to_owned(), "-".to_owned()),
     };
     for i in 0..rows {
