@@ -82,7 +82,8 @@ pub struct SignupMessage {
     pub at: DateTime<Utc>,
 }
 
-fn is_user_id(id: &str) -> bool {
+/// Whether `id` is a user id: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn is_user_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .chars()

@@ -141,11 +141,7 @@ pub async fn recommendations(
     State(state): State<ApiState>,
     ApiPath(user): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    if !(1..=64).contains(&user.len())
-        || !user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
+    if !onboarding::is_user_id(&user) {
         return Err(Error::invalid(format!("`{user}` is not a user id"))
             .with_field("user_id")
             .into());
