@@ -14,6 +14,7 @@ use crate::config::{Config, Sources};
 use crate::error::{Error, ErrorKind, Result};
 
 mod analytics;
+mod bench;
 pub mod demo;
 mod dlq;
 mod doctor;
@@ -120,6 +121,21 @@ enum Command {
     /// The pipelines' dead letters: list, show, replay, purge.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Measure every engine, cache tier and endpoint: open loop at a fixed
+    /// rate (latency from each request's intended send time), closed loop
+    /// for the maximum throughput, a sweep for the knee, beside
+    /// redis-benchmark and pgbench when the full profile is benched.
+    ///
+    /// Runs in a sandbox of its own (a temporary data dir; on the real
+    /// services its own database, key prefix and queues, removed at the
+    /// end). Exit status 1 when a workload's answers were wrong or failed.
+    /// `strata bench compare OLD NEW` and `strata bench report FILES` work
+    /// on the JSON of --json-file (docs/ANALYSIS.md is generated that way).
+    Bench(bench::BenchArgs),
+    /// Print which engine keeps each kind of data in this configuration,
+    /// and the decision matrix behind it (with measured figures from
+    /// `--from` a bench run's JSON).
+    Explain(bench::ExplainArgs),
 }
 
 /// Parses the command line, runs the command and returns the exit status.
@@ -184,8 +200,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         log_statements: cli.global.log_sql,
         environment: Default::default(),
     };
-    let config = Config::load(&sources)?;
     let json = cli.global.json;
+    if let Command::Bench(args) = cli.command {
+        // Loads each profile it benches itself.
+        return bench::run(&sources, args, json).await;
+    }
+    let config = Config::load(&sources)?;
     match cli.command {
         Command::Demo => demo::run(&config, json).await,
         Command::Doctor => doctor::run(&config, json).await,
@@ -207,6 +227,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Migrate(cmd) => migrate::run(&config, cmd, json).await,
         Command::Worker(args) => worker::run(&config, args).await,
         Command::Dlq(cmd) => dlq::run(&config, cmd, json).await,
+        Command::Explain(args) => bench::explain(&config, args),
+        Command::Bench(_) => Err(Error::internal("bench is run above")),
     }
 }
 
