@@ -196,6 +196,10 @@ pub struct Measurement {
     pub ok: u64,
     /// Requests answered wrongly, failed or timed out.
     pub errors: u64,
+    /// Of `errors`, those that had no answer within the request timeout
+    /// (a system too slow for the load, rather than a wrong answer).
+    #[serde(default)]
+    pub timeouts: u64,
     /// The first error, for the report.
     pub first_error: Option<String>,
     /// Open loop: requests still queued when the drain time ran out.
@@ -231,6 +235,7 @@ struct Tally {
     uncorrected: Histogram<u64>,
     ok: u64,
     errors: u64,
+    timeouts: u64,
     first_error: Option<String>,
     unfinished: u64,
     last_end: Option<Instant>,
@@ -243,6 +248,7 @@ impl Tally {
             uncorrected: histogram(),
             ok: 0,
             errors: 0,
+            timeouts: 0,
             first_error: None,
             unfinished: 0,
             last_end: None,
@@ -253,7 +259,10 @@ impl Tally {
         match outcome {
             Ok(Ok(())) => self.ok += 1,
             Ok(Err(e)) => self.error(e.to_string()),
-            Err(_) => self.error("no answer within the request timeout".to_owned()),
+            Err(_) => {
+                self.timeouts += 1;
+                self.error("no answer within the request timeout".to_owned());
+            }
         }
     }
 
@@ -270,6 +279,7 @@ impl Tally {
         let _ = self.uncorrected.add(&other.uncorrected);
         self.ok += other.ok;
         self.errors += other.errors;
+        self.timeouts += other.timeouts;
         self.unfinished += other.unfinished;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -455,6 +465,7 @@ fn measurement(
         mode,
         ok: tally.ok,
         errors: tally.errors,
+        timeouts: tally.timeouts,
         first_error: tally.first_error,
         unfinished: tally.unfinished,
         elapsed_s: elapsed,

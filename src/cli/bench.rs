@@ -281,8 +281,17 @@ async fn measure(sources: &Sources, args: RunArgs, json: bool) -> Result<ExitCod
         .iter()
         .flat_map(|p| {
             let errors = p.workloads.iter().filter_map(move |w| {
-                let errors: u64 = w.open.iter().chain(&w.closed).map(|m| m.errors).sum();
-                (errors > 0).then(|| format!("{} {}: {errors} failed requests", p.profile, w.id))
+                let all = || w.open.iter().chain(&w.closed);
+                let errors: u64 = all().map(|m| m.errors - m.timeouts).sum();
+                let first = all()
+                    .find_map(|m| m.first_error.clone())
+                    .unwrap_or_default();
+                (errors > 0).then(|| {
+                    format!(
+                        "{} {}: {errors} failed requests; first: {first}",
+                        p.profile, w.id
+                    )
+                })
             });
             let broken = p
                 .skipped
@@ -292,6 +301,21 @@ async fn measure(sources: &Sources, args: RunArgs, json: bool) -> Result<ExitCod
             errors.chain(broken).collect::<Vec<_>>()
         })
         .collect();
+    // Timeouts are the system being slower than the load: reported, but
+    // measured figures like any other, not a failure of the bench.
+    for p in &result.profiles {
+        for w in &p.workloads {
+            let timeouts: u64 = w.open.iter().chain(&w.closed).map(|m| m.timeouts).sum();
+            if timeouts > 0 {
+                eprintln!(
+                    "bench: {} {}: {timeouts} requests had no answer within {} s",
+                    p.profile,
+                    w.id,
+                    args.timeout.as_secs_f64()
+                );
+            }
+        }
+    }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -128,7 +128,8 @@ enum Command {
     ///
     /// Runs in a sandbox of its own (a temporary data dir; on the real
     /// services its own database, key prefix and queues, removed at the
-    /// end). Exit status 1 when a workload's answers were wrong or failed.
+    /// end). Exit status 1 when a workload's answers were wrong or failed
+    /// (requests that time out are reported, not counted as failures).
     /// `strata bench compare OLD NEW` and `strata bench report FILES` work
     /// on the JSON of --json-file (docs/ANALYSIS.md is generated that way).
     Bench(bench::BenchArgs),
