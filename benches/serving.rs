@@ -16,12 +16,12 @@
 //!   table shows the median of each, and the ratios of their p50s and p99s.
 //! - `http`: a real `strata serve` on the embedded profile (a temp data dir
 //!   after `strata seed --runs 1000`), loaded over keep-alive HTTP/1.1
-//!   connections by a small client in this file. Open loop: requests are
-//!   due at a fixed rate; a dispatcher thread puts each in a queue at its
-//!   due time, a pool of connections serves the queue, and each latency is
-//!   measured from the request's intended send time to the end of its
-//!   answer (coordinated omission corrected) and, on a second row, from
-//!   when it was actually sent. A short unrecorded run at the rate comes
+//!   connections by the small client of `strata::bench::http`. Open loop:
+//!   requests are due at a fixed rate; a dispatcher thread puts each in a
+//!   queue at its due time, a pool of connections serves the queue, and
+//!   each latency is measured from the request's intended send time to the
+//!   end of its answer (coordinated omission corrected) and, on a second
+//!   row, from when it was actually sent. A short unrecorded run at the rate comes
 //!   first. Closed loop: 64 connections, each sending its next request when
 //!   the previous answer ends, for the achieved throughput. Workloads: `GET
 //!   /healthz` (the server's floor), `GET /v1/features/{view}/{entity}`,
@@ -49,14 +49,19 @@
 //! threads, default 1), `STRATA_BENCH_JSON` (a file to write the results
 //! to as JSON).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+use strata::bench::http::{
+    Conn, FEATURES, Server, command, contains, feature_values, model_config, request, request_line,
+    view_body,
+};
 use strata::cache::{CacheSettings, Tier, TieredCache};
 use strata::config::{Config, KvConfig, RedisConfig, Sources};
 use strata::engines::KvStore;
@@ -64,8 +69,6 @@ use strata::engines::kv::KvStoreExt;
 use strata::engines::kv::embedded::{EmbeddedKv, EmbeddedKvOptions};
 use strata::engines::kv::redis::RedisKv;
 use strata::platform::seed;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
@@ -79,8 +82,6 @@ const L1_BATCH: u64 = 1_000;
 const L2_KEYS_PER_TASK: usize = 64;
 /// Bytes of each cached value.
 const VALUE_BYTES: usize = 256;
-/// Features of the benchmark's view.
-const FEATURES: usize = 8;
 /// The feature view.
 const VIEW: &str = "user_activity";
 /// One batch read in this many is checked answer by answer (JSON parsed).
@@ -1306,166 +1307,7 @@ async fn redis_benchmark(
     })
 }
 
-// --- A keep-alive HTTP/1.1 client ------------------------------------------
-
-/// One request, ready to write.
-fn request(method: &str, path: &str, body: Option<&Value>, host: &str) -> Vec<u8> {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
-    match body {
-        Some(body) => {
-            let payload = body.to_string();
-            text.push_str("Content-Type: application/json\r\n");
-            text.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
-            text.push_str(&payload);
-        }
-        None => text.push_str("\r\n"),
-    }
-    text.into_bytes()
-}
-
-/// A kept-alive connection and the buffer its answers are read into.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-/// Where an answer lies in [`Conn::buf`].
-#[derive(Debug, Clone, Copy)]
-struct Reply {
-    status: u16,
-    head_end: usize,
-    body_end: usize,
-    /// The server will close the connection.
-    close: bool,
-}
-
-fn protocol(what: String) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    find(haystack, needle.as_bytes()).is_some()
-}
-
-/// The status, the body's length and whether the connection closes.
-fn parse_head(head: &[u8]) -> std::io::Result<(u16, usize, bool)> {
-    let text =
-        std::str::from_utf8(head).map_err(|_| protocol("a head that is not UTF-8".into()))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-    let (true, Some(status)) = (version.starts_with("HTTP/1."), status) else {
-        return Err(protocol(format!(
-            "not an HTTP/1 status line: {status_line:?}"
-        )));
-    };
-    let mut length = None;
-    let mut close = version == "HTTP/1.0";
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value
-                    .parse::<usize>()
-                    .map_err(|_| protocol(format!("a bad content-length {value:?}")))?,
-            );
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(protocol(format!(
-                "transfer-encoding {value:?}: this client reads content-length bodies only"
-            )));
-        } else if name.eq_ignore_ascii_case("connection") {
-            close = value.eq_ignore_ascii_case("close");
-        }
-    }
-    let length = match (length, status) {
-        (Some(n), _) => n,
-        (None, 204 | 304) | (None, 100..=199) => 0,
-        (None, _) => {
-            return Err(protocol(format!(
-                "an answer {status} without content-length"
-            )));
-        }
-    };
-    Ok((status, length, close))
-}
-
-impl Conn {
-    async fn connect(address: &str) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(16 * 1024),
-        })
-    }
-
-    /// Writes `request` and reads its whole answer into the buffer.
-    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<Reply> {
-        self.buf.clear();
-        self.stream.write_all(request).await?;
-        let mut head: Option<(u16, usize, usize, bool)> = None;
-        loop {
-            if let Some((status, head_end, length, close)) = head {
-                let body_end = head_end + length;
-                if self.buf.len() == body_end {
-                    return Ok(Reply {
-                        status,
-                        head_end,
-                        body_end,
-                        close,
-                    });
-                }
-                if self.buf.len() > body_end {
-                    return Err(protocol(format!(
-                        "{} bytes beyond the answer's end",
-                        self.buf.len() - body_end
-                    )));
-                }
-            }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(16 * 1024);
-            }
-            let read = self.stream.read_buf(&mut self.buf).await?;
-            if read == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the connection closed after {} bytes of an answer",
-                        self.buf.len()
-                    ),
-                ));
-            }
-            if head.is_none() {
-                if let Some(at) = find(&self.buf, b"\r\n\r\n") {
-                    let (status, length, close) = parse_head(&self.buf[..at])?;
-                    head = Some((status, at + 4, length, close));
-                } else if self.buf.len() > 64 * 1024 {
-                    return Err(protocol("a head over 64 KiB".into()));
-                }
-            }
-        }
-    }
-
-    fn head(&self, reply: &Reply) -> &[u8] {
-        &self.buf[..reply.head_end]
-    }
-
-    fn body(&self, reply: &Reply) -> &[u8] {
-        &self.buf[reply.head_end..reply.body_end]
-    }
-}
+// --- Workloads over the HTTP client ---------------------------------------
 
 /// Checks an answer (200 already checked): `Ok(marked)` or why it is wrong.
 /// Arguments: the request's sequence number, whether to check thoroughly,
@@ -1510,11 +1352,7 @@ async fn send(
     let reconnect = conn.is_none();
     let outcome = tokio::time::timeout(limit, async {
         if conn.is_none() {
-            *conn = Some(
-                Conn::connect(address)
-                    .await
-                    .map_err(|e| format!("connecting: {e}"))?,
-            );
+            *conn = Some(Conn::connect(address).await.map_err(|e| e.to_string())?);
         }
         match conn.as_mut() {
             Some(c) => c.exchange(w.request(seq)).await.map_err(|e| e.to_string()),
@@ -1526,11 +1364,7 @@ async fn send(
     if reconnect {
         tally.reconnects += 1;
     }
-    let first_line = || {
-        let r = w.request(seq);
-        let end = find(r, b"\r\n").unwrap_or(r.len());
-        String::from_utf8_lossy(&r[..end]).into_owned()
-    };
+    let first_line = || request_line(w.request(seq));
     match (outcome, conn.as_ref()) {
         (Ok(reply), Some(c)) => {
             let body = c.body(&reply);
@@ -1569,7 +1403,7 @@ async fn connect_all(
         let conn = tokio::time::timeout(limit, Conn::connect(address))
             .await
             .map_err(|_| format!("connecting to {address} took over {limit:?}"))?
-            .map_err(|e| format!("connecting to {address}: {e}"))?;
+            .map_err(|e| e.to_string())?;
         pool.push(Some(conn));
     }
     Ok(pool)
@@ -1784,115 +1618,7 @@ fn closed_loop(
     Ok((tally, elapsed))
 }
 
-// --- strata serve --------------------------------------------------------
-
-/// `strata ARGS` in `dir`, on the data dir `data`, with no `STRATA_*`
-/// variable of this process but the configuration directory.
-fn strata(dir: &Path, data: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("STRATA_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env(
-            "STRATA_CONFIG_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
-        )
-        .current_dir(dir)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
-
-/// A running `strata serve`, killed when dropped.
-struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    address: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    async fn start(dir: &Path, data: &Path) -> Result<Server, String> {
-        let mut child = strata(dir, data, &["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawning strata serve: {e}"))?;
-        let pid = child.id().ok_or("strata serve exited at once")?;
-        let stderr = child.stderr.take().ok_or("no stderr pipe")?;
-        let log = Arc::new(Mutex::new(String::new()));
-        let (listening, address) = tokio::sync::oneshot::channel();
-        let lines = Arc::clone(&log);
-        // Reads stderr to its end, so the pipe never fills.
-        tokio::spawn(async move {
-            let mut listening = Some(listening);
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if let Some(address) = line.strip_prefix("strata: listening on http://")
-                    && let Some(tx) = listening.take()
-                {
-                    let _ = tx.send(address.trim().to_owned());
-                }
-                if let Ok(mut log) = lines.lock() {
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-        let log_text = |log: &Arc<Mutex<String>>| log.lock().map(|l| l.clone()).unwrap_or_default();
-        match tokio::time::timeout(Duration::from_secs(120), address).await {
-            Ok(Ok(address)) => Ok(Server {
-                child,
-                pid,
-                address,
-                log,
-            }),
-            Ok(Err(_)) => {
-                let status = child.wait().await;
-                Err(format!(
-                    "strata serve exited before listening ({status:?}): {}",
-                    log_text(&log)
-                ))
-            }
-            Err(_) => Err(format!(
-                "strata serve did not listen within 120 s: {}",
-                log_text(&log)
-            )),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// SIGTERM, then SIGKILL after 15 s; a note when it did not stop well.
-    async fn stop(mut self) -> Option<String> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Some(format!(
-                "strata serve had exited during the bench ({status}); log:\n{}",
-                self.log()
-            ));
-        }
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        match tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => None,
-            Ok(status) => Some(format!("strata serve stopped with {status:?}")),
-            Err(_) => {
-                let _ = self.child.start_kill();
-                let _ = self.child.wait().await;
-                Some("strata serve did not stop within 15 s of SIGTERM; killed".to_owned())
-            }
-        }
-    }
-}
+// --- The server's CPU ------------------------------------------------------
 
 /// CPU seconds (user + system) a process has used, from
 /// `/proc/PID/stat` (in USER_HZ ticks, 100 a second on Linux).
@@ -2034,11 +1760,22 @@ fn http(s: &Settings, report: &mut Report) {
         Ok(dir) => dir,
         Err(e) => return report.fail(format!("http: a temp dir: {e}")),
     };
-    let data = dir.path().join("data");
+    // `strata --data-dir DIR` with the repository's configuration and no
+    // `STRATA_*` variable of this process.
+    let exe = Path::new(env!("CARGO_BIN_EXE_strata"));
+    let global = [OsString::from("--data-dir"), dir.path().join("data").into()];
+    let mut env: Vec<(OsString, Option<OsString>)> = std::env::vars_os()
+        .filter(|(key, _)| key.to_string_lossy().starts_with("STRATA_"))
+        .map(|(key, _)| (key, None))
+        .collect();
+    env.push((
+        "STRATA_CONFIG_DIR".into(),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config").into()),
+    ));
     let runs = s.seed_runs.to_string();
     let seeded = Instant::now();
     let out = rt.block_on(async {
-        let mut seed = strata(dir.path(), &data, &["seed", "--runs", &runs]);
+        let mut seed = command(exe, &global, &env, &["seed", "--runs", &runs]);
         tokio::time::timeout(Duration::from_secs(600), seed.output()).await
     });
     match out {
@@ -2059,32 +1796,21 @@ fn http(s: &Settings, report: &mut Report) {
         Ok(Err(e)) => return report.fail(format!("http: running strata seed: {e}")),
         Err(_) => return report.fail("http: strata seed took over 600 s"),
     }
-    let server = match rt.block_on(Server::start(dir.path(), &data)) {
+    let server = match rt.block_on(Server::start(exe, &global, &env)) {
         Ok(server) => server,
         Err(e) => return report.fail(format!("http: {e}")),
     };
     println!(
         "  strata serve (pid {}) listening on {}",
-        server.pid, server.address
+        server.pid(),
+        server.address()
     );
-    if let Err(e) = http_workloads(&rt, s, &server.address, server.pid, report) {
+    if let Err(e) = http_workloads(&rt, s, server.address(), server.pid(), report) {
         report.fail(format!("http: {e}; server log:\n{}", server.log()));
     }
-    if let Some(trouble) = rt.block_on(server.stop()) {
+    if let Err(trouble) = rt.block_on(server.stop()) {
         report.fail(format!("http: {trouble}"));
     }
-}
-
-fn feature_values(entity: usize) -> Value {
-    let values: serde_json::Map<String, Value> = (1..=FEATURES)
-        .map(|j| {
-            (
-                format!("f{j}"),
-                json!(((entity * 7 + j * 13) % 100) as f64 / 10.0 + 0.5),
-            )
-        })
-        .collect();
-    json!({ "features": values })
 }
 
 /// Declares the view, writes the entities' features and the models'
@@ -2096,26 +1822,30 @@ fn set_up(
     models: &[String],
     limit: Duration,
 ) -> Result<(), String> {
-    let view = json!({
-        "entity": "user",
-        "ttl_seconds": 3600,
-        "description": "the serving bench's view",
-        "features": (1..=FEATURES).map(|j| json!({"name": format!("f{j}"), "type": "float"})).collect::<Vec<_>>(),
-    });
-    let weights: serde_json::Map<String, Value> = (1..=FEATURES)
-        .map(|j| (format!("f{j}"), json!(0.5 / j as f64)))
-        .collect();
+    let view = view_body();
     let steps = [
         Workload::plain(
             "declaring the view",
-            vec![request("PUT", &format!("/v1/feature-views/{VIEW}"), Some(&view), address)],
+            vec![request(
+                "PUT",
+                &format!("/v1/feature-views/{VIEW}"),
+                Some(&view),
+                address,
+            )],
         ),
         Workload::plain(
             "writing the features",
             entities
                 .iter()
                 .enumerate()
-                .map(|(i, e)| request("PUT", &format!("/v1/features/{VIEW}/{e}"), Some(&feature_values(i)), address))
+                .map(|(i, e)| {
+                    request(
+                        "PUT",
+                        &format!("/v1/features/{VIEW}/{e}"),
+                        Some(&feature_values(i)),
+                        address,
+                    )
+                })
                 .collect(),
         ),
         Workload::plain(
@@ -2124,13 +1854,13 @@ fn set_up(
                 .iter()
                 .enumerate()
                 .map(|(i, m)| {
-                    let mut config = json!({"model_name": "bench-model", "framework": "sklearn"});
-                    if i == 0 {
-                        config["scorer"] = json!({
-                            "type": "logistic", "version": 1, "view": VIEW, "bias": 0.1, "weights": weights,
-                        });
-                    }
-                    request("PUT", &format!("/v1/models/{m}/config"), Some(&config), address)
+                    let config = model_config((i == 0).then_some(VIEW));
+                    request(
+                        "PUT",
+                        &format!("/v1/models/{m}/config"),
+                        Some(&config),
+                        address,
+                    )
                 })
                 .collect(),
         ),

@@ -326,11 +326,11 @@ async fn measure_profile(
     let baselines = baselines(options, config, sandbox, &mut skipped).await;
     progress.bar.finish_and_clear();
     if let Some(server) = server
-        && let Some(trouble) = server.stop().await
+        && let Err(trouble) = server.stop().await
     {
         skipped.push(Skipped {
             what: "strata serve".to_owned(),
-            reason: trouble,
+            reason: trouble.to_string(),
         });
     }
     let ratios = ratios(&workloads);
@@ -443,7 +443,12 @@ async fn http_subjects(
             }
             args.push("--data-dir".into());
             args.push(sandbox.data_dir().join("serve").into());
-            let server = super::http::Server::start(&exe, &args, &sandbox.overrides()).await?;
+            let env: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = sandbox
+                .overrides()
+                .into_iter()
+                .map(|(k, v)| (k.into(), Some(v.into())))
+                .collect();
+            let server = super::http::Server::start(&exe, &args, &env).await?;
             (server.address().to_owned(), Some(server))
         }
     };

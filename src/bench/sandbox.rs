@@ -144,6 +144,7 @@ impl Sandbox {
     /// Removes everything the bench wrote. Failures are reported on
     /// standard error, naming what is left, and do not stop the others.
     pub async fn remove(self) {
+        let pipelines = self.config.pipelines.clone();
         let Sandbox {
             engines,
             platform,
@@ -166,6 +167,19 @@ impl Sandbox {
         }
         for queue in super::workloads::queues(&name) {
             let _ = engines.queue.delete_queue(&queue).await;
+        }
+        // The pipelines' topology a `strata serve` child declared under the
+        // sandbox's prefix.
+        if engines.queue.kind() == "rabbitmq" {
+            let mut specs = crate::analytics::scenario::Scenario::queues();
+            specs.push(crate::pipelines::handlers::read_model_queue());
+            let tiers = crate::pipelines::PipelinesConfig::tiers(&pipelines.retry);
+            if let Err(e) = crate::pipelines::Topology::new(&pipelines)
+                .delete(engines.queue.as_ref(), &specs, tiers, true)
+                .await
+            {
+                eprintln!("bench: RabbitMQ queues or exchanges under {name} are left: {e}");
+            }
         }
         drop_postgres(&original, postgres).await;
         if let Err(e) = std::fs::remove_dir_all(&dir) {
