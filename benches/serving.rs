@@ -1220,88 +1220,29 @@ async fn redis_benchmark(
     requests: u64,
     key: &str,
 ) -> Result<Row, String> {
-    let url =
-        url::Url::parse(&redis.url).map_err(|e| format!("the Redis URL does not parse: {e}"))?;
-    if url.scheme() != "redis" {
-        return Err(format!(
-            "a `{}` URL: redis-benchmark is run on plain `redis` only",
-            url.scheme()
-        ));
-    }
-    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
-    let port = url.port().unwrap_or(6379).to_string();
-    let db: u32 = url.path().trim_start_matches('/').parse().unwrap_or(0);
-    let mut command = tokio::process::Command::new("redis-benchmark");
-    command.args(["-h", &host, "-p", &port]);
-    if !url.username().is_empty() {
-        command.args(["--user", url.username()]);
-    }
-    let password = redis
-        .password
-        .as_ref()
-        .map(|p| p.expose().to_owned())
-        .or_else(|| url.password().map(str::to_owned));
-    if let Some(password) = password {
-        command.args(["-a", &password]);
-    }
-    if db != 0 {
-        command.args(["--dbnum", &db.to_string()]);
-    }
-    command
-        .args([
-            "-c",
-            &concurrency.to_string(),
-            "-n",
-            &requests.to_string(),
-            "-P",
-            "1",
-            "--csv",
-        ])
-        .args(["GET", key])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(300), command.output())
-        .await
-        .map_err(|_| "no result within 300 s".to_owned())?
-        .map_err(|e| format!("running it: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "exited with {}: {}{}",
-            out.status,
-            stdout.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("\"GET"))
-        .ok_or_else(|| format!("no GET line in its output: {}", stdout.trim()))?;
-    let fields: Vec<f64> = line
-        .split(',')
-        .skip(1)
-        .map(|f| f.trim().trim_matches('"').parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("a field of `{line}` is not a number: {e}"))?;
-    let [rps, _avg, _min, p50, p95, p99, max] = fields[..] else {
-        return Err(format!("`{line}` does not have 8 columns"));
-    };
+    let run = strata::bench::baseline::redis_benchmark(
+        redis,
+        concurrency,
+        requests,
+        key,
+        Duration::from_secs(300),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let s = run.summary;
     Ok(Row {
         section: "l2",
         name: "redis-benchmark GET".to_owned(),
         load: format!("C={concurrency} closed"),
-        count: requests,
+        count: run.requests,
         errors: 0,
-        p50: p50 * 1000.0,
+        p50: s.p50_us,
         // Holds p95 until the median row is made.
-        p90: Some(p95 * 1000.0),
-        p99: p99 * 1000.0,
+        p90: Some(s.p95_us),
+        p99: s.p99_us,
         p999: None,
-        max: max * 1000.0,
-        throughput: rps,
+        max: s.max_us,
+        throughput: s.rps,
         target: None,
         note: String::new(),
     })

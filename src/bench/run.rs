@@ -107,7 +107,11 @@ pub async fn run(options: &Options, command: String) -> Result<BenchRun> {
         ));
     }
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let machine = machine();
+    // `--version` of the native tools: short processes, off the runtime.
+    let tools = tokio::task::spawn_blocking(super::baseline::tool_versions)
+        .await
+        .map_err(|e| Error::internal(format!("asking the native tools' versions failed: {e}")))?;
+    let machine = machine(tools);
     let names: Vec<Option<String>> = if options.profiles.is_empty() {
         vec![options.sources.profile.clone()]
     } else {
@@ -662,7 +666,7 @@ pub(crate) fn ratios(workloads: &[WorkloadRun]) -> Vec<Ratio> {
 }
 
 /// The machine, build and tools.
-pub(crate) fn machine() -> Machine {
+pub(crate) fn machine(tools: Vec<super::model::ToolVersion>) -> Machine {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let memory_bytes = read("/proc/meminfo").and_then(|m| {
         m.lines()
@@ -695,6 +699,6 @@ pub(crate) fn machine() -> Machine {
         .to_owned(),
         load_average: read("/proc/loadavg")
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
-        tools: super::baseline::tool_versions(),
+        tools,
     }
 }
