@@ -248,7 +248,11 @@ async fn measure_profile(
         format!("kv: {}", sandbox.engines.kv.target()),
         format!("queue: {}", sandbox.engines.queue.target()),
     ];
-    eprintln!("bench: loading the data ({} runs to search)", options.runs);
+    if options.wants("search.runs") {
+        eprintln!("bench: loading the data ({} runs to search)", options.runs);
+    } else {
+        eprintln!("bench: loading the data");
+    }
     let seeding = Progress::new(options.runs, options.progress, "runs");
     let wants = |id: &str| options.wants(id);
     let mut subjects = super::workloads::subjects(sandbox, options.runs, &wants, &|n| {
