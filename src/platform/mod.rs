@@ -49,6 +49,8 @@
 //!   [`Relay`] that publishes them ([`Outbox`]).
 //! - [`read_model`]: one document per model, kept from those events
 //!   ([`ReadModel`]).
+//! - [`routes`]: which engine holds each kind of data, and why (the
+//!   table `strata demo` closes with and `strata explain` prints).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +73,7 @@ pub mod outbox;
 pub mod read_model;
 pub mod records;
 pub mod registry;
+pub mod routes;
 pub mod rows;
 pub mod sagas;
 pub mod schema;
