@@ -197,9 +197,305 @@ async fn a_sweep_finds_the_knee_of_a_rate_limited_fake() {
     // throughput stops following the offered rate.
     for step in &steps[..knee] {
         assert!(step.achieved > 0.9 * step.offered, "{step:?}");
-        assert!(step.p99_us < 20_000.0, "{step:?}");
+        // 2.5 ms of service plus timer and scheduling noise of a shared
+        // machine; past the knee it is hundreds of milliseconds.
+        assert!(step.p99_us < 100_000.0, "{step:?}");
     }
     assert!(steps[knee].achieved < 0.8 * 600.0, "{:?}", steps[knee]);
     // The sweep stops one step past the knee.
     assert!(steps.len() <= knee + 2, "{steps:#?}");
+}
+
+// --- strata bench as a user runs it ------------------------------------------
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `strata ARGS` with the repository's configuration and no `STRATA_*`
+/// variable of this process; `TMPDIR` is `tmp`, so the sandbox it makes
+/// can be looked for afterwards.
+fn strata(tmp: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("STRATA_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env(
+            "STRATA_CONFIG_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+        )
+        .env("TMPDIR", tmp)
+        .current_dir(tmp)
+        .args(args)
+        .output()
+        .expect("run strata")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the results file"))
+        .expect("the results are JSON")
+}
+
+/// What the sandbox left in `tmp`: nothing, once the bench is over.
+fn leftovers(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("strata_bench_"))
+        .collect()
+}
+
+#[test]
+fn bench_measures_writes_compares_and_reports_on_the_embedded_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("run.json");
+    let out = strata(
+        tmp.path(),
+        &[
+            "bench",
+            "--quick",
+            "--seconds",
+            "0.2",
+            "--rounds",
+            "2",
+            "--concurrency",
+            "1,4",
+            "--only",
+            "kv.read,relational.read,cache.l1",
+            "--sweep",
+            "kv.read",
+            "--json-file",
+            json.to_str().unwrap(),
+            "--markdown",
+            "run.md",
+            "--chart",
+            "run.svg",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for id in ["kv.read", "relational.read", "cache.l1"] {
+        assert!(table.contains(id), "{id} missing from the table:\n{table}");
+    }
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "{:?}",
+        leftovers(tmp.path())
+    );
+
+    let run = read_json(&json);
+    assert_eq!(run["schema"], 1);
+    assert!(run["machine"]["cores"].as_u64().unwrap() >= 1);
+    let profile = &run["profiles"][0];
+    assert_eq!(profile["profile"], "embedded");
+    let workloads = profile["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 3, "{profile:#}");
+    for w in workloads {
+        assert_eq!(w["open"].as_array().unwrap().len(), 2, "two rounds: {w:#}");
+        assert_eq!(w["closed"].as_array().unwrap().len(), 2, "×1 and ×4: {w:#}");
+        for m in w["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(w["closed"].as_array().unwrap())
+        {
+            assert!(m["ok"].as_u64().unwrap() > 0, "{m:#}");
+            assert_eq!(m["errors"], 0, "{m:#}");
+            assert!(m["corrected"]["p99_us"].as_f64().unwrap() > 0.0);
+        }
+    }
+    let ratios = profile["ratios"].as_array().unwrap();
+    assert!(
+        ratios
+            .iter()
+            .any(|r| r["id"] == "kv-vs-relational-read" && r["value"].as_f64().unwrap() > 0.0),
+        "{ratios:#?}"
+    );
+    assert!(
+        !profile["sweep"]["sweep"]["steps"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let skipped = profile["skipped"].to_string();
+    assert!(
+        skipped.contains("redis-benchmark") && skipped.contains("pgbench"),
+        "{skipped}"
+    );
+    let svg = std::fs::read_to_string(tmp.path().join("run.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("kv.read"),
+        "{}",
+        &svg[..svg.len().min(300)]
+    );
+    let md = std::fs::read_to_string(tmp.path().join("run.md")).unwrap();
+    assert!(md.contains("| kv.read"), "{md}");
+
+    // A run against itself: nothing beyond the noise.
+    let out = strata(tmp.path(), &["bench", "compare", "run.json", "run.json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 slower, 0 faster"),
+        "{}",
+        text(&out)
+    );
+
+    let out = strata(
+        tmp.path(),
+        &["bench", "report", "run.json", "--out", "ANALYSIS.md"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let analysis = std::fs::read_to_string(tmp.path().join("ANALYSIS.md")).unwrap();
+    assert!(
+        analysis.contains("run.json"),
+        "the analysis names its source"
+    );
+    assert!(
+        analysis.contains("strata bench report"),
+        "and how to regenerate it"
+    );
+
+    let out = strata(tmp.path(), &["explain", "--from", "run.json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sqlite"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn bench_refuses_bad_input_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["bench", "--only", "kv.nope"], "kv.nope"),
+        (&["bench", "--sweep", "nope"], "nope"),
+        (&["bench", "--seconds", "0"], "above 0"),
+        (
+            &["bench", "--json-file", "missing/dir/run.json"],
+            "does not exist",
+        ),
+        (&["bench", "compare", "a.json", "b.json"], "a.json"),
+    ];
+    for (args, names) in cases {
+        let out = strata(tmp.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(names),
+            "{args:?} must name {names:?}: {}",
+            text(&out)
+        );
+    }
+    std::fs::write(tmp.path().join("other.json"), r#"{"schema": 99}"#).unwrap();
+    let out = strata(tmp.path(), &["bench", "report", "other.json", "--out", "-"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("format 99"),
+        "{}",
+        text(&out)
+    );
+    assert!(leftovers(tmp.path()).is_empty());
+}
+
+#[test]
+fn bench_on_the_full_profile_runs_beside_the_native_tools_and_leaves_nothing() {
+    let Some(config) = common::full_profile("bench") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = strata(
+        tmp.path(),
+        &[
+            "--profile",
+            "full",
+            "bench",
+            "--quick",
+            "--seconds",
+            "0.3",
+            "--concurrency",
+            "1,8",
+            "--only",
+            "kv.read,relational.read,queue,http.features",
+            "--sweep",
+            "none",
+            "--json-file",
+            "full.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let run = read_json(&tmp.path().join("full.json"));
+    let profile = &run["profiles"][0];
+    assert_eq!(profile["engines"]["kv"], "redis", "{profile:#}");
+    let ids: Vec<&str> = profile["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "kv.read",
+            "relational.read",
+            "queue.roundtrip",
+            "http.features"
+        ],
+        "{profile:#}"
+    );
+    let baselines = profile["baselines"].as_array().unwrap();
+    for id in ["redis-get", "pgbench-select"] {
+        let b = baselines
+            .iter()
+            .find(|b| b["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {profile:#}"));
+        assert!(b["throughput_ratio"].as_f64().unwrap() > 0.0, "{b:#}");
+        assert!(b["p99_ratio"].as_f64().unwrap() > 0.0, "{b:#}");
+        assert!(
+            !b["command"].as_str().unwrap().contains("strata-dev"),
+            "no password: {b:#}"
+        );
+    }
+    assert!(leftovers(tmp.path()).is_empty());
+    // Its database, keys and queues are gone.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sea_orm::ConnectionTrait;
+        use strata::engines::KvStoreExt;
+
+        let db = strata::engines::open_relational(&config).await.unwrap();
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT datname FROM pg_database WHERE datname LIKE 'strata_bench_%'",
+            ))
+            .await
+            .unwrap();
+        // Other benches may run at the same time: this one's by name.
+        let name = profile["sandbox"].as_str().unwrap();
+        assert!(name.starts_with("strata_bench_"), "{profile:#}");
+        for row in rows {
+            let left: String = row.try_get_by_index(0).unwrap();
+            assert_ne!(left, name, "its PostgreSQL database is left");
+        }
+        let kv = strata::engines::open_kv(&config).await.unwrap();
+        let keys = kv.scan_all(&format!("{name}:*")).await.unwrap();
+        assert!(keys.is_empty(), "its keys are left: {keys:?}");
+    });
 }

@@ -1207,6 +1207,7 @@ mod tests {
     fn profile(workloads: Vec<WorkloadRun>) -> ProfileRun {
         ProfileRun {
             profile: "embedded".into(),
+            sandbox: String::new(),
             engines: EngineSet {
                 relational: "sqlite".into(),
                 documents: "embedded".into(),

@@ -118,6 +118,10 @@ pub struct ProfileRun {
     pub profile: String,
     /// Its engines.
     pub engines: EngineSet,
+    /// The name of the bench's own database, key prefix and queues on
+    /// the profile's services (all removed at the end).
+    #[serde(default)]
+    pub sandbox: String,
     /// Its configuration, secrets redacted.
     pub config: serde_json::Value,
     /// Each workload measured.

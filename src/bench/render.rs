@@ -1959,6 +1959,7 @@ pub(crate) mod tests {
             },
             profiles: vec![ProfileRun {
                 profile: "embedded".to_owned(),
+                sandbox: String::new(),
                 engines: EngineSet {
                     relational: "sqlite".to_owned(),
                     documents: "embedded".to_owned(),
