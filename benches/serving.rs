@@ -1917,24 +1917,7 @@ fn plans(s: &Settings, address: &str, entities: &[String], models: &[String]) ->
                     };
                 }
                 let members = &batches[(seq % batches.len() as u64) as usize];
-                let answer: Value =
-                    serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-                let results = answer["results"].as_array().ok_or("no `results` array")?;
-                if results.len() != members.len() {
-                    return Err(format!(
-                        "{} results for {} items",
-                        results.len(),
-                        members.len()
-                    ));
-                }
-                for (result, &i) in results.iter().zip(members) {
-                    let fresh = result["features"].as_object().is_some_and(|f| {
-                        f.len() == FEATURES && f.values().all(|v| v["status"] == "fresh")
-                    });
-                    if result["entity"] != entities[i].as_str() || !fresh {
-                        return Err(format!("the answer for `{}` is {result}", entities[i]));
-                    }
-                }
+                strata::bench::http::check_batch_answer(body, members, &entities)?;
                 Ok(false)
             }),
             mark: None,

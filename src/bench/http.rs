@@ -818,25 +818,7 @@ pub fn subjects(address: &str, fixture: &Fixture) -> Vec<Subject> {
                 };
             }
             let members = &batches[(seq % batches.len() as u64) as usize];
-            let answer: Value =
-                serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-            let results = answer["results"].as_array().ok_or("no `results` array")?;
-            if results.len() != members.len() {
-                return Err(format!(
-                    "{} results for {} items",
-                    results.len(),
-                    members.len()
-                ));
-            }
-            for (result, &i) in results.iter().zip(members) {
-                let fresh = result["features"].as_object().is_some_and(|f| {
-                    f.len() == FEATURES && f.values().all(|v| v["status"] == "fresh")
-                });
-                if result["entity"] != entities[i].as_str() || !fresh {
-                    return Err(format!("the answer for `{}` is {result}", entities[i]));
-                }
-            }
-            Ok(())
+            check_batch_answer(body, members, &entities)
         });
         subject(
             "http.features_batch",
@@ -856,6 +838,34 @@ pub fn subjects(address: &str, fixture: &Fixture) -> Vec<Subject> {
     );
 
     vec![features, batch, predict]
+}
+
+/// Checks a `POST /v1/features:batch` answer thoroughly: JSON, one result
+/// per item in order, each naming its entity (`entities[i]` for each `i` of
+/// `members`) with all [`FEATURES`] fresh.
+pub fn check_batch_answer(
+    body: &[u8],
+    members: &[usize],
+    entities: &[String],
+) -> std::result::Result<(), String> {
+    let answer: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let results = answer["results"].as_array().ok_or("no `results` array")?;
+    if results.len() != members.len() {
+        return Err(format!(
+            "{} results for {} items",
+            results.len(),
+            members.len()
+        ));
+    }
+    for (result, &i) in results.iter().zip(members) {
+        let fresh = result["features"]
+            .as_object()
+            .is_some_and(|f| f.len() == FEATURES && f.values().all(|v| v["status"] == "fresh"));
+        if result["entity"] != entities[i].as_str() || !fresh {
+            return Err(format!("the answer for `{}` is {result}", entities[i]));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
