@@ -76,6 +76,29 @@ pub struct Config {
     /// Customer analytics: segments, churn, lifetime value,
     /// recommendations (`crate::analytics`).
     pub analytics: AnalyticsConfig,
+    /// Logs: their format (what is logged is `STRATA_LOG`, tracing's
+    /// filter directives).
+    pub log: LogConfig,
+}
+
+/// How logs are written (to standard error).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (for people) or `json` (one object per line, with the
+    /// request id and the other fields of the spans it happened in).
+    pub format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Config {
@@ -94,6 +117,7 @@ impl Default for Config {
             pipelines: crate::pipelines::PipelinesConfig::default(),
             outbox: OutboxConfig::default(),
             analytics: AnalyticsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

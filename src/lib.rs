@@ -56,10 +56,12 @@ pub mod config;
 pub mod engines;
 pub mod error;
 mod failpoint;
+pub mod metrics;
 pub mod migration;
 pub mod pipelines;
 pub mod platform;
 pub mod retry;
 pub mod serving;
+pub mod trace;
 
 pub use error::{Error, ErrorKind, Result};

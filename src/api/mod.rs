@@ -69,6 +69,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod runs;
@@ -160,6 +161,9 @@ pub fn router(
             request_timeout,
         ))
         .layer(middleware::from_fn_with_state(limiter, rate_limit))
+        // Outermost: every answer, a 429 or a timeout included, carries
+        // its request id and is counted.
+        .layer(middleware::from_fn(metrics::observe))
 }
 
 /// The route group a request counts in; `None` for the probes
@@ -275,6 +279,7 @@ fn route_table(table: RouteTable) -> RouteTable {
         .add(Method::GET, "/healthz", health::healthz)
         .add(Method::GET, "/readyz", health::readyz)
         .add(Method::GET, "/openapi.json", openapi::openapi_json)
+        .add(Method::GET, "/metrics", metrics::metrics)
         .add(Method::GET, "/v1/cache", health::cache)
         .add(Method::POST, "/v1/datasets", datasets::create)
         .add(Method::GET, "/v1/datasets", datasets::list)

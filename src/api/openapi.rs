@@ -7,8 +7,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    aliases, analytics, datasets, dead_letters, error, health, limits, models, runs, sagas,
-    scenario, serving,
+    aliases, analytics, datasets, dead_letters, error, health, limits, metrics, models, runs,
+    sagas, scenario, serving,
 };
 
 /// The API's OpenAPI description.
@@ -16,7 +16,7 @@ use super::{
 #[openapi(
     info(title = "strata", description = "The data plane of an ML platform: datasets, training runs, aliases, analytics, online features, predictions and the leaderboard."),
     paths(
-        health::healthz, health::readyz, health::cache, openapi_json,
+        health::healthz, health::readyz, health::cache, metrics::metrics, openapi_json,
         datasets::create, datasets::list, datasets::get, datasets::stats,
         runs::create, runs::search, runs::get, runs::delete, runs::complete,
         aliases::resolve, aliases::move_to,

@@ -142,7 +142,6 @@ enum Command {
 /// Parses the command line, runs the command and returns the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.global.log_sql);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,8 +175,10 @@ fn exit_status(error: &Error) -> u8 {
 /// itself as results or errors; and with sqlx's URL parser at `error`: it
 /// warns of an unknown URL parameter by printing its value, which may be a
 /// misspelt password); `--log-sql` adds the statements sqlx logs under
-/// `sqlx::query`.
-fn init_tracing(log_sql: bool) {
+/// `sqlx::query`. `log.format` picks text or JSON lines; JSON lines carry
+/// the fields of the spans they happened in (a request's `request_id`,
+/// method and route; a message's queue, id and request id).
+fn init_tracing(log_sql: bool, format: crate::config::LogFormat) {
     let mut filter =
         tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("warn,lapin=off,sqlx_postgres::options::parse=error")
@@ -185,11 +186,21 @@ fn init_tracing(log_sql: bool) {
     if log_sql && let Ok(directive) = "sqlx::query=info".parse() {
         filter = filter.add_directive(directive);
     }
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests running several commands in one
+    // process) keeps the first.
+    let _ = match format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -204,9 +215,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let json = cli.global.json;
     if let Command::Bench(args) = cli.command {
         // Loads each profile it benches itself.
+        init_tracing(cli.global.log_sql, crate::config::LogFormat::Text);
         return bench::run(&sources, args, json).await;
     }
-    let config = Config::load(&sources)?;
+    let config = match Config::load(&sources) {
+        Ok(config) => config,
+        Err(e) => {
+            init_tracing(cli.global.log_sql, crate::config::LogFormat::Text);
+            return Err(e);
+        }
+    };
+    init_tracing(cli.global.log_sql, config.log.format);
     match cli.command {
         Command::Demo => demo::run(&config, json).await,
         Command::Doctor => doctor::run(&config, json).await,

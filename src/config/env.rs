@@ -116,7 +116,9 @@ impl EnvLayer {
             };
             let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
             let known = sections.iter().any(|s| *s == path[0]);
-            if !known && path.len() == 1 {
+            // `STRATA_LOG` is the log filter (tracing's directives), not
+            // the `log` section, which is set key by key (`STRATA_LOG__FORMAT`).
+            if (!known || path[0] == "log") && path.len() == 1 {
                 continue;
             }
             let name = lossy.into_owned();

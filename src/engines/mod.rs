@@ -19,6 +19,17 @@ pub mod layers;
 pub mod queue;
 pub mod relational;
 
+/// How much of an engine's connection pool is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections open (idle or in use).
+    pub open: u64,
+    /// Of those, idle.
+    pub idle: u64,
+    /// The most the pool opens.
+    pub max: u64,
+}
+
 pub use document::DocumentStore;
 pub use kv::{KvStore, KvStoreExt};
 pub use queue::Broker;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::engines::Broker;
-use crate::engines::queue::{Outgoing, Published};
+use crate::engines::queue::{FieldValue, Outgoing, Published};
 use crate::error::{Error, ErrorKind, Result};
 
 struct Request {
@@ -45,7 +45,8 @@ impl Publisher {
     }
 
     /// Publishes one message and waits for its confirmation.
-    pub async fn publish(&self, item: Outgoing) -> Result<Published> {
+    pub async fn publish(&self, mut item: Outgoing) -> Result<Published> {
+        stamp(&mut item);
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request { item, reply })
@@ -58,7 +59,8 @@ impl Publisher {
     /// the order given.
     pub async fn publish_many(&self, items: Vec<Outgoing>) -> Vec<Result<Published>> {
         let mut answers = Vec::with_capacity(items.len());
-        for item in items {
+        for mut item in items {
+            stamp(&mut item);
             let (reply, answer) = oneshot::channel();
             match self.requests.send(Request { item, reply }).await {
                 Ok(()) => answers.push(Some(answer)),
@@ -73,6 +75,21 @@ impl Publisher {
             });
         }
         results
+    }
+}
+
+/// Stamps what the worker reports on: when the message was first
+/// published, and the request it was published for. A message published
+/// again (a retry, a replay) keeps its first stamps.
+fn stamp(item: &mut Outgoing) {
+    let headers = &mut item.message.properties.headers;
+    headers
+        .entry(crate::trace::PUBLISHED_AT.to_owned())
+        .or_insert_with(|| FieldValue::Int(chrono::Utc::now().timestamp_millis()));
+    if let Some(id) = crate::trace::current() {
+        headers
+            .entry(crate::trace::HEADER.to_owned())
+            .or_insert(FieldValue::String(id));
     }
 }
 

@@ -37,6 +37,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::engines::KvStoreExt;
 use crate::engines::queue::{ConsumeOptions, Delivery, FieldValue, Outgoing};
@@ -327,6 +328,13 @@ struct Context {
 }
 
 impl Context {
+    /// Bumps `counter` of the worker's stats, and the process's metric of
+    /// messages settled with `outcome`.
+    fn count(&self, counter: &AtomicU64, outcome: &'static str) {
+        self.stats.bump(counter);
+        crate::metrics::global().message(&self.queue, outcome);
+    }
+
     fn config(&self) -> &PipelinesConfig {
         self.pipelines.config()
     }
@@ -403,8 +411,38 @@ async fn consume_loop(ctx: Arc<Context>, concurrency: u16, shutdown: Cancellatio
     }
 }
 
+/// Handles one delivery inside its span (`message`, with the queue, the
+/// message id and the request id it carries, or the message id when it
+/// carries none), recording the consumer lag and the handler's time.
 async fn process(ctx: Arc<Context>, delivery: Delivery) {
     let id = envelope::message_id(&delivery);
+    let request_id = envelope::header_str(&delivery.message, crate::trace::HEADER)
+        .filter(|r| crate::trace::is_valid(r))
+        .unwrap_or(&id)
+        .to_owned();
+    if let Some(published) = envelope::header_int(&delivery.message, crate::trace::PUBLISHED_AT) {
+        let lag = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(published);
+        crate::metrics::global().consumer_lag(
+            &ctx.queue,
+            Duration::from_millis(u64::try_from(lag).unwrap_or(0)),
+        );
+    }
+    let span = tracing::info_span!("message", queue = %ctx.queue, message_id = %id, request_id = %request_id);
+    let started = std::time::Instant::now();
+    crate::trace::scope(request_id, handle_delivery(ctx, delivery, id))
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "message settled"
+        );
+    });
+}
+
+async fn handle_delivery(ctx: Arc<Context>, delivery: Delivery, id: String) {
     let config = ctx.config();
     let kv = ctx.pipelines.kv();
     let attempt = envelope::header_int(&delivery.message, envelope::ATTEMPT)
@@ -426,7 +464,7 @@ async fn process(ctx: Arc<Context>, delivery: Delivery) {
                     let error = format!(
                         "delivered {deliveries} times without an answer from its handler (it panicked, or the worker died holding it)"
                     );
-                    ctx.stats.bump(&ctx.stats.poison);
+                    ctx.count(&ctx.stats.poison, "poison");
                     dead_letter(&ctx, &delivery, attempt, "poison", &error).await;
                     return;
                 }
@@ -439,7 +477,7 @@ async fn process(ctx: Arc<Context>, delivery: Delivery) {
     if !config.dedupe_window.is_zero() {
         match kv.exists(&[ctx.key("done", &id)]).await {
             Ok(n) if n > 0 => {
-                ctx.stats.bump(&ctx.stats.duplicates);
+                ctx.count(&ctx.stats.duplicates, "duplicate");
                 settle(delivery.ack().await, &id);
                 return;
             }
@@ -467,13 +505,18 @@ async fn process(ctx: Arc<Context>, delivery: Delivery) {
         message: delivery.message.clone(),
     };
     let handler = Arc::clone(&ctx.handler);
-    let mut running = tokio::spawn(async move { handler.handle(task).await });
+    let request_id = crate::trace::current().unwrap_or_else(|| id.clone());
+    let started = std::time::Instant::now();
+    let mut running = tokio::spawn(
+        crate::trace::scope(request_id, async move { handler.handle(task).await })
+            .in_current_span(),
+    );
     let outcome = match tokio::time::timeout(config.handler_timeout, &mut running).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
             // A handler that panicked is like a worker that died holding the
             // message: it is delivered again, and counts toward poison.
-            ctx.stats.bump(&ctx.stats.panics);
+            ctx.count(&ctx.stats.panics, "panicked");
             tracing::error!(queue = %ctx.queue, id = %id, error = %e, "the handler panicked; the message will be delivered again");
             settle(delivery.nack(true).await, &id);
             return;
@@ -486,6 +529,7 @@ async fn process(ctx: Arc<Context>, delivery: Delivery) {
             ))
         }
     };
+    crate::metrics::global().handler_time(&ctx.queue, started.elapsed());
     // A test stops a real worker here: the handler's effects are done, the
     // message is not settled.
     if let Err(e) = crate::failpoint::check(&format!("pipelines.{}.after_handler", ctx.queue)).await
@@ -507,7 +551,7 @@ async fn process(ctx: Arc<Context>, delivery: Delivery) {
             {
                 tracing::warn!(error = %e, "cannot remember the message as processed; a duplicate of it would be handled again");
             }
-            ctx.stats.bump(&ctx.stats.done);
+            ctx.count(&ctx.stats.done, "done");
             settle(delivery.ack().await, &id);
         }
         Outcome::Retry { after, error } => {
@@ -594,7 +638,7 @@ async fn retry(
         .await
     {
         Ok(published) if published.routed => {
-            ctx.stats.bump(&ctx.stats.retried);
+            ctx.count(&ctx.stats.retried, "retried");
             settle(delivery.ack().await, &id);
         }
         Ok(_) => {
@@ -641,7 +685,7 @@ async fn dead_letter(ctx: &Context, delivery: &Delivery, attempt: u32, class: &s
         .await
     {
         Ok(published) if published.routed => {
-            ctx.stats.bump(&ctx.stats.dead);
+            ctx.count(&ctx.stats.dead, "dead_lettered");
             settle(delivery.ack().await, &id);
         }
         Ok(_) => {

@@ -55,6 +55,19 @@ impl Health {
         }
     }
 
+    /// The use of each engine's connection pool, for the engines that have
+    /// one (`relational`, and `kv` on Redis).
+    pub fn pools(&self) -> Vec<(&'static str, crate::engines::PoolUse)> {
+        let mut pools = Vec::new();
+        if let Some(pool) = relational::pool_use(&self.engines.relational) {
+            pools.push((ENGINES[0], pool));
+        }
+        if let Some(pool) = self.engines.kv.pool_use() {
+            pools.push((ENGINES[2], pool));
+        }
+        pools
+    }
+
     /// Calls, errors and time per operation of each layered engine.
     pub fn operation_stats(&self) -> Vec<(&'static str, BTreeMap<&'static str, OpStats>)> {
         match self.layers.get() {

@@ -506,6 +506,20 @@ fn decode(
         };
         features.insert(spec.name.clone(), feature);
     }
+    let (mut fresh, mut stale, mut missing) = (0, 0, 0);
+    for feature in features.values() {
+        match feature.status {
+            Freshness::Fresh => fresh += 1,
+            Freshness::Stale => stale += 1,
+            Freshness::Missing => missing += 1,
+        }
+    }
+    let metrics = crate::metrics::global();
+    for (freshness, n) in [("fresh", fresh), ("stale", stale), ("missing", missing)] {
+        if n > 0 {
+            metrics.feature_reads(&view.name, freshness, n);
+        }
+    }
     EntityFeatures {
         view: view.name.clone(),
         entity_type: view.entity.clone(),

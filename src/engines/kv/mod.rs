@@ -144,6 +144,11 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
     /// Where it stores, for humans. MUST NOT show a secret.
     fn target(&self) -> String;
 
+    /// Its connection pool's use; `None` for an engine without one.
+    fn pool_use(&self) -> Option<crate::engines::PoolUse> {
+        None
+    }
+
     /// Checks that the store answers.
     ///
     /// MUST fail with `Unavailable` (or `AuthenticationFailed`, `Timeout`)

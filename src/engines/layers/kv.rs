@@ -92,6 +92,10 @@ impl KvStore for LayeredKv {
         self.inner.target()
     }
 
+    fn pool_use(&self) -> Option<crate::engines::PoolUse> {
+        self.inner.pool_use()
+    }
+
     async fn ping(&self) -> Result<()> {
         self.layers.call("ping", true, || self.inner.ping()).await
     }

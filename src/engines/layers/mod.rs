@@ -335,7 +335,7 @@ impl Layers {
             outcome
         }
         .await;
-        self.observe(operation, started.elapsed(), outcome.is_err());
+        self.observe(operation, started.elapsed(), outcome.as_ref().err());
         outcome
     }
 
@@ -354,7 +354,14 @@ impl Layers {
             .collect()
     }
 
-    fn observe(&self, operation: &'static str, elapsed: Duration, failed: bool) {
+    fn observe(&self, operation: &'static str, elapsed: Duration, error: Option<&Error>) {
+        let failed = error.is_some();
+        crate::metrics::global().engine_operation(
+            self.engine,
+            operation,
+            elapsed,
+            error.map(Error::kind),
+        );
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let add = |s: &Mutex<OpStats>| {
             let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
@@ -395,7 +402,10 @@ impl Layers {
                 RetryPolicy::never()
             };
             let outcome = policy
-                .run(|_| {
+                .run(|number| {
+                    if number > 1 {
+                        crate::metrics::global().engine_retry(self.engine, operation);
+                    }
                     let call = attempt();
                     async move {
                         match tokio::time::timeout(self.timeout, call).await {
@@ -417,7 +427,7 @@ impl Layers {
             outcome
         }
         .await;
-        self.observe(operation, started.elapsed(), outcome.is_err());
+        self.observe(operation, started.elapsed(), outcome.as_ref().err());
         outcome
     }
 }

@@ -178,6 +178,34 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     }
 }
 
+/// The use of the relational engine's connection pool.
+pub fn pool_use(db: &DatabaseConnection) -> Option<crate::engines::PoolUse> {
+    let (open, idle, max) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            )
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            )
+        }
+        _ => return None,
+    };
+    Some(crate::engines::PoolUse {
+        open: u64::from(open),
+        idle: u64::try_from(idle).unwrap_or(u64::MAX),
+        max: u64::from(max),
+    })
+}
+
 /// Maps a sea-orm error into strata's kinds: unique and foreign-key
 /// violations are conflicts, connection failures are unavailable (retry may
 /// help), refused credentials are authentication failures.

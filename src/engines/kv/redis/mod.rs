@@ -78,6 +78,8 @@ use scripts::{ScriptCall, Scripts};
 #[derive(Clone)]
 pub struct RedisKv {
     pool: RedisPool,
+    /// The most connections the pool opens.
+    pool_size: u32,
     /// Where the pool's connect failures reach its waiters.
     connect_failures: pool::ConnectFailures,
     /// For subscriptions, which need connections of their own.
@@ -212,6 +214,7 @@ impl RedisKv {
         }
 
         Ok(RedisKv {
+            pool_size: config.pool_size,
             pool,
             connect_failures,
             client,
@@ -316,6 +319,15 @@ impl KvStore for RedisKv {
 
     fn target(&self) -> String {
         self.target.clone()
+    }
+
+    fn pool_use(&self) -> Option<crate::engines::PoolUse> {
+        let state = self.pool.state();
+        Some(crate::engines::PoolUse {
+            open: u64::from(state.connections),
+            idle: u64::from(state.idle_connections),
+            max: u64::from(self.pool_size),
+        })
     }
 
     async fn ping(&self) -> Result<()> {
