@@ -31,6 +31,7 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: bearer tokens and their scopes, the `Host` check, CORS.
 //! - [`error`]: the JSON error shape, and extractors mapping axum's
 //!   rejections into it.
 //! - [`health`]: `/healthz`, `/readyz`, and `/v1/cache` (the caches' counters).
@@ -64,6 +65,7 @@ use crate::serving::ratelimit::{self, Group, RateLimiter};
 
 pub mod aliases;
 pub mod analytics;
+pub mod auth;
 pub mod datasets;
 pub mod dead_letters;
 pub mod error;
@@ -125,8 +127,9 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     route_table(RouteTable::default()).table
 }
 
-/// The API's router over `platform`, with the body limit and request
-/// timeout of `config`.
+/// The API's router over `platform`, with the body limit, request
+/// timeout and access checks ([`auth`]) of `config` (whose `listen` should
+/// be the address bound).
 pub fn router(
     platform: Platform,
     serving: Serving,
@@ -149,7 +152,8 @@ pub fn router(
         scenario,
     };
     let body_limit = usize::try_from(config.body_limit.as_u64()).unwrap_or(usize::MAX);
-    route_table(RouteTable::default())
+    let tokens = state.platform.tokens().clone();
+    let routes = route_table(RouteTable::default())
         .router
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -158,8 +162,11 @@ pub fn router(
         .layer(middleware::from_fn_with_state(
             config.request_timeout,
             request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(limiter, rate_limit))
+        ));
+    // Tokens inside the rate limits, Host check and CORS outside (auth).
+    let routes = auth::require_tokens(routes, tokens, config)
+        .layer(middleware::from_fn_with_state(limiter, rate_limit));
+    auth::check_origin(routes, config)
 }
 
 /// The route group a request counts in; `None` for the probes
