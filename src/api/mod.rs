@@ -11,6 +11,10 @@
 //!   when an engine is unavailable or the request ran over
 //!   `api.request_timeout`, 500 for anything else, whose message never
 //!   carries internals (they go to the log).
+//! - Access ([`auth`]): once an API token exists, 401 (`unauthorized`)
+//!   without a valid bearer token and 403 (`forbidden`) for too small a
+//!   scope, on every route but the probes; 421 (`misdirected_request`) for
+//!   a `Host` that is not allowed.
 //! - Client-supplied JSON is only ever a value: request bodies deserialize
 //!   into typed structs, filters are built by strata (the run search
 //!   language compiles to bound parameters), so a `{"$where": ...}`-looking
