@@ -675,7 +675,8 @@ async fn the_token_commands_show_a_token_once_and_store_its_hash() {
 #[tokio::test]
 async fn a_server_sees_tokens_created_and_revoked_by_the_command() {
     let stack = Stack::embedded();
-    let server = stack.serve(&[]).await;
+    // Logging everything, so that a token in any log line would show.
+    let server = stack.serve(&[("STRATA_LOG", "debug")]).await;
     assert!(
         server.log().contains("no API tokens exist") && server.log().contains("loopback only"),
         "{}",
