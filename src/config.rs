@@ -400,6 +400,24 @@ pub struct ApiConfig {
     /// a served one closes (and are refused by the OS once that is full).
     #[serde(deserialize_with = "lenient::u32")]
     pub max_connections: u32,
+    /// Serve without authentication on an address that is not loopback
+    /// while no API token exists (`strata serve --allow-unauthenticated`).
+    /// Off: without a token strata serves on loopback only.
+    #[serde(deserialize_with = "lenient::bool")]
+    pub allow_unauthenticated: bool,
+    /// Host names (a port is ignored) requests may name in `Host`, against
+    /// DNS rebinding; `*` turns the check off. Empty: on a loopback
+    /// address, `localhost`, `127.0.0.1`, `[::1]` and the listen address;
+    /// on another, no check. The loopback names and the listen address are
+    /// always allowed. `/healthz` and `/readyz` are never checked.
+    #[serde(deserialize_with = "lenient::strings")]
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://host[:port]`) whose browser pages may call the
+    /// API (CORS); empty: none (no CORS headers at all).
+    #[serde(deserialize_with = "lenient::strings")]
+    pub cors_origins: Vec<String>,
+    /// TLS: with both set, strata serves HTTPS only.
+    pub tls: TlsConfig,
 }
 
 impl Default for ApiConfig {
@@ -410,8 +428,24 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            allow_unauthenticated: false,
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+            tls: TlsConfig::default(),
         }
     }
+}
+
+/// The API's TLS certificate and key (`api.tls`), PEM files. Both or
+/// neither; `strata serve` refuses to start (exit 2) naming a file that
+/// is missing or does not parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: Option<PathBuf>,
+    /// The private key of the leaf certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 /// A secret value: printed as `<redacted>` by `Debug` and `Serialize`.
@@ -1200,6 +1234,35 @@ pub(crate) mod lenient {
             }
         }
         deserializer.deserialize_any(Real)
+    }
+
+    /// A list of strings from a list, or from text holding them separated
+    /// by commas (an environment variable: `a.example,b.example`).
+    pub(crate) fn strings<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<String>, D::Error> {
+        struct Strings;
+        impl<'de> Visitor<'de> for Strings {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings, or text with them separated by commas")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+                Ok(v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect())
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    out.push(item);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_any(Strings)
     }
 
     /// A `bool` from a boolean, or from the text `true` or `false` (any

@@ -36,6 +36,12 @@ pub enum ErrorKind {
     Timeout,
     /// The engine refused our credentials.
     AuthenticationFailed,
+    /// The request carries no valid credentials (the API's bearer token is
+    /// missing, unknown or revoked). Messages never hold the credential.
+    Unauthorized,
+    /// The credentials are valid but do not allow this (a token's scope
+    /// is too small).
+    Forbidden,
     /// The configuration is wrong (unknown kind, malformed URL, wrong type).
     Config,
     /// A bug or an unexpected state inside strata or a driver.
@@ -54,6 +60,8 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Timeout => "timeout",
             ErrorKind::AuthenticationFailed => "authentication_failed",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
         }

@@ -305,6 +305,7 @@ fn help_lists_every_command() {
     let text = stdout(&out);
     for command in [
         "demo", "doctor", "config", "docs", "kv", "sql", "queue", "seed", "serve", "migrate",
+        "token",
     ] {
         assert!(
             text.contains(command),

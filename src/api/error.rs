@@ -82,6 +82,17 @@ impl ApiError {
         answer
     }
 
+    /// 421: the request's `Host` names no host this server answers to
+    /// (`api.allowed_hosts`, against DNS rebinding).
+    pub(crate) fn misdirected() -> ApiError {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            "the Host header names a host this server does not answer to (api.allowed_hosts)",
+        )
+        .with_field("host")
+    }
+
     /// The HTTP status it answers with.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -114,6 +125,8 @@ impl From<Error> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             // An engine refusing our credentials is the server's trouble,
             // as is an engine that cannot be reached: the client may retry.

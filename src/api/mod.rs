@@ -11,6 +11,10 @@
 //!   when an engine is unavailable or the request ran over
 //!   `api.request_timeout`, 500 for anything else, whose message never
 //!   carries internals (they go to the log).
+//! - Access ([`auth`]): once an API token exists, 401 (`unauthorized`)
+//!   without a valid bearer token and 403 (`forbidden`) for too small a
+//!   scope, on every route but the probes; 421 (`misdirected_request`) for
+//!   a `Host` that is not allowed.
 //! - Client-supplied JSON is only ever a value: request bodies deserialize
 //!   into typed structs, filters are built by strata (the run search
 //!   language compiles to bound parameters), so a `{"$where": ...}`-looking
@@ -31,6 +35,7 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: bearer tokens and their scopes, the `Host` check, CORS.
 //! - [`error`]: the JSON error shape, and extractors mapping axum's
 //!   rejections into it.
 //! - [`health`]: `/healthz`, `/readyz`, and `/v1/cache` (the caches' counters).
@@ -64,6 +69,7 @@ use crate::serving::ratelimit::{self, Group, RateLimiter};
 
 pub mod aliases;
 pub mod analytics;
+pub mod auth;
 pub mod datasets;
 pub mod dead_letters;
 pub mod error;
@@ -126,8 +132,9 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     route_table(RouteTable::default()).table
 }
 
-/// The API's router over `platform`, with the body limit and request
-/// timeout of `config`.
+/// The API's router over `platform`, with the body limit, request
+/// timeout and access checks ([`auth`]) of `config` (whose `listen` should
+/// be the address bound).
 pub fn router(
     platform: Platform,
     serving: Serving,
@@ -150,7 +157,8 @@ pub fn router(
         scenario,
     };
     let body_limit = usize::try_from(config.body_limit.as_u64()).unwrap_or(usize::MAX);
-    route_table(RouteTable::default())
+    let tokens = state.platform.tokens().clone();
+    let routes = route_table(RouteTable::default())
         .router
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -159,11 +167,13 @@ pub fn router(
         .layer(middleware::from_fn_with_state(
             config.request_timeout,
             request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(limiter, rate_limit))
-        // Outermost: every answer, a 429 or a timeout included, carries
-        // its request id and is counted.
-        .layer(middleware::from_fn(metrics::observe))
+        ));
+    // Tokens inside the rate limits, Host check and CORS outside (auth).
+    let routes = auth::require_tokens(routes, tokens, config)
+        .layer(middleware::from_fn_with_state(limiter, rate_limit));
+    // Outermost: every answer, a 421, 429 or timeout included, carries its
+    // request id and is counted.
+    auth::check_origin(routes, config).layer(middleware::from_fn(metrics::observe))
 }
 
 /// The route group a request counts in; `None` for the probes

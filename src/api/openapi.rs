@@ -4,7 +4,9 @@
 //! check both directions.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
 use super::{
     aliases, analytics, datasets, dead_letters, error, health, limits, metrics, models, runs,
@@ -14,6 +16,7 @@ use super::{
 /// The API's OpenAPI description.
 #[derive(Debug, OpenApi)]
 #[openapi(
+    modifiers(&Access),
     info(title = "strata", description = "The data plane of an ML platform: datasets, training runs, aliases, analytics, online features, predictions and the leaderboard."),
     paths(
         health::healthz, health::readyz, health::cache, metrics::metrics, openapi_json,
@@ -47,6 +50,103 @@ use super::{
     )
 )]
 pub struct ApiDoc;
+
+/// The access rules of [`super::auth`] in the document: the `bearer`
+/// scheme, optional at the top level (no token is needed while none
+/// exists), none on the probes; and on every other operation the answers
+/// 401 (no valid token), 403 (too small a scope) and 421 (a `Host` not
+/// allowed).
+#[derive(Debug)]
+struct Access;
+
+impl Modify for Access {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (`strata token create`), needed once any exists. \
+                         GET, HEAD, batch features and predictions need scope `read`; other \
+                         changes `write`; replaying and purging dead letters `admin`.",
+                    ))
+                    .build(),
+            ),
+        );
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+        let error = || {
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))))
+                .build()
+        };
+        let challenge = HeaderBuilder::new()
+            .schema(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .max_length(Some(200))
+                    .pattern(Some("^Bearer ")),
+            )
+            .description(Some(
+                "`Bearer realm=\"strata\"`, with `error=\"invalid_token\"` for a bad token",
+            ))
+            .build();
+        let answers = [
+            (
+                "401",
+                ResponseBuilder::new()
+                    .description("No valid API token (`unauthorized`): needed once any token exists")
+                    .header("WWW-Authenticate", challenge)
+                    .content("application/json", error())
+                    .build(),
+            ),
+            (
+                "403",
+                ResponseBuilder::new()
+                    .description("The token's scope is too small (`forbidden`)")
+                    .content("application/json", error())
+                    .build(),
+            ),
+            (
+                "421",
+                ResponseBuilder::new()
+                    .description("The Host header names a host not in api.allowed_hosts (`misdirected_request`)")
+                    .content("application/json", error())
+                    .build(),
+            ),
+        ];
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let public = super::auth::is_public(path);
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if public {
+                    operation.security = Some(vec![SecurityRequirement::default()]);
+                    continue;
+                }
+                for (status, answer) in &answers {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| RefOr::T(answer.clone()));
+                }
+            }
+        }
+    }
+}
 
 /// The document, as served at `/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -18,11 +18,15 @@
 //!   keeps slow or idle clients from holding the slots.
 //! - **Bodies and handlers** are bounded by `api.body_limit` and
 //!   `api.request_timeout` in the router (see [`super::router`]).
+//! - **TLS** (`api.tls`): the handshake must end within
+//!   `api.header_read_timeout` too; a client speaking plain HTTP to it
+//!   fails the handshake and is closed.
 //! - **Shutdown**: when `shutdown` resolves the listener is closed (new
 //!   connections are refused), each connection finishes the request in
 //!   flight and closes, and [`serve`] returns once all have.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,16 +37,93 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::ApiConfig;
-use crate::error::{Error, Result};
+use crate::config::{ApiConfig, TlsConfig};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Serves `router` on `listener` within the bounds of `config` until
-/// `shutdown` resolves, then lets requests in flight finish.
+/// `shutdown` resolves, then lets requests in flight finish. With
+/// `api.tls` set, over TLS ([`tls_acceptor`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     config: &ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let tls = tls_acceptor(&config.tls)?;
+    serve_with(listener, router, config, tls, shutdown).await
+}
+
+/// The TLS acceptor of `api.tls` (TLS 1.2 and 1.3, ring's cryptography,
+/// HTTP/1.1 by ALPN); `None` when neither file is set. A missing, unreadable
+/// or unparseable file, a key that does not fit the certificate, or only
+/// one of the two set is a configuration error naming the key and path.
+pub fn tls_acceptor(tls: &TlsConfig) -> Result<Option<TlsAcceptor>> {
+    let (cert, key) = match (&tls.cert, &tls.key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "api.tls.cert and api.tls.key go together: set both or neither",
+            ));
+        }
+    };
+    let pem = |key: &str, path: &Path| -> Result<Vec<u8>> {
+        std::fs::read(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{key}: cannot read `{}`: {e}", path.display()),
+            )
+        })
+    };
+    let unparseable = |key: &str, path: &Path, what: &str| {
+        Error::new(
+            ErrorKind::Config,
+            format!("{key}: `{}` holds no {what} in PEM", path.display()),
+        )
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&pem("api.tls.cert", cert)?)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| unparseable("api.tls.cert", cert, "certificate"))?;
+    if chain.is_empty() {
+        return Err(unparseable("api.tls.cert", cert, "certificate"));
+    }
+    let private = PrivateKeyDer::from_pem_slice(&pem("api.tls.key", key)?)
+        .map_err(|_| unparseable("api.tls.key", key, "private key"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::internal(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "api.tls.key: `{}` does not go with the certificate of `{}`: {e}",
+                    key.display(),
+                    cert.display()
+                ),
+            )
+        })?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// [`serve`] with the TLS acceptor given (`None`: plain HTTP). The TLS
+/// handshake must end within `api.header_read_timeout`, as the headers
+/// must.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    config: &ApiConfig,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let slots = Arc::new(Semaphore::new(
@@ -53,6 +134,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .keep_alive(true);
+    let handshake_limit = config.header_read_timeout;
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -84,7 +166,7 @@ pub async fn serve(
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
         // Each request knows its client's address (rate limits).
-        let service = tower::ServiceExt::map_request(
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
             router.clone(),
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request
@@ -92,12 +174,36 @@ pub async fn serve(
                     .insert(axum::extract::ConnectInfo(peer));
                 request
             },
-        );
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        ));
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    match tokio::time::timeout(handshake_limit, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 // Header timeouts and clients that went away end here.
                 tracing::debug!(%peer, "connection closed: {e}");
             }

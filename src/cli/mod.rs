@@ -23,6 +23,7 @@ mod migrate;
 mod output;
 mod seed;
 mod serve;
+mod token;
 mod worker;
 
 /// strata: the data plane of an ML platform, on embedded engines or on
@@ -111,7 +112,21 @@ enum Command {
     /// headers to arrive (also how long an idle kept-alive connection is
     /// kept), api.body_limit, api.request_timeout. SIGINT or SIGTERM stop
     /// accepting and let requests in flight finish.
+    ///
+    /// Access (docs/operations.md, "Security"): once an API token exists
+    /// (`strata token create`) requests need one; without one strata serves
+    /// on loopback only (api.allow_unauthenticated overrides). api.tls.cert
+    /// and api.tls.key serve HTTPS; api.allowed_hosts and api.cors_origins
+    /// say which hosts and browser origins may call.
     Serve(serve::ServeArgs),
+    /// The HTTP API's bearer tokens: create (shown once), list, revoke.
+    ///
+    /// While none exists the API needs no token and `strata serve` listens
+    /// on loopback only; once one does, every request but /healthz and
+    /// /readyz needs `Authorization: Bearer TOKEN` of a sufficient scope
+    /// (read ⊂ write ⊂ admin).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Copy training runs into the document engine, verify, reconcile.
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
@@ -244,6 +259,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Seed(args) => seed::run(&config, args, json).await,
         Command::Analytics(cmd) => analytics::run(&config, cmd, json).await,
         Command::Serve(args) => serve::run(&config, args).await,
+        Command::Token(cmd) => token::run(&config, cmd, json).await,
         Command::Migrate(cmd) => migrate::run(&config, cmd, json).await,
         Command::Worker(args) => worker::run(&config, args).await,
         Command::Dlq(cmd) => dlq::run(&config, cmd, json).await,

@@ -1,7 +1,11 @@
 //! `strata serve`: the HTTP API on the configured engines.
 //!
-//! Prints `strata: listening on http://ADDR` to standard error once the
-//! socket is bound (with the real port when `:0` asked for any), serves
+//! Prints `strata: listening on http://ADDR` (`https://` with `api.tls`)
+//! to standard error once the socket is bound (with the real port when
+//! `:0` asked for any). While no API token exists it says so, and refuses
+//! (exit 2) an address that is not loopback unless
+//! `api.allow_unauthenticated` / `--allow-unauthenticated` (see
+//! [`crate::api::auth`]). It serves
 //! within the bounds of the `api` section ([`crate::api::server`]),
 //! finishes in the background the sagas that other processes left open,
 //! runs the pipeline consumers and the outbox relay (unless `--no-worker`;
@@ -41,10 +45,21 @@ pub(crate) struct ServeArgs {
     /// `pipelines.concurrency`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), conflicts_with = "no_worker")]
     concurrency: Option<u16>,
+    /// Serve without authentication on an address that is not loopback
+    /// while no API token exists (api.allow_unauthenticated). Without it,
+    /// and without a token, strata refuses to serve beyond loopback.
+    #[arg(long)]
+    allow_unauthenticated: bool,
 }
 
 pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or_else(|| config.api.listen.clone());
+    let mut api_config = config.api.clone();
+    api_config.allow_unauthenticated |= args.allow_unauthenticated;
+    // Configuration first: a bad file path or origin is exit 2, before
+    // any engine is opened.
+    api::auth::check_config(&api_config)?;
+    let tls = api::server::tls_acceptor(&api_config.tls)?;
     let platform = Platform::open(config).await?;
     let listener = TcpListener::bind(&listen).await.map_err(|e| {
         // A malformed address is the user's; a taken port or a refused
@@ -58,7 +73,35 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
             .with_source(e)
     })?;
     let address = listener.local_addr()?;
-    eprintln!("strata: listening on http://{address}");
+    // The router checks tokens and hosts against the address bound.
+    api_config.listen = address.to_string();
+    if !platform.tokens().any_active().await? {
+        if !address.ip().is_loopback() && !api_config.allow_unauthenticated {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "no API tokens exist, so strata serves only on loopback, and `{listen}` \
+                     (api.listen or --listen) is not a loopback address: create a token with \
+                     `strata token create --scope write`, or serve without authentication \
+                     anyway with api.allow_unauthenticated = true or --allow-unauthenticated"
+                ),
+            )
+            .with_field("api.listen"));
+        }
+        if address.ip().is_loopback() {
+            eprintln!(
+                "strata: no API tokens exist: serving without authentication, on loopback only \
+                 (create one with `strata token create`)"
+            );
+        } else {
+            eprintln!(
+                "strata: no API tokens exist: serving WITHOUT authentication on {address} \
+                 (api.allow_unauthenticated)"
+            );
+        }
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("strata: listening on {scheme}://{address}");
     platform.start_background();
     let serving = Serving::open(&platform, &config.serving).await?;
     match serving.ensure_leaderboard().await {
@@ -73,8 +116,8 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     } else {
         Some(Background::start(&platform, &serving, &pipelines, &scenario, args.concurrency).await?)
     };
-    let router = api::router(platform.clone(), serving, pipelines, scenario, &config.api);
-    api::serve(listener, router, &config.api, shutdown_signal()).await?;
+    let router = api::router(platform.clone(), serving, pipelines, scenario, &api_config);
+    api::server::serve_with(listener, router, &api_config, tls, shutdown_signal()).await?;
     if let Some(background) = background {
         background.stop().await?;
     }

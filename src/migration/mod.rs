@@ -24,6 +24,7 @@ mod m20261201_000010_sagas;
 mod m20261201_000020_fences;
 mod m20261201_000030_customers;
 mod m20261201_000040_outbox;
+mod m20261215_000050_api_tokens;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000020_fences::Migration),
             Box::new(m20261201_000030_customers::Migration),
             Box::new(m20261201_000040_outbox::Migration),
+            Box::new(m20261215_000050_api_tokens::Migration),
         ]
     }
 }

@@ -49,6 +49,8 @@
 //!   [`Relay`] that publishes them ([`Outbox`]).
 //! - [`read_model`]: one document per model, kept from those events
 //!   ([`ReadModel`]).
+//! - [`tokens`]: the HTTP API's bearer tokens, stored hashed
+//!   ([`Tokens`]).
 //! - [`routes`]: which engine holds each kind of data, and why (the
 //!   table `strata demo` closes with and `strata explain` prints).
 
@@ -79,6 +81,7 @@ pub mod sagas;
 pub mod schema;
 pub mod search;
 pub mod seed;
+pub mod tokens;
 
 pub use configs::ModelConfigs;
 pub use customers::Customers;
@@ -91,6 +94,7 @@ pub use registry::Registry;
 pub use rows::RowCaches;
 pub use sagas::Sagas;
 pub use seed::Seeder;
+pub use tokens::Tokens;
 
 /// How long opening the platform waits for the cache backplane's
 /// subscription before going on without it (it keeps trying).
@@ -125,6 +129,7 @@ struct Inner {
     rows: RowCaches,
     outbox: Outbox,
     read_model: ReadModel,
+    tokens: Tokens,
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -237,6 +242,7 @@ impl Platform {
                 registry,
                 configs,
                 customers: Customers::new(db.clone()),
+                tokens: Tokens::new(db.clone()),
                 migration: Migration::new(engines.clone()),
                 seeder: Seeder::new(engines.clone(), rows.clone()),
                 health: Health::new(engines.clone()),
@@ -324,6 +330,11 @@ impl Platform {
     /// The models' read model, fed by the outbox's events.
     pub fn read_model(&self) -> &ReadModel {
         &self.inner.read_model
+    }
+
+    /// The HTTP API's bearer tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
     }
 
     /// The queue engine (with its layers), for the services above the

@@ -215,6 +215,18 @@ impl Stack {
         .await
     }
 
+    /// Starts `strata ARGS` with `env` added, and waits for the line of
+    /// its stderr starting with `ready` (e.g. `strata: listening on
+    /// https://`).
+    pub async fn serve_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready: &'static str,
+    ) -> Server {
+        self.spawn(args, env, ready).await
+    }
+
     /// Starts `strata worker` with `env` added, and waits until its
     /// consumers run.
     pub async fn worker(&self, env: &[(&str, &str)]) -> Server {
@@ -437,16 +449,58 @@ pub async fn call(
     }
 }
 
+/// [`call`] with extra request headers (a `Host` among them replaces the
+/// address).
+pub async fn call_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> std::io::Result<Answer> {
+    match tokio::time::timeout(
+        REQUEST_LIMIT,
+        exchange_with(address, method, path, headers, body),
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {REQUEST_LIMIT:?}"),
+        )),
+    }
+}
+
 async fn exchange(
     address: &str,
     method: &str,
     path: &str,
     body: Option<&Value>,
 ) -> std::io::Result<Answer> {
+    exchange_with(address, method, path, &[], body).await
+}
+
+async fn exchange_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(address).await?;
     let payload = body.map(Value::to_string).unwrap_or_default();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let host = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map_or(address, |(_, v)| *v);
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+    {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
     if body.is_some() {
         request.push_str("Content-Type: application/json\r\n");
     }
@@ -462,7 +516,8 @@ fn broken(what: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, what.into())
 }
 
-fn parse_answer(raw: &[u8]) -> std::io::Result<Answer> {
+/// Parses one raw HTTP/1.1 answer (the whole of what the server sent).
+pub fn parse_answer(raw: &[u8]) -> std::io::Result<Answer> {
     if raw.is_empty() {
         return Err(broken("the connection closed without an answer"));
     }

@@ -10,6 +10,7 @@
 
 pub mod address;
 pub mod alias_history;
+pub mod api_token;
 pub mod city;
 pub mod country;
 pub mod customer;
