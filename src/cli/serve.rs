@@ -100,6 +100,9 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
             );
         }
     }
+    // Before the listening line: a signal sent as soon as it is printed
+    // must stop the process cleanly.
+    let shutdown = shutdown_signal();
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("strata: listening on {scheme}://{address}");
     platform.start_background();
@@ -117,7 +120,7 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
         Some(Background::start(&platform, &serving, &pipelines, &scenario, args.concurrency).await?)
     };
     let router = api::router(platform.clone(), serving, pipelines, scenario, &api_config);
-    api::server::serve_with(listener, router, &api_config, tls, shutdown_signal()).await?;
+    api::server::serve_with(listener, router, &api_config, tls, shutdown).await?;
     if let Some(background) = background {
         background.stop().await?;
     }
@@ -126,31 +129,45 @@ pub(crate) async fn run(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM. If a handler cannot be
-/// installed, that signal is logged and never fires; the other still works.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM. The handlers are
+/// installed when this is called, not when the future is first polled: a
+/// signal that arrives in between (while the engines open, just after the
+/// listening line) is kept and stops the process cleanly at once. If a
+/// handler cannot be installed, that signal is logged and never fires; the
+/// other still works.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::error!("cannot listen for {name}: {e}");
+                None
+            }
+        };
+        let mut interrupt = install(SignalKind::interrupt(), "SIGINT");
+        let mut terminate = install(SignalKind::terminate(), "SIGTERM");
+        async move {
+            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
+                match stream {
+                    Some(mut stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt.take()) => {}
+                () = wait(terminate.take()) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for SIGINT: {e}");
+            tracing::error!("cannot listen for Ctrl-C: {e}");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

@@ -99,11 +99,12 @@ pub(crate) async fn run(config: &Config, args: WorkerArgs) -> Result<ExitCode> {
     let scenario = Scenario::open(&platform, &pipelines, &config.analytics)?;
     let background =
         Background::start(&platform, &serving, &pipelines, &scenario, args.concurrency).await?;
+    let shutdown = super::serve::shutdown_signal();
     eprintln!(
         "strata: worker running (concurrency {} per queue)",
         args.concurrency.unwrap_or(config.pipelines.concurrency)
     );
-    super::serve::shutdown_signal().await;
+    shutdown.await;
     eprintln!("strata: stopping; finishing the messages in hand");
     background.stop().await?;
     platform.close(config.pipelines.shutdown_grace).await?;

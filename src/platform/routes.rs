@@ -140,6 +140,12 @@ pub const ROUTES: &[Route] = &[
         why: "acknowledged after the handler, retried with backoff in delay queues, \
               dead-lettered when they keep failing; workers share a queue",
     },
+    Route {
+        data: "API tokens (their SHA-256, scope, revocation)",
+        engine: EngineKind::Relational,
+        why: "checked on every request of a guarded API: a unique index on the hash, \
+              revocation that every instance sees, in the same store as what they guard",
+    },
 ];
 
 /// The rows `strata demo` closes with.
