@@ -56,6 +56,7 @@ declare -A PIDS=()      # name -> pid of the strata processes started here
 declare -A PORTS=()     # serve name -> port
 STOPPED=""              # a service this script stopped and has not started
 SANDBOX_PID=""
+exec {SANDBOX_IN}>/dev/null   # the sandbox's pipe once there is one
 STATUS=1
 
 # Fast take-over of sagas whose process was killed, so the run settles in
@@ -73,10 +74,10 @@ cleanup() {
   done
   if [[ -n $STOPPED ]]; then
     log "starting $STOPPED again"
-    bash scripts/services.sh start "$STOPPED" >&2 || true
+    bash scripts/services.sh start "$STOPPED" >&2 {SANDBOX_IN}>&- || true
   fi
   if [[ -n $SANDBOX_PID ]]; then
-    [[ -n ${SANDBOX_IN:-} ]] && exec {SANDBOX_IN}>&-
+    exec {SANDBOX_IN}>&-
     wait "$SANDBOX_PID" 2>/dev/null || true
     grep -q REMOVED "$WORK/sandbox.out" || log "the sandbox may be left: $(cat "$WORK/sandbox.err")"
   fi
@@ -96,7 +97,7 @@ start_serve() {
   local err="$WORK/$name.log"
   : >>"$err"
   local mark; mark=$(wc -l <"$err")
-  "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" serve --listen "127.0.0.1:$port" "$@" 2>>"$err" &
+  "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" serve --listen "127.0.0.1:$port" "$@" 2>>"$err" {SANDBOX_IN}>&- &
   PIDS[$name]=$!
   local deadline=$((SECONDS + 60)) addr=""
   until [[ -n $addr ]]; do
@@ -111,7 +112,7 @@ start_serve() {
 
 start_worker() {
   local name=$1
-  "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" worker 2>>"$WORK/$name.log" &
+  "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" worker 2>>"$WORK/$name.log" {SANDBOX_IN}>&- &
   PIDS[$name]=$!
 }
 
@@ -127,9 +128,10 @@ service_outage() {
   local service=$1 down=$2
   log "stopping $service for ${down}s"
   STOPPED=$service
-  bash scripts/services.sh stop "$service" >&2
+  # The services must not inherit the sandbox's pipe, or it never closes.
+  bash scripts/services.sh stop "$service" >&2 {SANDBOX_IN}>&-
   sleep "$down"
-  bash scripts/services.sh start "$service" >&2
+  bash scripts/services.sh start "$service" >&2 {SANDBOX_IN}>&-
   STOPPED=""
 }
 
@@ -140,6 +142,7 @@ if [[ $PROFILE == full ]]; then
   mkfifo "$WORK/sandbox.in"
   "$BIN" --profile full chaos-sandbox <"$WORK/sandbox.in" >"$WORK/sandbox.out" 2>"$WORK/sandbox.err" &
   SANDBOX_PID=$!
+  exec {SANDBOX_IN}>&-
   exec {SANDBOX_IN}>"$WORK/sandbox.in"
   deadline=$((SECONDS + 60))
   until grep -q '^READY$' "$WORK/sandbox.out" 2>/dev/null; do
