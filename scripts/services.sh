@@ -14,6 +14,15 @@
 #   scripts/services.sh up       install what is missing, start what is down
 #   scripts/services.sh down     stop exactly what `up` started (by pid file)
 #   scripts/services.sh status   one line per service
+#   scripts/services.sh stop NAME    stop one service (postgres, mongo, redis,
+#                                    rabbitmq), keeping its data
+#   scripts/services.sh start NAME   start it again (as `up` does, for one)
+#
+# `stop redis` shuts Redis down with SAVE, so that `start redis` comes back
+# with the same keys (a Redis with persistence restarting); the snapshot is
+# removed once loaded, so `down` then `up` still starts empty. The others
+# keep their data on disk anyway. scripts/chaos.sh uses stop/start to take
+# one service down at a time.
 #
 # Everything lives in one state folder, $STRATA_SERVICES_DIR (default
 # /var/tmp/strata-services: the postgres user must be able to reach it, so
@@ -113,7 +122,22 @@ redis_up() {
     --daemonize yes --save '' --appendonly no --dir "$redis_dir" \
     --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
   wait_for 15 redis redis_ping
+  # A snapshot left by `stop redis` is loaded now; without it the next
+  # `down`/`up` would bring those keys back.
+  rm -f "$redis_dir/dump.rdb"
   log "redis up on 127.0.0.1:$REDIS_PORT"
+}
+
+# Stops Redis with a snapshot of its keys, which `redis_up` loads again.
+redis_stop_saving() {
+  if pid_alive "$redis_dir/redis.pid"; then
+    local pid; pid="$(cat "$redis_dir/redis.pid")"
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --user default --pass "$PASSWORD" --no-auth-warning \
+      shutdown save >/dev/null 2>&1 || true
+    wait_for 15 "redis shutdown" bash -c "! kill -0 $pid"
+    log "redis stopped (keys saved to $redis_dir/dump.rdb)"
+  fi
+  rm -f "$redis_dir/redis.pid"
 }
 
 redis_down() {
@@ -292,5 +316,14 @@ case "${1:-}" in
     pg_down
     ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  stop|start)
+    case "${2:-}" in
+      postgres) if [[ $1 == stop ]]; then pg_down; else pg_up; fi ;;
+      mongo) if [[ $1 == stop ]]; then mongo_down; else mongo_up; fi ;;
+      redis) if [[ $1 == stop ]]; then redis_stop_saving; else redis_up; fi ;;
+      rabbitmq) if [[ $1 == stop ]]; then rabbit_down; else rabbit_up; fi ;;
+      *) echo "usage: $0 $1 postgres|mongo|redis|rabbitmq" >&2; exit 2 ;;
+    esac
+    ;;
+  *) echo "usage: $0 up|down|status|stop NAME|start NAME" >&2; exit 2 ;;
 esac

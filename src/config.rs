@@ -746,10 +746,32 @@ impl Default for QueueConfig {
     }
 }
 
-/// Options of the embedded broker (none yet).
+/// Options of the embedded broker.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EmbeddedQueueConfig {}
+pub struct EmbeddedQueueConfig {
+    /// Accepted, so that one setting serves both kinds, and ignored: the
+    /// embedded broker has one type of queue, which keeps every contract
+    /// (priorities included).
+    pub queue_type: QueueType,
+}
+
+/// The type of the durable queues strata declares on RabbitMQ
+/// (`queue.queue_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Classic queues: every contract of the queue engine, priorities
+    /// included.
+    #[default]
+    Classic,
+    /// Quorum queues (replicated, Raft): every durable, non-exclusive,
+    /// non-auto-delete queue is declared with `x-queue-type: quorum`, without
+    /// `x-max-priority` (quorum queues of RabbitMQ 3.10 have no priorities:
+    /// such a queue delivers in FIFO order). Exclusive, auto-delete and
+    /// non-durable queues stay classic, as RabbitMQ requires.
+    Quorum,
+}
 
 /// Options of the RabbitMQ adapter.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -762,6 +784,8 @@ pub struct RabbitConfig {
     /// Time allowed to connect.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// `classic` or `quorum`: the type of the durable queues declared.
+    pub queue_type: QueueType,
 }
 
 impl Default for RabbitConfig {
@@ -770,6 +794,7 @@ impl Default for RabbitConfig {
             url: "amqp://guest@127.0.0.1:5672/%2f".into(),
             password: None,
             connect_timeout: Duration::from_secs(5),
+            queue_type: QueueType::Classic,
         }
     }
 }
@@ -780,6 +805,7 @@ impl fmt::Debug for RabbitConfig {
             .field("url", &redact_url(&self.url))
             .field("password", &self.password)
             .field("connect_timeout", &self.connect_timeout)
+            .field("queue_type", &self.queue_type)
             .finish()
     }
 }
@@ -1112,10 +1138,7 @@ fn pinpoint(mut error: figment::Error, figment: &Figment) -> figment::Error {
     use figment::error::Kind;
     if matches!(
         error.kind,
-        Kind::UnknownField(..)
-            | Kind::UnknownVariant(..)
-            | Kind::MissingField(..)
-            | Kind::DuplicateField(..)
+        Kind::UnknownField(..) | Kind::MissingField(..) | Kind::DuplicateField(..)
     ) {
         return error;
     }
@@ -1126,6 +1149,16 @@ fn pinpoint(mut error: figment::Error, figment: &Figment) -> figment::Error {
     let Some(kind) = keys.get("kind") else {
         return error;
     };
+    // An unknown variant is the kind's own unless the kind alone is fine
+    // (then it is a key's, such as `queue.queue_type`).
+    if matches!(error.kind, Kind::UnknownVariant(..))
+        && Figment::new()
+            .merge(Serialized::default(&format!("{section}.kind"), kind))
+            .extract::<Config>()
+            .is_err()
+    {
+        return error;
+    }
     for (key, value) in keys.iter().filter(|(k, _)| k.as_str() != "kind") {
         let probe = Figment::new()
             .merge(Serialized::default(&format!("{section}.kind"), kind))

@@ -252,6 +252,8 @@ fn candidates(default: &Value) -> Vec<(String, toml::Value)> {
             }
             texts.push("postgres://strata@db.example:5433/s0042".into());
             texts.push("sqlite://./s0042.db".into());
+            // The other value of `queue.queue_type`.
+            texts.push("quorum".into());
             texts
                 .into_iter()
                 .map(|t| (t.clone(), toml::Value::String(t)))

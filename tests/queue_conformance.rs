@@ -5,6 +5,11 @@
 //! Every case names its queues and exchanges under a random prefix and
 //! deletes them at the end through the fixture, since a real broker is
 //! shared. `cargo test --test queue_conformance embedded::` runs one backend.
+//!
+//! `rabbitmq_quorum` runs the suite on RabbitMQ with `queue_type = "quorum"`:
+//! its fixture declares every queue durable, so that each is a quorum queue,
+//! and the priority cases expect FIFO order, since quorum queues of RabbitMQ
+//! 3.10 have no priorities.
 
 mod common;
 
@@ -13,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata::ErrorKind;
-use strata::config::QueueConfig;
+use strata::config::{QueueConfig, QueueType};
 use strata::engines::queue::embedded::EmbeddedBroker;
 use strata::engines::queue::rabbitmq::RabbitBroker;
 use strata::engines::queue::{
@@ -31,6 +36,9 @@ const SHORT_TTL: Duration = Duration::from_millis(100);
 /// A broker and the names a case created on it.
 struct Fixture {
     broker: Arc<dyn Broker>,
+    /// The broker declares durable queues as quorum queues: every queue of
+    /// the case is made durable, and priorities do not reorder.
+    quorum: bool,
     prefix: String,
     queues: Mutex<Vec<String>>,
     exchanges: Mutex<Vec<String>>,
@@ -38,6 +46,10 @@ struct Fixture {
 
 impl Fixture {
     fn new(broker: Arc<dyn Broker>) -> Self {
+        Self::with_quorum(broker, false)
+    }
+
+    fn with_quorum(broker: Arc<dyn Broker>, quorum: bool) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -49,6 +61,7 @@ impl Fixture {
         );
         Fixture {
             broker,
+            quorum,
             prefix,
             queues: Mutex::new(Vec::new()),
             exchanges: Mutex::new(Vec::new()),
@@ -73,10 +86,21 @@ impl Fixture {
         full
     }
 
+    /// `options` as this fixture declares them: durable on a quorum broker.
+    fn options(&self, options: QueueOptions) -> QueueOptions {
+        QueueOptions {
+            durable: options.durable || self.quorum,
+            ..options
+        }
+    }
+
     /// Declares a queue named after `name` with `options`.
     async fn declare(&self, name: &str, options: QueueOptions) -> String {
         let full = self.queue(name);
-        self.broker.declare_queue(&full, options).await.unwrap();
+        self.broker
+            .declare_queue(&full, self.options(options))
+            .await
+            .unwrap();
         full
     }
 
@@ -431,7 +455,11 @@ async fn higher_priority_is_delivered_first(t: &Fixture) {
         order.push(text(&delivery));
         delivery.ack().await.unwrap();
     }
-    assert_eq!(order, ["high", "mid", "low"]);
+    if t.quorum {
+        assert_eq!(order, ["low", "high", "mid"], "quorum queues are FIFO");
+    } else {
+        assert_eq!(order, ["high", "mid", "low"]);
+    }
 }
 
 async fn priority_is_capped_at_the_maximum(t: &Fixture) {
@@ -450,8 +478,17 @@ async fn priority_is_capped_at_the_maximum(t: &Fixture) {
             .await
             .unwrap();
     }
-    // 200 counts as 5, so it queues behind the earlier 5.
-    assert_eq!(drain(b, &queue).await, ["five", "two-hundred", "four"]);
+    let order = drain(b, &queue).await;
+    if t.quorum {
+        assert_eq!(
+            order,
+            ["four", "five", "two-hundred"],
+            "quorum queues are FIFO"
+        );
+    } else {
+        // 200 counts as 5, so it queues behind the earlier 5.
+        assert_eq!(order, ["five", "two-hundred", "four"]);
+    }
 }
 
 async fn fifo_within_a_priority(t: &Fixture) {
@@ -546,6 +583,23 @@ async fn nack_with_requeue_redelivers_at_the_head(t: &Fixture) {
     let delivery = next(&mut consumer).await;
     assert!(!delivery.redelivered);
     delivery.nack(true).await.unwrap();
+    if t.quorum {
+        // A quorum queue puts a requeued message behind the ready ones and
+        // counts its deliveries in `x-delivery-count`.
+        let second = next(&mut consumer).await;
+        assert_eq!(text(&second), "second");
+        assert!(!second.redelivered);
+        second.ack().await.unwrap();
+        let again = next(&mut consumer).await;
+        assert_eq!(text(&again), "first");
+        assert!(again.redelivered);
+        assert_eq!(
+            header(&again, "x-delivery-count"),
+            Some(&FieldValue::Int(1))
+        );
+        again.ack().await.unwrap();
+        return;
+    }
     let again = next(&mut consumer).await;
     assert_eq!(text(&again), "first");
     assert!(again.redelivered);
@@ -648,6 +702,11 @@ async fn get_takes_one_message(t: &Fixture) {
     assert!(!first.redelivered);
     assert_eq!(depth(b, &queue).await, 1);
     first.nack(true).await.unwrap();
+    if t.quorum {
+        // Requeued behind the ready message (see the nack case).
+        assert_eq!(drain(b, &queue).await, ["two", "one"]);
+        return;
+    }
     let again = b.get(&queue).await.unwrap().expect("the requeued message");
     assert_eq!(text(&again), "one");
     assert!(again.redelivered);
@@ -663,11 +722,11 @@ async fn message_ttl_dead_letters_expired(t: &Fixture) {
     let (dlx, dlq) = t.dead_letter_pair(&queue).await;
     b.declare_queue(
         &queue,
-        QueueOptions {
+        t.options(QueueOptions {
             message_ttl: Some(SHORT_TTL),
             dead_letter_exchange: Some(dlx),
             ..QueueOptions::default()
-        },
+        }),
     )
     .await
     .unwrap();
@@ -813,7 +872,15 @@ async fn properties_round_trip(t: &Fixture) {
     message.properties.reply_to = Some("replies".into());
     b.publish("", &queue, message.clone()).await.unwrap();
     let delivery = b.get(&queue).await.unwrap().expect("the message");
-    assert_eq!(delivery.message, message);
+    let mut got = delivery.message.clone();
+    if t.quorum {
+        // A quorum queue adds its count of earlier deliveries.
+        assert_eq!(
+            got.properties.headers.remove("x-delivery-count"),
+            Some(FieldValue::Int(0))
+        );
+    }
+    assert_eq!(got, message);
     delivery.ack().await.unwrap();
 }
 
@@ -1021,3 +1088,18 @@ async fn setup_rabbitmq() -> Option<Fixture> {
 }
 
 queue_conformance!(rabbitmq, setup_rabbitmq());
+
+/// The same RabbitMQ with `queue_type = "quorum"`.
+async fn setup_rabbitmq_quorum() -> Option<Fixture> {
+    let config = common::full_profile("queue_conformance")?;
+    let QueueConfig::Rabbitmq(mut rabbit) = config.queue else {
+        panic!("config/full.toml: queue.kind must be \"rabbitmq\"");
+    };
+    rabbit.queue_type = QueueType::Quorum;
+    let broker = RabbitBroker::connect(&rabbit)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Some(Fixture::with_quorum(Arc::new(broker), true))
+}
+
+queue_conformance!(rabbitmq_quorum, setup_rabbitmq_quorum());

@@ -103,6 +103,7 @@ async fn unreachable_port_is_unavailable_within_the_timeout() {
         url: format!("amqp://strata@127.0.0.1:{port}/strata"),
         password: Some(Secret::new("secret-pw")),
         connect_timeout: Duration::from_millis(800),
+        ..RabbitConfig::default()
     };
     let started = Instant::now();
     let err = RabbitBroker::connect(&config).await.unwrap_err();
@@ -464,4 +465,88 @@ async fn missing_vhost_is_a_config_error() {
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("strata_no_such_vhost"), "{err}");
     assert!(started.elapsed() < config.connect_timeout, "not retried");
+}
+
+/// With `queue_type = "quorum"`, the durable queues of the pipelines are
+/// quorum queues (a classic redeclaration is refused), their priorities are
+/// left out, and a message waiting in a delay tier comes back to its work
+/// queue by per-message TTL and dead-lettering; a temporary queue stays
+/// classic.
+#[tokio::test]
+async fn quorum_queue_type_declares_quorum_queues() {
+    use strata::config::QueueType;
+    use strata::pipelines::config::PipelinesConfig;
+    use strata::pipelines::topology::{QueueSpec, Topology};
+
+    let Some(classic_config) = full_rabbit() else {
+        return;
+    };
+    let quorum_config = RabbitConfig {
+        queue_type: QueueType::Quorum,
+        ..classic_config.clone()
+    };
+    let quorum = connect(&quorum_config).await;
+    let classic = connect(&classic_config).await;
+    let prefix = queue_name("quorum");
+    let topology = Topology::new(&PipelinesConfig {
+        prefix: prefix.clone(),
+        ..PipelinesConfig::default()
+    });
+    let spec = QueueSpec::tasks("work");
+    let temporary = format!("{prefix}.temporary");
+    let outcome = async {
+        topology.declare_exchanges(&quorum).await.unwrap();
+        topology.declare_queue(&quorum, &spec, 2).await.unwrap();
+        let work = topology.queue("work");
+        let err = classic
+            .declare_queue(&work, topology.work_queue_options("work"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("x-queue-type"), "{err}");
+
+        // A retry waits in a delay tier, then is dead-lettered back.
+        quorum
+            .publish(
+                "",
+                &topology.delay("work", 0),
+                Message::new("later")
+                    .with_expiration(Duration::from_millis(100))
+                    .persistent(),
+            )
+            .await
+            .unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(delivery) = quorum.get(&work).await.unwrap() {
+                    break delivery;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the delayed message reaches the work queue");
+        assert_eq!(&back.message.body[..], b"later");
+        back.ack().await.unwrap();
+
+        // Temporary queues stay classic: a classic broker redeclares it.
+        let options = QueueOptions {
+            auto_delete: true,
+            ..QueueOptions::default()
+        };
+        quorum
+            .declare_queue(&temporary, options.clone())
+            .await
+            .unwrap();
+        classic.declare_queue(&temporary, options).await.unwrap();
+    };
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    classic.delete_queue(&temporary).await.unwrap();
+    topology
+        .delete(&classic, std::slice::from_ref(&spec), 2, true)
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }

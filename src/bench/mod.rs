@@ -30,7 +30,7 @@ pub mod http;
 pub mod model;
 pub mod render;
 mod run;
-mod sandbox;
+pub(crate) mod sandbox;
 mod workloads;
 
 pub use run::{Options, run};

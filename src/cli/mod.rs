@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 mod analytics;
 mod bench;
+mod chaos;
 pub mod demo;
 mod dlq;
 mod doctor;
@@ -152,6 +153,9 @@ enum Command {
     /// and the decision matrix behind it (with measured figures from
     /// `--from` a bench run's JSON).
     Explain(bench::ExplainArgs),
+    /// Holds a sandbox for scripts/chaos.sh (see src/cli/chaos.rs).
+    #[command(hide = true)]
+    ChaosSandbox,
 }
 
 /// Parses the command line, runs the command and returns the exit status.
@@ -264,6 +268,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Worker(args) => worker::run(&config, args).await,
         Command::Dlq(cmd) => dlq::run(&config, cmd, json).await,
         Command::Explain(args) => bench::explain(&config, args),
+        Command::ChaosSandbox => chaos::sandbox(&config).await,
         Command::Bench(_) => Err(Error::internal("bench is run above")),
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable as AmqpTable, LongString, ShortString};
 
+use crate::config::QueueType;
 use crate::engines::queue::{FieldTable, FieldValue, Message, MessageProperties, QueueOptions};
 use crate::error::{Error, Result};
 
@@ -114,10 +115,26 @@ fn from_amqp_value(value: &AMQPValue) -> Option<FieldValue> {
     })
 }
 
-/// The `x-` arguments of a queue declaration.
-pub(super) fn queue_arguments(options: &QueueOptions) -> Result<AmqpTable> {
+/// Whether a queue declared with `options` is a quorum queue under
+/// `queue_type`: only durable, non-exclusive, non-auto-delete queues can be;
+/// the others stay classic.
+pub(super) fn is_quorum(options: &QueueOptions, queue_type: QueueType) -> bool {
+    queue_type == QueueType::Quorum && options.durable && !options.exclusive && !options.auto_delete
+}
+
+/// The `x-` arguments of a queue declaration. A quorum queue carries
+/// `x-queue-type: quorum` and no `x-max-priority`, which RabbitMQ 3.10
+/// refuses on quorum queues.
+pub(super) fn queue_arguments(options: &QueueOptions, queue_type: QueueType) -> Result<AmqpTable> {
     let mut arguments = AmqpTable::default();
-    if let Some(max) = options.max_priority {
+    let quorum = is_quorum(options, queue_type);
+    if quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    if let Some(max) = options.max_priority.filter(|_| !quorum) {
         arguments.insert(
             "x-max-priority".into(),
             AMQPValue::LongLongInt(i64::from(max)),
@@ -294,7 +311,7 @@ mod tests {
             max_length: Some(10),
             ..QueueOptions::default()
         };
-        let arguments = from_amqp_table(&queue_arguments(&options).unwrap());
+        let arguments = from_amqp_table(&queue_arguments(&options, QueueType::Classic).unwrap());
         assert_eq!(arguments.get("x-max-priority"), Some(&FieldValue::Int(5)));
         assert_eq!(
             arguments.get("x-dead-letter-exchange"),
@@ -307,11 +324,54 @@ mod tests {
         assert_eq!(arguments.get("x-message-ttl"), Some(&FieldValue::Int(1000)));
         assert_eq!(arguments.get("x-max-length"), Some(&FieldValue::Int(10)));
         assert!(
-            queue_arguments(&QueueOptions::default())
+            queue_arguments(&QueueOptions::default(), QueueType::Classic)
                 .unwrap()
                 .inner()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn quorum_applies_to_durable_shared_queues_only() {
+        let durable = QueueOptions {
+            durable: true,
+            max_priority: Some(9),
+            dead_letter_exchange: Some("dlx".into()),
+            ..QueueOptions::default()
+        };
+        let quorum = from_amqp_table(&queue_arguments(&durable, QueueType::Quorum).unwrap());
+        assert_eq!(
+            quorum.get("x-queue-type"),
+            Some(&FieldValue::String("quorum".into()))
+        );
+        assert!(!quorum.contains_key("x-max-priority"), "{quorum:?}");
+        assert_eq!(
+            quorum.get("x-dead-letter-exchange"),
+            Some(&FieldValue::String("dlx".into()))
+        );
+        let classic = from_amqp_table(&queue_arguments(&durable, QueueType::Classic).unwrap());
+        assert!(!classic.contains_key("x-queue-type"));
+        assert_eq!(classic.get("x-max-priority"), Some(&FieldValue::Int(9)));
+        for temporary in [
+            QueueOptions {
+                exclusive: true,
+                ..durable.clone()
+            },
+            QueueOptions {
+                auto_delete: true,
+                ..durable.clone()
+            },
+            QueueOptions {
+                durable: false,
+                ..durable.clone()
+            },
+        ] {
+            assert!(!is_quorum(&temporary, QueueType::Quorum));
+            let arguments =
+                from_amqp_table(&queue_arguments(&temporary, QueueType::Quorum).unwrap());
+            assert!(!arguments.contains_key("x-queue-type"), "{temporary:?}");
+            assert_eq!(arguments.get("x-max-priority"), Some(&FieldValue::Int(9)));
+        }
     }
 
     #[test]

@@ -56,6 +56,17 @@
 //! - `prefetch` must be at least 1 (AMQP's 0, "unlimited", is refused with
 //!   `InvalidInput`, as on the embedded broker).
 //!
+//! # Queue types
+//!
+//! With `queue_type = quorum` ([`QueueType`]) every durable, non-exclusive,
+//! non-auto-delete queue is declared with `x-queue-type: quorum` and without
+//! `x-max-priority` (quorum queues of RabbitMQ 3.10 refuse it, so they
+//! deliver in FIFO order); the others stay classic, as RabbitMQ requires.
+//! Quorum queues also requeue behind the ready messages rather than at the
+//! head, and add `x-delivery-count` to every delivery; docs/engines.md lists
+//! the differences and `tests/queue_conformance.rs` (`rabbitmq_quorum`)
+//! checks them.
+//!
 //! # Recovery
 //!
 //! The connection is reopened lazily: each operation first checks it and,
@@ -97,12 +108,13 @@ use super::{
     Broker, ConsumeOptions, Consumer, Delivery, ExchangeKind, ExchangeOptions, FieldTable, Message,
     Outgoing, Published, QueueInfo, QueueOptions,
 };
-use crate::config::{RabbitConfig, redact_url, with_password};
+use crate::config::{QueueType, RabbitConfig, redact_url, with_password};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A broker on RabbitMQ. Holds one AMQP connection, reopened when lost.
 pub struct RabbitBroker {
     connector: Connector,
+    queue_type: QueueType,
 }
 
 impl std::fmt::Debug for RabbitBroker {
@@ -110,6 +122,7 @@ impl std::fmt::Debug for RabbitBroker {
         // The connector prints the redacted URL only.
         f.debug_struct("RabbitBroker")
             .field("connector", &self.connector)
+            .field("queue_type", &self.queue_type)
             .finish()
     }
 }
@@ -136,7 +149,10 @@ impl RabbitBroker {
         }
         let connector = Connector::new(&url, target, config.connect_timeout)?;
         connector.link().await?;
-        Ok(RabbitBroker { connector })
+        Ok(RabbitBroker {
+            connector,
+            queue_type: config.queue_type,
+        })
     }
 
     /// The `connection_name` this broker's AMQP connection carries (shown by
@@ -317,7 +333,7 @@ impl Broker for RabbitBroker {
     async fn declare_queue(&self, name: &str, options: QueueOptions) -> Result<QueueInfo> {
         const OP: &str = "declare_queue";
         let name = self.name(name, "queue", OP)?;
-        let arguments = convert::queue_arguments(&options)
+        let arguments = convert::queue_arguments(&options, self.queue_type)
             .map_err(|e| e.with_operation(OP).with_target(self.target()))?;
         let declare = QueueDeclareOptions {
             durable: options.durable,

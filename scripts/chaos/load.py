@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""The load driver and checker of scripts/chaos.sh (Python 3, stdlib only).
+
+    load.py load  --urls URL[,URL] --log FILE --prefix P --seconds N [--until FILE] [--kinds runs,features,events]
+    load.py check --urls URL[,URL] --log FILE --prefix P --deadline S [--kinds ...]
+
+`load` sends a steady mix of writes round-robin to the servers, one thread
+per kind, and appends one JSON line per write to the log: `"ack": true` for
+an acknowledged write (a 2xx answer), `"ack": false` for one whose fate is
+unknown (a connection cut, a 5xx: it may or may not have been kept). It
+runs for --seconds, and on until the file --until exists (the faults are
+done).
+
+- runs: POST /v1/runs (acknowledged: 201; a 202 is a saga under way,
+  checked by how it ended), a saga over the relational, document and key-value
+  engines; the outbox then carries `run.registered` to the read model.
+- features: PUT /v1/features/{view}/{entity}, values rising per entity.
+- events: POST /v1/events, batches of `view` events with ids of their own,
+  consumed by the workers' analytics queue into per-day counters.
+
+`check` waits for the system to settle (no open saga, the counters caught
+up, the read model complete), within --deadline seconds, then checks every
+acknowledged write and prints
+`acknowledged N, lost N, duplicated N, orphaned N`; exit status 1 when any
+of the last three is not 0.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import sys
+import threading
+import time
+import urllib.parse
+
+FRAMEWORK = "chaos"
+VIEW = "chaos_view"
+DATASET = "chaos-dataset"
+ENTITIES = 16
+EVENT_BATCH = 5
+STARTED_AT = "2026-01-01T00:00:00Z"
+
+
+def call(url, method, path, body=None, timeout=10.0):
+    """(status, parsed body); status 0 when the server could not be reached
+    or the answer was cut."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        payload = None if body is None else json.dumps(body)
+        headers = {"content-type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=payload, headers=headers)
+        answer = conn.getresponse()
+        raw = answer.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        return answer.status, parsed
+    except (OSError, http.client.HTTPException):
+        return 0, None
+    finally:
+        conn.close()
+
+
+class Log:
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8")
+        self.lock = threading.Lock()
+
+    def write(self, record):
+        with self.lock:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+
+def setup(urls):
+    """The dataset and the feature view, retried until both are there."""
+    deadline = time.time() + 60
+    while True:
+        d, _ = call(urls[0], "POST", "/v1/datasets", {"name": DATASET})
+        v, _ = call(urls[0], "PUT", f"/v1/feature-views/{VIEW}", {
+            "entity": "user", "ttl_seconds": 315_360_000,
+            "features": [{"name": "n", "type": "int"}]})
+        if d in (201, 409) and v == 200:
+            return
+        if time.time() > deadline:
+            sys.exit(f"chaos: setup failed: dataset {d}, view {v}")
+        time.sleep(0.5)
+
+
+def registration(prefix, i):
+    return {
+        "dataset": DATASET,
+        "model_id": f"{prefix}-run-{i}",
+        "model_name": f"{prefix}-model-{i}",
+        "framework": FRAMEWORK,
+        "tags": {"chaos": "1"},
+        "started_at": STARTED_AT,
+        "config": {"i": i},
+    }
+
+
+def load(args):
+    urls = args.urls.split(",")
+    log = Log(args.log)
+    setup(urls)
+    day = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    log.write({"kind": "day", "day": day.date().isoformat()})
+    end = time.time() + args.seconds
+    stop = threading.Event()
+
+    def running():
+        if time.time() < end:
+            return True
+        return bool(args.until) and not _exists(args.until)
+
+    def runs():
+        i = 0
+        while running():
+            url = urls[i % len(urls)]
+            status, body = call(url, "POST", "/v1/runs", registration(args.prefix, i), timeout=30)
+            # 201 is a registration done; 202 a saga still under way, whose
+            # end (completed or compensated) the check reads.
+            log.write({"kind": "run", "id": f"{args.prefix}-run-{i}",
+                       "ack": status == 201, "status": status})
+            i += 1
+            time.sleep(0.05)
+
+    def features():
+        i = 0
+        while running():
+            url = urls[i % len(urls)]
+            entity = f"{args.prefix}-e{i % ENTITIES}"
+            at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            status, _ = call(url, "PUT", f"/v1/features/{VIEW}/{entity}",
+                             {"features": {"n": i}, "event_time": at})
+            log.write({"kind": "feature", "entity": entity, "value": i,
+                       "ack": 200 <= status < 300, "status": status})
+            i += 1
+            time.sleep(0.02)
+
+    def events():
+        i = 0
+        while running():
+            url = urls[i % len(urls)]
+            batch = []
+            for _ in range(EVENT_BATCH):
+                batch.append({"id": f"{args.prefix}-ev-{i}", "user_id": f"{args.prefix}-u{i % 7}",
+                              "type": "view", "product_id": f"p{i % 11}", "at": day.isoformat()})
+                i += 1
+            status, _ = call(url, "POST", "/v1/events", {"events": batch})
+            for event in batch:
+                log.write({"kind": "event", "id": event["id"],
+                           "ack": 200 <= status < 300, "status": status})
+            time.sleep(0.05)
+
+    kinds = {"runs": runs, "features": features, "events": events}
+    threads = [threading.Thread(target=kinds[k], daemon=True) for k in args.kinds.split(",")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+
+
+def _exists(path):
+    try:
+        open(path).close()
+        return True
+    except OSError:
+        return False
+
+
+def read_log(path):
+    runs, feature_acks, feature_tries, events, day = {}, {}, {}, {}, None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["kind"] == "day":
+                day = r["day"]
+            elif r["kind"] == "run":
+                runs[r["id"]] = runs.get(r["id"], False) or r["ack"]
+            elif r["kind"] == "feature":
+                feature_tries.setdefault(r["entity"], []).append(r["value"])
+                if r["ack"]:
+                    feature_acks.setdefault(r["entity"], []).append(r["value"])
+            elif r["kind"] == "event":
+                events[r["id"]] = events.get(r["id"], False) or r["ack"]
+    return runs, feature_acks, feature_tries, events, day
+
+
+def check(args):
+    urls = args.urls.split(",")
+    kinds = args.kinds.split(",")
+    runs, feature_acks, feature_tries, events, day = read_log(args.log)
+    deadline = time.time() + args.deadline
+    acked_runs = [r for r, ok in runs.items() if ok]
+    acked_events = [e for e, ok in events.items() if ok]
+    unknown_events = [e for e, ok in events.items() if not ok]
+    acknowledged = len(acked_runs) + sum(len(v) for v in feature_acks.values()) + len(acked_events)
+    problems = []
+
+    def settled():
+        """Why the system has not settled yet, or None."""
+        for url in urls:
+            status, body = call(url, "GET", "/v1/sagas?open=true&limit=100")
+            if status != 200:
+                return f"GET /v1/sagas on {url}: {status}"
+            if body:
+                return f"{len(body)} saga(s) open"
+        if "events" in kinds:
+            status, body = call(urls[0], "GET", f"/v1/analytics/today?day={day}")
+            counted = (body or {}).get("counts", {}).get("view", 0) if status == 200 else -1
+            if counted < len(acked_events) - dead_count("analytics"):
+                return f"events counted {counted} of {len(acked_events)} acknowledged"
+        if "runs" in kinds and args.read_model:
+            for run in acked_runs:
+                status, _ = call(urls[0], "GET", f"/v1/models/{run}/view")
+                if status != 200:
+                    return f"no read model of {run} yet ({status})"
+        return None
+
+    def saga_state(run):
+        status, body = call(urls[0], "GET", f"/v1/sagas?subject={run}&limit=1")
+        return body[0].get("state") if status == 200 and body else None
+
+    def dead_count(queue):
+        status, body = call(urls[0], "GET", f"/v1/dead-letters?queue={queue}&limit=1")
+        return int(body.get("total", 0)) if status == 200 and isinstance(body, dict) else 0
+
+    why = settled()
+    while why is not None and time.time() < deadline:
+        time.sleep(1)
+        why = settled()
+    if why is not None:
+        problems.append(f"not settled within {args.deadline}s: {why}")
+    print(f"chaos: settled: {why is None}", file=sys.stderr)
+
+    lost = duplicated = orphaned = 0
+    # Runs: every acknowledged one in every engine, through every server;
+    # every attempted one whole or absent (no orphan).
+    if "runs" in kinds:
+        present = 0
+        for run, ok in runs.items():
+            found = {}
+            for url in urls:
+                s_run, _ = call(url, "GET", f"/v1/runs/{run}")
+                s_cfg, _ = call(url, "GET", f"/v1/models/{run}/config")
+                found[url] = (s_run, s_cfg)
+            s_run, s_cfg = found[urls[0]]
+            if any(v != found[urls[0]] for v in found.values()):
+                problems.append(f"run {run}: the servers disagree: {found}")
+                orphaned += 1
+            if s_run == 200 and s_cfg == 200:
+                present += 1
+                if args.read_model:
+                    s_view, _ = call(urls[0], "GET", f"/v1/models/{run}/view")
+                    if s_view != 200:
+                        problems.append(f"run {run}: no read model ({s_view})")
+                        lost += 1
+            elif s_run == 404 and s_cfg == 404:
+                if ok:
+                    problems.append(f"run {run} was acknowledged and is gone")
+                    lost += 1
+                elif saga_state(run) == "completed":
+                    problems.append(f"run {run}: its saga completed and it is gone")
+                    lost += 1
+            else:
+                problems.append(f"run {run}: run {s_run}, config {s_cfg}")
+                orphaned += 1
+
+    # Features: each entity holds its last acknowledged value, or a later
+    # one that was tried; the same through every server (caches included).
+    if "features" in kinds:
+        for entity, acked in feature_acks.items():
+            last = max(acked)
+            tried = set(feature_tries.get(entity, []))
+            for url in urls:
+                status, body = call(url, "GET", f"/v1/features/{VIEW}/{entity}")
+                value = (((body or {}).get("features") or {}).get("n") or {}).get("value") \
+                    if status == 200 else None
+                if value is None or value < last or value not in tried:
+                    problems.append(f"feature {entity} on {url}: {value}, last acknowledged {last}")
+                    lost += 1
+
+    # Events: counted exactly once in effect, or in the dead letters.
+    if "events" in kinds:
+        status, body = call(urls[0], "GET", f"/v1/analytics/today?day={day}")
+        counted = (body or {}).get("counts", {}).get("view", 0) if status == 200 else 0
+        dead = dead_count("analytics")
+        if counted + dead < len(acked_events):
+            problems.append(f"events: {counted} counted + {dead} dead of {len(acked_events)} acknowledged")
+            lost += len(acked_events) - counted - dead
+        if counted > len(acked_events) + len(unknown_events):
+            problems.append(f"events: {counted} counted of {len(acked_events) + len(unknown_events)} sent")
+            duplicated += counted - len(acked_events) - len(unknown_events)
+
+    # No saga left open.
+    status, body = call(urls[0], "GET", "/v1/sagas?open=true&limit=100")
+    if status != 200 or body:
+        problems.append(f"open sagas: {status} {body}")
+        orphaned += len(body) if isinstance(body, list) else 1
+
+    for p in problems[:50]:
+        print(f"chaos: {p}", file=sys.stderr)
+    print(f"chaos: runs {sum(runs.values())}/{len(runs)} acknowledged, "
+          f"feature writes {sum(len(v) for v in feature_acks.values())}, "
+          f"events {len(acked_events)} acknowledged ({len(unknown_events)} unknown)")
+    print(f"acknowledged {acknowledged}, lost {lost}, duplicated {duplicated}, orphaned {orphaned}")
+    sys.exit(1 if lost or duplicated or orphaned or problems else 0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("load", "check"):
+        p = sub.add_parser(name)
+        p.add_argument("--urls", required=True)
+        p.add_argument("--log", required=True)
+        p.add_argument("--prefix", required=True)
+        p.add_argument("--kinds", default="runs,features,events")
+        if name == "load":
+            p.add_argument("--seconds", type=float, default=60)
+            p.add_argument("--until")
+        else:
+            p.add_argument("--deadline", type=float, default=120)
+            p.add_argument("--read-model", action="store_true",
+                           help="also require each run's read model (the outbox relay and a worker)")
+    args = parser.parse_args()
+    load(args) if args.command == "load" else check(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+//! `scripts/chaos.sh`: fault injection under load (docs/operations.md,
+//! "Fault injection").
+//!
+//! - `embedded_kill_9_mid_load_loses_nothing` runs the embedded variant
+//!   (one `strata serve` killed with SIGKILL mid-load and started again) and
+//!   expects `lost 0` and exit status 0.
+//! - `the_check_counts_a_lost_write` shows that the checker can fail: a log
+//!   claiming an acknowledged registration the server never saw is one loss
+//!   and exit status 1.
+//! - The full profile stops the shared services (Redis, RabbitMQ, MongoDB,
+//!   PostgreSQL) one at a time, which would break every other full-stack
+//!   test running beside it, so no test here runs it: `.ci/run` runs
+//!   `bash scripts/chaos.sh --seconds 60` as a step of its own after the
+//!   full-stack tests. `full_profile_chaos` is `#[ignore]`d for the same
+//!   reason; run it alone with
+//!   `STRATA_TEST_FULL=1 cargo test --test chaos -- --ignored`.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::json;
+
+fn chaos(args: &[&str]) -> (bool, String) {
+    let output = Command::new("bash")
+        .arg("scripts/chaos.sh")
+        .args(args)
+        .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run scripts/chaos.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn embedded_kill_9_mid_load_loses_nothing() {
+    let (ok, text) = chaos(&["--profile", "embedded", "--seconds", "8"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("kill -9 serve"), "{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("acknowledged "))
+        .unwrap_or_else(|| panic!("no summary line: {text}"));
+    assert!(
+        summary.ends_with("lost 0, duplicated 0, orphaned 0"),
+        "{summary}"
+    );
+    let acknowledged: u64 = summary
+        .trim_start_matches("acknowledged ")
+        .split(',')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(acknowledged > 0, "nothing was acknowledged: {text}");
+}
+
+#[tokio::test]
+async fn the_check_counts_a_lost_write() {
+    let stack = common::serve::Stack::embedded();
+    let server = stack.serve(&[]).await;
+    let answer = server
+        .call(
+            "POST",
+            "/v1/datasets",
+            Some(&json!({"name": "chaos-dataset"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("acks.jsonl");
+    std::fs::write(
+        &log,
+        "{\"kind\": \"day\", \"day\": \"2026-01-01\"}\n\
+         {\"kind\": \"run\", \"id\": \"chaos-never-sent\", \"ack\": true, \"status\": 201}\n",
+    )
+    .expect("write the log");
+    let output = Command::new("python3")
+        .arg("scripts/chaos/load.py")
+        .args([
+            "check",
+            "--kinds",
+            "runs",
+            "--deadline",
+            "5",
+            "--prefix",
+            "x",
+        ])
+        .arg("--urls")
+        .arg(format!("http://{}", server.address))
+        .arg("--log")
+        .arg(&log)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run load.py check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("acknowledged 1, lost 1, duplicated 0, orphaned 0"),
+        "{stdout}"
+    );
+    stack.cleanup().await;
+}
+
+#[test]
+#[ignore = "stops the shared services; .ci/run runs scripts/chaos.sh on its own"]
+fn full_profile_chaos() {
+    if std::env::var_os("STRATA_TEST_FULL").is_none() {
+        return;
+    }
+    let (ok, text) = chaos(&["--seconds", "30"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("lost 0, duplicated 0, orphaned 0"), "{text}");
+}
