@@ -146,6 +146,21 @@ pub(super) fn queue_arguments(options: &QueueOptions, queue_type: QueueType) -> 
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(exchange.as_str().into()),
         );
+        if quorum {
+            // Dead-lettering (a retry's delay running out, a rejected
+            // message) is at most once by default: a message can be lost if
+            // the broker stops while moving it. At least once keeps it in
+            // its queue until the target confirmed it, and needs the
+            // queue to refuse publishes when full rather than drop its head.
+            arguments.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            arguments.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
     }
     if let Some(key) = &options.dead_letter_routing_key {
         short(key, "dead_letter_routing_key")?;
@@ -349,8 +364,17 @@ mod tests {
             quorum.get("x-dead-letter-exchange"),
             Some(&FieldValue::String("dlx".into()))
         );
+        assert_eq!(
+            quorum.get("x-dead-letter-strategy"),
+            Some(&FieldValue::String("at-least-once".into()))
+        );
+        assert_eq!(
+            quorum.get("x-overflow"),
+            Some(&FieldValue::String("reject-publish".into()))
+        );
         let classic = from_amqp_table(&queue_arguments(&durable, QueueType::Classic).unwrap());
         assert!(!classic.contains_key("x-queue-type"));
+        assert!(!classic.contains_key("x-dead-letter-strategy"));
         assert_eq!(classic.get("x-max-priority"), Some(&FieldValue::Int(9)));
         for temporary in [
             QueueOptions {
