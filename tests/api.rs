@@ -92,11 +92,21 @@ impl Api {
             .await
             .expect("router is infallible");
         let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
+        let text = content_type.starts_with("text/");
         let value = if bytes.is_empty() {
             Value::Null
+        } else if text {
+            // The dashboard's page and files (HTML, script, style sheet).
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 panic!(
@@ -852,6 +862,7 @@ async fn request_over_the_timeout_is_503() {
 fn concrete(path: &str) -> String {
     path.replace("{name}", "some-model@alias")
         .replace("{model_id}", "some-model")
+        .replace("{file}", "app.js")
 }
 
 #[tokio::test]
