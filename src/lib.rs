@@ -38,6 +38,10 @@
 //!   `config` and `error`, never a concrete engine.
 //! - [`api`]: the HTTP API (axum) served by `strata serve`, with its OpenAPI
 //!   document. Imports `platform`, `error` and `config`, never `engines`.
+//! - [`ops`]: one snapshot of the process and its engines (pings, caches,
+//!   queues, dead letters, outbox, sagas, feature views), gathered over
+//!   `platform`, `serving`, `pipelines` and `analytics` for `api` (`/v1/ops`,
+//!   the dashboard) and for gauges.
 //! - [`cli`]: the `strata` command (clap), with `strata demo`, the main
 //!   job ([`cli::demo`]). May import everything.
 //!
@@ -58,6 +62,7 @@ pub mod error;
 mod failpoint;
 pub mod metrics;
 pub mod migration;
+pub mod ops;
 pub mod pipelines;
 pub mod platform;
 pub mod retry;

@@ -6,12 +6,12 @@
 //!
 //! - **Events**, recorded where they happen into the process-wide
 //!   [`Metrics`] ([`global`]): HTTP requests, engine operations and their
-//!   retries, feature reads by freshness, pipeline messages by outcome,
-//!   handler time and consumer lag.
+//!   retries, pipeline messages by outcome, handler time and consumer lag.
 //! - **State**, read at each scrape by whoever renders the page (the API's
-//!   `/metrics` handler) and written into a [`Scrape`]: cache counters per
-//!   tier, pool use, queue depths, dead letters, the outbox backlog, saga
-//!   states, breaker states.
+//!   `/metrics` handler, from the ops snapshot) and written into a
+//!   [`Scrape`]: engine pings, cache counters per tier, pool use, feature
+//!   reads by freshness, queue depths, dead letters, the outbox backlog,
+//!   saga states, breaker states.
 //!
 //! Names follow Prometheus conventions: `strata_` first, base units
 //! (`_seconds`), counters end in `_total`. Label values are bounded sets
@@ -70,7 +70,6 @@ pub struct Metrics {
     engine_operations: Family<Labels, Histogram, Buckets>,
     engine_errors: Family<Labels, Counter>,
     engine_retries: Family<Labels, Counter>,
-    feature_reads: Family<Labels, Counter>,
     messages: Family<Labels, Counter>,
     handler_time: Family<Labels, Histogram, Buckets>,
     consumer_lag: Family<Labels, Histogram, Buckets>,
@@ -111,12 +110,6 @@ impl Metrics {
             "Attempts of engine operations repeated after an unavailable or timed-out attempt",
             engine_retries.clone(),
         );
-        let feature_reads = Family::default();
-        registry.register(
-            "feature_reads",
-            "Feature values read, by view and freshness (fresh, stale, missing)",
-            feature_reads.clone(),
-        );
         let messages = Family::default();
         registry.register(
             "pipeline_messages",
@@ -143,7 +136,6 @@ impl Metrics {
             engine_operations,
             engine_errors,
             engine_retries,
-            feature_reads,
             messages,
             handler_time,
             consumer_lag,
@@ -192,16 +184,6 @@ impl Metrics {
                 ("operation", operation.to_owned()),
             ])
             .inc();
-    }
-
-    /// `n` feature values of `view` read at `freshness`.
-    pub fn feature_reads(&self, view: &str, freshness: &'static str, n: u64) {
-        self.feature_reads
-            .get_or_create(&vec![
-                ("view", view.to_owned()),
-                ("freshness", freshness.to_owned()),
-            ])
-            .inc_by(n);
     }
 
     /// One message of `queue` settled with `outcome`.

@@ -862,6 +862,7 @@ async fn request_over_the_timeout_is_503() {
 fn concrete(path: &str) -> String {
     path.replace("{name}", "some-model@alias")
         .replace("{model_id}", "some-model")
+        .replace("{file}", "app.js")
 }
 
 #[tokio::test]

@@ -329,6 +329,11 @@ async fn metrics_parse_and_count_what_was_asked() {
         "strata_engine_circuit_state",
         "strata_feature_reads_total",
         "strata_outbox_backlog",
+        "strata_engine_up",
+        "strata_queue_messages_ready",
+        "strata_dead_letters",
+        "strata_sagas",
+        "strata_feature_stale_ratio",
     ] {
         assert!(types.contains_key(family), "{family} missing from the page");
     }
@@ -359,6 +364,24 @@ async fn metrics_parse_and_count_what_was_asked() {
             &[("engine", "kv"), ("state", "closed")]
         ),
         1.0
+    );
+    assert_eq!(
+        value(&after, "strata_engine_up", &[]),
+        4.0,
+        "four engines up"
+    );
+    assert!(
+        find(&after, "strata_scrape_errors", &[]).is_empty(),
+        "nothing failed to scrape"
+    );
+    // The view served 2 fresh values, none stale.
+    assert_eq!(
+        value(
+            &after,
+            "strata_feature_stale_ratio",
+            &[("view", "activity")]
+        ),
+        0.0
     );
     // The event published above is handled by this serve's worker: its
     // outcome, its handler time and its lag are counted.

@@ -101,11 +101,36 @@ fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Vec<(&'static str
     pairs.into_iter().map(|(k, v)| (k, v.to_owned())).collect()
 }
 
-/// The state part of the page, read now.
+/// The state part of the page, read now: the ops snapshot (the same as
+/// `/v1/ops` and the dashboard), pool use and breakers.
 async fn collect(state: &ApiState) -> Scrape {
+    let ops = crate::ops::snapshot(
+        &state.platform,
+        &state.serving,
+        &state.pipelines,
+        state.ping_timeout,
+    )
+    .await;
     let mut scrape = Scrape::new();
-    let mut errors: Vec<(&'static str, String)> = Vec::new();
-    let caches = state.platform.caches().stats();
+    scrape.gauge(
+        "engine_up",
+        "Whether each engine answered its ping at this scrape (1) or not (0)",
+        ops.engines.iter().map(|e| {
+            (
+                labels([("engine", &e.engine), ("kind", &e.kind)]),
+                f64::from(u8::from(e.status == "up")),
+            )
+        }),
+    );
+    scrape.gauge(
+        "engine_ping_seconds",
+        "Round trip of each engine's ping at this scrape, when it answered",
+        ops.engines.iter().filter_map(|e| {
+            e.rtt_ms
+                .map(|ms| (labels([("engine", &e.engine)]), ms / 1000.0))
+        }),
+    );
+    let caches = &ops.caches;
     scrape.counter(
         "cache_hits",
         "Cache lookups answered, by cache and tier (l1: this process's memory, l2: the key-value engine)",
@@ -129,13 +154,6 @@ async fn collect(state: &ApiState) -> Scrape {
         caches
             .iter()
             .map(|c| (labels([("cache", &c.name)]), c.stale_served)),
-    );
-    scrape.counter(
-        "cache_load_errors",
-        "Loads from the source of truth that failed or ran out of time, by cache",
-        caches
-            .iter()
-            .map(|c| (labels([("cache", &c.name)]), c.load_errors)),
     );
     scrape.counter(
         "cache_l2_errors",
@@ -191,21 +209,82 @@ async fn collect(state: &ApiState) -> Scrape {
             })
         }),
     );
-    match state.platform.outbox().backlog().await {
-        Ok(backlog) => scrape.gauge(
+    let views = ops.feature_views.as_deref().unwrap_or_default();
+    scrape.counter(
+        "feature_reads",
+        "Feature values this process served, by view and freshness (fresh, stale, missing)",
+        views.iter().flat_map(|v| {
+            [
+                (
+                    labels([("view", &v.view), ("freshness", "fresh")]),
+                    v.fresh_reads,
+                ),
+                (
+                    labels([("view", &v.view), ("freshness", "stale")]),
+                    v.stale_reads,
+                ),
+                (
+                    labels([("view", &v.view), ("freshness", "missing")]),
+                    v.missing_reads,
+                ),
+            ]
+        }),
+    );
+    scrape.gauge(
+        "feature_stale_ratio",
+        "Share of the values a view served that were stale (stale / (fresh + stale)), since the process started",
+        views.iter().filter_map(|v| {
+            v.stale_share
+                .map(|share| (labels([("view", &v.view)]), share))
+        }),
+    );
+    scrape.gauge(
+        "queue_messages_ready",
+        "Messages waiting in each pipeline queue (the consumers' lag in messages), in the broker",
+        ops.queues.iter().filter_map(|q| {
+            q.depth
+                .map(|depth| (labels([("queue", &q.queue)]), depth as f64))
+        }),
+    );
+    scrape.gauge(
+        "queue_consumers",
+        "Consumers attached to each pipeline queue, across every process",
+        ops.queues.iter().filter_map(|q| {
+            q.consumers
+                .map(|n| (labels([("queue", &q.queue)]), n as f64))
+        }),
+    );
+    if let Some(dead) = &ops.dead_letters {
+        scrape.gauge(
+            "dead_letters",
+            "Dead letters kept, by the queue they died in",
+            dead.by_queue
+                .iter()
+                .map(|q| (labels([("queue", &q.queue)]), q.count as f64)),
+        );
+    }
+    if let Some(backlog) = ops.outbox_backlog {
+        scrape.gauge(
             "outbox_backlog",
             "Outbox events written but not yet published by the relay",
             [(Vec::new(), backlog as f64)],
-        ),
-        Err(e) => {
-            tracing::warn!("metrics: cannot read the outbox backlog: {e}");
-            errors.push(("part", "outbox".to_owned()));
-        }
+        );
+    }
+    if let Some(sagas) = &ops.sagas {
+        scrape.gauge(
+            "sagas",
+            "Sagas kept, by state (running, compensating, completed, compensated)",
+            sagas
+                .iter()
+                .map(|s| (labels([("state", &s.state)]), s.count as f64)),
+        );
     }
     scrape.gauge(
         "scrape_errors",
         "Parts of this page that could not be read at this scrape (1 per part); their metrics are missing",
-        errors.into_iter().map(|label| (vec![label], 1.0)),
+        ops.unavailable
+            .iter()
+            .map(|u| (labels([("part", &u.part)]), 1.0)),
     );
     scrape
 }

@@ -70,6 +70,7 @@ use crate::serving::ratelimit::{self, Group, RateLimiter};
 pub mod aliases;
 pub mod analytics;
 pub mod auth;
+pub mod dashboard;
 pub mod datasets;
 pub mod dead_letters;
 pub mod error;
@@ -78,6 +79,7 @@ pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod ops;
 pub mod runs;
 pub mod sagas;
 pub mod scenario;
@@ -291,6 +293,9 @@ fn route_table(table: RouteTable) -> RouteTable {
         .add(Method::GET, "/openapi.json", openapi::openapi_json)
         .add(Method::GET, "/metrics", metrics::metrics)
         .add(Method::GET, "/v1/cache", health::cache)
+        .add(Method::GET, "/v1/ops", ops::overview)
+        .add(Method::GET, "/", dashboard::index)
+        .add(Method::GET, "/assets/{file}", dashboard::asset)
         .add(Method::POST, "/v1/datasets", datasets::create)
         .add(Method::GET, "/v1/datasets", datasets::list)
         .add(Method::GET, "/v1/datasets/{name}", datasets::get)

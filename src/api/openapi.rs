@@ -9,8 +9,8 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    aliases, analytics, datasets, dead_letters, error, health, limits, metrics, models, runs,
-    sagas, scenario, serving,
+    aliases, analytics, dashboard, datasets, dead_letters, error, health, limits, metrics, models,
+    ops, runs, sagas, scenario, serving,
 };
 
 /// The API's OpenAPI description.
@@ -19,7 +19,8 @@ use super::{
     modifiers(&Access),
     info(title = "strata", description = "The data plane of an ML platform: datasets, training runs, aliases, analytics, online features, predictions and the leaderboard."),
     paths(
-        health::healthz, health::readyz, health::cache, metrics::metrics, openapi_json,
+        health::healthz, health::readyz, health::cache, metrics::metrics, ops::overview, openapi_json,
+        dashboard::index, dashboard::asset,
         datasets::create, datasets::list, datasets::get, datasets::stats,
         runs::create, runs::search, runs::get, runs::delete, runs::complete,
         aliases::resolve, aliases::move_to,
@@ -46,6 +47,7 @@ use super::{
         (name = "sagas", description = "Operations spanning engines, and where they stand"),
         (name = "features", description = "Feature views, and features served with their freshness"),
         (name = "pipelines", description = "Async pipelines: the dead letters they keep, to query, replay or purge"),
+        (name = "dashboard", description = "The operations dashboard (HTML) and its files"),
         (name = "meta", description = "This document"),
     )
 )]

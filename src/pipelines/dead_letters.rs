@@ -270,6 +270,30 @@ impl DeadLetters {
         self.documents.count(COLLECTION, filter.to_document()).await
     }
 
+    /// How many dead letters each queue has, by queue (queues without
+    /// any are absent).
+    pub async fn counts_by_queue(&self) -> Result<BTreeMap<String, u64>> {
+        let groups = self
+            .documents
+            .aggregate(
+                COLLECTION,
+                vec![doc! {"$group": {"_id": "$queue", "n": {"$sum": 1}}}],
+            )
+            .await?;
+        let mut counts = BTreeMap::new();
+        for group in groups {
+            let queue = group.get_str("_id").unwrap_or_default().to_owned();
+            let n = match group.get("n") {
+                Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Double(n)) if *n >= 0.0 => *n as u64,
+                _ => 0,
+            };
+            *counts.entry(queue).or_insert(0) += n;
+        }
+        Ok(counts)
+    }
+
     /// One dead letter.
     pub async fn get(&self, id: &str) -> Result<Option<DeadLetter>> {
         let found = self

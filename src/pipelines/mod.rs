@@ -198,6 +198,15 @@ impl Pipelines {
             .messages)
     }
 
+    /// The broker's view of the work queue `queue` (without the prefix):
+    /// messages ready and consumers attached.
+    pub async fn queue_info(&self, queue: &str) -> Result<crate::engines::queue::QueueInfo> {
+        self.inner
+            .broker
+            .queue_info(&self.topology().queue(queue))
+            .await
+    }
+
     /// The next message of the work queue `queue`, put back at once
     /// (marked redelivered); for inspection.
     pub async fn peek(&self, queue: &str) -> Result<Option<Message>> {

@@ -17,7 +17,7 @@
 //!   trip to the key-value engine whatever their number.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bson::doc;
@@ -233,12 +233,37 @@ pub struct WriteOutcome {
     pub ignored_older: Vec<String>,
 }
 
+/// How fresh the values one view served were, counted per feature value
+/// read by this process since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FreshnessCounts {
+    /// Values younger than the TTL (and the request's `max_age`).
+    pub fresh: u64,
+    /// Values read past it.
+    pub stale: u64,
+    /// Features asked for that had no value.
+    pub missing: u64,
+}
+
+impl FreshnessCounts {
+    fn count(&mut self, status: Freshness) {
+        let counter = match status {
+            Freshness::Fresh => &mut self.fresh,
+            Freshness::Stale => &mut self.stale,
+            Freshness::Missing => &mut self.missing,
+        };
+        *counter = counter.saturating_add(1);
+    }
+}
+
 /// The feature store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct FeatureStore {
     kv: Arc<dyn KvStore>,
     docs: Arc<dyn DocumentStore>,
     views: TieredCache<FeatureView>,
+    /// Per view, how fresh the values read were.
+    reads: Arc<Mutex<BTreeMap<String, FreshnessCounts>>>,
 }
 
 /// The key of an entity's hash of one view.
@@ -267,7 +292,29 @@ impl FeatureStore {
             kv,
             docs,
             views: caches.create("feature_views", settings)?,
+            reads: Arc::default(),
         })
+    }
+
+    /// Per view, how fresh the feature values this process served were
+    /// (since it started; a view never read is absent).
+    pub fn freshness(&self) -> BTreeMap<String, FreshnessCounts> {
+        self.reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn count_reads(&self, read: &[Result<EntityFeatures>]) {
+        let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+        for entity in read.iter().flatten() {
+            // Views are declared by name pattern, so the map stays as
+            // small as the set of views.
+            let counts = reads.entry(entity.view.clone()).or_default();
+            for feature in entity.features.values() {
+                counts.count(feature.status);
+            }
+        }
     }
 
     /// Declares `view`, or replaces its declaration (a changed TTL applies
@@ -445,6 +492,7 @@ impl FeatureStore {
             });
             out.push(answer);
         }
+        self.count_reads(&out);
         Ok(out)
     }
 }
@@ -505,20 +553,6 @@ fn decode(
             },
         };
         features.insert(spec.name.clone(), feature);
-    }
-    let (mut fresh, mut stale, mut missing) = (0, 0, 0);
-    for feature in features.values() {
-        match feature.status {
-            Freshness::Fresh => fresh += 1,
-            Freshness::Stale => stale += 1,
-            Freshness::Missing => missing += 1,
-        }
-    }
-    let metrics = crate::metrics::global();
-    for (freshness, n) in [("fresh", fresh), ("stale", stale), ("missing", missing)] {
-        if n > 0 {
-            metrics.feature_reads(&view.name, freshness, n);
-        }
     }
     EntityFeatures {
         view: view.name.clone(),
