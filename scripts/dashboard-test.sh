@@ -68,7 +68,8 @@ strata() {
   for name in $(compgen -e); do
     case "$name" in STRATA_*) unset+=(-u "$name") ;; esac
   done
-  (cd "$root" && env "${unset[@]}" "$bin" --data-dir "$work/data" "$@")
+  # exec: in the background, $! is strata itself, so the cleanup stops it.
+  (cd "$root" && exec env "${unset[@]}" "$bin" --data-dir "$work/data" "$@")
 }
 
 failures=()

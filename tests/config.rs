@@ -254,6 +254,8 @@ fn candidates(default: &Value) -> Vec<(String, toml::Value)> {
             texts.push("sqlite://./s0042.db".into());
             // The other value of `queue.queue_type`.
             texts.push("quorum".into());
+            // The other value of `log.format`.
+            texts.push("json".into());
             texts
                 .into_iter()
                 .map(|t| (t.clone(), toml::Value::String(t)))

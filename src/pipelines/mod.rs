@@ -262,8 +262,11 @@ impl Pipelines {
 
     /// Publishes events on the topic exchange, each with its type as the
     /// routing key, all confirmations in flight together; each result is
-    /// the event's message id, or why it was not taken. An event nobody
-    /// subscribed to is taken and dropped, as a topic exchange does.
+    /// the event's message id, or why it was not taken. An event no queue
+    /// is bound for is refused (`Unavailable`): the broker took it and
+    /// dropped it, so nothing will ever handle it, and saying it was taken
+    /// would be a lie. (Seen while a broker restarts: its queues are back a
+    /// moment after its exchanges.)
     pub async fn publish_events(
         &self,
         events: Vec<(String, serde_json::Value, Option<String>)>,
@@ -279,12 +282,12 @@ impl Pipelines {
                         .message_id
                         .clone()
                         .unwrap_or_default()));
-                    slots.push(true);
+                    slots.push(Some(kind.clone()));
                     outgoing.push(Outgoing::new(self.topology().events(), kind, message));
                 }
                 Err(e) => {
                     ids.push(Err(e));
-                    slots.push(false);
+                    slots.push(None);
                 }
             }
         }
@@ -296,12 +299,21 @@ impl Pipelines {
             .into_iter();
         ids.into_iter()
             .zip(slots)
-            .map(|(id, sent)| {
-                if !sent {
+            .map(|(id, kind)| {
+                let Some(kind) = kind else {
                     return id;
-                }
+                };
                 match published.next() {
-                    Some(Ok(_)) => id,
+                    Some(Ok(p)) if p.routed => id,
+                    Some(Ok(_)) => Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "no queue is bound for event `{}` (are the pipelines' queues declared? \
+                             `strata worker` declares them); it was not kept",
+                            kind
+                        ),
+                    )
+                    .with_operation("publish_events")),
                     Some(Err(e)) => Err(e),
                     None => Err(Error::internal("a publish result is missing")),
                 }
