@@ -146,12 +146,14 @@ pub(super) fn queue_arguments(options: &QueueOptions, queue_type: QueueType) -> 
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(exchange.as_str().into()),
         );
-        if quorum {
+        if quorum && options.max_length.is_none() {
             // Dead-lettering (a retry's delay running out, a rejected
             // message) is at most once by default: a message can be lost if
             // the broker stops while moving it. At least once keeps it in
             // its queue until the target confirmed it, and needs the
-            // queue to refuse publishes when full rather than drop its head.
+            // queue to refuse publishes when full rather than drop its head,
+            // so a queue bounded by `max_length` (which drops its head, as
+            // every engine does) keeps the default.
             arguments.insert(
                 "x-dead-letter-strategy".into(),
                 AMQPValue::LongString("at-least-once".into()),
