@@ -62,14 +62,12 @@ cleanup() {
 trap cleanup EXIT
 
 # strata with none of the caller's STRATA_* settings, on its own data dir.
+unset_strata=()
+for name in $(compgen -e); do
+  case "$name" in STRATA_*) unset_strata+=(-u "$name") ;; esac
+done
 strata() {
-  local unset=()
-  local name
-  for name in $(compgen -e); do
-    case "$name" in STRATA_*) unset+=(-u "$name") ;; esac
-  done
-  # exec: in the background, $! is strata itself, so the cleanup stops it.
-  (cd "$root" && exec env "${unset[@]}" "$bin" --data-dir "$work/data" "$@")
+  (cd "$root" && exec env "${unset_strata[@]}" "$bin" --data-dir "$work/data" "$@")
 }
 
 failures=()
@@ -82,7 +80,11 @@ echo "== strata seed"
 strata seed >"$work/seed.log" 2>&1 || { cat "$work/seed.log" >&2; exit 1; }
 
 echo "== strata serve"
-strata serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+# Not through the function: a function in the background is a subshell of
+# its own, and $! would be that subshell, not strata. Here the subshell
+# execs strata, so $! is strata and the cleanup stops it.
+(cd "$root" && exec env "${unset_strata[@]}" "$bin" --data-dir "$work/data" serve --listen 127.0.0.1:0) \
+  >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 address=""
 for _ in $(seq 1 600); do
