@@ -329,6 +329,11 @@ pub struct SagasConfig {
     /// within it), then deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// How long after a registration was undone its config document is
+    /// still looked for: a write whose answer was lost may land after the
+    /// compensation deleted it.
+    #[serde(with = "humantime_serde")]
+    pub late_write_window: Duration,
 }
 
 impl Default for SagasConfig {
@@ -339,6 +344,7 @@ impl Default for SagasConfig {
             max_takeovers: 3,
             retry: crate::retry::RetryPolicy::default().with_max_elapsed(Duration::from_secs(8)),
             retention: Duration::from_secs(7 * 24 * 3600),
+            late_write_window: Duration::from_secs(600),
         }
     }
 }

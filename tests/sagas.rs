@@ -473,6 +473,45 @@ async fn after_repeated_takeovers_a_registration_is_undone(_: Platform, engines:
     assert_eq!(traces(&next, "cursed").await, (false, false));
 }
 
+/// A config write whose answer was lost, applied by the server only after
+/// the registration was undone, is removed by the sweep for late writes,
+/// within its window only, and no other registration's document is.
+async fn a_config_write_landing_after_the_undo_is_removed(platform: Platform, engines: Engines) {
+    register(&platform, "kept").await;
+    let late = FailingDocs::holding(Arc::clone(&engines.documents), &[configs::MODEL_CONFIGS]);
+    let held = open_platform(&with_docs(&engines, late.clone()), settings()).await;
+    let err = held
+        .sagas()
+        .register_run(request("late", "pytorch"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert_eq!(
+        saga_of(&platform, "late").await.state,
+        SagaState::Compensated
+    );
+    let docs = engines.documents.as_ref();
+    assert!(configs::config_of(docs, "late").await.unwrap().is_none());
+
+    assert_eq!(late.land().await, 1, "the held write lands");
+    assert!(configs::config_of(docs, "late").await.unwrap().is_some());
+    // Read (and so cached) before the sweep, which must drop it.
+    assert!(platform.configs().get("late").await.is_ok());
+    let closed_window = SagasConfig {
+        late_write_window: Duration::ZERO,
+        ..settings()
+    };
+    let outside = open_platform(&engines, closed_window).await;
+    assert_eq!(outside.sagas().remove_late_writes().await.unwrap(), 0);
+    assert!(configs::config_of(docs, "late").await.unwrap().is_some());
+
+    assert_eq!(platform.sagas().remove_late_writes().await.unwrap(), 1);
+    assert!(configs::config_of(docs, "late").await.unwrap().is_none());
+    assert_eq!(platform.sagas().remove_late_writes().await.unwrap(), 0);
+    assert_whole(&platform, "kept").await;
+    assert_eq!(traces(&platform, "late").await, (false, false));
+}
+
 // ---------------------------------------------------------------- unregister
 
 async fn unregister_removes_a_model_from_every_engine(platform: Platform, engines: Engines) {
@@ -773,6 +812,7 @@ macro_rules! all_cases {
             register_writes_every_engine_and_records_the_saga,
             an_identical_retry_answers_with_the_first_registration,
             a_failure_at_each_step_leaves_no_orphan,
+            a_config_write_landing_after_the_undo_is_removed,
             a_failure_a_retry_can_help_is_retried,
             a_compensation_that_fails_once_is_retried,
             a_compensation_that_keeps_failing_stays_open_until_it_succeeds,

@@ -215,6 +215,14 @@ def check(args):
             counted = (body or {}).get("counts", {}).get("view", 0) if status == 200 else -1
             if counted < len(acked_events) - dead_count("analytics"):
                 return f"events counted {counted} of {len(acked_events)} acknowledged"
+        if "runs" in kinds:
+            # A registration undone while its config write was in flight
+            # may see that write land late; each saga sweep removes it.
+            late = [r for r, ok in runs.items() if not ok
+                    and call(urls[0], "GET", f"/v1/runs/{r}")[0] == 404
+                    and call(urls[0], "GET", f"/v1/models/{r}/config")[0] == 200]
+            if late:
+                return f"{len(late)} undone registration(s) with a config document"
         if "runs" in kinds and args.read_model:
             for run in acked_runs:
                 status, _ = call(urls[0], "GET", f"/v1/models/{run}/view")

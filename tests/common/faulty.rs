@@ -24,6 +24,9 @@ fn down(what: &str) -> Error {
     )
 }
 
+/// Inserts held back, by collection.
+type Held = Mutex<Vec<(String, Vec<Document>)>>;
+
 /// A document store whose writes to chosen collections (or all) fail.
 #[derive(Debug)]
 pub struct FailingDocs {
@@ -31,6 +34,10 @@ pub struct FailingDocs {
     failing: Mutex<HashSet<String>>,
     fail_all: bool,
     fail_reads: bool,
+    /// Writes to the failing collections are kept here instead of being
+    /// refused, answered with a timeout: a write whose answer was lost,
+    /// still to land ([`FailingDocs::land`]).
+    held: Option<Held>,
 }
 
 impl FailingDocs {
@@ -40,6 +47,7 @@ impl FailingDocs {
             failing: Mutex::new(collections.iter().map(|c| (*c).to_owned()).collect()),
             fail_all: false,
             fail_reads: false,
+            held: None,
         })
     }
 
@@ -49,6 +57,7 @@ impl FailingDocs {
             failing: Mutex::new(HashSet::new()),
             fail_all: true,
             fail_reads: false,
+            held: None,
         })
     }
 
@@ -59,7 +68,39 @@ impl FailingDocs {
             failing: Mutex::new(HashSet::new()),
             fail_all: true,
             fail_reads: true,
+            held: None,
         })
+    }
+
+    /// Inserts into `collections` time out without being applied; they are
+    /// applied, late, by [`FailingDocs::land`].
+    pub fn holding(inner: Arc<dyn DocumentStore>, collections: &[&str]) -> Arc<FailingDocs> {
+        Arc::new(FailingDocs {
+            inner,
+            failing: Mutex::new(collections.iter().map(|c| (*c).to_owned()).collect()),
+            fail_all: false,
+            fail_reads: false,
+            held: Some(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Applies the held inserts, as a server would that got them before
+    /// their client gave up; returns how many documents landed.
+    pub async fn land(&self) -> usize {
+        let held = match &self.held {
+            Some(held) => std::mem::take(&mut *held.lock().unwrap()),
+            None => Vec::new(),
+        };
+        let mut landed = 0;
+        for (collection, docs) in held {
+            // Retries hold the same document again: only one lands.
+            match self.inner.insert_many(&collection, docs).await {
+                Ok(ids) => landed += ids.len(),
+                Err(e) if e.kind() == ErrorKind::Conflict => {}
+                Err(e) => panic!("landing a held write: {e}"),
+            }
+        }
+        landed
     }
 
     fn check_read(&self) -> Result<()> {
@@ -101,6 +142,13 @@ impl DocumentStore for FailingDocs {
         self.inner.drop_database().await
     }
     async fn insert_many(&self, c: &str, d: Vec<Document>) -> Result<Vec<Bson>> {
+        if let (Some(held), Err(_)) = (&self.held, self.check(c)) {
+            held.lock().unwrap().push((c.to_owned(), d));
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!("injected: writing to {c} timed out"),
+            ));
+        }
         self.check(c)?;
         self.inner.insert_many(c, d).await
     }

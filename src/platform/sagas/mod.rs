@@ -496,8 +496,17 @@ impl Sagas {
         Ok(ended)
     }
 
-    /// Runs [`recover`](Self::recover) every `sweep_interval` until the
-    /// platform closes.
+    /// Removes what a step's write left behind when it landed after its
+    /// saga was undone (see [`register::remove_late_documents`]); returns
+    /// how many such writes there were. Run by every sweep, for sagas
+    /// undone within `sagas.late_write_window`.
+    pub async fn remove_late_writes(&self) -> Result<u64> {
+        register::remove_late_documents(self, self.inner.settings.late_write_window).await
+    }
+
+    /// Runs [`recover`](Self::recover), then
+    /// [`remove_late_writes`](Self::remove_late_writes), every
+    /// `sweep_interval` until the platform closes.
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let sagas = self.clone();
         tokio::spawn(async move {
@@ -507,6 +516,9 @@ impl Sagas {
                 tick.tick().await;
                 if let Err(e) = sagas.recover().await {
                     tracing::warn!("saga recovery sweep failed: {e}");
+                }
+                if let Err(e) = sagas.remove_late_writes().await {
+                    tracing::warn!("the sweep for late config documents failed: {e}");
                 }
             }
         })

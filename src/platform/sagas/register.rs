@@ -25,15 +25,15 @@ use std::collections::BTreeMap;
 use bson::{Bson, Document, oid::ObjectId};
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Begun, Kind, Progress, Saga, SagaOutcome, Sagas, request_hash};
+use super::{Begun, Kind, Progress, Saga, SagaOutcome, SagaState, Sagas, StepRecord, request_hash};
 use crate::engines::kv::KvStoreExt;
 use crate::engines::relational::begin_write;
 use crate::error::{Error, ErrorKind, Result};
-use crate::platform::entities::{run_tag, training_run};
+use crate::platform::entities::{run_tag, saga, training_run};
 use crate::platform::records::{Run, RunStatus};
 use crate::platform::registry::{self, NewRun, db_err};
 use crate::platform::{configs, now};
@@ -411,6 +411,83 @@ pub(super) async fn compensate(
         }
         other => Err(unknown_step(other)),
     }
+}
+
+/// Removes the config documents that registrations undone within `window`
+/// may have left behind, and returns how many there were.
+///
+/// A document write whose answer was lost (a timeout, the document engine
+/// going down mid-request) may still be applied by the server after the
+/// compensation has deleted by the document's `_id` and found nothing: the
+/// deletion cannot wait for a write that is no longer anyone's. So every
+/// registration undone after its run row was written (the only ones that
+/// can have tried the document) has its document's `_id` deleted again by
+/// each sweep while it is younger than `window`. The `_id` was chosen by
+/// that saga alone, so this never touches another registration's document.
+pub(super) async fn remove_late_documents(
+    sagas: &Sagas,
+    window: std::time::Duration,
+) -> Result<u64> {
+    let since = now()
+        - chrono::Duration::from_std(window).unwrap_or_else(|_| chrono::Duration::minutes(10));
+    let rows = saga::Entity::find()
+        .filter(saga::Column::Kind.eq(KIND))
+        .filter(saga::Column::State.eq(SagaState::Compensated.as_str()))
+        .filter(saga::Column::UpdatedAt.gte(since))
+        .order_by_desc(saga::Column::UpdatedAt)
+        .limit(1000)
+        .all(&sagas.inner.db)
+        .await
+        .map_err(db_err("late_config_documents"))?;
+    let mut ids = Vec::new();
+    let mut subjects = Vec::new();
+    for row in rows {
+        let tried = serde_json::from_str::<Vec<StepRecord>>(&row.steps)
+            .map(|steps| steps.iter().any(|s| s.step == "sql_run"))
+            .map_err(|e| Error::internal(format!("saga {}: unreadable steps: {e}", row.id)));
+        let id = tried.and_then(|tried| {
+            if !tried {
+                return Ok(None);
+            }
+            let request: Request = serde_json::from_str(&row.request).map_err(|e| {
+                Error::internal(format!("saga {}: unreadable request: {e}", row.id))
+            })?;
+            request.config_oid().map(Some)
+        });
+        match id {
+            Ok(Some(id)) => {
+                ids.push(Bson::ObjectId(id));
+                subjects.push(row.subject);
+            }
+            Ok(None) => {}
+            // One unreadable record does not keep the others from being
+            // checked; it is reported each sweep until it ages out.
+            Err(e) => tracing::warn!(saga = %row.id, "{e}"),
+        }
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let removed = sagas
+        .inner
+        .docs
+        .delete(
+            configs::MODEL_CONFIGS,
+            bson::doc! {"_id": {"$in": ids}},
+            true,
+        )
+        .await?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed config documents written after their registration was undone"
+        );
+        // A read may have cached one meanwhile (which is not known).
+        for subject in &subjects {
+            sagas.inner.rows.model_changed(subject).await;
+        }
+    }
+    Ok(removed)
 }
 
 /// The `run.registered` event of a completed registration, from its
