@@ -3,13 +3,23 @@
 # uses, on loopback, without Docker or systemd:
 #
 #   PostgreSQL 15  127.0.0.1:55432  user strata / strata-dev, database strata
+#                                   (plain and TLS on the same port)
 #   MongoDB        127.0.0.1:57017  user strata / strata-dev (authSource admin)
+#                  127.0.0.1:57018  the same over TLS only (a second server,
+#                                   with its own data and the same user)
 #                  (SecantusDB, a MongoDB-compatible server from PyPI: the real
 #                   mongod is not packaged for Debian 12)
 #   Redis 7        127.0.0.1:56379  user default / strata-dev
+#                  127.0.0.1:56380  the same server over TLS only
 #   RabbitMQ       127.0.0.1:55672  user strata / strata-dev, vhost strata
+#                  127.0.0.1:55671  the same broker over TLS only (amqps)
 #
-# These match config/full.toml and docker-compose.yml.
+# The plain ports match config/full.toml and docker-compose.yml. For TLS,
+# `up` (and `start NAME`) first creates, once, a private CA and a server
+# certificate for localhost and 127.0.0.1 in $STATE/tls: ca.pem (what
+# clients trust), server.pem, server.key. No client certificate is asked
+# for. tests/tls_backends.rs connects to every service over TLS with it
+# (docs/engines.md, "TLS to the services").
 #
 #   scripts/services.sh up       install what is missing, start what is down
 #   scripts/services.sh down     stop exactly what `up` started (by pid file)
@@ -34,12 +44,16 @@ STATE="${STRATA_SERVICES_DIR:-/var/tmp/strata-services}"
 PASSWORD="strata-dev"
 PG_PORT=55432
 MONGO_PORT=57017
+MONGO_TLS_PORT=57018
 REDIS_PORT=56379
+REDIS_TLS_PORT=56380
 AMQP_PORT=55672
+AMQPS_PORT=55671
 RABBIT_DIST_PORT=55673
 EPMD_PORT=54369
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 RABBIT_NODE="strata@localhost"
+TLS_DIR="$STATE/tls"
 
 log() { printf '%s\n' "services: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -76,6 +90,35 @@ apt_install() {
   return 0
 }
 
+# ----------------------------------------------------------------------- TLS
+# A private CA and a server certificate signed by it, for localhost and
+# 127.0.0.1 (both in subjectAltName), made once; every service uses them.
+tls_up() {
+  if [[ -f "$TLS_DIR/ca.pem" && -f "$TLS_DIR/server.pem" && -f "$TLS_DIR/server.key" ]]; then
+    return
+  fi
+  command -v openssl >/dev/null || apt_install openssl
+  log "creating a CA and a server certificate in $TLS_DIR"
+  local tmp; tmp="$(mktemp -d "$STATE/tls.XXXXXX")"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 \
+    -subj "/CN=strata services CA" -keyout "$tmp/ca.key" -out "$tmp/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" \
+    -keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$tmp/server.ext"
+  openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
+    -CAcreateserial -days 3650 -sha256 -extfile "$tmp/server.ext" -out "$tmp/server.pem" 2>/dev/null
+  # The CA key is not kept: nothing else is ever signed with it.
+  rm -f "$tmp/server.csr" "$tmp/server.ext" "$tmp/ca.srl" "$tmp/ca.key"
+  chmod 600 "$tmp/server.key"
+  chmod 644 "$tmp/ca.pem" "$tmp/server.pem"
+  chmod 755 "$tmp"
+  rm -rf "$TLS_DIR"
+  mv "$tmp" "$TLS_DIR"
+}
+
 # ---------------------------------------------------------------- PostgreSQL
 pg_dir="$STATE/postgres"
 pg_as() { runuser -u postgres -- "$@"; }
@@ -87,12 +130,15 @@ pg_up() {
   if pg_running; then log "postgres already up on $PG_PORT"; return; fi
   mkdir -p "$pg_dir"
   chown postgres: "$pg_dir"
+  # PostgreSQL wants its key owned by its own user, readable by it alone.
+  install -o postgres -g postgres -m 600 "$TLS_DIR/server.key" "$pg_dir/server.key"
   if [[ ! -f "$pg_dir/data/PG_VERSION" ]]; then
     pg_as "$PG_BIN/initdb" -D "$pg_dir/data" -U postgres --auth-local=trust \
       --auth-host=scram-sha-256 -E UTF8 >"$pg_dir/initdb.log"
   fi
   pg_as "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 30 start \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pg_dir -c fsync=off -c max_connections=200" >/dev/null
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pg_dir -c fsync=off -c max_connections=200 \
+        -c ssl=on -c ssl_cert_file=$TLS_DIR/server.pem -c ssl_key_file=$pg_dir/server.key" >/dev/null
   local psql=(pg_as "$PG_BIN/psql" -h "$pg_dir" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
   if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'strata'")" != 1 ]]; then
     "${psql[@]}" -c "CREATE ROLE strata LOGIN CREATEDB PASSWORD '$PASSWORD'"
@@ -100,7 +146,7 @@ pg_up() {
   if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'strata'")" != 1 ]]; then
     "${psql[@]}" -c "CREATE DATABASE strata OWNER strata"
   fi
-  log "postgres up on 127.0.0.1:$PG_PORT"
+  log "postgres up on 127.0.0.1:$PG_PORT (plain and TLS)"
 }
 
 pg_down() {
@@ -113,6 +159,10 @@ pg_down() {
 # --------------------------------------------------------------------- Redis
 redis_dir="$STATE/redis"
 redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --user default --pass "$PASSWORD" --no-auth-warning ping | grep -q PONG; }
+redis_tls_ping() {
+  redis-cli -h 127.0.0.1 -p "$REDIS_TLS_PORT" --tls --cacert "$TLS_DIR/ca.pem" \
+    --user default --pass "$PASSWORD" --no-auth-warning ping | grep -q PONG
+}
 
 redis_up() {
   command -v redis-server >/dev/null || apt_install redis-server
@@ -120,12 +170,16 @@ redis_up() {
   mkdir -p "$redis_dir"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$PASSWORD" \
     --daemonize yes --save '' --appendonly no --dir "$redis_dir" \
-    --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+    --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" \
+    --tls-port "$REDIS_TLS_PORT" --tls-cert-file "$TLS_DIR/server.pem" \
+    --tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_DIR/ca.pem" \
+    --tls-auth-clients no
   wait_for 15 redis redis_ping
+  wait_for 15 "redis (TLS)" redis_tls_ping
   # A snapshot left by `stop redis` is loaded now; without it the next
   # `down`/`up` would bring those keys back.
   rm -f "$redis_dir/dump.rdb"
-  log "redis up on 127.0.0.1:$REDIS_PORT"
+  log "redis up on 127.0.0.1:$REDIS_PORT, TLS on $REDIS_TLS_PORT"
 }
 
 # Stops Redis with a snapshot of its keys, which `redis_up` loads again.
@@ -180,6 +234,12 @@ rabbit_up() {
   cat >"$rabbit_dir/rabbitmq.conf" <<EOF
 loopback_users = none
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 EOF
   echo '[].' >"$rabbit_dir/enabled_plugins"
   echo '[].' >"$rabbit_dir/advanced.config"
@@ -198,7 +258,14 @@ EOF
     sleep 0.5
   done
   rabbit_provision
-  log "rabbitmq up on 127.0.0.1:$AMQP_PORT"
+  wait_for 30 "rabbitmq (TLS)" rabbit_tls_probe
+  log "rabbitmq up on 127.0.0.1:$AMQP_PORT, TLS on $AMQPS_PORT"
+}
+
+# The TLS listener completes a handshake with a certificate the CA signed.
+rabbit_tls_probe() {
+  openssl s_client -connect "127.0.0.1:$AMQPS_PORT" -servername localhost \
+    -CAfile "$TLS_DIR/ca.pem" -verify_return_error </dev/null >/dev/null 2>&1
 }
 
 rabbit_provision() {
@@ -229,71 +296,108 @@ rabbit_down() {
 }
 
 # ------------------------------------------------------- MongoDB (SecantusDB)
+# Two servers: the plain one, and one over TLS only (SecantusDB wraps every
+# socket of a port in TLS once it has a certificate), each with its data.
 mongo_dir="$STATE/mongo"
 mongo_py="$mongo_dir/venv/bin/python"
+
+# Selects a server for the functions below: plain or tls.
+mongo_select() {
+  case $1 in
+    plain)
+      m_name=mongo m_port=$MONGO_PORT m_data="$mongo_dir/data" m_pid="$mongo_dir/mongo.pid"
+      m_log="$mongo_dir/server.log" m_mark="$mongo_dir/provisioned" m_flags=() ;;
+    tls)
+      m_name="mongo (TLS)" m_port=$MONGO_TLS_PORT m_data="$mongo_dir/data-tls"
+      m_pid="$mongo_dir/mongo-tls.pid" m_log="$mongo_dir/server-tls.log"
+      m_mark="$mongo_dir/provisioned-tls"
+      m_flags=(--tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key"
+               --cache-size 256M) ;;
+  esac
+  m_kind=$1
+}
+
+# `mongo_ping [auth]`: the selected server answers a ping (over TLS,
+# checking its certificate against the CA, for the TLS one).
 mongo_ping() {
-  "$mongo_py" - "$@" <<EOF
+  "$mongo_py" - "$m_port" "$m_kind" "$@" <<EOF
 import sys, pymongo
+port, kind = int(sys.argv[1]), sys.argv[2]
 auth = dict(username="strata", password="$PASSWORD", authSource="admin") if "auth" in sys.argv else {}
-c = pymongo.MongoClient("127.0.0.1", $MONGO_PORT, serverSelectionTimeoutMS=500, **auth)
+tls = dict(tls=True, tlsCAFile="$TLS_DIR/ca.pem") if kind == "tls" else {}
+c = pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=500, **auth, **tls)
 c.admin.command("ping")
 EOF
 }
 
 mongo_start() {
-  setsid "$mongo_dir/venv/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" \
-    --storage-path "$mongo_dir/data" --standalone --log-level WARNING "$@" \
-    >>"$mongo_dir/server.log" 2>&1 &
-  echo $! >"$mongo_dir/mongo.pid"
+  setsid "$mongo_dir/venv/bin/secantusd-py" --host 127.0.0.1 --port "$m_port" \
+    --storage-path "$m_data" --standalone --log-level WARNING "${m_flags[@]}" "$@" \
+    >>"$m_log" 2>&1 &
+  echo $! >"$m_pid"
 }
 
 mongo_stop() {
-  if pid_alive "$mongo_dir/mongo.pid"; then
-    local pid; pid="$(cat "$mongo_dir/mongo.pid")"
+  if pid_alive "$m_pid"; then
+    local pid; pid="$(cat "$m_pid")"
     kill "$pid"
-    wait_for 30 "mongo shutdown" bash -c "! kill -0 $pid"
+    wait_for 30 "$m_name shutdown" bash -c "! kill -0 $pid"
   fi
-  rm -f "$mongo_dir/mongo.pid"
+  rm -f "$m_pid"
+}
+
+mongo_up_one() {
+  mongo_select "$1"
+  if pid_alive "$m_pid"; then log "$m_name already up on $m_port"; return; fi
+  if [[ ! -f "$m_mark" ]]; then
+    # Users are created on a first start without auth, then the server
+    # restarts with SCRAM authentication required.
+    mongo_start
+    wait_for 60 "$m_name" mongo_ping
+    "$mongo_py" - "$m_port" "$m_kind" <<EOF
+import sys, pymongo
+port, kind = int(sys.argv[1]), sys.argv[2]
+tls = dict(tls=True, tlsCAFile="$TLS_DIR/ca.pem") if kind == "tls" else {}
+c = pymongo.MongoClient("127.0.0.1", port, **tls)
+if not c.admin.command("usersInfo", "strata")["users"]:
+    c.admin.command("createUser", "strata", pwd="$PASSWORD", roles=["root"])
+EOF
+    mongo_stop
+    touch "$m_mark"
+  fi
+  mongo_start --auth
+  wait_for 60 "$m_name" mongo_ping auth
+  log "$m_name up on 127.0.0.1:$m_port"
 }
 
 mongo_up() {
-  if pid_alive "$mongo_dir/mongo.pid"; then log "mongo already up on $MONGO_PORT"; return; fi
   mkdir -p "$mongo_dir"
   if [[ ! -x "$mongo_dir/venv/bin/secantusd-py" ]]; then
     log "installing secantusdb into $mongo_dir/venv"
     python3 -m venv "$mongo_dir/venv"
     "$mongo_dir/venv/bin/pip" install -q --disable-pip-version-check secantusdb pymongo
   fi
-  if [[ ! -f "$mongo_dir/provisioned" ]]; then
-    # Users are created on a first start without auth, then the server
-    # restarts with SCRAM authentication required.
-    mongo_start
-    wait_for 60 mongo mongo_ping
-    "$mongo_py" - <<EOF
-import pymongo
-c = pymongo.MongoClient("127.0.0.1", $MONGO_PORT)
-if not c.admin.command("usersInfo", "strata")["users"]:
-    c.admin.command("createUser", "strata", pwd="$PASSWORD", roles=["root"])
-EOF
-    mongo_stop
-    touch "$mongo_dir/provisioned"
-  fi
-  mongo_start --auth
-  wait_for 60 mongo mongo_ping auth
-  log "mongo up on 127.0.0.1:$MONGO_PORT"
+  mongo_up_one plain
+  mongo_up_one tls
 }
 
 mongo_down() {
-  if pid_alive "$mongo_dir/mongo.pid"; then mongo_stop; log "mongo stopped"; fi
+  local kind
+  for kind in tls plain; do
+    mongo_select "$kind"
+    if pid_alive "$m_pid"; then mongo_stop; log "$m_name stopped"; fi
+  done
 }
 
 # ------------------------------------------------------------------ commands
 status() {
   local code=0
-  if pg_running; then echo "postgres  up    127.0.0.1:$PG_PORT"; else echo "postgres  down"; code=1; fi
+  if pg_running; then echo "postgres  up    127.0.0.1:$PG_PORT  TLS on the same port"; else echo "postgres  down"; code=1; fi
   if pid_alive "$mongo_dir/mongo.pid"; then echo "mongo     up    127.0.0.1:$MONGO_PORT"; else echo "mongo     down"; code=1; fi
-  if pid_alive "$redis_dir/redis.pid"; then echo "redis     up    127.0.0.1:$REDIS_PORT"; else echo "redis     down"; code=1; fi
-  if pid_alive "$rabbit_dir/rabbitmq.pid"; then echo "rabbitmq  up    127.0.0.1:$AMQP_PORT"; else echo "rabbitmq  down"; code=1; fi
+  if pid_alive "$mongo_dir/mongo-tls.pid"; then echo "mongo     up    127.0.0.1:$MONGO_TLS_PORT  TLS"; else echo "mongo     down  (TLS, $MONGO_TLS_PORT)"; code=1; fi
+  if pid_alive "$redis_dir/redis.pid"; then echo "redis     up    127.0.0.1:$REDIS_PORT  TLS on $REDIS_TLS_PORT"; else echo "redis     down"; code=1; fi
+  if pid_alive "$rabbit_dir/rabbitmq.pid"; then echo "rabbitmq  up    127.0.0.1:$AMQP_PORT  TLS on $AMQPS_PORT"; else echo "rabbitmq  down"; code=1; fi
+  if [[ -f "$TLS_DIR/ca.pem" ]]; then echo "tls       CA    $TLS_DIR/ca.pem"; fi
   return $code
 }
 
@@ -303,7 +407,8 @@ chmod 755 "$STATE"
 
 case "${1:-}" in
   up)
-    apt_install redis-server rabbitmq-server python3-venv
+    apt_install redis-server rabbitmq-server python3-venv openssl
+    tls_up
     pg_up
     redis_up
     mongo_up
@@ -317,6 +422,7 @@ case "${1:-}" in
     ;;
   status) status ;;
   stop|start)
+    if [[ $1 == start ]]; then tls_up; fi
     case "${2:-}" in
       postgres) if [[ $1 == stop ]]; then pg_down; else pg_up; fi ;;
       mongo) if [[ $1 == stop ]]; then mongo_down; else mongo_up; fi ;;

@@ -706,6 +706,9 @@ pub struct RedisConfig {
     /// oldest is dropped and the reader told it lagged. At least 1.
     #[serde(deserialize_with = "lenient::usize")]
     pub subscription_capacity: usize,
+    /// A CA certificate file (PEM) to trust instead of the system's roots,
+    /// for a `rediss://` URL; an error with a `redis://` one.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -718,6 +721,7 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_secs(2),
             key_prefix: "strata:".into(),
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            tls_ca_file: None,
         }
     }
 }
@@ -732,6 +736,7 @@ impl fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("key_prefix", &self.key_prefix)
             .field("subscription_capacity", &self.subscription_capacity)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -792,6 +797,9 @@ pub struct RabbitConfig {
     pub connect_timeout: Duration,
     /// `classic` or `quorum`: the type of the durable queues declared.
     pub queue_type: QueueType,
+    /// A CA certificate file (PEM) to trust, beside the bundled web roots,
+    /// for an `amqps://` URL; an error with an `amqp://` one.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RabbitConfig {
@@ -801,6 +809,7 @@ impl Default for RabbitConfig {
             password: None,
             connect_timeout: Duration::from_secs(5),
             queue_type: QueueType::Classic,
+            tls_ca_file: None,
         }
     }
 }
@@ -812,6 +821,7 @@ impl fmt::Debug for RabbitConfig {
             .field("password", &self.password)
             .field("connect_timeout", &self.connect_timeout)
             .field("queue_type", &self.queue_type)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }

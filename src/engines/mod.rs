@@ -18,6 +18,7 @@ pub mod kv;
 pub mod layers;
 pub mod queue;
 pub mod relational;
+pub mod tls;
 
 /// How much of an engine's connection pool is in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,7 @@ pub mod read_only;
 pub async fn connect(config: &RelationalConfig, data_dir: &Path) -> Result<DatabaseConnection> {
     let url = config.effective_url(data_dir)?;
     let target = redact_url(&url);
+    check_tls_files(&url).map_err(|e| e.with_operation("connect").with_target(target.clone()))?;
     if config.is_sqlite()
         && let Some(parent) = sqlite_file(&url).and_then(|f| f.parent().map(Path::to_path_buf))
     {
@@ -84,6 +85,32 @@ pub async fn connect(config: &RelationalConfig, data_dir: &Path) -> Result<Datab
         .with_operation("connect")
         .with_target(target)),
     }
+}
+
+/// The certificate and key files a PostgreSQL URL names (`sslrootcert`,
+/// `sslcert`, `sslkey`) must be readable: the driver reports a missing one
+/// as a bare "No such file or directory" while connecting.
+fn check_tls_files(url: &str) -> Result<()> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Ok(());
+    }
+    for (name, value) in parsed.query_pairs() {
+        // `system` asks for the system's roots, not a file.
+        if matches!(&*name, "sslrootcert" | "sslcert" | "sslkey")
+            && value != "system"
+            && let Err(e) = std::fs::File::open(&*value)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("relational.url: {name} `{value}` cannot be read: {e}"),
+            )
+            .with_field("relational.url"));
+        }
+    }
+    Ok(())
 }
 
 /// Begins a transaction that writes: on SQLite it takes the write lock up
@@ -214,7 +241,11 @@ pub fn map_db_err(error: DbErr) -> Error {
     let lower = text.to_ascii_lowercase();
     let kind = match &error {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-            if lower.contains("password authentication failed")
+            if lower.contains("invalid peer certificate") {
+                // The server's certificate does not verify against the
+                // trusted roots (`sslrootcert`): retrying will not help.
+                ErrorKind::Config
+            } else if lower.contains("password authentication failed")
                 || lower.contains("authentication failed")
             {
                 ErrorKind::AuthenticationFailed

@@ -100,6 +100,19 @@ fn from_client_side(kind: &DriverKind) -> Error {
             ErrorKind::AuthenticationFailed,
             format!("MongoDB refused the credentials: {message}"),
         ),
+        // The driver keeps trying a server whose certificate does not
+        // verify until server selection gives up; the reason is in the
+        // topology it describes. Trying again will not help.
+        DriverKind::ServerSelection { message, .. }
+            if message.contains("invalid peer certificate") =>
+        {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the MongoDB server's TLS certificate did not verify (tlsCAFile in the URL names the CA to trust): {message}"
+                ),
+            )
+        }
         DriverKind::ServerSelection { message, .. } => Error::new(
             ErrorKind::Unavailable,
             format!("no MongoDB server could be reached: {message}"),

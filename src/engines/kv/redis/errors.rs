@@ -96,6 +96,14 @@ pub(super) fn from_redis(error: RedisError, phase: Phase) -> Error {
         // The driver's own text ("Password authentication failed -
         // AuthenticationFailed") adds nothing; it stays as the source.
         Error::new(ErrorKind::AuthenticationFailed, "authentication failed")
+    } else if crate::engines::tls::is_handshake_failure(&error) {
+        // A certificate that does not verify, or a server that does not
+        // speak TLS: the URL or the trusted CA is wrong, and retrying will
+        // not change that.
+        Error::new(
+            ErrorKind::Config,
+            format!("TLS handshake failed (certificate verification or TLS mismatch): {error}"),
+        )
     } else if error.is_timeout() {
         match phase {
             Phase::Connect => Error::new(

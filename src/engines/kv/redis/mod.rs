@@ -54,7 +54,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use bb8_redis::bb8;
-use bb8_redis::redis::{AsyncConnectionConfig, Client, RedisError, Value, cmd, pipe};
+use bb8_redis::redis::{
+    AsyncConnectionConfig, Client, RedisError, TlsCertificates, Value, cmd, pipe,
+};
 use tokio::time::error::Elapsed;
 
 use crate::config::{RedisConfig, redact_url, with_password};
@@ -114,7 +116,10 @@ impl RedisKv {
     ///
     /// `AuthenticationFailed` for a refused password, `Unavailable` when the
     /// server cannot be reached within `connect_timeout`, `Config` for a
-    /// malformed URL or a zero pool size, timeout or subscription capacity.
+    /// malformed URL or a zero pool size, timeout or subscription capacity,
+    /// a `tls_ca_file` that cannot be read or holds no certificate (or is
+    /// set for a `redis://` URL), or a server certificate that does not
+    /// verify.
     pub async fn connect(config: &RedisConfig) -> Result<RedisKv> {
         let url = with_password(&config.url, config.password.as_ref())?;
         let target = redact_url(&url);
@@ -152,8 +157,30 @@ impl RedisKv {
                 ));
             }
         }
-        let client = Client::open(url.as_str())
-            .map_err(|e| context(errors::from_redis(e, Phase::Connect)))?;
+        let client = match &config.tls_ca_file {
+            None => Client::open(url.as_str()),
+            Some(path) => {
+                if !url.starts_with("rediss://") {
+                    return Err(context(
+                        Error::new(
+                            ErrorKind::Config,
+                            "kv.tls_ca_file is set but kv.url is not a rediss:// (TLS) URL",
+                        )
+                        .with_field("kv.tls_ca_file"),
+                    ));
+                }
+                let ca =
+                    crate::engines::tls::read_ca_file("kv.tls_ca_file", path).map_err(context)?;
+                Client::build_with_tls(
+                    url.as_str(),
+                    TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca),
+                    },
+                )
+            }
+        }
+        .map_err(|e| context(errors::from_redis(e, Phase::Connect)))?;
 
         // The first connection is opened by hand, outside the pool, so that
         // its failure comes back as it is (a refused password, a refused
@@ -193,7 +220,8 @@ impl RedisKv {
             }
         }
 
-        let manager = RedisConnectionManager::new(url.as_str())
+        // The client's connection info, which carries the trusted CA.
+        let manager = RedisConnectionManager::new(client.get_connection_info().clone())
             .map_err(|e| context(errors::from_redis(e, Phase::Connect)))?;
         let connect_failures = pool::ConnectFailures::new();
         let pool = bb8::Pool::builder()

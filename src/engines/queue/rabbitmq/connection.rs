@@ -37,8 +37,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use lapin::options::ConfirmSelectOptions;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties, DefaultConnectionBuilder};
 
 use super::error;
 use crate::error::{Error, ErrorKind, Result};
@@ -149,6 +150,8 @@ struct Failure {
 pub(super) struct Connector {
     /// The URL with its password; never printed.
     uri: AMQPUri,
+    /// Extra certificates to trust for `amqps://` (`queue.tls_ca_file`).
+    tls: OwnedTLSConfig,
     /// The redacted URL.
     target: String,
     timeout: Duration,
@@ -168,8 +171,15 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// A connector for `url` (with its password), not yet connected.
-    pub(super) fn new(url: &str, target: String, timeout: Duration) -> Result<Self> {
+    /// A connector for `url` (with its password), trusting the CA
+    /// certificates of `ca_pem` (PEM) beside the bundled roots; not yet
+    /// connected.
+    pub(super) fn new(
+        url: &str,
+        target: String,
+        timeout: Duration,
+        ca_pem: Option<String>,
+    ) -> Result<Self> {
         let uri = url.parse::<AMQPUri>().map_err(|e| {
             Error::new(
                 ErrorKind::Config,
@@ -186,6 +196,10 @@ impl Connector {
         );
         Ok(Connector {
             uri,
+            tls: OwnedTLSConfig {
+                identity: None,
+                cert_chain: ca_pem,
+            },
             target,
             timeout,
             name,
@@ -287,7 +301,12 @@ impl Connector {
         }
         let properties =
             ConnectionProperties::default().with_connection_name(self.name.as_str().into());
-        Connection::connect_uri(self.uri.clone(), properties)
+        DefaultConnectionBuilder::new()
+            .map_err(|e| error::map_connect(e, &self.target))?
+            .with_uri(self.uri.clone())
+            .with_properties(properties)
+            .with_tls_config(self.tls.clone())
+            .connect()
             .await
             .map_err(|e| error::map_connect(e, &self.target))
     }

@@ -133,6 +133,8 @@ impl RabbitBroker {
     /// # Errors
     ///
     /// `Config` for a malformed URL or a scheme other than `amqp`/`amqps`,
+    /// a `tls_ca_file` that cannot be read or holds no certificate (or is
+    /// set for an `amqp://` URL), a certificate that does not verify,
     /// `AuthenticationFailed` when RabbitMQ refuses the credentials,
     /// `Unavailable` when it cannot be reached within `connect_timeout`.
     pub async fn connect(config: &RabbitConfig) -> Result<Self> {
@@ -147,7 +149,25 @@ impl RabbitBroker {
             .with_operation("connect")
             .with_target(target));
         }
-        let connector = Connector::new(&url, target, config.connect_timeout)?;
+        let ca_pem = match &config.tls_ca_file {
+            None => None,
+            Some(path) => {
+                if !url.starts_with("amqps://") {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        "queue.tls_ca_file is set but queue.url is not an amqps:// (TLS) URL",
+                    )
+                    .with_field("queue.tls_ca_file")
+                    .with_operation("connect")
+                    .with_target(target));
+                }
+                let pem = crate::engines::tls::read_ca_file("queue.tls_ca_file", path)
+                    .map_err(|e| e.with_operation("connect").with_target(target.clone()))?;
+                // Checked to hold certificates in PEM, which is ASCII.
+                Some(String::from_utf8_lossy(&pem).into_owned())
+            }
+        };
+        let connector = Connector::new(&url, target, config.connect_timeout, ca_pem)?;
         connector.link().await?;
         Ok(RabbitBroker {
             connector,
