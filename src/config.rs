@@ -79,6 +79,9 @@ pub struct Config {
     /// Logs: their format (what is logged is `STRATA_LOG`, tracing's
     /// filter directives).
     pub log: LogConfig,
+    /// Traces exported to an OpenTelemetry collector (the `otel` build
+    /// feature; see [`crate::telemetry`]).
+    pub telemetry: TelemetryConfig,
 }
 
 /// How logs are written (to standard error).
@@ -88,6 +91,30 @@ pub struct LogConfig {
     /// `text` (for people) or `json` (one object per line, with the
     /// request id and the other fields of the spans it happened in).
     pub format: LogFormat,
+}
+
+/// Where traces go: the `request` and `message` spans, exported over
+/// OTLP/HTTP (protobuf) by a strata built with the `otel` feature. A
+/// strata built without it warns at startup when an endpoint is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`; traces
+    /// are posted to `/v1/traces` under it). Unset: the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+    /// the full URL), and no export when neither is set.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "strata".to_owned(),
+        }
+    }
 }
 
 /// The format of log lines.
@@ -118,6 +145,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             analytics: AnalyticsConfig::default(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }

@@ -67,6 +67,7 @@ pub mod pipelines;
 pub mod platform;
 pub mod retry;
 pub mod serving;
+pub mod telemetry;
 pub mod trace;
 
 pub use error::{Error, ErrorKind, Result};

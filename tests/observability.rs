@@ -524,3 +524,37 @@ async fn json_logs_follow_a_request_into_the_message_it_published() {
     assert_eq!(request_line["level"], "INFO");
     server.stop().await;
 }
+
+/// A strata built without the `otel` feature says so when an OTLP
+/// endpoint is set, rather than ignoring it.
+#[cfg(not(feature = "otel"))]
+#[tokio::test]
+async fn an_otlp_endpoint_without_the_otel_feature_is_warned_about() {
+    let stack = Stack::embedded();
+    let out = stack
+        .strata_with(
+            &["config"],
+            &[("STRATA_TELEMETRY__OTLP_ENDPOINT", "http://127.0.0.1:4318")],
+        )
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "telemetry.otlp_endpoint is set but this strata was built without the `otel` feature"
+        ),
+        "{stderr}"
+    );
+    // And nothing is said when none is set (here or in the standard
+    // variables, which the test cannot take away from strata).
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+    {
+        return;
+    }
+    let quiet = stack.strata(&["config"]).await;
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("otel"),
+        "{quiet:?}"
+    );
+}

@@ -37,7 +37,8 @@ pub fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Runs each request inside its span (`request`, with the request id, the
-/// method and the route template), answers with `X-Request-Id`, and
+/// method and the route template; the child of the request's W3C
+/// `traceparent` in exported traces), answers with `X-Request-Id`, and
 /// records the request's latency by method, route and status. A request
 /// no route matched is counted under the route `unmatched`, so that the
 /// series stay bounded whatever paths clients send.
@@ -50,6 +51,11 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let id = request_id(request.headers());
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    // Exported traces (the `otel` feature) continue the caller's.
+    {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        crate::telemetry::adopt_parent(&span, header("traceparent"), header("tracestate"));
+    }
     let mut response = crate::trace::scope(id.clone(), next.run(request))
         .instrument(span.clone())
         .await;

@@ -197,7 +197,24 @@ fn exit_status(error: &Error) -> u8 {
 /// `sqlx::query`. `log.format` picks text or JSON lines; JSON lines carry
 /// the fields of the spans they happened in (a request's `request_id`,
 /// method and route; a message's queue, id and request id).
-fn init_tracing(log_sql: bool, format: crate::config::LogFormat) {
+///
+/// With `telemetry` (the loaded configuration), spans are also exported to
+/// an OpenTelemetry collector when the `otel` feature is built in and an
+/// endpoint is set ([`crate::telemetry`]), filtered on their own (strata's
+/// spans at INFO, whatever `STRATA_LOG` says); the [`Exporter`] returned
+/// flushes them at the end. An endpoint that cannot be used is an error,
+/// after logs are set up.
+///
+/// [`Exporter`]: crate::telemetry::Exporter
+fn init_tracing(
+    log_sql: bool,
+    format: crate::config::LogFormat,
+    telemetry: Option<&crate::config::TelemetryConfig>,
+) -> Result<crate::telemetry::Exporter> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let mut filter =
         tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("warn,lapin=off,sqlx_postgres::options::parse=error")
@@ -205,21 +222,35 @@ fn init_tracing(log_sql: bool, format: crate::config::LogFormat) {
     if log_sql && let Ok(directive) = "sqlx::query=info".parse() {
         filter = filter.add_directive(directive);
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests running several commands in one
-    // process) keeps the first.
-    let _ = match format {
-        crate::config::LogFormat::Text => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        crate::config::LogFormat::Text => fmt
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        crate::config::LogFormat::Json => builder
+            .boxed(),
+        crate::config::LogFormat::Json => fmt
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
+    let (otel, exporter, failure) = match telemetry.map(crate::telemetry::layer) {
+        Some(Ok((layer, exporter))) => (layer, exporter, None),
+        Some(Err(e)) => (None, Default::default(), Some(e)),
+        None => (None, Default::default(), None),
+    };
+    // A second initialisation (tests running several commands in one
+    // process) keeps the first.
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(telemetry) = telemetry {
+        crate::telemetry::warn_if_unsupported(telemetry);
+    }
+    Ok(exporter)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -234,18 +265,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let json = cli.global.json;
     if let Command::Bench(args) = cli.command {
         // Loads each profile it benches itself.
-        init_tracing(cli.global.log_sql, crate::config::LogFormat::Text);
+        init_tracing(cli.global.log_sql, crate::config::LogFormat::Text, None)?;
         return bench::run(&sources, args, json).await;
     }
     let config = match Config::load(&sources) {
         Ok(config) => config,
         Err(e) => {
-            init_tracing(cli.global.log_sql, crate::config::LogFormat::Text);
+            init_tracing(cli.global.log_sql, crate::config::LogFormat::Text, None)?;
             return Err(e);
         }
     };
-    init_tracing(cli.global.log_sql, config.log.format);
-    match cli.command {
+    let exporter = init_tracing(
+        cli.global.log_sql,
+        config.log.format,
+        Some(&config.telemetry),
+    )?;
+    let result = match cli.command {
         Command::Demo => demo::run(&config, json).await,
         Command::Doctor => doctor::run(&config, json).await,
         Command::Config => {
@@ -270,7 +305,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(args) => bench::explain(&config, args),
         Command::ChaosSandbox => chaos::sandbox(&config).await,
         Command::Bench(_) => Err(Error::internal("bench is run above")),
-    }
+    };
+    exporter.shutdown().await;
+    result
 }
 
 #[cfg(test)]

@@ -79,8 +79,9 @@ impl Publisher {
 }
 
 /// Stamps what the worker reports on: when the message was first
-/// published, and the request it was published for. A message published
-/// again (a retry, a replay) keeps its first stamps.
+/// published, the request it was published for, and (when traces are
+/// exported) the trace context of the span publishing it. A message
+/// published again (a retry, a replay) keeps its first stamps.
 fn stamp(item: &mut Outgoing) {
     let headers = &mut item.message.properties.headers;
     headers
@@ -90,6 +91,14 @@ fn stamp(item: &mut Outgoing) {
         headers
             .entry(crate::trace::HEADER.to_owned())
             .or_insert(FieldValue::String(id));
+    }
+    if !headers.contains_key(crate::telemetry::TRACEPARENT)
+        && let Some(traceparent) = crate::telemetry::current_traceparent()
+    {
+        headers.insert(
+            crate::telemetry::TRACEPARENT.to_owned(),
+            FieldValue::String(traceparent),
+        );
     }
 }
 

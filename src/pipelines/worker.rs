@@ -413,7 +413,8 @@ async fn consume_loop(ctx: Arc<Context>, concurrency: u16, shutdown: Cancellatio
 
 /// Handles one delivery inside its span (`message`, with the queue, the
 /// message id and the request id it carries, or the message id when it
-/// carries none), recording the consumer lag and the handler's time.
+/// carries none; in exported traces, the child of the span that published
+/// it, from its `traceparent` header), recording the consumer lag and the handler's time.
 async fn process(ctx: Arc<Context>, delivery: Delivery) {
     let id = envelope::message_id(&delivery);
     let request_id = envelope::header_str(&delivery.message, crate::trace::HEADER)
@@ -430,6 +431,11 @@ async fn process(ctx: Arc<Context>, delivery: Delivery) {
         );
     }
     let span = tracing::info_span!("message", queue = %ctx.queue, message_id = %id, request_id = %request_id);
+    crate::telemetry::adopt_parent(
+        &span,
+        envelope::header_str(&delivery.message, crate::telemetry::TRACEPARENT),
+        None,
+    );
     let started = std::time::Instant::now();
     crate::trace::scope(request_id, handle_delivery(ctx, delivery, id))
         .instrument(span.clone())

@@ -136,7 +136,12 @@ impl Stack {
 
     /// Runs `strata ARGS` to its end.
     pub async fn strata(&self, args: &[&str]) -> Output {
-        let run = self.command(args, &[]).output();
+        self.strata_with(args, &[]).await
+    }
+
+    /// Runs `strata ARGS` to its end, with `env` added.
+    pub async fn strata_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let run = self.command(args, env).output();
         tokio::time::timeout(START_LIMIT, run)
             .await
             .unwrap_or_else(|_| panic!("strata {args:?} did not finish within {START_LIMIT:?}"))
