@@ -784,7 +784,14 @@ async fn backoff_waits_are_held_by_the_broker_on_the_paused_clock() {
                     .push((tokio::time::Instant::now(), task.history.clone()));
                 match task.attempt {
                     1 => Outcome::retry_after(Duration::from_secs(3), "come back in 3s"),
-                    2 | 3 => Outcome::retry("backing off"),
+                    // An engine's open circuit: not before its cooldown,
+                    // longer than the backoff's cap for attempt 2 (2 s).
+                    2 => Outcome::of(Err(strata::Error::new(
+                        strata::ErrorKind::Unavailable,
+                        "circuit open",
+                    )
+                    .with_retry_after(Duration::from_secs(5)))),
+                    3 => Outcome::retry("backing off"),
                     _ => Outcome::Done,
                 }
             }
@@ -806,10 +813,14 @@ async fn backoff_waits_are_held_by_the_broker_on_the_paused_clock() {
     assert_eq!(history.len(), 3);
     for (retry, entry) in history.iter().enumerate().skip(1) {
         let recorded = Duration::from_millis(entry.delay_ms.unwrap());
-        assert!(
-            recorded <= config.retry.cap(retry as u32 + 1),
-            "{recorded:?}"
-        );
+        if retry == 1 {
+            assert_eq!(recorded, Duration::from_secs(5), "the circuit's cooldown");
+        } else {
+            assert!(
+                recorded <= config.retry.cap(retry as u32 + 1),
+                "{recorded:?}"
+            );
+        }
         // Alone in its delay queue, a message waits its own delay (the
         // history keeps whole milliseconds; timers round up to one).
         let waited = ms(gap(retry));

@@ -55,11 +55,16 @@ pub enum Outcome {
     /// Done: acknowledge it.
     Done,
     /// Failed, may succeed later: retry after `after`, or after the
-    /// queue's backoff when `None`.
+    /// queue's backoff when `None`, but not before `not_before`.
     Retry {
         /// The wait before the next attempt (capped at the policy's
         /// `max_delay`).
         after: Option<Duration>,
+        /// The least wait before the next attempt, whatever the backoff
+        /// says: an engine's circuit that stays open this long (capped at
+        /// the policy's `max_delay`). Attempts spent against an open
+        /// circuit would only run the message out of attempts.
+        not_before: Option<Duration>,
         /// What went wrong.
         error: String,
     },
@@ -77,6 +82,7 @@ impl Outcome {
     pub fn retry(error: impl std::fmt::Display) -> Self {
         Outcome::Retry {
             after: None,
+            not_before: None,
             error: error.to_string(),
         }
     }
@@ -85,6 +91,7 @@ impl Outcome {
     pub fn retry_after(after: Duration, error: impl std::fmt::Display) -> Self {
         Outcome::Retry {
             after: Some(after),
+            not_before: None,
             error: error.to_string(),
         }
     }
@@ -106,12 +113,17 @@ impl Outcome {
     }
 
     /// The outcome of a handler's result: invalid input aborts, anything
-    /// else that failed is retried.
+    /// else that failed is retried, not before the error's own
+    /// `retry_after` (an open circuit's cooldown).
     pub fn of(result: Result<()>) -> Self {
         match result {
             Ok(()) => Outcome::Done,
             Err(e) if e.kind() == ErrorKind::InvalidInput => Outcome::invalid(e),
-            Err(e) => Outcome::retry(e),
+            Err(e) => Outcome::Retry {
+                after: None,
+                not_before: e.retry_after(),
+                error: e.to_string(),
+            },
         }
     }
 }
@@ -560,12 +572,19 @@ async fn handle_delivery(ctx: Arc<Context>, delivery: Delivery, id: String) {
             ctx.count(&ctx.stats.done, "done");
             settle(delivery.ack().await, &id);
         }
-        Outcome::Retry { after, error } => {
+        Outcome::Retry {
+            after,
+            not_before,
+            error,
+        } => {
             if attempt >= ctx.policy.max_attempts {
                 let error = format!("{error} (attempt {attempt} of {})", ctx.policy.max_attempts);
                 dead_letter(&ctx, &delivery, attempt, "exhausted", &error).await;
             } else {
-                retry(&ctx, &delivery, attempt, after, &error).await;
+                let delay = after
+                    .unwrap_or_else(|| ctx.policy.delay(attempt))
+                    .max(not_before.unwrap_or_default());
+                retry(&ctx, &delivery, attempt, delay, &error).await;
             }
         }
         Outcome::Abort { class, error } => {
@@ -612,16 +631,8 @@ fn onward(delivery: &Delivery, attempt: u32, entry: Attempt) -> crate::engines::
     message
 }
 
-async fn retry(
-    ctx: &Context,
-    delivery: &Delivery,
-    attempt: u32,
-    after: Option<Duration>,
-    error: &str,
-) {
-    let delay = after
-        .map(|d| d.min(ctx.policy.max_delay))
-        .unwrap_or_else(|| ctx.policy.delay(attempt));
+async fn retry(ctx: &Context, delivery: &Delivery, attempt: u32, delay: Duration, error: &str) {
+    let delay = delay.min(ctx.policy.max_delay);
     let tiers = PipelinesConfig::tiers(&ctx.policy);
     let tier = PipelinesConfig::tier_of(delay, tiers);
     let entry = Attempt {
