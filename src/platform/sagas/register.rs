@@ -29,7 +29,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Begun, Kind, Progress, Saga, SagaOutcome, SagaState, Sagas, StepRecord, request_hash};
+use super::{Begun, Kind, Progress, Saga, SagaOutcome, SagaState, Sagas, request_hash};
 use crate::engines::kv::KvStoreExt;
 use crate::engines::relational::begin_write;
 use crate::error::{Error, ErrorKind, Result};
@@ -442,19 +442,7 @@ pub(super) async fn remove_late_documents(
     let mut ids = Vec::new();
     let mut subjects = Vec::new();
     for row in rows {
-        let tried = serde_json::from_str::<Vec<StepRecord>>(&row.steps)
-            .map(|steps| steps.iter().any(|s| s.step == "sql_run"))
-            .map_err(|e| Error::internal(format!("saga {}: unreadable steps: {e}", row.id)));
-        let id = tried.and_then(|tried| {
-            if !tried {
-                return Ok(None);
-            }
-            let request: Request = serde_json::from_str(&row.request).map_err(|e| {
-                Error::internal(format!("saga {}: unreadable request: {e}", row.id))
-            })?;
-            request.config_oid().map(Some)
-        });
-        match id {
+        match tried_config_id(&row) {
             Ok(Some(id)) => {
                 ids.push(Bson::ObjectId(id));
                 subjects.push(row.subject);
@@ -488,6 +476,19 @@ pub(super) async fn remove_late_documents(
         }
     }
     Ok(removed)
+}
+
+/// The `_id` of the config document an undone registration may have
+/// written: `None` when it was undone before its run row was written (it
+/// never tried the document).
+fn tried_config_id(row: &saga::Model) -> Result<Option<ObjectId>> {
+    let saga = Saga::from_row(row)?;
+    if !saga.steps.iter().any(|s| s.step == "sql_run") {
+        return Ok(None);
+    }
+    let request: Request = serde_json::from_str(&row.request)
+        .map_err(|e| Error::internal(format!("saga {}: unreadable request: {e}", row.id)))?;
+    request.config_oid().map(Some)
 }
 
 /// The `run.registered` event of a completed registration, from its
