@@ -42,6 +42,8 @@ done
 [[ $PROFILE == full || $PROFILE == embedded ]] || { echo "chaos: --profile full|embedded" >&2; exit 2; }
 
 log() { printf 'chaos: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib/sandbox.sh
+source scripts/lib/sandbox.sh
 
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/strata/target}"
 BIN="${STRATA_BIN:-$TARGET/debug/strata}"
@@ -76,10 +78,8 @@ cleanup() {
     log "starting $STOPPED again"
     bash scripts/services.sh start "$STOPPED" >&2 {SANDBOX_IN}>&- || true
   fi
-  if [[ -n $SANDBOX_PID ]]; then
-    exec {SANDBOX_IN}>&-
-    wait "$SANDBOX_PID" 2>/dev/null || true
-    grep -q REMOVED "$WORK/sandbox.out" || log "the sandbox may be left: $(cat "$WORK/sandbox.err")"
+  if [[ -n $SANDBOX_PID ]] && ! close_sandbox "$WORK"; then
+    log "the sandbox may be left: $(cat "$WORK/sandbox.err")"
   fi
   if ((KEEP)) || ((code != 0)); then
     log "logs kept in $WORK"
@@ -137,26 +137,9 @@ service_outage() {
 
 if [[ $PROFILE == full ]]; then
   bash scripts/services.sh status >/dev/null || { log "the services are not all up: bash scripts/services.sh up"; exit 1; }
-  # The sandbox lives as long as its standard input, a FIFO this script
-  # holds open, is open: it goes when the script ends, however it ends.
-  mkfifo "$WORK/sandbox.in"
-  "$BIN" --profile full chaos-sandbox <"$WORK/sandbox.in" >"$WORK/sandbox.out" 2>"$WORK/sandbox.err" &
-  SANDBOX_PID=$!
-  exec {SANDBOX_IN}>&-
-  exec {SANDBOX_IN}>"$WORK/sandbox.in"
-  deadline=$((SECONDS + 60))
-  until grep -q '^READY$' "$WORK/sandbox.out" 2>/dev/null; do
-    if ((SECONDS >= deadline)) || ! kill -0 "$SANDBOX_PID" 2>/dev/null; then
-      log "the sandbox did not open: $(cat "$WORK/sandbox.err")"; exit 1
-    fi
-    sleep 0.2
-  done
-  while IFS='=' read -r name value; do
-    case "$name" in
-      DATA_DIR) DATA_DIR=$value ;;
-      STRATA_*) export "$name=$value" ;;
-    esac
-  done <"$WORK/sandbox.out"
+  # The sandbox goes when this script ends, however it ends.
+  open_sandbox "$BIN" "$WORK" || exit 1
+  for variable in "${SANDBOX_ENV[@]}"; do export "${variable?}"; done
   log "sandbox ${STRATA_PIPELINES__PREFIX}"
   "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" migrate schema >/dev/null 2>>"$WORK/migrate.log"
 
