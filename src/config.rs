@@ -357,8 +357,9 @@ pub struct SagasConfig {
     /// within it), then deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
-    /// How long after a registration was undone its config document is
-    /// still looked for: a write whose answer was lost may land after the
+    /// How long after a registration was undone its config document and
+    /// counter field are still looked for: a write whose answer was lost,
+    /// or one by a driver that lost its lease, may land after the
     /// compensation deleted it.
     #[serde(with = "humantime_serde")]
     pub late_write_window: Duration,

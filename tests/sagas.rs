@@ -473,9 +473,66 @@ async fn after_repeated_takeovers_a_registration_is_undone(_: Platform, engines:
     assert_eq!(traces(&next, "cursed").await, (false, false));
 }
 
+/// A driver stalled past its lease (here inside its config write) is taken
+/// over by its own process's sweep, which undoes the registration. When it
+/// wakes it must write nothing more of the saga: with the process's name as
+/// its only guard, it would record its steps over the undo and mark the
+/// registration completed, its run row gone.
+async fn a_stalled_driver_taken_over_by_its_own_process_stops(
+    platform: Platform,
+    engines: Engines,
+) {
+    // Read from the engines, past every cache.
+    async fn stored(engines: &Engines, model_id: &str) -> (bool, bool) {
+        let row = registry::run_by_model_id(&engines.relational, model_id).await;
+        let config = configs::config_of(engines.documents.as_ref(), model_id).await;
+        (row.is_ok(), config.unwrap().is_some())
+    }
+
+    let stalling = FailingDocs::stalling(Arc::clone(&engines.documents), configs::MODEL_CONFIGS);
+    let undoing = SagasConfig {
+        max_takeovers: 0,
+        ..expiring()
+    };
+    let process = open_platform(&with_docs(&engines, stalling.clone()), undoing).await;
+    let sagas = process.sagas();
+    let saga = pending(
+        sagas
+            .register_run(
+                request("stalled", "pytorch"),
+                Some(tokio::time::Instant::now()),
+            )
+            .await,
+    );
+    stalling.stalled().await;
+    assert_eq!(stored(&engines, "stalled").await, (true, false));
+
+    // Its lease has run out: the same process's sweep takes it over.
+    assert_eq!(sagas.recover().await.unwrap(), vec![saga.id.clone()]);
+    let undone = platform.sagas().get(&saga.id).await.unwrap();
+    assert_eq!(undone.state, SagaState::Compensated, "{undone:?}");
+    assert_eq!(stored(&engines, "stalled").await, (false, false));
+
+    // The stalled driver's write lands; there it stops.
+    stalling.release();
+    assert!(
+        sagas.drain(Duration::from_secs(20)).await,
+        "the driver ends"
+    );
+    let ended = platform.sagas().get(&saga.id).await.unwrap();
+    assert_eq!(ended.state, SagaState::Compensated, "{ended:?}");
+    assert_eq!(ended.steps, undone.steps);
+    assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 0);
+    // What it wrote after the undo is a late write, which the sweep removes.
+    assert_eq!(stored(&engines, "stalled").await, (false, true));
+    assert_eq!(platform.sagas().remove_late_writes().await.unwrap(), 1);
+    assert_eq!(stored(&engines, "stalled").await, (false, false));
+}
+
 /// A config write whose answer was lost, applied by the server only after
 /// the registration was undone, is removed by the sweep for late writes,
-/// within its window only, and no other registration's document is.
+/// within its window only, and no other registration's document is; so is
+/// a counter field set late.
 async fn a_config_write_landing_after_the_undo_is_removed(platform: Platform, engines: Engines) {
     register(&platform, "kept").await;
     let late = FailingDocs::holding(Arc::clone(&engines.documents), &[configs::MODEL_CONFIGS]);
@@ -495,6 +552,17 @@ async fn a_config_write_landing_after_the_undo_is_removed(platform: Platform, en
 
     assert_eq!(late.land().await, 1, "the held write lands");
     assert!(configs::config_of(docs, "late").await.unwrap().is_some());
+    // So may its counter field (a driver that lost its lease mid-HSET).
+    let undone = saga_of(&platform, "late").await;
+    engines
+        .kv
+        .hset(
+            &register::registrations_key("pytorch"),
+            vec![(undone.id.clone(), "late".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 2);
     // Read (and so cached) before the sweep, which must drop it.
     assert!(platform.configs().get("late").await.is_ok());
     let closed_window = SagasConfig {
@@ -504,9 +572,11 @@ async fn a_config_write_landing_after_the_undo_is_removed(platform: Platform, en
     let outside = open_platform(&engines, closed_window).await;
     assert_eq!(outside.sagas().remove_late_writes().await.unwrap(), 0);
     assert!(configs::config_of(docs, "late").await.unwrap().is_some());
+    assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 2);
 
-    assert_eq!(platform.sagas().remove_late_writes().await.unwrap(), 1);
+    assert_eq!(platform.sagas().remove_late_writes().await.unwrap(), 2);
     assert!(configs::config_of(docs, "late").await.unwrap().is_none());
+    assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 1);
     assert_eq!(platform.sagas().remove_late_writes().await.unwrap(), 0);
     assert_whole(&platform, "kept").await;
     assert_eq!(traces(&platform, "late").await, (false, false));
@@ -813,6 +883,7 @@ macro_rules! all_cases {
             an_identical_retry_answers_with_the_first_registration,
             a_failure_at_each_step_leaves_no_orphan,
             a_config_write_landing_after_the_undo_is_removed,
+            a_stalled_driver_taken_over_by_its_own_process_stops,
             a_failure_a_retry_can_help_is_retried,
             a_compensation_that_fails_once_is_retried,
             a_compensation_that_keeps_failing_stays_open_until_it_succeeds,

@@ -38,6 +38,18 @@ pub struct FailingDocs {
     /// refused, answered with a timeout: a write whose answer was lost,
     /// still to land ([`FailingDocs::land`]).
     held: Option<Held>,
+    /// The first insert into this collection waits until released
+    /// ([`FailingDocs::stalling`]).
+    stall: Option<Stall>,
+}
+
+/// An insert that stalls: its collection, whether it came, and its release.
+#[derive(Debug)]
+struct Stall {
+    collection: String,
+    used: AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 impl FailingDocs {
@@ -48,6 +60,7 @@ impl FailingDocs {
             fail_all: false,
             fail_reads: false,
             held: None,
+            stall: None,
         })
     }
 
@@ -58,6 +71,7 @@ impl FailingDocs {
             fail_all: true,
             fail_reads: false,
             held: None,
+            stall: None,
         })
     }
 
@@ -69,6 +83,7 @@ impl FailingDocs {
             fail_all: true,
             fail_reads: true,
             held: None,
+            stall: None,
         })
     }
 
@@ -81,7 +96,40 @@ impl FailingDocs {
             fail_all: false,
             fail_reads: false,
             held: Some(Mutex::new(Vec::new())),
+            stall: None,
         })
+    }
+
+    /// The first insert into `collection` waits, as a driver stalled past
+    /// its lease would, until [`FailingDocs::release`]; then it is applied.
+    pub fn stalling(inner: Arc<dyn DocumentStore>, collection: &str) -> Arc<FailingDocs> {
+        Arc::new(FailingDocs {
+            inner,
+            failing: Mutex::new(HashSet::new()),
+            fail_all: false,
+            fail_reads: false,
+            held: None,
+            stall: Some(Stall {
+                collection: collection.to_owned(),
+                used: AtomicBool::new(false),
+                entered: tokio::sync::Notify::new(),
+                release: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    /// Returns once the stalling insert has come.
+    pub async fn stalled(&self) {
+        if let Some(stall) = &self.stall {
+            stall.entered.notified().await;
+        }
+    }
+
+    /// Lets the stalling insert go on.
+    pub fn release(&self) {
+        if let Some(stall) = &self.stall {
+            stall.release.notify_one();
+        }
     }
 
     /// Applies the held inserts, as a server would that got them before
@@ -142,6 +190,13 @@ impl DocumentStore for FailingDocs {
         self.inner.drop_database().await
     }
     async fn insert_many(&self, c: &str, d: Vec<Document>) -> Result<Vec<Bson>> {
+        if let Some(stall) = &self.stall
+            && stall.collection == c
+            && !stall.used.swap(true, Ordering::SeqCst)
+        {
+            stall.entered.notify_one();
+            stall.release.notified().await;
+        }
         if let (Some(held), Err(_)) = (&self.held, self.check(c)) {
             held.lock().unwrap().push((c.to_owned(), d));
             return Err(Error::new(

@@ -29,9 +29,12 @@
 //!   same subject meanwhile is a conflict naming the open saga, except an
 //!   identical retry of the same request, which is answered with the open
 //!   saga (or, once completed, its result).
-//! - A process drives a saga only while it holds the row's lease; every
-//!   write of the row is guarded by `owner`, so a process that lost its
-//!   lease (it stalled longer than `sagas.lease`) stops at its next step.
+//! - A driver (one task of one process) drives a saga only while it holds
+//!   the row's lease. Each drive, the first and every take-over, writes an
+//!   `owner` of its own (the process and a token of the drive), and every
+//!   write of the row is guarded by it: a driver that lost its lease (it
+//!   stalled longer than `sagas.lease`) stops at its next step, even when
+//!   the take-over was by its own process's sweep.
 //!   Steps are bounded well below the lease by the engines' timeouts and
 //!   the step retry policy.
 //! - States: `running` → `completed`, or `running` → `compensating` →
@@ -268,7 +271,8 @@ struct Inner {
     docs: Arc<dyn DocumentStore>,
     kv: Arc<dyn KvStore>,
     settings: SagasConfig,
-    /// This process, as written in `owner`.
+    /// This process; a drive writes it with a token of its own into
+    /// `owner` ([`Sagas::driver`]).
     owner: String,
     faults: Option<Faults>,
     tasks: TaskTracker,
@@ -497,11 +501,11 @@ impl Sagas {
     }
 
     /// Removes what a step's write left behind when it landed after its
-    /// saga was undone (see [`register::remove_late_documents`]); returns
+    /// saga was undone (see [`register::remove_late_writes`]); returns
     /// how many such writes there were. Run by every sweep, for sagas
     /// undone within `sagas.late_write_window`.
     pub async fn remove_late_writes(&self) -> Result<u64> {
-        register::remove_late_documents(self, self.inner.settings.late_write_window).await
+        register::remove_late_writes(self, self.inner.settings.late_write_window).await
     }
 
     /// Runs [`recover`](Self::recover), then
@@ -518,7 +522,7 @@ impl Sagas {
                     tracing::warn!("saga recovery sweep failed: {e}");
                 }
                 if let Err(e) = sagas.remove_late_writes().await {
-                    tracing::warn!("the sweep for late config documents failed: {e}");
+                    tracing::warn!("the sweep for late writes failed: {e}");
                 }
             }
         })
@@ -538,7 +542,7 @@ impl Sagas {
         }
         let at = now();
         let claimed = saga::Entity::update_many()
-            .col_expr(saga::Column::Owner, Expr::value(self.inner.owner.clone()))
+            .col_expr(saga::Column::Owner, Expr::value(self.driver()))
             .col_expr(saga::Column::LeaseUntil, Expr::value(self.lease_from(at)))
             .col_expr(saga::Column::Attempts, Expr::value(attempts))
             .col_expr(saga::Column::State, Expr::value(state.as_str()))
@@ -557,6 +561,13 @@ impl Sagas {
             .one(&self.inner.db)
             .await
             .map_err(db_err("claim_saga"))
+    }
+
+    /// The `owner` of a new drive: this process and a token of the drive,
+    /// so that two drives of one saga in one process (a request's stalled
+    /// past its lease, and the sweep's that took it over) are told apart.
+    fn driver(&self) -> String {
+        format!("{}/{:016x}", self.inner.owner, rand::random::<u64>())
     }
 
     fn lease_from(&self, at: DateTime<Utc>) -> DateTime<Utc> {
@@ -586,7 +597,7 @@ impl Sagas {
             result: Set(None),
             error: Set(None),
             attempts: Set(0),
-            owner: Set(Some(self.inner.owner.clone())),
+            owner: Set(Some(self.driver())),
             lease_until: Set(Some(self.lease_from(at))),
             created_at: Set(at),
             updated_at: Set(at),
@@ -924,6 +935,7 @@ pub(crate) fn request_hash(request: &serde_json::Value) -> String {
 /// A saga being driven by this process: its record as last written.
 pub(crate) struct Progress {
     db: DatabaseConnection,
+    /// This drive's `owner`, which guards every write.
     owner: String,
     lease: Duration,
     id: String,
@@ -940,9 +952,14 @@ impl Progress {
         let saga = Saga::from_row(row)?;
         let request = serde_json::from_str(&row.request)
             .map_err(|e| Error::internal(format!("saga {}: unreadable request: {e}", row.id)))?;
+        // The row as this drive began or claimed it, so with its owner.
+        let owner = row
+            .owner
+            .clone()
+            .ok_or_else(|| Error::internal(format!("saga {}: driven without an owner", row.id)))?;
         Ok(Progress {
             db: sagas.inner.db.clone(),
-            owner: sagas.inner.owner.clone(),
+            owner,
             lease: sagas.inner.settings.lease,
             id: saga.id,
             kind: Kind::parse(&saga.kind)?.name(),

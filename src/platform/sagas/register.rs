@@ -413,8 +413,9 @@ pub(super) async fn compensate(
     }
 }
 
-/// Removes the config documents that registrations undone within `window`
-/// may have left behind, and returns how many there were.
+/// Removes the config documents and registration counter fields that
+/// registrations undone within `window` may have left behind, and returns
+/// how many there were.
 ///
 /// A document write whose answer was lost (a timeout, the document engine
 /// going down mid-request) may still be applied by the server after the
@@ -424,10 +425,10 @@ pub(super) async fn compensate(
 /// can have tried the document) has its document's `_id` deleted again by
 /// each sweep while it is younger than `window`. The `_id` was chosen by
 /// that saga alone, so this never touches another registration's document.
-pub(super) async fn remove_late_documents(
-    sagas: &Sagas,
-    window: std::time::Duration,
-) -> Result<u64> {
+/// The counter field is named by the saga's id, and a driver that lost its
+/// lease mid-`HSET` can set it after the undo in the same way: it is
+/// deleted again too.
+pub(super) async fn remove_late_writes(sagas: &Sagas, window: std::time::Duration) -> Result<u64> {
     let since = now()
         - chrono::Duration::from_std(window).unwrap_or_else(|_| chrono::Duration::minutes(10));
     let rows = saga::Entity::find()
@@ -438,14 +439,16 @@ pub(super) async fn remove_late_documents(
         .limit(1000)
         .all(&sagas.inner.db)
         .await
-        .map_err(db_err("late_config_documents"))?;
+        .map_err(db_err("late_writes"))?;
     let mut ids = Vec::new();
     let mut subjects = Vec::new();
+    let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in rows {
-        match tried_config_id(&row) {
-            Ok(Some(id)) => {
+        match tried_writes(&row) {
+            Ok(Some((id, framework))) => {
                 ids.push(Bson::ObjectId(id));
                 subjects.push(row.subject);
+                fields.entry(framework).or_default().push(row.id);
             }
             Ok(None) => {}
             // One unreadable record does not keep the others from being
@@ -455,6 +458,20 @@ pub(super) async fn remove_late_documents(
     }
     if ids.is_empty() {
         return Ok(0);
+    }
+    let mut counted = 0;
+    for (framework, sagas_undone) in &fields {
+        counted += sagas
+            .inner
+            .kv
+            .hdel(&registrations_key(framework), sagas_undone)
+            .await?;
+    }
+    if counted > 0 {
+        tracing::warn!(
+            counted,
+            "removed registration counts set after their registration was undone"
+        );
     }
     let removed = sagas
         .inner
@@ -475,20 +492,20 @@ pub(super) async fn remove_late_documents(
             sagas.inner.rows.model_changed(subject).await;
         }
     }
-    Ok(removed)
+    Ok(removed + counted)
 }
 
 /// The `_id` of the config document an undone registration may have
-/// written: `None` when it was undone before its run row was written (it
-/// never tried the document).
-fn tried_config_id(row: &saga::Model) -> Result<Option<ObjectId>> {
+/// written, and its framework (whose counter it may have set): `None` when
+/// it was undone before its run row was written (it tried neither).
+fn tried_writes(row: &saga::Model) -> Result<Option<(ObjectId, String)>> {
     let saga = Saga::from_row(row)?;
     if !saga.steps.iter().any(|s| s.step == "sql_run") {
         return Ok(None);
     }
     let request: Request = serde_json::from_str(&row.request)
         .map_err(|e| Error::internal(format!("saga {}: unreadable request: {e}", row.id)))?;
-    request.config_oid().map(Some)
+    Ok(Some((request.config_oid()?, request.framework)))
 }
 
 /// The `run.registered` event of a completed registration, from its
