@@ -8,8 +8,9 @@
 # full (default): in a sandbox of its own (`strata chaos-sandbox`: its own
 # PostgreSQL database, MongoDB database, Redis key prefix and queue names,
 # as `strata bench` uses), two `strata serve --no-worker` and two
-# `strata worker`; a steady load (scripts/chaos/load.py) for N seconds
-# (default 60) while, one at a time, a serve and a worker are killed with
+# `strata worker`; a steady load (scripts/chaos/load.py: registrations,
+# feature writes, events and signups, whose onboarding and first
+# prediction run as tasks on the workers) for N seconds (default 60) while, one at a time, a serve and a worker are killed with
 # SIGKILL and restarted, and Redis, RabbitMQ, MongoDB and PostgreSQL are
 # each stopped for a few seconds (scripts/services.sh stop/start). It STOPS
 # THE SHARED SERVICES: never run it beside other tests using them.
@@ -142,6 +143,10 @@ if [[ $PROFILE == full ]]; then
   for variable in "${SANDBOX_ENV[@]}"; do export "${variable?}"; done
   log "sandbox ${STRATA_PIPELINES__PREFIX}"
   "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" migrate schema >/dev/null 2>>"$WORK/migrate.log"
+  # Customers with orders and a trained analytics model, so that each
+  # signup's first prediction task can score the new user.
+  "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" seed --users 200 --events 3000 >/dev/null 2>>"$WORK/migrate.log"
+  "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR" analytics train >/dev/null 2>>"$WORK/migrate.log"
 
   start_serve serve-a 0 --no-worker
   start_serve serve-b 0 --no-worker
@@ -167,7 +172,8 @@ if [[ $PROFILE == full ]]; then
   log "faults done; waiting for the load to end"
   wait "$LOAD_PID"
   python3 scripts/chaos/load.py check --urls "$URLS" --log "$WORK/acks.jsonl" --prefix "$PREFIX" \
-    --deadline 180 --read-model
+    --deadline 180 --read-model \
+    --strata "$(printf '%q ' "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR")" --pipelines-prefix "$STRATA_PIPELINES__PREFIX"
   STATUS=$?
 else
   DATA_DIR="$WORK/data"

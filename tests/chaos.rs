@@ -7,6 +7,9 @@
 //! - `the_check_counts_a_lost_write` shows that the checker can fail: a log
 //!   claiming an acknowledged registration the server never saw is one loss
 //!   and exit status 1.
+//! - `the_check_counts_a_lost_signup` (full profile) does the same for
+//!   tasks: a signup sent and onboarded passes, one the log claims
+//!   acknowledged but never sent is one loss.
 //! - The full profile stops the shared services (Redis, RabbitMQ, MongoDB,
 //!   PostgreSQL) one at a time, which would break every other full-stack
 //!   test running beside it, so no test here runs it: `.ci/run` runs
@@ -104,6 +107,77 @@ async fn the_check_counts_a_lost_write() {
         "{stdout}"
     );
     stack.cleanup().await;
+}
+
+/// On the full profile only: the checker reads the stores with `strata
+/// docs find` beside the running server, and the embedded document store
+/// admits one process at a time.
+#[tokio::test]
+async fn the_check_counts_a_lost_signup() {
+    common::serve::run_on(
+        common::serve::Stack::full("chaos").await,
+        |stack| async move {
+            let prefix = format!("c{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+            let env = [("STRATA_PIPELINES__PREFIX", prefix.as_str())];
+            let server = stack.serve(&env).await;
+            let signup = json!({"id": "x-user-0", "email": "x-user-0@chaos.example",
+                            "name": "Chaos", "city": "berlin"});
+            let answer = server.call("POST", "/v1/users", Some(&signup)).await;
+            assert_eq!(answer.status, 202, "{:?}", answer.body);
+            let dir = tempfile::tempdir().expect("temp dir");
+            let log = dir.path().join("acks.jsonl");
+            std::fs::write(
+                &log,
+                "{\"kind\": \"day\", \"day\": \"2026-01-01\"}\n\
+             {\"kind\": \"signup\", \"id\": \"x-user-0\", \"ack\": true, \"status\": 202}\n\
+             {\"kind\": \"signup\", \"id\": \"x-user-1\", \"ack\": true, \"status\": 202}\n",
+            )
+            .expect("write the log");
+            let mut check = Command::new("python3");
+            for (key, _) in std::env::vars() {
+                if key.starts_with("STRATA_") {
+                    check.env_remove(key);
+                }
+            }
+            let output = check
+                .arg("scripts/chaos/load.py")
+                .args([
+                    "check",
+                    "--kinds",
+                    "tasks",
+                    "--deadline",
+                    "15",
+                    "--prefix",
+                    "x",
+                ])
+                .arg("--urls")
+                .arg(format!("http://{}", server.address))
+                .arg("--log")
+                .arg(&log)
+                .arg("--strata")
+                .arg(stack.command_line(&env))
+                .args(["--pipelines-prefix", &prefix])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run load.py check");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+            assert!(
+                stdout.contains("signups 2/2 acknowledged (1 onboarded, 0 dead-lettered)"),
+                "{stdout}{stderr}"
+            );
+            assert!(
+                stdout.contains("acknowledged 2, lost 1, duplicated 0, orphaned 0"),
+                "{stdout}{stderr}"
+            );
+            assert!(
+                stderr.contains("signup x-user-1 was acknowledged and is nowhere"),
+                "{stderr}"
+            );
+        },
+    )
+    .await;
 }
 
 #[test]

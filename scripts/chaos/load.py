@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The load driver and checker of scripts/chaos.sh (Python 3, stdlib only).
 
-    load.py load  --urls URL[,URL] --log FILE --prefix P --seconds N [--until FILE] [--kinds runs,features,events]
+    load.py load  --urls URL[,URL] --log FILE --prefix P --seconds N [--until FILE] [--kinds runs,features,events,tasks]
     load.py check --urls URL[,URL] --log FILE --prefix P --deadline S [--kinds ...]
+                  [--strata "BIN --profile full --data-dir DIR" --pipelines-prefix P]
 
 `load` sends a steady mix of writes round-robin to the servers, one thread
 per kind, and appends one JSON line per write to the log: `"ack": true` for
@@ -17,9 +18,14 @@ done).
 - features: PUT /v1/features/{view}/{entity}, values rising per entity.
 - events: POST /v1/events, batches of `view` events with ids of their own,
   consumed by the workers' analytics queue into per-day counters.
+- tasks: POST /v1/users (acknowledged: 202), signups in reference cities.
+  The workers' onboarding queue stores each user (relational), its profile
+  document and its initial features (view `user_profile`), then queues its
+  first prediction task (queue `predictions`), which stores its scores.
 
 `check` waits for the system to settle (no open saga, the counters caught
-up, the read model complete), within --deadline seconds, then checks every
+up, the read model complete, every signup onboarded or dead-lettered, the
+task queues empty), within --deadline seconds, then checks every
 acknowledged write and prints
 `acknowledged N, lost N, duplicated N, orphaned N`; exit status 1 when any
 of the last three is not 0.
@@ -29,6 +35,9 @@ import argparse
 import datetime
 import http.client
 import json
+import re
+import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -40,6 +49,8 @@ DATASET = "chaos-dataset"
 ENTITIES = 16
 EVENT_BATCH = 5
 STARTED_AT = "2026-01-01T00:00:00Z"
+# Reference cities (any case resolves), so onboarding can take the signups.
+CITIES = ["Berlin", "paris", "LONDON", "Madrid", "Tokyo"]
 
 
 def call(url, method, path, body=None, timeout=10.0):
@@ -156,7 +167,20 @@ def load(args):
                            "ack": 200 <= status < 300, "status": status})
             time.sleep(0.05)
 
-    kinds = {"runs": runs, "features": features, "events": events}
+    def tasks():
+        i = 0
+        while running():
+            url = urls[i % len(urls)]
+            user = f"{args.prefix}-user-{i}"
+            status, _ = call(url, "POST", "/v1/users", {
+                "id": user, "email": f"{user}@chaos.example", "name": f"Chaos user {i}",
+                "city": CITIES[i % len(CITIES)], "source": "chaos"})
+            # 202: the broker confirmed the signup; onboarding follows.
+            log.write({"kind": "signup", "id": user, "ack": status == 202, "status": status})
+            i += 1
+            time.sleep(0.05)
+
+    kinds = {"runs": runs, "features": features, "events": events, "tasks": tasks}
     threads = [threading.Thread(target=kinds[k], daemon=True) for k in args.kinds.split(",")]
     for t in threads:
         t.start()
@@ -175,6 +199,7 @@ def _exists(path):
 
 def read_log(path):
     runs, feature_acks, feature_tries, events, day = {}, {}, {}, {}, None
+    signups = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
@@ -188,18 +213,69 @@ def read_log(path):
                     feature_acks.setdefault(r["entity"], []).append(r["value"])
             elif r["kind"] == "event":
                 events[r["id"]] = events.get(r["id"], False) or r["ack"]
-    return runs, feature_acks, feature_tries, events, day
+            elif r["kind"] == "signup":
+                signups[r["id"]] = signups.get(r["id"], False) or r["ack"]
+    return runs, feature_acks, feature_tries, events, day, signups
+
+
+def strata_json(args, *command):
+    """What a `strata --json` inspection command prints, parsed; it reads
+    the stores themselves, not through a server or a cache."""
+    argv = shlex.split(args.strata) + ["--json", *command]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:2])}: {done.stderr.strip()[-300:]}")
+    return json.loads(done.stdout)
+
+
+class Tasks:
+    """Where the signups are: the user ids in the relational `users`, in
+    the `profiles` documents and among the stored prediction scores, and
+    those whose signup or first prediction task is in the dead letters."""
+
+    def __init__(self, args, url):
+        users = f"{args.prefix}-user-"
+        self.users = {r["id"] for r in strata_json(
+            args, "sql", f"SELECT id FROM users WHERE id LIKE '{users}%'", "--max-rows", "1000000")}
+        self.profiles = {d["_id"] for d in strata_json(
+            args, "docs", "find", "profiles", json.dumps({"_id": {"$regex": "^" + re.escape(users)}}),
+            "--projection", '{"_id": 1}', "--limit", "1000000")}
+        scores = f"{args.pipelines_prefix}:predictions:user:"
+        self.scores = {k[len(scores):] for k in strata_json(args, "kv", "keys", f"{scores}{users}*")}
+        self.dead_signups = {m[len("signup-"):] for m in dead_ids(url, "onboarding")
+                             if m.startswith("signup-")}
+        self.dead_predictions = {m[len("predict-"):-len("-signup")] for m in dead_ids(url, "predictions")
+                                 if m.startswith("predict-") and m.endswith("-signup")}
+
+    def done(self, user):
+        """Whether the signup has ended: onboarded with its first
+        prediction made or dead-lettered, or itself dead-lettered."""
+        return user in self.dead_signups or user in self.scores or user in self.dead_predictions
+
+
+def dead_ids(url, queue):
+    """The message ids of a queue's dead letters (each one, or an error)."""
+    status, body = call(url, "GET", f"/v1/dead-letters?queue={queue}&limit=1000", timeout=60)
+    if status != 200 or not isinstance(body, dict):
+        raise RuntimeError(f"GET /v1/dead-letters?queue={queue}: {status}")
+    if body["total"] > len(body["items"]):
+        raise RuntimeError(f"{body['total']} dead letters in {queue}: too many to match by id")
+    return {item["message_id"] for item in body["items"]}
 
 
 def check(args):
     urls = args.urls.split(",")
     kinds = args.kinds.split(",")
-    runs, feature_acks, feature_tries, events, day = read_log(args.log)
+    runs, feature_acks, feature_tries, events, day, signups = read_log(args.log)
     deadline = time.time() + args.deadline
     acked_runs = [r for r, ok in runs.items() if ok]
     acked_events = [e for e, ok in events.items() if ok]
     unknown_events = [e for e, ok in events.items() if not ok]
-    acknowledged = len(acked_runs) + sum(len(v) for v in feature_acks.values()) + len(acked_events)
+    acked_signups = [u for u, ok in signups.items() if ok]
+    acknowledged = len(acked_runs) + sum(len(v) for v in feature_acks.values()) \
+        + len(acked_events) + len(acked_signups)
+    if "tasks" in kinds and not (args.strata and args.pipelines_prefix):
+        sys.exit("chaos: checking tasks needs --strata and --pipelines-prefix")
     problems = []
 
     def settled():
@@ -230,6 +306,16 @@ def check(args):
             # letters (to replay), which is not a loss.
             if len(missing) > dead_count("read-model"):
                 return f"no read model of {missing[0]} yet ({len(missing)} missing)"
+        if "tasks" in kinds:
+            try:
+                tasks = Tasks(args, urls[0])
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
+                return f"cannot read the signups: {e}"
+            # Every acknowledged signup, and every other that reached a
+            # store, has ended (a signup still retried has not).
+            waiting = [u for u in signups if (signups[u] or u in tasks.users) and not tasks.done(u)]
+            if waiting:
+                return f"signup {waiting[0]} not ended yet ({len(waiting)} waiting)"
         return None
 
     def saga_state(run):
@@ -278,7 +364,7 @@ def check(args):
                     problems.append(f"run {run}: its saga completed and it is gone")
                     lost += 1
             else:
-                problems.append(f"run {run}: run {s_run}, config {s_cfg}")
+                problems.append(f"run {run}: run {s_run}, config {s_cfg}, saga {saga_state(run)}")
                 orphaned += 1
         dead_views = dead_count("read-model")
         if dead_views:
@@ -313,6 +399,45 @@ def check(args):
             problems.append(f"events: {counted} counted of {len(acked_events) + len(unknown_events)} sent")
             duplicated += counted - len(acked_events) - len(unknown_events)
 
+    # Tasks: every acknowledged signup onboarded in every store it belongs
+    # to (the user row, its profile document, its features through every
+    # server) with its first prediction's scores stored or that task in the
+    # dead letters, or the signup itself in the dead letters; every signup
+    # tried whole or absent.
+    onboarded = dead_signups = 0
+    if "tasks" in kinds:
+        try:
+            tasks = Tasks(args, urls[0])
+        except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
+            problems.append(f"tasks: cannot read the signups: {e}")
+            tasks = None
+        for user, ok in (signups.items() if tasks else []):
+            features = []
+            for url in urls:
+                status, body = call(url, "GET", f"/v1/features/user_profile/{user}")
+                value = (((body or {}).get("features") or {}).get("country") or {}).get("value") \
+                    if status == 200 else None
+                features.append(value is not None)
+            stores = {"user": user in tasks.users, "profile": user in tasks.profiles,
+                      "features": all(features), "scores": user in tasks.scores}
+            if len(set(features)) > 1:
+                problems.append(f"signup {user}: its features on some servers only: {features}")
+                orphaned += 1
+            elif user in tasks.dead_signups:
+                dead_signups += 1
+            elif stores["user"] and stores["profile"] and stores["features"]:
+                onboarded += 1
+                if not (stores["scores"] or user in tasks.dead_predictions):
+                    problems.append(f"signup {user}: its first prediction neither ran nor is dead-lettered")
+                    lost += 1
+            elif not any(stores.values()):
+                if ok:
+                    problems.append(f"signup {user} was acknowledged and is nowhere")
+                    lost += 1
+            else:
+                problems.append(f"signup {user}: only in {[k for k, v in stores.items() if v]}")
+                orphaned += 1
+
     # No saga left open.
     status, body = call(urls[0], "GET", "/v1/sagas?open=true&limit=100")
     if status != 200 or body:
@@ -323,7 +448,9 @@ def check(args):
         print(f"chaos: {p}", file=sys.stderr)
     print(f"chaos: runs {sum(runs.values())}/{len(runs)} acknowledged, "
           f"feature writes {sum(len(v) for v in feature_acks.values())}, "
-          f"events {len(acked_events)} acknowledged ({len(unknown_events)} unknown)")
+          f"events {len(acked_events)} acknowledged ({len(unknown_events)} unknown), "
+          f"signups {len(acked_signups)}/{len(signups)} acknowledged "
+          f"({onboarded} onboarded, {dead_signups} dead-lettered)")
     print(f"acknowledged {acknowledged}, lost {lost}, duplicated {duplicated}, orphaned {orphaned}")
     sys.exit(1 if lost or duplicated or orphaned or problems else 0)
 
@@ -336,7 +463,7 @@ def main():
         p.add_argument("--urls", required=True)
         p.add_argument("--log", required=True)
         p.add_argument("--prefix", required=True)
-        p.add_argument("--kinds", default="runs,features,events")
+        p.add_argument("--kinds", default="runs,features,events,tasks")
         if name == "load":
             p.add_argument("--seconds", type=float, default=60)
             p.add_argument("--until")
@@ -344,6 +471,8 @@ def main():
             p.add_argument("--deadline", type=float, default=120)
             p.add_argument("--read-model", action="store_true",
                            help="also require each run's read model (the outbox relay and a worker)")
+            p.add_argument("--strata", help="the strata command that reads the stores (tasks)")
+            p.add_argument("--pipelines-prefix", help="pipelines.prefix of the servers (tasks)")
     args = parser.parse_args()
     load(args) if args.command == "load" else check(args)
 

@@ -114,6 +114,27 @@ impl Stack {
         self.dir.path().join("data")
     }
 
+    /// A shell command line that runs `strata` as this stack's processes
+    /// do (its environment plus `env`, then `--data-dir`), for a script
+    /// that appends the arguments. The caller removes the test's own
+    /// `STRATA_` variables from the script's environment.
+    pub fn command_line(&self, env: &[(&str, &str)]) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut words = vec!["env".to_owned()];
+        for (key, value) in self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(env.iter().copied())
+        {
+            words.push(quote(&format!("{key}={value}")));
+        }
+        words.push(quote(env!("CARGO_BIN_EXE_strata")));
+        words.push("--data-dir".to_owned());
+        words.push(quote(self.data_dir().to_str().expect("utf-8 path")));
+        words.join(" ")
+    }
+
     /// `strata ARGS` with this stack's environment (and no other `STRATA_`
     /// variable of the test's), plus `env`.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
