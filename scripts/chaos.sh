@@ -59,6 +59,7 @@ declare -A PIDS=()      # name -> pid of the strata processes started here
 declare -A PORTS=()     # serve name -> port
 STOPPED=""              # a service this script stopped and has not started
 SANDBOX_PID=""
+LOAD_PID=""
 exec {SANDBOX_IN}>/dev/null   # the sandbox's pipe once there is one
 STATUS=1
 
@@ -75,6 +76,11 @@ cleanup() {
     kill -9 "${PIDS[$name]}" 2>/dev/null || true
     wait "${PIDS[$name]}" 2>/dev/null || true
   done
+  # A load still running (the script failed mid-run) would never end.
+  if [[ -n $LOAD_PID ]]; then
+    kill "$LOAD_PID" 2>/dev/null || true
+    wait "$LOAD_PID" 2>/dev/null || true
+  fi
   if [[ -n $STOPPED ]]; then
     log "starting $STOPPED again"
     bash scripts/services.sh start "$STOPPED" >&2 {SANDBOX_IN}>&- || true
@@ -155,7 +161,7 @@ if [[ $PROFILE == full ]]; then
   URLS="http://127.0.0.1:${PORTS[serve-a]},http://127.0.0.1:${PORTS[serve-b]}"
   log "serving on $URLS; load for ${SECONDS_OF_LOAD}s"
   python3 scripts/chaos/load.py load --urls "$URLS" --log "$WORK/acks.jsonl" --prefix "$PREFIX" \
-    --seconds "$SECONDS_OF_LOAD" --until "$WORK/faults.done" 2>>"$WORK/load.log" &
+    --seconds "$SECONDS_OF_LOAD" --until "$WORK/faults.done" 2>>"$WORK/load.log" {SANDBOX_IN}>&- &
   LOAD_PID=$!
 
   PAUSE=3
@@ -171,7 +177,8 @@ if [[ $PROFILE == full ]]; then
   touch "$WORK/faults.done"
   log "faults done; waiting for the load to end"
   wait "$LOAD_PID"
-  python3 scripts/chaos/load.py check --urls "$URLS" --log "$WORK/acks.jsonl" --prefix "$PREFIX" \
+  LOAD_PID=""
+  python3 scripts/chaos/load.py check --urls "$URLS" --log "$WORK/acks.jsonl" --prefix "$PREFIX" {SANDBOX_IN}>&- \
     --deadline 180 --read-model \
     --strata "$(printf '%q ' "$BIN" "${ARGS[@]}" --data-dir "$DATA_DIR")" --pipelines-prefix "$STRATA_PIPELINES__PREFIX"
   STATUS=$?
@@ -188,6 +195,7 @@ else
   start_serve serve "${PORTS[serve]}"
   touch "$WORK/faults.done"
   wait "$LOAD_PID"
+  LOAD_PID=""
   python3 scripts/chaos/load.py check --urls "$URL" --log "$WORK/acks.jsonl" --prefix "$PREFIX" \
     --deadline 60 --kinds runs
   STATUS=$?

@@ -34,6 +34,13 @@
 # keep their data on disk anyway. scripts/chaos.sh uses stop/start to take
 # one service down at a time.
 #
+# The ports lie inside Linux's default ephemeral range (32768-60999): while
+# a service is stopped, any outgoing connection on the machine may be given
+# its port as a local port, and the service cannot listen again until that
+# connection closes. So `up`, `start` and `stop` first add the ports to
+# net.ipv4.ip_local_reserved_ports (kept until reboot; other reserved ports
+# are kept), which keeps the kernel from handing them out.
+#
 # Everything lives in one state folder, $STRATA_SERVICES_DIR (default
 # /var/tmp/strata-services: the postgres user must be able to reach it, so
 # not under /root). `up` is idempotent and quick when all is up. Run as root
@@ -401,12 +408,25 @@ status() {
   return $code
 }
 
+# Keeps the services' ports from being handed out as local ports of
+# outgoing connections (see the top of this file).
+reserve_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports
+  local ports="$PG_PORT,$MONGO_PORT,$MONGO_TLS_PORT,$REDIS_PORT,$REDIS_TLS_PORT,$AMQP_PORT,$AMQPS_PORT,$RABBIT_DIST_PORT,$EPMD_PORT"
+  local current
+  current="$(cat "$file" 2>/dev/null)" || current=""
+  if ! { [[ -w $file ]] && echo "${current:+$current,}$ports" >"$file"; } 2>/dev/null; then
+    log "warning: cannot reserve ports $ports in $file; a stopped service may find its port taken by a client connection"
+  fi
+}
+
 [[ $(id -u) == 0 ]] || die "run as root (it installs packages and runs postgres as its own user)"
 mkdir -p "$STATE"
 chmod 755 "$STATE"
 
 case "${1:-}" in
   up)
+    reserve_ports
     apt_install redis-server rabbitmq-server python3-venv openssl
     tls_up
     pg_up
@@ -422,6 +442,7 @@ case "${1:-}" in
     ;;
   status) status ;;
   stop|start)
+    reserve_ports
     if [[ $1 == start ]]; then tls_up; fi
     case "${2:-}" in
       postgres) if [[ $1 == stop ]]; then pg_down; else pg_up; fi ;;

@@ -62,6 +62,33 @@ fn embedded_kill_9_mid_load_loses_nothing() {
     assert!(acknowledged > 0, "nothing was acknowledged: {text}");
 }
 
+/// Runs `load.py check` against `url` on a log of `lines` with `args`;
+/// returns its exit status, standard output and standard error.
+fn check(url: &str, lines: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("acks.jsonl");
+    std::fs::write(&log, lines).expect("write the log");
+    let mut command = Command::new("python3");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STRATA_") {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .arg("scripts/chaos/load.py")
+        .args(["check", "--urls", url, "--prefix", "x", "--log"])
+        .arg(&log)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run load.py check");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn the_check_counts_a_lost_write() {
     let stack = common::serve::Stack::embedded();
@@ -74,34 +101,13 @@ async fn the_check_counts_a_lost_write() {
         )
         .await;
     assert_eq!(answer.status, 201, "{:?}", answer.body);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("acks.jsonl");
-    std::fs::write(
-        &log,
+    let (status, stdout, _) = check(
+        &format!("http://{}", server.address),
         "{\"kind\": \"day\", \"day\": \"2026-01-01\"}\n\
          {\"kind\": \"run\", \"id\": \"chaos-never-sent\", \"ack\": true, \"status\": 201}\n",
-    )
-    .expect("write the log");
-    let output = Command::new("python3")
-        .arg("scripts/chaos/load.py")
-        .args([
-            "check",
-            "--kinds",
-            "runs",
-            "--deadline",
-            "5",
-            "--prefix",
-            "x",
-        ])
-        .arg("--urls")
-        .arg(format!("http://{}", server.address))
-        .arg("--log")
-        .arg(&log)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run load.py check");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+        &["--kinds", "runs", "--deadline", "5"],
+    );
+    assert_eq!(status, Some(1), "{stdout}");
     assert!(
         stdout.contains("acknowledged 1, lost 1, duplicated 0, orphaned 0"),
         "{stdout}"
@@ -124,45 +130,24 @@ async fn the_check_counts_a_lost_signup() {
                             "name": "Chaos", "city": "berlin"});
             let answer = server.call("POST", "/v1/users", Some(&signup)).await;
             assert_eq!(answer.status, 202, "{:?}", answer.body);
-            let dir = tempfile::tempdir().expect("temp dir");
-            let log = dir.path().join("acks.jsonl");
-            std::fs::write(
-                &log,
+            let strata = stack.command_line(&env);
+            let (status, stdout, stderr) = check(
+                &format!("http://{}", server.address),
                 "{\"kind\": \"day\", \"day\": \"2026-01-01\"}\n\
-             {\"kind\": \"signup\", \"id\": \"x-user-0\", \"ack\": true, \"status\": 202}\n\
-             {\"kind\": \"signup\", \"id\": \"x-user-1\", \"ack\": true, \"status\": 202}\n",
-            )
-            .expect("write the log");
-            let mut check = Command::new("python3");
-            for (key, _) in std::env::vars() {
-                if key.starts_with("STRATA_") {
-                    check.env_remove(key);
-                }
-            }
-            let output = check
-                .arg("scripts/chaos/load.py")
-                .args([
-                    "check",
+                 {\"kind\": \"signup\", \"id\": \"x-user-0\", \"ack\": true, \"status\": 202}\n\
+                 {\"kind\": \"signup\", \"id\": \"x-user-1\", \"ack\": true, \"status\": 202}\n",
+                &[
                     "--kinds",
                     "tasks",
                     "--deadline",
                     "15",
-                    "--prefix",
-                    "x",
-                ])
-                .arg("--urls")
-                .arg(format!("http://{}", server.address))
-                .arg("--log")
-                .arg(&log)
-                .arg("--strata")
-                .arg(stack.command_line(&env))
-                .args(["--pipelines-prefix", &prefix])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .expect("run load.py check");
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+                    "--strata",
+                    &strata,
+                    "--pipelines-prefix",
+                    &prefix,
+                ],
+            );
+            assert_eq!(status, Some(1), "{stdout}{stderr}");
             assert!(
                 stdout.contains("signups 2/2 acknowledged (1 onboarded, 0 dead-lettered)"),
                 "{stdout}{stderr}"
