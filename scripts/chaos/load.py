@@ -24,11 +24,13 @@ done).
   first prediction task (queue `predictions`), which stores its scores.
 
 `check` waits for the system to settle (no open saga, the counters caught
-up, the read model complete, every signup onboarded or dead-lettered, the
-task queues empty), within --deadline seconds, then checks every
-acknowledged write and prints
+up, the read model complete, every signup ended: onboarded with its first
+prediction made or dead-lettered, or itself dead-lettered), within
+--deadline seconds, then checks every acknowledged write and prints
 `acknowledged N, lost N, duplicated N, orphaned N`; exit status 1 when any
-of the last three is not 0.
+of the last three is not 0. For tasks it reads the stores themselves with
+the inspection commands of the `strata` command line given by --strata
+(`sql`, `docs find`, `kv keys`), and the dead letters by message id.
 """
 
 import argparse
