@@ -2,12 +2,25 @@
 # Fuzzes the HTTP API from its own OpenAPI document with schemathesis (v4):
 # seeds a fresh embedded data dir, serves it on a free port, runs every
 # check (scripts/schemathesis.toml says which are tuned and why), stops the
-# server. Needs `schemathesis` on PATH (`pip install schemathesis`) and a
-# built strata (STRATA_BIN, default target/debug/strata).
+# server. Uses `schemathesis` on PATH, or else installs schemathesis 4 from
+# PyPI, once, into a venv of its own ($STRATA_FUZZ_VENV, default
+# ~/.cache/strata/schemathesis); needs python3 with venv, and a built strata
+# (STRATA_BIN, default target/debug/strata).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 strata=${STRATA_BIN:-${CARGO_TARGET_DIR:-$here/../target}/debug/strata}
+
+schemathesis=$(command -v schemathesis || true)
+if [[ -z $schemathesis ]]; then
+    venv=${STRATA_FUZZ_VENV:-$HOME/.cache/strata/schemathesis}
+    if [[ ! -x $venv/bin/schemathesis ]]; then
+        echo "api-fuzz: installing schemathesis 4 into $venv" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check 'schemathesis>=4,<5'
+    fi
+    schemathesis=$venv/bin/schemathesis
+fi
 data=$(mktemp -d)
 log=$data/serve.log
 server=
@@ -32,5 +45,5 @@ for _ in $(seq 1 100); do
 done
 [[ -n $address ]] || { cat "$log"; echo "strata serve did not start" >&2; exit 1; }
 
-schemathesis --config-file "$here/schemathesis.toml" run "http://$address/openapi.json" \
+"$schemathesis" --config-file "$here/schemathesis.toml" run "http://$address/openapi.json" \
     --checks all --exclude-checks ensure_resource_availability --seed "${SEED:-1}" "$@"
