@@ -378,6 +378,57 @@ fn bench_measures_writes_compares_and_reports_on_the_embedded_profile() {
     );
 }
 
+/// With `--url`, the HTTP workloads are measured on that server, whose
+/// engines are its own: the report names it, not the bench's profile.
+#[tokio::test]
+async fn bench_against_a_url_names_that_server_as_the_engine() {
+    let stack = common::serve::Stack::embedded();
+    let server = stack.serve(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("run.json");
+    let url = format!("http://{}", server.address);
+    let out = strata(
+        tmp.path(),
+        &[
+            "bench",
+            "--quick",
+            "--seconds",
+            "0.2",
+            "--rounds",
+            "1",
+            "--concurrency",
+            "1",
+            "--only",
+            "http.features",
+            "--sweep",
+            "none",
+            "--url",
+            &url,
+            "--json-file",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let run = read_json(&json);
+    let profile = &run["profiles"][0];
+    let workload = profile["workloads"]
+        .as_array()
+        .expect("workloads")
+        .iter()
+        .find(|w| w["id"] == "http.features")
+        .unwrap_or_else(|| panic!("no http.features: {profile}"));
+    assert_eq!(
+        workload["engine"],
+        format!("strata serve at {}", server.address)
+    );
+    let targets = profile["engines"]["targets"].to_string();
+    assert!(
+        targets.contains(&format!("the strata serve at {url}, on its own engines")),
+        "{targets}"
+    );
+    stack.cleanup().await;
+}
+
 #[test]
 fn bench_refuses_bad_input_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();

@@ -734,8 +734,9 @@ fn predict_check(model: &str, tally: Arc<PredictionTally>) -> Check {
 }
 
 /// The HTTP workloads over `fixture` on the server at `address`:
-/// `http.features`, `http.features_batch` and `http.predict`.
-pub fn subjects(address: &str, fixture: &Fixture) -> Vec<Subject> {
+/// `http.features`, `http.features_batch` and `http.predict`, reported as
+/// measured on `engine`.
+pub fn subjects(address: &str, fixture: &Fixture, engine: &str) -> Vec<Subject> {
     let entities = Arc::new(fixture.entities.clone());
     let view = fixture.view.clone();
     let n = entities.len().max(1) as u64;
@@ -744,7 +745,7 @@ pub fn subjects(address: &str, fixture: &Fixture) -> Vec<Subject> {
             id: id.to_owned(),
             title,
             store: Store::Http,
-            engine: "strata serve".to_owned(),
+            engine: engine.to_owned(),
             items: u32::try_from(items).unwrap_or(u32::MAX),
             workload: Arc::new(HttpWorkload {
                 address: address.to_owned(),

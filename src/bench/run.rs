@@ -269,6 +269,11 @@ async fn measure_profile(
     {
         match http_subjects(options, sources, sandbox).await {
             Ok((found, started)) => {
+                if let Some(url) = &options.url {
+                    engines.targets.push(format!(
+                        "http: the strata serve at {url}, on its own engines, not this profile's"
+                    ));
+                }
                 subjects.extend(found);
                 server = started;
             }
@@ -463,7 +468,13 @@ async fn http_subjects(
         }
     };
     let fixture = super::http::prepare(&address, 1_000).await?;
-    Ok((super::http::subjects(&address, &fixture), server))
+    // A server named by --url runs on engines of its own, which the
+    // profile's label and targets do not describe.
+    let engine = match &options.url {
+        Some(_) => format!("strata serve at {address}"),
+        None => "strata serve".to_owned(),
+    };
+    Ok((super::http::subjects(&address, &fixture, &engine), server))
 }
 
 async fn baselines(
