@@ -150,6 +150,10 @@ pg_up() {
   if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'strata'")" != 1 ]]; then
     "${psql[@]}" -c "CREATE ROLE strata LOGIN CREATEDB PASSWORD '$PASSWORD'"
   fi
+  # DROP DATABASE ... WITH (FORCE), as the tests and the bench sandbox use,
+  # must terminate every session in the database, an autovacuum worker
+  # included, which a role needs pg_signal_backend for.
+  "${psql[@]}" -c "SET client_min_messages = warning" -c "GRANT pg_signal_backend TO strata"
   if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'strata'")" != 1 ]]; then
     "${psql[@]}" -c "CREATE DATABASE strata OWNER strata"
   fi

@@ -195,9 +195,18 @@ async fn drop_database(admin: &Config, name: &str) {
     use sea_orm::ConnectionTrait;
 
     let db = admin_connection(admin).await;
-    db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .expect("drop test database");
+    let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    // FORCE must terminate every other session in the database, and an
+    // autovacuum worker there is one a role without pg_signal_backend may
+    // not terminate (scripts/services.sh grants it; a server set up
+    // otherwise may not have). The worker ends soon on its own: the drop is
+    // tried again for a few seconds before the failure is reported.
+    let mut attempts = 1;
+    while let Err(e) = db.execute_unprepared(&statement).await {
+        assert!(attempts < 20, "drop test database {name}: {e}");
+        attempts += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 async fn admin_connection(admin: &Config) -> sea_orm::DatabaseConnection {
