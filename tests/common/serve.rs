@@ -275,7 +275,7 @@ impl Stack {
         let lines = Arc::clone(&log);
         // Reads the server's stderr to its end, so the pipe never fills
         // and the log is there for failure messages.
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut listening = Some(listening);
             let mut reader = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
@@ -308,6 +308,7 @@ impl Stack {
             pid,
             address,
             log,
+            reader: Some(reader),
         }
     }
 
@@ -368,6 +369,8 @@ pub struct Server {
     /// `HOST:PORT` it listens on.
     pub address: String,
     log: Arc<Mutex<String>>,
+    /// The task reading its stderr into `log`; it ends at the pipe's end.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -399,15 +402,23 @@ impl Server {
         self.exited(START_LIMIT).await
     }
 
-    /// Waits for the process to end by itself, at most `limit`.
+    /// Waits for the process to end by itself, at most `limit`; then its
+    /// log holds everything it wrote (its last lines may still be in the
+    /// pipe when the process is gone).
     pub async fn exited(&mut self, limit: Duration) -> ExitStatus {
-        match tokio::time::timeout(limit, self.child.wait()).await {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status.expect("wait for strata serve"),
             Err(_) => panic!(
                 "strata serve still runs after {limit:?}; log:\n{}",
                 self.log()
             ),
+        };
+        if let Some(reader) = self.reader.take() {
+            // The pipe ends with the process, unless a child of its own
+            // still holds it: then the log is what came so far.
+            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
         }
+        status
     }
 
     /// Stops it as an operator would (SIGTERM) and checks it exits 0.
