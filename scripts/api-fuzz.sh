@@ -32,10 +32,14 @@ trap cleanup EXIT
 trap "exit 130" INT TERM
 
 # Only this script's settings: no STRATA_* from the caller's environment.
-run() { env $(env | sed -n 's/^\(STRATA_[^=]*\)=.*/-u \1/p') "$strata" --data-dir "$data/data" "$@"; }
+unset_strata=$(env | sed -n 's/^\(STRATA_[^=]*\)=.*/-u \1/p')
+run() { env $unset_strata "$strata" --data-dir "$data/data" "$@"; }
 
 run seed --runs 200 >/dev/null
-run serve --listen 127.0.0.1:0 2>"$log" &
+# A simple command, not the function: $! is then strata itself (env execs
+# it), which the clean-up stops; a function in the background would be a
+# subshell, and strata would outlive it.
+env $unset_strata "$strata" --data-dir "$data/data" serve --listen 127.0.0.1:0 2>"$log" &
 server=$!
 address=
 for _ in $(seq 1 100); do
