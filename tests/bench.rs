@@ -156,9 +156,15 @@ async fn the_dispatcher_keeps_its_rate_while_the_system_stalls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_finds_the_knee_of_a_rate_limited_fake() {
     // Serves at most `capacity` requests a second, one after another
-    // (`next_free` is when it can take the next), each taking 1/capacity.
+    // (`next_free` is when it can take the next), each taking 1/capacity,
+    // then answers `floor` later (a pipeline: the floor does not hold the
+    // server). The floor is well above a shared machine's scheduling
+    // noise, so that a stall of a few tens of milliseconds does not pass
+    // for the knee (p99 over 3 × the floor's); past the capacity the queue
+    // grows by hundreds of milliseconds a second.
     let capacity = 400.0;
     let service = Duration::from_secs_f64(1.0 / capacity);
+    let floor = Duration::from_millis(25);
     let next_free = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let workload = from_fn(move |_seq| {
         let next_free = Arc::clone(&next_free);
@@ -167,7 +173,7 @@ async fn a_sweep_finds_the_knee_of_a_rate_limited_fake() {
                 let mut free = next_free.lock().unwrap();
                 let start = (*free).max(tokio::time::Instant::now());
                 *free = start + service;
-                *free
+                *free + floor
             };
             tokio::time::sleep_until(done).await;
             Ok(())
@@ -197,8 +203,9 @@ async fn a_sweep_finds_the_knee_of_a_rate_limited_fake() {
     // throughput stops following the offered rate.
     for step in &steps[..knee] {
         assert!(step.achieved > 0.9 * step.offered, "{step:?}");
-        // 2.5 ms of service plus timer and scheduling noise of a shared
-        // machine; past the knee it is hundreds of milliseconds.
+        // 25 ms of floor and 2.5 ms of service, plus timer and scheduling
+        // noise of a shared machine; past the knee it is hundreds of
+        // milliseconds.
         assert!(step.p99_us < 100_000.0, "{step:?}");
     }
     assert!(steps[knee].achieved < 0.8 * 600.0, "{:?}", steps[knee]);
