@@ -529,39 +529,65 @@ async fn a_stalled_driver_taken_over_by_its_own_process_stops(
     assert_eq!(stored(&engines, "stalled").await, (false, false));
 }
 
+/// With the key-value engine down, the sweep for late writes still removes
+/// the late config document, and says it failed; the counter field goes
+/// with the next sweep.
+async fn the_late_write_sweep_goes_on_with_the_kv_engine_down(
+    platform: Platform,
+    engines: Engines,
+) {
+    undone_with_late_writes(&platform, &engines, "late").await;
+    assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 1);
+    let switch = SwitchableKv::new(Arc::clone(&engines.kv));
+    let kv_down = open_platform(&with_kv(&engines, switch.clone()), settings()).await;
+    switch.set_down(true);
+    let err = kv_down.sagas().remove_late_writes().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let docs = engines.documents.as_ref();
+    assert!(configs::config_of(docs, "late").await.unwrap().is_none());
+    assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 1);
+
+    assert_eq!(platform.sagas().remove_late_writes().await.unwrap(), 1);
+    assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 0);
+}
+
 /// A config write whose answer was lost, applied by the server only after
 /// the registration was undone, is removed by the sweep for late writes,
 /// within its window only, and no other registration's document is; so is
 /// a counter field set late.
-async fn a_config_write_landing_after_the_undo_is_removed(platform: Platform, engines: Engines) {
-    register(&platform, "kept").await;
+/// A registration of `model_id` undone because its config write timed
+/// out, whose write then lands, and whose counter field is set after the
+/// undo too (a driver that lost its lease mid-HSET).
+async fn undone_with_late_writes(platform: &Platform, engines: &Engines, model_id: &str) {
     let late = FailingDocs::holding(Arc::clone(&engines.documents), &[configs::MODEL_CONFIGS]);
-    let held = open_platform(&with_docs(&engines, late.clone()), settings()).await;
+    let held = open_platform(&with_docs(engines, late.clone()), settings()).await;
     let err = held
         .sagas()
-        .register_run(request("late", "pytorch"), None)
+        .register_run(request(model_id, "pytorch"), None)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert_eq!(
-        saga_of(&platform, "late").await.state,
-        SagaState::Compensated
-    );
+    let undone = saga_of(platform, model_id).await;
+    assert_eq!(undone.state, SagaState::Compensated);
     let docs = engines.documents.as_ref();
-    assert!(configs::config_of(docs, "late").await.unwrap().is_none());
+    assert!(configs::config_of(docs, model_id).await.unwrap().is_none());
 
     assert_eq!(late.land().await, 1, "the held write lands");
-    assert!(configs::config_of(docs, "late").await.unwrap().is_some());
-    // So may its counter field (a driver that lost its lease mid-HSET).
-    let undone = saga_of(&platform, "late").await;
+    assert!(configs::config_of(docs, model_id).await.unwrap().is_some());
     engines
         .kv
         .hset(
             &register::registrations_key("pytorch"),
-            vec![(undone.id.clone(), "late".into())],
+            vec![(undone.id, "late".into())],
         )
         .await
         .unwrap();
+}
+
+async fn a_config_write_landing_after_the_undo_is_removed(platform: Platform, engines: Engines) {
+    register(&platform, "kept").await;
+    undone_with_late_writes(&platform, &engines, "late").await;
+    let docs = engines.documents.as_ref();
     assert_eq!(platform.models().registrations("pytorch").await.unwrap(), 2);
     // Read (and so cached) before the sweep, which must drop it.
     assert!(platform.configs().get("late").await.is_ok());
@@ -883,6 +909,7 @@ macro_rules! all_cases {
             an_identical_retry_answers_with_the_first_registration,
             a_failure_at_each_step_leaves_no_orphan,
             a_config_write_landing_after_the_undo_is_removed,
+            the_late_write_sweep_goes_on_with_the_kv_engine_down,
             a_stalled_driver_taken_over_by_its_own_process_stops,
             a_failure_a_retry_can_help_is_retried,
             a_compensation_that_fails_once_is_retried,

@@ -459,20 +459,8 @@ pub(super) async fn remove_late_writes(sagas: &Sagas, window: std::time::Duratio
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut counted = 0;
-    for (framework, sagas_undone) in &fields {
-        counted += sagas
-            .inner
-            .kv
-            .hdel(&registrations_key(framework), sagas_undone)
-            .await?;
-    }
-    if counted > 0 {
-        tracing::warn!(
-            counted,
-            "removed registration counts set after their registration was undone"
-        );
-    }
+    // The two engines are swept independently: one that is down does not
+    // keep the other's late writes in place; its error is reported after.
     let removed = sagas
         .inner
         .docs
@@ -481,7 +469,27 @@ pub(super) async fn remove_late_writes(sagas: &Sagas, window: std::time::Duratio
             bson::doc! {"_id": {"$in": ids}},
             true,
         )
-        .await?;
+        .await;
+    let mut counted = 0;
+    let mut kv_failed = None;
+    for (framework, sagas_undone) in &fields {
+        match sagas
+            .inner
+            .kv
+            .hdel(&registrations_key(framework), sagas_undone)
+            .await
+        {
+            Ok(n) => counted += n,
+            Err(e) => kv_failed = kv_failed.or(Some(e)),
+        }
+    }
+    if counted > 0 {
+        tracing::warn!(
+            counted,
+            "removed registration counts set after their registration was undone"
+        );
+    }
+    let removed = removed?;
     if removed > 0 {
         tracing::warn!(
             removed,
@@ -492,7 +500,10 @@ pub(super) async fn remove_late_writes(sagas: &Sagas, window: std::time::Duratio
             sagas.inner.rows.model_changed(subject).await;
         }
     }
-    Ok(removed + counted)
+    match kv_failed {
+        Some(e) => Err(e),
+        None => Ok(removed + counted),
+    }
 }
 
 /// The `_id` of the config document an undone registration may have
